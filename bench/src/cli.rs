@@ -1,0 +1,107 @@
+//! Command-line surface of the `bench` binary.
+//!
+//! Kept in the library so the flag set (and its defaults) is one type that
+//! both `main` and tests can construct.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::r#gen::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "Workload generator and benchmark harness for pdns-sensor"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a deterministic pcap of recursive-resolver DNS traffic.
+    Gen(GenArgs),
+    /// Run benchmark scenarios against a sensor binary and record results.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Output pcap file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Exact number of packets to write.
+    #[arg(long)]
+    pub packets: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Distinct query names (popularity is Zipf over these).
+    #[arg(long, default_value_t = 10_000)]
+    pub names: u64,
+    /// Zipf exponent of name popularity (0 = uniform).
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf: f64,
+    /// Share of responses that are NXDOMAIN.
+    #[arg(long, default_value_t = 0.05)]
+    pub nxdomain: f64,
+    /// Share of exchanges carried over TCP.
+    #[arg(long, default_value_t = 0.0)]
+    pub tcp_share: f64,
+    /// Share of clients that use IPv6.
+    #[arg(long, default_value_t = 0.2)]
+    pub ipv6_share: f64,
+    /// Distinct client address/port pairs.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: u64,
+    /// Share of responses that are large (≥ 3000 bytes, IPv4-fragmented).
+    #[arg(long, default_value_t = 0.01)]
+    pub large_share: f64,
+    /// Every query is a fresh random subdomain of a victim zone, NXDOMAIN.
+    #[arg(long)]
+    pub water_torture: bool,
+    /// Timestamp of the first packet, seconds since the epoch.
+    #[arg(long, default_value_t = 1_700_000_000)]
+    pub start_time: u64,
+    /// Also write parameters and ground-truth counts as JSON here.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+}
+
+impl GenArgs {
+    pub fn config(&self) -> Config {
+        Config {
+            packets: self.packets,
+            seed: self.seed,
+            names: self.names,
+            zipf: self.zipf,
+            nxdomain: self.nxdomain,
+            tcp_share: self.tcp_share,
+            ipv6_share: self.ipv6_share,
+            clients: self.clients,
+            large_share: self.large_share,
+            water_torture: self.water_torture,
+            start_time: self.start_time,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Path to the pdns-sensor binary under test.
+    #[arg(long)]
+    pub sensor: PathBuf,
+    /// Small workloads only (finishes in well under a minute).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where dated results, latest.json and latest.md are written.
+    #[arg(long, default_value = "bench/results")]
+    pub results_dir: PathBuf,
+    /// Scenarios to run (repeatable); default: all.
+    #[arg(long)]
+    pub scenario: Vec<String>,
+    /// Cache of generated workloads, keyed by parameters.
+    #[arg(long, default_value = "target/bench-cache")]
+    pub cache_dir: PathBuf,
+}

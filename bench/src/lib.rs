@@ -1,0 +1,15 @@
+//! Benchmarks for `pdns-sensor`: a deterministic DNS workload generator
+//! ([`r#gen`]) and a harness that runs the sensor over those workloads and
+//! records the figures ([`scenario`], [`report`]).
+
+pub mod baseline;
+pub mod child;
+pub mod cli;
+pub mod r#gen;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod sensor;
+pub mod sysinfo;
+pub mod table;
+pub mod workload;

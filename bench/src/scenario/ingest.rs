@@ -1,0 +1,266 @@
+//! Ingest scenario: how fast the sensor turns a pcap into a compacted store,
+//! and at what memory and disk cost, across name cardinalities.
+//!
+//! For each workload it records a raw-read baseline (the machine's ceiling
+//! for just reading the file) and one sensor run per thread setting, each
+//! into a fresh database, so figures can be read as a fraction of the
+//! ceiling and compared across cardinality and parallelism.
+
+use std::fs;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::{Ctx, Outcome, Scenario};
+use crate::baseline::{RawRead, raw_read};
+use crate::child::{dir_bytes, run_measured};
+use crate::r#gen::Config;
+use crate::report::{Entry, SENSOR};
+use crate::sensor::{Stats, ingest_command};
+use crate::table::{Table, num};
+use crate::workload::{Prepared, Workload, prepare};
+
+pub const NAME: &str = "ingest";
+/// System name of the raw-read baseline entries.
+pub const RAW_READ: &str = "raw-read";
+
+/// The ingest scenario; `workloads`/`threads` override the defaults (tests).
+#[derive(Clone, Debug, Default)]
+pub struct Ingest {
+    pub workloads: Option<Vec<Workload>>,
+    /// Thread settings passed as `--threads` (0 = all cores).
+    pub threads: Option<Vec<u32>>,
+}
+
+/// The default sweep over name cardinality.
+pub fn default_workloads(quick: bool) -> Vec<Workload> {
+    let at = |label: &str, packets: u64, names: u64| {
+        Workload::new(
+            label,
+            Config {
+                packets,
+                names,
+                ..Config::default()
+            },
+        )
+    };
+    if quick {
+        return vec![
+            at("1k-names", 100_000, 1_000),
+            at("10k-names", 100_000, 10_000),
+        ];
+    }
+    let mut w = vec![
+        at("1k-names", 2_000_000, 1_000),
+        at("10k-names", 2_000_000, 10_000),
+        at("100k-names", 2_000_000, 100_000),
+        at("1M-names", 2_000_000, 1_000_000),
+    ];
+    let mut wt = at("water-torture", 2_000_000, 10_000);
+    wt.cfg.water_torture = true;
+    w.push(wt);
+    w
+}
+
+impl Scenario for Ingest {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn title(&self) -> &'static str {
+        "Ingest (pcap → compacted store)"
+    }
+
+    fn run(&self, ctx: &Ctx) -> Result<Outcome> {
+        let workloads = self
+            .workloads
+            .clone()
+            .unwrap_or_else(|| default_workloads(ctx.quick));
+        let threads = self.threads.clone().unwrap_or_else(|| vec![1, 0]);
+        let mut out = Outcome {
+            entries: Vec::new(),
+            table: Table::new(&[
+                "workload",
+                "system",
+                "threads",
+                "packets",
+                "wall s",
+                "pkt/s",
+                "pkt/s wall",
+                "obs/s",
+                "B/record",
+                "RSS MiB",
+                "vs raw",
+            ]),
+        };
+        for w in &workloads {
+            let p = prepare(&ctx.cache_dir, w)?;
+            let raw = raw_read(&p.pcap)?;
+            let base = raw_entry(&p, &raw);
+            table_row(&mut out.table, &base);
+            out.entries.push(base);
+            for &t in &threads {
+                eprintln!("ingest {} --threads {t}", w.label);
+                let e = sensor_run(ctx, &p, t, &raw)?;
+                table_row(&mut out.table, &e);
+                out.entries.push(e);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn workload_fields(e: &mut Entry, p: &Prepared) {
+    let c = &p.workload.cfg;
+    e.set_workload("label", p.workload.label.as_str());
+    e.set_workload("packets", c.packets);
+    e.set_workload("names", c.names);
+    e.set_workload("zipf", c.zipf);
+    e.set_workload("nxdomain", c.nxdomain);
+    e.set_workload("tcp_share", c.tcp_share);
+    e.set_workload("ipv6_share", c.ipv6_share);
+    e.set_workload("clients", c.clients);
+    e.set_workload("large_share", c.large_share);
+    e.set_workload("water_torture", c.water_torture);
+    e.set_workload("seed", c.seed);
+    e.set_workload("pcap_bytes", p.summary.bytes);
+    e.set_workload("expected_answer_records", p.summary.counts.answer_records);
+    e.set_workload("expected_nxdomain_pairs", p.summary.counts.nxdomain_pairs);
+}
+
+fn raw_entry(p: &Prepared, raw: &RawRead) -> Entry {
+    let mut e = Entry::new(NAME, RAW_READ);
+    workload_fields(&mut e, p);
+    let secs = raw.elapsed.as_secs_f64();
+    e.set_figure("packets", Some(raw.packets as f64));
+    e.set_figure("wall_secs", Some(secs));
+    e.set_figure("packets_per_sec", Some(raw.packets_per_sec()));
+    e.set_figure("packets_per_sec_wall", Some(raw.packets_per_sec()));
+    e.set_figure("payload_bytes", Some(raw.payload_bytes as f64));
+    e.set_figure(
+        "mib_per_sec",
+        Some(p.summary.bytes as f64 / 1_048_576.0 / secs.max(1e-9)),
+    );
+    e
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// One sensor `ingest` run into a fresh database.
+fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<Entry> {
+    let tmp = tempfile::Builder::new().prefix("pdns-bench-").tempdir()?;
+    let db = tmp.path().join("db");
+    fs::create_dir(&db)?;
+    let stats_path = tmp.path().join("stats.json");
+    let cmd = ingest_command(&ctx.sensor, &db, threads, &stats_path, &p.pcap);
+    let m = run_measured(cmd, tmp.path())?;
+    let stats = Stats::read(&stats_path);
+
+    let mut e = Entry::new(NAME, SENSOR);
+    workload_fields(&mut e, p);
+    e.set_workload("threads", threads);
+    if !m.success() {
+        e.notes.push(format!("failed: {}", m.describe_failure()));
+    }
+    if let Some(problem) = &stats.problem {
+        e.notes.push(problem.clone());
+    } else if !stats.missing().is_empty() {
+        e.notes
+            .push(format!("stats.json lacks: {}", stats.missing().join(", ")));
+    }
+
+    let wall = m.wall.as_secs_f64();
+    let elapsed = stats.get("elapsed_secs").filter(|s| *s > 0.0);
+    let packets = stats.get("packets");
+    let observations = stats.get("observations");
+    let db_dir = dir_bytes(&db) as f64;
+    let db_bytes = stats.get("db_bytes");
+    let db_records = stats.get("db_records");
+    let pps_wall = ratio(
+        Some(packets.unwrap_or(p.summary.packets as f64)),
+        Some(wall),
+    );
+    let pps = ratio(packets, elapsed);
+
+    e.set_figure("wall_secs", Some(wall));
+    e.set_figure("elapsed_secs", elapsed);
+    e.set_figure("packets", packets);
+    e.set_figure("dns_responses", stats.get("dns_responses"));
+    e.set_figure("observations", observations);
+    e.set_figure("db_bytes", db_bytes);
+    e.set_figure("db_records", db_records);
+    e.set_figure("db_dir_bytes", Some(db_dir));
+    e.set_figure("packets_per_sec", pps);
+    e.set_figure("packets_per_sec_wall", pps_wall);
+    e.set_figure("observations_per_sec", ratio(observations, elapsed));
+    e.set_figure(
+        "bytes_per_record",
+        ratio(db_bytes.or(Some(db_dir)), db_records),
+    );
+    e.set_figure("peak_rss_mib", Some(m.max_rss_kib as f64 / 1024.0));
+    e.set_figure("cpu_user_secs", Some(m.user_secs));
+    e.set_figure("cpu_sys_secs", Some(m.sys_secs));
+    e.set_figure(
+        "cpu_utilisation",
+        ratio(Some(m.user_secs + m.sys_secs), Some(wall)),
+    );
+    for (k, v) in stats.extra() {
+        e.set_figure(&format!("sensor.{k}"), Some(*v));
+    }
+
+    let raw_pps = Some(raw.packets_per_sec());
+    e.ratios.extend(
+        [
+            ("packets_per_sec_vs_raw_read", ratio(pps, raw_pps)),
+            ("packets_per_sec_wall_vs_raw_read", ratio(pps_wall, raw_pps)),
+            (
+                "packets_seen_vs_written",
+                ratio(packets, Some(p.summary.packets as f64)),
+            ),
+            (
+                "db_records_vs_expected",
+                ratio(
+                    db_records,
+                    Some(
+                        (p.summary.counts.answer_records + p.summary.counts.nxdomain_pairs) as f64,
+                    ),
+                ),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.filter(|v| v.is_finite()).map(|v| (k.to_string(), v))),
+    );
+    Ok(e)
+}
+
+fn table_row(t: &mut Table, e: &Entry) {
+    let threads = match e.workload.get("threads").and_then(Value::as_u64) {
+        None => "-".to_string(),
+        Some(0) => "all".to_string(),
+        Some(n) => n.to_string(),
+    };
+    let f = |k: &str| e.figure(k);
+    let system = if e.failed() {
+        format!("{} (FAILED)", e.system)
+    } else {
+        e.system.clone()
+    };
+    t.row(vec![
+        e.label().to_string(),
+        system,
+        threads,
+        num(f("packets"), 0),
+        num(f("wall_secs"), 3),
+        num(f("packets_per_sec"), 0),
+        num(f("packets_per_sec_wall"), 0),
+        num(f("observations_per_sec"), 0),
+        num(f("bytes_per_record"), 1),
+        num(f("peak_rss_mib"), 1),
+        num(e.ratios.get("packets_per_sec_wall_vs_raw_read").copied(), 3),
+    ]);
+}

@@ -1,0 +1,95 @@
+//! Benchmark scenarios and the `bench run` driver.
+//!
+//! Each scenario (ingest today; live capture, queries and peer systems
+//! later) is a module implementing [`Scenario`]: it turns a [`Ctx`] into
+//! report entries plus a summary table. The driver only selects scenarios,
+//! prints their tables and writes the combined [`Report`], so adding one is
+//! a new module and a line in [`registry`].
+
+pub mod ingest;
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::cli::RunArgs;
+use crate::report::{Entry, Report};
+use crate::sysinfo::Machine;
+use crate::table::Table;
+
+/// What every scenario gets to work with.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub sensor: PathBuf,
+    pub quick: bool,
+    pub cache_dir: PathBuf,
+}
+
+/// What a scenario produces.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub entries: Vec<Entry>,
+    pub table: Table,
+}
+
+pub trait Scenario {
+    /// Name used on the command line, in entries and in result file names.
+    fn name(&self) -> &'static str;
+    /// Heading of the scenario's table.
+    fn title(&self) -> &'static str;
+    fn run(&self, ctx: &Ctx) -> Result<Outcome>;
+}
+
+/// Every known scenario, in run order.
+pub fn registry() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(ingest::Ingest::default())]
+}
+
+/// Runs `scenarios` and writes the report into `results_dir`; returns it.
+pub fn run_scenarios(
+    scenarios: &[Box<dyn Scenario>],
+    ctx: &Ctx,
+    results_dir: &std::path::Path,
+) -> Result<Report> {
+    let mut report = Report::new(Machine::probe());
+    let mut tables = Vec::new();
+    for s in scenarios {
+        eprintln!("scenario {}", s.name());
+        let out = s.run(ctx)?;
+        println!("\n{}\n\n{}", s.title(), out.table.text());
+        tables.push((s.title().to_string(), out.table));
+        report.extend(out.entries);
+    }
+    for p in report.write(results_dir, &tables)? {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(report)
+}
+
+/// `bench run`.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let mut chosen = registry();
+    if !args.scenario.is_empty() {
+        let known: Vec<&str> = chosen.iter().map(|s| s.name()).collect();
+        for want in &args.scenario {
+            if !known.contains(&want.as_str()) {
+                bail!("unknown scenario {want:?}; known: {}", known.join(", "));
+            }
+        }
+        chosen.retain(|s| args.scenario.iter().any(|w| w == s.name()));
+    }
+    let ctx = Ctx {
+        sensor: args.sensor.clone(),
+        quick: args.quick,
+        cache_dir: args.cache_dir.clone(),
+    };
+    let report = run_scenarios(&chosen, &ctx, &args.results_dir)?;
+    let failed = report.entries.iter().filter(|e| e.failed()).count();
+    if failed > 0 {
+        bail!(
+            "{failed} run(s) failed; see the notes in {}",
+            args.results_dir.join("latest.md").display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! How the harness talks to the sensor binary: the `ingest` command line
+//! and the `--stats-json` file it writes.
+//!
+//! The sensor is developed alongside this harness, so every stats key is
+//! optional: a missing key becomes a missing figure and a note, never an
+//! error. Unknown numeric keys are kept too, so new sensor counters show up
+//! in results without a harness change.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Keys the harness derives its figures from.
+pub const KNOWN_KEYS: [&str; 6] = [
+    "packets",
+    "dns_responses",
+    "observations",
+    "elapsed_secs",
+    "db_bytes",
+    "db_records",
+];
+
+/// `pdns-sensor ingest --db DB --threads T --compact --stats-json STATS PCAP`.
+pub fn ingest_command(
+    sensor: &Path,
+    db: &Path,
+    threads: u32,
+    stats: &Path,
+    pcap: &Path,
+) -> Command {
+    let mut c = Command::new(sensor);
+    c.arg("ingest")
+        .arg("--db")
+        .arg(db)
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--compact")
+        .arg("--stats-json")
+        .arg(stats)
+        .arg(pcap);
+    c
+}
+
+/// The sensor's stats file, leniently parsed.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Every top-level numeric value, by key.
+    pub values: BTreeMap<String, f64>,
+    /// Why the file could not be used, if it could not.
+    pub problem: Option<String>,
+}
+
+impl Stats {
+    pub fn read(path: &Path) -> Stats {
+        match std::fs::read_to_string(path) {
+            Ok(s) => Self::parse(&s),
+            Err(e) => Stats {
+                problem: Some(format!("no stats file ({e})")),
+                ..Stats::default()
+            },
+        }
+    }
+
+    pub fn parse(text: &str) -> Stats {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Stats {
+                values: map
+                    .iter()
+                    .filter_map(|(k, v)| v.as_f64().map(|f| (k.clone(), f)))
+                    .collect(),
+                problem: None,
+            },
+            Ok(_) => Stats {
+                problem: Some("stats file is not a JSON object".into()),
+                ..Stats::default()
+            },
+            Err(e) => Stats {
+                problem: Some(format!("stats file is not JSON ({e})")),
+                ..Stats::default()
+            },
+        }
+    }
+
+    pub fn get(&self, k: &str) -> Option<f64> {
+        self.values.get(k).copied()
+    }
+
+    /// Known keys the sensor did not report.
+    pub fn missing(&self) -> Vec<&'static str> {
+        KNOWN_KEYS
+            .iter()
+            .copied()
+            .filter(|k| !self.values.contains_key(*k))
+            .collect()
+    }
+
+    /// Numeric keys beyond the known ones.
+    pub fn extra(&self) -> impl Iterator<Item = (&String, &f64)> {
+        self.values
+            .iter()
+            .filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_parsing() {
+        let s = Stats::parse(r#"{"packets": 10, "elapsed_secs": 0.5, "name": "x", "dropped": 2}"#);
+        assert_eq!(s.get("packets"), Some(10.0));
+        assert_eq!(s.get("observations"), None);
+        assert!(s.missing().contains(&"db_bytes"));
+        assert_eq!(
+            s.extra().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["dropped"]
+        );
+        assert!(Stats::parse("[1]").problem.is_some());
+        assert!(Stats::parse("{").problem.is_some());
+        assert!(
+            Stats::read(Path::new("/nonexistent/stats.json"))
+                .problem
+                .is_some()
+        );
+    }
+}

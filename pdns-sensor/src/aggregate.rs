@@ -1,0 +1,147 @@
+//! Aggregate: fold repeated observations in memory before they reach the
+//! store.
+//!
+//! A popular name is answered thousands of times a second; writing a merge
+//! operand for each would make RocksDB do the counting. Each decoder thread
+//! instead keeps a bounded map from store key to [`Value`] and hands the
+//! whole map to the store when it holds `max_entries` keys or when the
+//! pipeline's flush timer fires, so a name seen a million times between two
+//! flushes costs one merge. Keys are built in a reusable buffer and only
+//! copied when a key is new.
+
+use foldhash::HashMap;
+
+use crate::extract::ObservationSink;
+use crate::store::keys;
+use crate::store::value::Value;
+
+/// The pre-aggregated observations of one thread since its last flush.
+pub struct Aggregator {
+    pub(crate) records: HashMap<Box<[u8]>, Value>,
+    pub(crate) negatives: HashMap<Box<[u8]>, Value>,
+    max_entries: usize,
+    origin: u8,
+    scratch: Vec<u8>,
+}
+
+impl Aggregator {
+    /// An aggregator that asks to be flushed at `max_entries` keys, marking
+    /// its observations with `origin` (see [`crate::store::value::origin`]).
+    pub fn new(max_entries: usize, origin: u8) -> Self {
+        Aggregator {
+            records: HashMap::default(),
+            negatives: HashMap::default(),
+            max_entries: max_entries.max(1),
+            origin,
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Keys held (records and negative answers).
+    pub fn len(&self) -> usize {
+        self.records.len() + self.negatives.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the map reached its bound and must be flushed now.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.max_entries
+    }
+
+    /// Takes everything out, leaving the aggregator empty (its maps keep
+    /// their capacity only up to the bound).
+    pub fn take(&mut self) -> Aggregates {
+        Aggregates {
+            records: std::mem::take(&mut self.records),
+            negatives: std::mem::take(&mut self.negatives),
+        }
+    }
+
+    fn bump(map: &mut HashMap<Box<[u8]>, Value>, key: &[u8], ts: u64, ttl: u32, origin: u8) {
+        if let Some(v) = map.get_mut(key) {
+            v.observe(ts, ttl);
+        } else {
+            map.insert(key.into(), Value::seen(ts, ttl, origin));
+        }
+    }
+}
+
+impl ObservationSink for Aggregator {
+    #[inline]
+    fn record(&mut self, owner: &[u8], rtype: u16, rdata: &[u8], ttl: u32, ts: u64) {
+        self.scratch.clear();
+        keys::record_key(&mut self.scratch, owner, rtype, rdata);
+        Self::bump(&mut self.records, &self.scratch, ts, ttl, self.origin);
+    }
+
+    #[inline]
+    fn negative(&mut self, qname: &[u8], qtype: u16, rcode: u16, ts: u64) {
+        self.scratch.clear();
+        keys::negative_key(&mut self.scratch, qname, qtype, rcode);
+        Self::bump(&mut self.negatives, &self.scratch, ts, 0, self.origin);
+    }
+}
+
+/// A flushed batch of aggregates, keyed by store key.
+#[derive(Default)]
+pub struct Aggregates {
+    pub records: HashMap<Box<[u8]>, Value>,
+    pub negatives: HashMap<Box<[u8]>, Value>,
+}
+
+impl Aggregates {
+    pub fn len(&self) -> usize {
+        self.records.len() + self.negatives.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name;
+    use crate::store::value::origin;
+
+    #[test]
+    fn repeated_observations_fold_into_one_entry() {
+        let mut agg = Aggregator::new(10, origin::WIRE);
+        let owner = name::encode_str("a.test").unwrap();
+        agg.record(&owner, 1, &[192, 0, 2, 1], 300, 1000);
+        agg.record(&owner, 1, &[192, 0, 2, 1], 250, 1010);
+        agg.record(&owner, 1, &[192, 0, 2, 1], 299, 990);
+        agg.record(&owner, 1, &[192, 0, 2, 2], 300, 1000);
+        agg.negative(&owner, 28, 0, 1005);
+        assert_eq!(agg.len(), 3);
+        let out = agg.take();
+        assert!(agg.is_empty());
+        let mut key = Vec::new();
+        keys::record_key(&mut key, &owner, 1, &[192, 0, 2, 1]);
+        assert_eq!(
+            out.records[&key[..]],
+            Value {
+                count: 3,
+                first: 990,
+                last: 1010,
+                ttl: 250,
+                origin: origin::WIRE
+            }
+        );
+        assert_eq!(out.negatives.len(), 1);
+    }
+
+    #[test]
+    fn full_at_bound() {
+        let mut agg = Aggregator::new(2, origin::WIRE);
+        let owner = name::encode_str("a.test").unwrap();
+        agg.record(&owner, 1, &[1, 1, 1, 1], 1, 1);
+        assert!(!agg.is_full());
+        agg.record(&owner, 1, &[1, 1, 1, 2], 1, 1);
+        assert!(agg.is_full());
+    }
+}

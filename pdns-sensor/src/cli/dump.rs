@@ -1,0 +1,134 @@
+//! `pdns-sensor dump`: print what the store holds.
+
+use std::io::{self, BufWriter};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::DbArgs;
+use crate::dump::{Format, Row, Writer};
+use crate::name;
+use crate::render::parse_rtype;
+use crate::store::query::address_selector;
+use crate::store::{Filter, Selector, Store};
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Owner name; `*.example.com` for everything below example.com.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Record type (A, AAAA, MX, TYPE65280, ...).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub rtype: Option<String>,
+    /// Rdata: an address, a CIDR block, or a name (`*.example.com` allowed).
+    #[arg(long, conflicts_with = "name")]
+    pub rdata: Option<String>,
+    /// Show the negative-answer table (NXDOMAIN, NODATA, SERVFAIL, ...).
+    #[arg(long, conflicts_with = "rdata")]
+    pub negative: bool,
+    /// Only records first seen at or after this time (RFC 3339 or epoch).
+    #[arg(long, value_parser = parse_time)]
+    pub first_after: Option<u64>,
+    #[arg(long, value_parser = parse_time)]
+    pub first_before: Option<u64>,
+    #[arg(long, value_parser = parse_time)]
+    pub last_after: Option<u64>,
+    #[arg(long, value_parser = parse_time)]
+    pub last_before: Option<u64>,
+    /// Most records printed.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// One COF JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    crate::time::parse(s)
+}
+
+/// Turns `--name` into a selector.
+pub fn owner_selector(text: &str) -> Result<Selector> {
+    let (wildcard, rest) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let name = name::encode_str(rest)?;
+    Ok(Selector::Owner { name, wildcard })
+}
+
+/// Turns `--rdata` into a selector.
+pub fn rdata_selector(text: &str) -> Result<Selector> {
+    if let Some(sel) = address_selector(text) {
+        return Ok(sel);
+    }
+    if text.contains('/') || text.parse::<std::net::IpAddr>().is_ok() {
+        bail!("not a valid address or CIDR block: {text:?}");
+    }
+    let (wildcard, rest) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    Ok(Selector::RdataName {
+        name: name::encode_str(rest)?,
+        wildcard,
+    })
+}
+
+pub fn run(args: &DumpArgs) -> Result<u64> {
+    let selector = match (&args.name, &args.rdata) {
+        (Some(n), _) => owner_selector(n)?,
+        (None, Some(r)) => rdata_selector(r)?,
+        (None, None) => Selector::All,
+    };
+    let rtype = match &args.rtype {
+        Some(t) => Some(parse_rtype(t).with_context(|| format!("unknown record type {t:?}"))?),
+        None => None,
+    };
+    let filter = Filter {
+        rtype,
+        first_after: args.first_after,
+        first_before: args.first_before,
+        last_after: args.last_after,
+        last_before: args.last_before,
+    };
+    let store = Store::open_reader(&args.db.db)?;
+    store.catch_up()?;
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Table
+    };
+    let stdout = io::stdout().lock();
+    let mut writer = Writer::new(BufWriter::new(stdout), format, args.negative);
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let result: Result<()> = (|| {
+        if args.negative {
+            for r in store.negatives(&selector, &filter).take(limit as usize) {
+                writer.push(Row::negative(&r?))?;
+            }
+        } else {
+            for r in store.records(&selector, &filter).take(limit as usize) {
+                writer.push(Row::record(&r?))?;
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Err(e) if is_broken_pipe(&e) => return Ok(writer.rows),
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
+    match writer.finish() {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}

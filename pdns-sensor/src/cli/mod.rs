@@ -1,0 +1,34 @@
+//! The command line: argument definitions and one module per subcommand.
+//! `main.rs` only parses and dispatches, so every command can also be
+//! driven from tests.
+
+pub mod dump;
+pub mod ingest;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Passive DNS sensor: records every DNS answer seen on the wire.
+#[derive(Debug, Parser)]
+#[command(name = "pdns-sensor", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read pcap/pcapng files into the database.
+    Ingest(ingest::IngestArgs),
+    /// Print stored records (works while another process writes).
+    Dump(dump::DumpArgs),
+}
+
+/// The database location, shared by every command.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// Database directory (RocksDB).
+    #[arg(long, env = "PDNS_DB", default_value = "./pdns-data")]
+    pub db: PathBuf,
+}

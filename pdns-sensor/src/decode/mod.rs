@@ -1,0 +1,221 @@
+//! Decode: from a captured frame to the DNS messages it carries.
+//!
+//! This is the stage every source shares. A [`Frame`] (bytes plus capture
+//! time and link type, borrowed from a pcap buffer or a TPACKET_V3 block)
+//! goes in; zero or more DNS messages come out through a callback, each as a
+//! `&[u8]` that borrows either the frame itself (the common case: one UDP
+//! datagram, or one TCP segment holding whole messages) or a reassembly
+//! buffer (IP fragments, DNS messages spanning TCP segments).
+//!
+//! The layers are one module each: [`link`] (Ethernet, VLAN/QinQ, SLL, SLL2,
+//! NULL, raw IP), [`ip`] (IPv4/IPv6 headers via `etherparse`, fragments
+//! handed to [`defrag`]), and the transport, where UDP is trivial and TCP
+//! goes through [`tcp`]. All state a decoder keeps — fragments, TCP flows —
+//! is bounded in entries, bytes and time, and everything that is not used is
+//! counted in [`DecodeStats`] under a [`DropReason`].
+//!
+//! A [`Decoder`] is single-threaded by design: the pipeline runs one per
+//! thread and routes packets by [`flow_hash`] so that both directions of a
+//! flow and all fragments of a datagram meet in the same decoder.
+
+pub mod defrag;
+pub mod ip;
+pub mod link;
+pub mod stats;
+pub mod tcp;
+
+use std::net::IpAddr;
+
+pub use link::LinkType;
+pub use stats::{DecodeStats, DropReason};
+
+/// Capture time of a frame: seconds and nanoseconds since the Unix epoch.
+///
+/// Always the capture timestamp (pcap header, ring block), never the wall
+/// clock at decode time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    pub secs: u64,
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    pub fn from_secs(secs: u64) -> Self {
+        Timestamp { secs, nanos: 0 }
+    }
+}
+
+/// One captured frame, borrowed from wherever the source keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub ts: Timestamp,
+    pub link: LinkType,
+    pub data: &'a [u8],
+}
+
+/// Transport that carried a DNS message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// One direction of a UDP or TCP flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl FlowKey {
+    /// The same flow seen from the other side.
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+}
+
+/// A DNS message found in a frame (without the TCP length prefix).
+#[derive(Clone, Copy, Debug)]
+pub struct DnsPayload<'a> {
+    pub ts: Timestamp,
+    pub transport: Transport,
+    pub data: &'a [u8],
+}
+
+/// Limits that bound the memory a decoder may hold.
+#[derive(Clone, Debug)]
+pub struct DecodeConfig {
+    /// UDP/TCP ports that carry DNS (either side of the flow).
+    pub ports: Vec<u16>,
+    /// Incomplete IP datagrams kept at once.
+    pub max_fragment_datagrams: usize,
+    /// Seconds (capture time) an incomplete datagram may wait.
+    pub fragment_timeout_secs: u64,
+    /// TCP flows tracked at once.
+    pub max_tcp_flows: usize,
+    /// Bytes buffered per TCP flow direction (a DNS message is at most
+    /// 65 535 bytes plus the 2-byte length).
+    pub max_tcp_buffer: usize,
+    /// Seconds (capture time) an idle TCP flow is kept.
+    pub tcp_idle_secs: u64,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            ports: vec![pdns_common::DEFAULT_DNS_PORT],
+            max_fragment_datagrams: 4096,
+            fragment_timeout_secs: 30,
+            max_tcp_flows: 65_536,
+            max_tcp_buffer: 2 * 65_538,
+            tcp_idle_secs: 120,
+        }
+    }
+}
+
+/// Turns frames into DNS messages, keeping fragment and TCP state.
+pub struct Decoder {
+    ports: PortSet,
+    defrag: defrag::Defragmenter,
+    tcp: tcp::TcpReassembler,
+    /// Capture time of the newest frame, drives expiry.
+    now: u64,
+    last_expiry: u64,
+    pub stats: DecodeStats,
+}
+
+impl Decoder {
+    pub fn new(config: &DecodeConfig) -> Self {
+        Decoder {
+            ports: PortSet::new(&config.ports),
+            defrag: defrag::Defragmenter::new(
+                config.max_fragment_datagrams,
+                config.fragment_timeout_secs,
+            ),
+            tcp: tcp::TcpReassembler::new(
+                config.max_tcp_flows,
+                config.max_tcp_buffer,
+                config.tcp_idle_secs,
+            ),
+            now: 0,
+            last_expiry: 0,
+            stats: DecodeStats::default(),
+        }
+    }
+
+    /// Decodes one frame and calls `emit` for every DNS message in it.
+    pub fn decode(&mut self, frame: &Frame<'_>, emit: &mut dyn FnMut(DnsPayload<'_>)) {
+        self.stats.frames += 1;
+        self.stats.bytes += frame.data.len() as u64;
+        if frame.ts.secs > self.now {
+            self.now = frame.ts.secs;
+            if self.now >= self.last_expiry + 1 {
+                self.last_expiry = self.now;
+                self.defrag.expire(self.now, &mut self.stats);
+                self.tcp.expire(self.now, &mut self.stats);
+            }
+        }
+        let l3 = match link::strip(frame.link, frame.data) {
+            Ok(l3) => l3,
+            Err(reason) => return self.stats.drop(reason),
+        };
+        let mut ctx = ip::Context {
+            ts: frame.ts,
+            ports: &self.ports,
+            defrag: &mut self.defrag,
+            tcp: &mut self.tcp,
+            stats: &mut self.stats,
+        };
+        ip::decode(&mut ctx, l3, emit);
+    }
+
+    /// Incomplete IP datagrams currently held.
+    pub fn pending_fragments(&self) -> usize {
+        self.defrag.len()
+    }
+
+    /// TCP flows currently tracked.
+    pub fn tcp_flows(&self) -> usize {
+        self.tcp.len()
+    }
+}
+
+/// The set of DNS ports, as a bitmap: one lookup per packet, no hashing.
+pub struct PortSet {
+    bits: Box<[u64; 1024]>,
+}
+
+impl PortSet {
+    pub fn new(ports: &[u16]) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        for &p in ports {
+            bits[p as usize / 64] |= 1 << (p % 64);
+        }
+        PortSet { bits }
+    }
+
+    #[inline]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits[port as usize / 64] & (1 << (port % 64)) != 0
+    }
+}
+
+/// A symmetric hash of a frame's IP addresses, for dispatching frames to
+/// decoder threads.
+///
+/// Only the addresses are hashed (not the ports), so that non-first IP
+/// fragments, which carry no ports, land with their first fragment, and both
+/// directions of a flow land together. Frames without IP hash to 0.
+pub fn flow_hash(link: LinkType, data: &[u8]) -> u64 {
+    let Ok(l3) = link::strip(link, data) else {
+        return 0;
+    };
+    ip::address_hash(l3)
+}

@@ -1,0 +1,30 @@
+//! pdns-sensor: a passive DNS sensor.
+//!
+//! One pipeline, whatever the source:
+//! **capture → decode → extract → aggregate → store → serve**.
+//!
+//! | stage | module | takes | gives |
+//! |---|---|---|---|
+//! | capture | [`source`] | pcap/pcapng files (live rings later) | [`decode::Frame`]s |
+//! | decode | [`decode`] | frames | DNS messages (`&[u8]`, reassembled where needed) |
+//! | extract | [`extract`] | DNS messages | observations (owner, type, rdata, TTL, time) |
+//! | aggregate | [`aggregate`] | observations | per-key [`store::Value`]s, bounded |
+//! | store | [`store`] | aggregates | RocksDB merges; queries |
+//! | serve | [`dump`] (CLI) | queries | tables and COF JSON |
+//!
+//! [`pipeline`] wires the stages into threads; [`metrics`] counts
+//! everything; [`name`] and [`render`] hold the name encoding and the
+//! presentation format shared by several stages.
+
+pub mod aggregate;
+pub mod cli;
+pub mod decode;
+pub mod dump;
+pub mod extract;
+pub mod metrics;
+pub mod name;
+pub mod pipeline;
+pub mod render;
+pub mod source;
+pub mod store;
+pub mod time;

@@ -1,0 +1,310 @@
+//! The pipeline: decode → extract → aggregate → store, on N threads.
+//!
+//! A source pushes frames into a [`Pipeline`]. With one thread they are
+//! processed inline, in the caller's thread. With more, each frame is copied
+//! into a per-worker batch chosen by [`flow_hash`] — symmetric over the IP
+//! addresses, so both directions of a TCP stream and every fragment of a
+//! datagram reach the same decoder — and batches travel over bounded
+//! channels, so a slow store back-pressures the reader instead of growing
+//! memory. (Live capture will run one worker per ring instead, with the
+//! kernel's fanout hash doing this dispatch.)
+//!
+//! Each worker owns a decoder, an extractor and an aggregator, and writes
+//! its aggregates to the shared [`Store`] when the aggregator is full or the
+//! flush interval has passed. [`Pipeline::finish`] flushes everything that
+//! is left; nothing pushed before it is lost.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::aggregate::Aggregator;
+use crate::decode::{DecodeConfig, DecodeStats, Decoder, Frame, LinkType, Timestamp, flow_hash};
+use crate::extract::{Extractor, Sections};
+use crate::metrics::METRICS;
+use crate::store::{Store, StoreError};
+
+/// How the pipeline runs.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Decoder threads; 0 means one per core.
+    pub threads: usize,
+    pub decode: DecodeConfig,
+    pub sections: Sections,
+    /// Aggregator bound per thread (keys).
+    pub max_entries: usize,
+    /// Longest time (wall clock) observations wait in memory before being
+    /// written: the window a crash can lose.
+    pub flush_interval: Duration,
+    /// Origin bit stamped on every observation.
+    pub origin: u8,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            threads: 0,
+            decode: DecodeConfig::default(),
+            sections: Sections::default(),
+            max_entries: 100_000,
+            flush_interval: Duration::from_secs(5),
+            origin: crate::store::value::origin::WIRE,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The number of decoder threads this config asks for.
+    pub fn thread_count(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
+}
+
+/// What a pipeline did, summed over its workers.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub decode: DecodeStats,
+    /// Keys written to the store (after pre-aggregation), per table.
+    pub records_written: u64,
+    pub negatives_written: u64,
+    pub flushes: u64,
+}
+
+/// One decoder thread's state.
+struct Worker {
+    decoder: Decoder,
+    extractor: Extractor,
+    aggregator: Aggregator,
+    /// Counters of the extract stage (the decoder keeps its own).
+    extract_stats: DecodeStats,
+    store: Arc<Store>,
+    flush_interval: Duration,
+    last_flush: Instant,
+    since_check: u32,
+    summary: Summary,
+}
+
+impl Worker {
+    fn new(config: &PipelineConfig, store: Arc<Store>) -> Worker {
+        Worker {
+            decoder: Decoder::new(&config.decode),
+            extractor: Extractor::new(config.sections),
+            aggregator: Aggregator::new(config.max_entries, config.origin),
+            extract_stats: DecodeStats::default(),
+            store,
+            flush_interval: config.flush_interval,
+            last_flush: Instant::now(),
+            since_check: 0,
+            summary: Summary::default(),
+        }
+    }
+
+    #[inline]
+    fn process(&mut self, frame: &Frame<'_>) -> Result<(), StoreError> {
+        let Worker {
+            decoder,
+            extractor,
+            aggregator,
+            extract_stats,
+            ..
+        } = self;
+        decoder.decode(frame, &mut |payload| {
+            extractor.extract(&payload, extract_stats, aggregator)
+        });
+        self.since_check += 1;
+        if self.aggregator.is_full() {
+            self.flush()?;
+        } else if self.since_check >= 4096 {
+            self.since_check = 0;
+            if self.last_flush.elapsed() >= self.flush_interval {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the aggregates and publishes counters.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.since_check = 0;
+        self.last_flush = Instant::now();
+        let aggregates = self.aggregator.take();
+        let written = self.store.write(&aggregates)?;
+        self.summary.records_written += written.records as u64;
+        self.summary.negatives_written += written.negatives as u64;
+        self.summary.flushes += 1;
+        let mut delta = self.decoder.stats.take();
+        delta.add(&self.extract_stats.take());
+        METRICS.add_decode(&delta);
+        self.summary.decode.add(&delta);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Summary, StoreError> {
+        self.flush()?;
+        Ok(self.summary)
+    }
+}
+
+/// Frames copied for a worker thread: one buffer, many frames.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    frames: Vec<(Timestamp, LinkType, u32, u32)>,
+}
+
+const BATCH_FRAMES: usize = 512;
+const BATCH_BYTES: usize = 512 << 10;
+/// Batches queued per worker: bounds memory at workers × this × BATCH_BYTES.
+const QUEUE_DEPTH: usize = 8;
+
+impl Batch {
+    fn push(&mut self, frame: &Frame<'_>) {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(frame.data);
+        self.frames
+            .push((frame.ts, frame.link, start, frame.data.len() as u32));
+    }
+
+    fn is_full(&self) -> bool {
+        self.frames.len() >= BATCH_FRAMES || self.bytes.len() >= BATCH_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+    }
+}
+
+struct Lane {
+    batch: Batch,
+    tx: Sender<Batch>,
+    handle: JoinHandle<Result<Summary, StoreError>>,
+}
+
+enum Mode {
+    Inline(Box<Worker>),
+    Threads {
+        lanes: Vec<Lane>,
+        free: Receiver<Batch>,
+    },
+}
+
+/// A running pipeline; push frames, then [`finish`](Pipeline::finish).
+pub struct Pipeline {
+    mode: Mode,
+    failed: Option<StoreError>,
+}
+
+impl Pipeline {
+    pub fn new(config: &PipelineConfig, store: Arc<Store>) -> Pipeline {
+        let threads = config.thread_count();
+        if threads <= 1 {
+            return Pipeline {
+                mode: Mode::Inline(Box::new(Worker::new(config, store))),
+                failed: None,
+            };
+        }
+        let (free_tx, free_rx) = crossbeam_channel::bounded::<Batch>(threads * (QUEUE_DEPTH + 2));
+        let lanes = (0..threads)
+            .map(|i| {
+                let (tx, rx) = crossbeam_channel::bounded::<Batch>(QUEUE_DEPTH);
+                let mut worker = Worker::new(config, Arc::clone(&store));
+                let free_tx = free_tx.clone();
+                let handle = std::thread::Builder::new()
+                    .name(format!("pdns-decode-{i}"))
+                    .spawn(move || {
+                        for mut batch in rx {
+                            for &(ts, link, start, len) in &batch.frames {
+                                let data = &batch.bytes[start as usize..(start + len) as usize];
+                                worker.process(&Frame { ts, link, data })?;
+                            }
+                            batch.clear();
+                            let _ = free_tx.try_send(batch);
+                        }
+                        worker.finish()
+                    })
+                    .expect("spawning a decoder thread");
+                Lane {
+                    batch: Batch::default(),
+                    tx,
+                    handle,
+                }
+            })
+            .collect();
+        Pipeline {
+            mode: Mode::Threads {
+                lanes,
+                free: free_rx,
+            },
+            failed: None,
+        }
+    }
+
+    /// Feeds one frame. Returns an error once the store failed; the
+    /// caller should stop and call [`finish`](Pipeline::finish).
+    pub fn push(&mut self, frame: &Frame<'_>) -> Result<(), StoreError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match &mut self.mode {
+            Mode::Inline(worker) => worker.process(frame),
+            Mode::Threads { lanes, free } => {
+                let n = lanes.len() as u64;
+                let lane = &mut lanes[(flow_hash(frame.link, frame.data) % n) as usize];
+                lane.batch.push(frame);
+                if lane.batch.is_full() {
+                    let next = free.try_recv().unwrap_or_default();
+                    let full = std::mem::replace(&mut lane.batch, next);
+                    if lane.tx.send(full).is_err() {
+                        // The worker stopped: it failed; finish() reports why.
+                        return Err(StoreError::Io(std::io::Error::other(
+                            "a decoder thread stopped",
+                        )));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Flushes every worker and waits for them; returns the totals.
+    pub fn finish(self) -> Result<Summary, StoreError> {
+        match self.mode {
+            Mode::Inline(worker) => worker.finish(),
+            Mode::Threads { lanes, .. } => {
+                let mut total = Summary::default();
+                let mut first_error = None;
+                for lane in lanes {
+                    if !lane.batch.frames.is_empty() {
+                        let _ = lane.tx.send(lane.batch);
+                    }
+                    drop(lane.tx);
+                    match lane.handle.join() {
+                        Ok(Ok(s)) => {
+                            total.decode.add(&s.decode);
+                            total.records_written += s.records_written;
+                            total.negatives_written += s.negatives_written;
+                            total.flushes += s.flushes;
+                        }
+                        Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                        Err(_) => {
+                            first_error = first_error.or(Some(StoreError::Io(
+                                std::io::Error::other("a decoder thread panicked"),
+                            )))
+                        }
+                    }
+                }
+                match first_error {
+                    Some(e) => Err(e),
+                    None => Ok(total),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! pcap and pcapng files, read with `pcap-parser`.
+//!
+//! Both classic pcap (microsecond and nanosecond, either byte order) and
+//! pcapng (several sections, several interfaces each with its own link type
+//! and timestamp resolution) are read in streaming fashion through a fixed
+//! buffer, so file size does not matter. Frames are borrowed from that
+//! buffer for the duration of the callback.
+//!
+//! A file that ends in the middle of a block is *truncated*, not broken:
+//! everything before the cut is delivered, and [`ReadSummary::truncated`]
+//! says so. A file that is not a capture at all is an error.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::{PcapBlockOwned, PcapError};
+
+use crate::decode::{Frame, LinkType, Timestamp};
+
+/// Initial read buffer; grown (up to [`MAX_BUFFER`]) for larger blocks.
+const BUFFER: usize = 1 << 20;
+const MAX_BUFFER: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pcap or pcapng file")]
+    NotCapture { path: String },
+    #[error("{path}: {detail}")]
+    Malformed { path: String, detail: String },
+}
+
+/// What reading one file found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadSummary {
+    pub frames: u64,
+    /// The file ended inside a block; frames before it were delivered.
+    pub truncated: bool,
+    /// Packet blocks naming an interface the file never described.
+    pub unknown_interface: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Interface {
+    link: LinkType,
+    /// Timestamp units per second.
+    resolution: u64,
+    offset: i64,
+}
+
+/// Reads a capture file, calling `on_frame` for every packet.
+pub fn read_file(
+    path: &Path,
+    on_frame: impl FnMut(&Frame<'_>),
+) -> Result<ReadSummary, SourceError> {
+    let display = path.display().to_string();
+    let file = File::open(path).map_err(|source| SourceError::Open {
+        path: display.clone(),
+        source,
+    })?;
+    read(file, &display, on_frame)
+}
+
+/// Reads a capture from any byte stream (`name` is used in errors).
+pub fn read(
+    input: impl Read + Send,
+    name: &str,
+    mut on_frame: impl FnMut(&Frame<'_>),
+) -> Result<ReadSummary, SourceError> {
+    let mut summary = ReadSummary::default();
+    let mut reader = match pcap_parser::create_reader(BUFFER, input) {
+        Ok(r) => r,
+        Err(PcapError::Eof) | Err(PcapError::Incomplete(_)) => {
+            // Empty, or shorter than a file header.
+            return Err(SourceError::NotCapture {
+                path: name.to_string(),
+            });
+        }
+        Err(PcapError::ReadError) => {
+            return Err(SourceError::Malformed {
+                path: name.to_string(),
+                detail: "read error".into(),
+            });
+        }
+        Err(_) => {
+            return Err(SourceError::NotCapture {
+                path: name.to_string(),
+            });
+        }
+    };
+    let mut capacity = BUFFER;
+    // Classic pcap: one link type and resolution for the whole file.
+    let mut legacy = Interface {
+        link: LinkType::Ethernet,
+        resolution: 1_000_000,
+        offset: 0,
+    };
+    // pcapng: interfaces of the current section.
+    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut last_ts = Timestamp::default();
+
+    loop {
+        match reader.next() {
+            Ok((offset, block)) => {
+                match block {
+                    PcapBlockOwned::LegacyHeader(header) => {
+                        legacy.link = LinkType::from_pcap(header.network.0 as u32);
+                        legacy.resolution = if header.is_nanosecond_precision() {
+                            1_000_000_000
+                        } else {
+                            1_000_000
+                        };
+                    }
+                    PcapBlockOwned::Legacy(packet) => {
+                        let ts =
+                            timestamp(u64::from(packet.ts_sec), u64::from(packet.ts_usec), &legacy);
+                        last_ts = ts;
+                        summary.frames += 1;
+                        on_frame(&Frame {
+                            ts,
+                            link: legacy.link,
+                            data: packet.data,
+                        });
+                    }
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        interfaces.push(Interface {
+                            link: LinkType::from_pcap(idb.linktype.0 as u32),
+                            resolution: pcap_parser::build_ts_resolution(idb.if_tsresol)
+                                .unwrap_or(1_000_000),
+                            offset: idb.if_tsoffset,
+                        });
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        match interfaces.get(epb.if_id as usize) {
+                            Some(iface) => {
+                                let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                let ts = timestamp(
+                                    raw / iface.resolution,
+                                    raw % iface.resolution,
+                                    iface,
+                                );
+                                last_ts = ts;
+                                summary.frames += 1;
+                                let len = (epb.caplen as usize).min(epb.data.len());
+                                on_frame(&Frame {
+                                    ts,
+                                    link: iface.link,
+                                    data: &epb.data[..len],
+                                });
+                            }
+                            None => summary.unknown_interface += 1,
+                        }
+                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => match interfaces.first() {
+                        // No timestamp in a simple packet block: use the last one seen.
+                        Some(iface) => {
+                            summary.frames += 1;
+                            let len = (spb.origlen as usize).min(spb.data.len());
+                            on_frame(&Frame {
+                                ts: last_ts,
+                                link: iface.link,
+                                data: &spb.data[..len],
+                            });
+                        }
+                        None => summary.unknown_interface += 1,
+                    },
+                    PcapBlockOwned::NG(_) => {}
+                }
+                reader.consume(offset);
+            }
+            Err(PcapError::Eof) => break,
+            Err(PcapError::Incomplete(_)) => {
+                if reader.reader_exhausted() {
+                    // Ended inside a block: a truncated file.
+                    summary.truncated = !reader.data().is_empty();
+                    break;
+                }
+                let before = reader.data().len();
+                if reader.refill().is_err() {
+                    return Err(SourceError::Malformed {
+                        path: name.to_string(),
+                        detail: "read error".into(),
+                    });
+                }
+                if reader.data().len() == before {
+                    // The buffer is full and still holds less than one block.
+                    if capacity >= MAX_BUFFER || !reader.grow(capacity * 2) {
+                        return Err(SourceError::Malformed {
+                            path: name.to_string(),
+                            detail: format!("block larger than {} bytes", MAX_BUFFER),
+                        });
+                    }
+                    capacity *= 2;
+                    if reader.refill().is_err() {
+                        return Err(SourceError::Malformed {
+                            path: name.to_string(),
+                            detail: "read error".into(),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                if summary.frames > 0 {
+                    // Garbage after good data: keep what we read, say so.
+                    summary.truncated = true;
+                    tracing::warn!(
+                        "{name}: unreadable block after {} frames ({e:?})",
+                        summary.frames
+                    );
+                    break;
+                }
+                return Err(SourceError::Malformed {
+                    path: name.to_string(),
+                    detail: format!("{e:?}"),
+                });
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn timestamp(secs: u64, fraction: u64, iface: &Interface) -> Timestamp {
+    let nanos = (u128::from(fraction) * 1_000_000_000 / u128::from(iface.resolution.max(1))) as u32;
+    Timestamp {
+        secs: secs.saturating_add_signed(iface.offset),
+        nanos,
+    }
+}

@@ -1,0 +1,294 @@
+//! Store: the durable passive DNS history, in RocksDB.
+//!
+//! Three column families (see [`keys`] for the layouts): `records` holds one
+//! entry per (owner, type, rdata), `rdata` is the inverted index for
+//! address and name queries, `negative` holds NXDOMAIN/NODATA/SERVFAIL/...
+//! per (qname, qtype, rcode). All three use the associative merge of
+//! [`value`], so writers only ever append merge operands in batches.
+//!
+//! A writer opens the database as the primary. Readers (`dump`, `serve`)
+//! open it as a RocksDB *secondary* instance, which works whether or not a
+//! writer has it open, and call [`Store::catch_up`] to see new data.
+//!
+//! The default column family holds `format_version`. A database without it,
+//! or with a version this build does not know, is refused with a clear
+//! error instead of being misread.
+
+pub mod keys;
+pub mod query;
+pub mod value;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, MergeOperands, Options,
+    WriteBatch,
+};
+
+use crate::aggregate::Aggregates;
+use crate::metrics::METRICS;
+
+pub use query::{Filter, NegativeRecord, Selector, StoredRecord};
+pub use value::Value;
+
+/// The on-disk format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_KEY: &[u8] = b"format_version";
+
+pub const CF_RECORDS: &str = "records";
+pub const CF_RDATA: &str = "rdata";
+pub const CF_NEGATIVE: &str = "negative";
+const DATA_CFS: [&str; 3] = [CF_RECORDS, CF_RDATA, CF_NEGATIVE];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no pdns-sensor database at {0} (create one with `pdns-sensor ingest` or `run`)")]
+    Missing(PathBuf),
+    #[error("{0} is not a pdns-sensor database (no format version)")]
+    NotOurs(PathBuf),
+    #[error(
+        "database at {path} has format version {found}; this build reads version {FORMAT_VERSION} (upgrade pdns-sensor)"
+    )]
+    UnknownVersion { path: PathBuf, found: String },
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("cannot create secondary instance directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An open database.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    /// Holds the secondary instance's own directory while a reader is open.
+    _secondary: Option<tempfile::TempDir>,
+}
+
+/// What one [`Store::write`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteStats {
+    pub records: usize,
+    pub index_entries: usize,
+    pub negatives: usize,
+    pub bytes: usize,
+}
+
+fn merge_fn(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    value::merge(existing, operands.iter())
+}
+
+fn cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_merge_operator_associative("pdns_value_v1", merge_fn);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    opts.set_write_buffer_size(64 << 20);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_size(16 << 10);
+    table.set_format_version(6);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i32;
+    opts.increase_parallelism(cores.max(2));
+    opts.set_max_background_jobs(cores.clamp(2, 8));
+    opts.set_keep_log_file_num(4);
+    opts
+}
+
+fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+    DATA_CFS
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options()))
+        .collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database for writing.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let exists = path.join("CURRENT").exists();
+        if !exists {
+            std::fs::create_dir_all(path)?;
+        }
+        let db = DB::open_cf_descriptors(&db_options(), path, descriptors())?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            _secondary: None,
+        };
+        match store.db.get(FORMAT_KEY)? {
+            Some(v) => check_version(path, &v)?,
+            None if exists && store.has_data()? => {
+                return Err(StoreError::NotOurs(path.to_path_buf()));
+            }
+            None => store.db.put(FORMAT_KEY, FORMAT_VERSION.to_string())?,
+        }
+        Ok(store)
+    }
+
+    /// Opens the database for reading, alongside any writer.
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        if !path.join("CURRENT").exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let secondary = tempfile::Builder::new().prefix("pdns-reader-").tempdir()?;
+        let mut opts = db_options();
+        opts.create_if_missing(false);
+        opts.create_missing_column_families(false);
+        opts.set_max_open_files(-1);
+        let db = DB::open_cf_descriptors_as_secondary(&opts, path, secondary.path(), descriptors())
+            .map_err(|e| {
+                if e.to_string().contains("Column famil") {
+                    StoreError::NotOurs(path.to_path_buf())
+                } else {
+                    StoreError::Rocks(e)
+                }
+            })?;
+        match db.get(FORMAT_KEY)? {
+            Some(v) => check_version(path, &v)?,
+            None => return Err(StoreError::NotOurs(path.to_path_buf())),
+        }
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            _secondary: Some(secondary),
+        })
+    }
+
+    /// Brings a reader up to date with the writer's latest commits.
+    pub fn catch_up(&self) -> Result<(), StoreError> {
+        if self._secondary.is_some() {
+            self.db.try_catch_up_with_primary()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn has_data(&self) -> Result<bool, StoreError> {
+        for name in DATA_CFS {
+            let cf = self.cf(name);
+            if self
+                .db
+                .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                .next()
+                .transpose()?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column family opened with the database")
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// Writes a batch of aggregates as merge operands, index included, in
+    /// one atomic write.
+    pub fn write(&self, aggregates: &Aggregates) -> Result<WriteStats, StoreError> {
+        if aggregates.is_empty() {
+            return Ok(WriteStats::default());
+        }
+        let started = Instant::now();
+        let records = self.cf(CF_RECORDS);
+        let rdata = self.cf(CF_RDATA);
+        let negative = self.cf(CF_NEGATIVE);
+        let mut batch = WriteBatch::default();
+        let mut stats = WriteStats::default();
+        let mut value_buf = Vec::with_capacity(32);
+        let mut index_buf = Vec::with_capacity(512);
+        for (key, value) in &aggregates.records {
+            value_buf.clear();
+            value.encode(&mut value_buf);
+            batch.merge_cf(records, key, &value_buf);
+            stats.records += 1;
+            if let Some(record) = keys::parse_record_key(key) {
+                index_buf.clear();
+                if keys::index_key(&mut index_buf, &record) {
+                    batch.merge_cf(rdata, &index_buf, &value_buf);
+                    stats.index_entries += 1;
+                }
+            }
+        }
+        for (key, value) in &aggregates.negatives {
+            value_buf.clear();
+            value.encode(&mut value_buf);
+            batch.merge_cf(negative, key, &value_buf);
+            stats.negatives += 1;
+        }
+        stats.bytes = batch.size_in_bytes();
+        self.db.write(batch)?;
+        METRICS.store_batches.inc();
+        METRICS.store_batch_bytes.inc_by(stats.bytes as u64);
+        METRICS.aggregator_flushes.inc();
+        METRICS
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(stats)
+    }
+
+    /// Flushes memtables and the WAL to disk (called before a clean close).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in DATA_CFS {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Compacts every column family fully (merges folded, space reclaimed).
+    pub fn compact(&self) {
+        for name in DATA_CFS {
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Bytes of SST files of all column families.
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for name in DATA_CFS {
+            total += self
+                .db
+                .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")?
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// RocksDB's estimate of the number of keys in a column family.
+    pub fn estimate_keys(&self, cf: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .property_int_value_cf(self.cf(cf), "rocksdb.estimate-num-keys")?
+            .unwrap_or(0))
+    }
+}
+
+fn check_version(path: &Path, stored: &[u8]) -> Result<(), StoreError> {
+    let text = String::from_utf8_lossy(stored).into_owned();
+    match text.trim().parse::<u32>() {
+        Ok(v) if v == FORMAT_VERSION => Ok(()),
+        _ => Err(StoreError::UnknownVersion {
+            path: path.to_path_buf(),
+            found: text,
+        }),
+    }
+}

@@ -1,0 +1,331 @@
+//! Reading the store: selectors that become key ranges, filters applied to
+//! values, and iterators that stream results without loading them all.
+//!
+//! Every selector maps to one contiguous key range of one column family
+//! (see [`super::keys`]), so the cost of a query is the number of keys it
+//! matches, not the size of the database.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use rocksdb::{DB, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions};
+
+use super::keys::{self, INDEX_IPV4, INDEX_IPV6, INDEX_NAME};
+use super::value::Value;
+use super::{CF_NEGATIVE, CF_RDATA, CF_RECORDS, Store, StoreError};
+use crate::name;
+
+/// Which keys a query reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// Everything (for a full dump).
+    All,
+    /// Records owned by a name (`wildcard`: strictly below it instead).
+    Owner { name: Vec<u8>, wildcard: bool },
+    /// Records whose rdata is an IPv4 address in `[lo, hi]`.
+    Ipv4 { lo: Ipv4Addr, hi: Ipv4Addr },
+    /// Records whose rdata is an IPv6 address in `[lo, hi]`.
+    Ipv6 { lo: Ipv6Addr, hi: Ipv6Addr },
+    /// Records whose rdata holds a name (`wildcard`: strictly below it).
+    RdataName { name: Vec<u8>, wildcard: bool },
+}
+
+/// Conditions on a record besides its key range.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub rtype: Option<u16>,
+    /// Seconds since the epoch; all bounds are inclusive.
+    pub first_after: Option<u64>,
+    pub first_before: Option<u64>,
+    pub last_after: Option<u64>,
+    pub last_before: Option<u64>,
+}
+
+impl Filter {
+    fn time_matches(&self, v: &Value) -> bool {
+        self.first_after.is_none_or(|t| v.first >= t)
+            && self.first_before.is_none_or(|t| v.first <= t)
+            && self.last_after.is_none_or(|t| v.last >= t)
+            && self.last_before.is_none_or(|t| v.last <= t)
+    }
+
+    fn matches(&self, rtype: u16, v: &Value) -> bool {
+        self.rtype.is_none_or(|t| t == rtype) && self.time_matches(v)
+    }
+}
+
+/// One record as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Reversed name encoding (see [`crate::name`]).
+    pub owner: Vec<u8>,
+    pub rtype: u16,
+    /// Canonical wire form.
+    pub rdata: Vec<u8>,
+    pub value: Value,
+}
+
+/// One negative answer as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NegativeRecord {
+    pub qname: Vec<u8>,
+    pub qtype: u16,
+    /// 0 = NODATA, otherwise the RCODE.
+    pub rcode: u16,
+    pub value: Value,
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// A key range: start (inclusive) and optional end (exclusive).
+struct Range {
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+}
+
+impl Range {
+    fn prefix(prefix: Vec<u8>) -> Range {
+        let end = prefix_end(&prefix);
+        Range { start: prefix, end }
+    }
+}
+
+/// For a wildcard over `name`: the subtree prefix, whose keys include
+/// `name` itself, which the caller skips (next byte is the root label).
+fn owner_range(name: &[u8], wildcard: bool) -> (Range, Option<usize>) {
+    if wildcard {
+        let prefix = name::subtree_prefix(name).to_vec();
+        let skip_at = prefix.len();
+        (Range::prefix(prefix), Some(skip_at))
+    } else {
+        (Range::prefix(name.to_vec()), None)
+    }
+}
+
+impl Store {
+    fn raw_iter(&self, cf: &str, range: &Range) -> DBIteratorWithThreadMode<'_, DB> {
+        let mut opts = ReadOptions::default();
+        if let Some(end) = &range.end {
+            opts.set_iterate_upper_bound(end.clone());
+        }
+        // Scans read each block once; keep them out of the cache.
+        opts.fill_cache(false);
+        self.db().iterator_cf_opt(
+            self.cf(cf),
+            opts,
+            IteratorMode::From(&range.start, Direction::Forward),
+        )
+    }
+
+    /// Streams the records a selector and filter match.
+    pub fn records<'a>(
+        &'a self,
+        selector: &Selector,
+        filter: &'a Filter,
+    ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + 'a {
+        let (cf, range, skip_at, index) = match selector {
+            Selector::All => (
+                CF_RECORDS,
+                Range {
+                    start: Vec::new(),
+                    end: None,
+                },
+                None,
+                false,
+            ),
+            Selector::Owner { name, wildcard } => {
+                let (range, skip) = owner_range(name, *wildcard);
+                (CF_RECORDS, range, skip, false)
+            }
+            Selector::Ipv4 { lo, hi } => {
+                let start = [&[INDEX_IPV4][..], &lo.octets()].concat();
+                let end = prefix_end(&[&[INDEX_IPV4][..], &hi.octets()].concat());
+                (CF_RDATA, Range { start, end }, None, true)
+            }
+            Selector::Ipv6 { lo, hi } => {
+                let start = [&[INDEX_IPV6][..], &lo.octets()].concat();
+                let end = prefix_end(&[&[INDEX_IPV6][..], &hi.octets()].concat());
+                (CF_RDATA, Range { start, end }, None, true)
+            }
+            Selector::RdataName { name, wildcard } => {
+                let (mut range, skip) = owner_range(name, *wildcard);
+                range.start.insert(0, INDEX_NAME);
+                range.end = prefix_end(&range.start);
+                (CF_RDATA, range, skip.map(|s| s + 1), true)
+            }
+        };
+        self.raw_iter(cf, &range).filter_map(move |item| {
+            let (key, value) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(StoreError::Rocks(e))),
+            };
+            if skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
+                return None;
+            }
+            let parsed = if index {
+                keys::parse_index_key(&key)
+            } else {
+                keys::parse_record_key(&key)
+            };
+            let Some(parsed) = parsed else {
+                crate::metrics::corrupt_value();
+                return None;
+            };
+            let Some(value) = Value::decode(&value) else {
+                crate::metrics::corrupt_value();
+                return None;
+            };
+            if !filter.matches(parsed.rtype, &value) {
+                return None;
+            }
+            Some(Ok(StoredRecord {
+                owner: parsed.owner.to_vec(),
+                rtype: parsed.rtype,
+                rdata: parsed.rdata.to_vec(),
+                value,
+            }))
+        })
+    }
+
+    /// Streams negative answers under a selector (`All` or `Owner`; other
+    /// selectors match nothing) and filter (`rtype` filters the qtype).
+    pub fn negatives<'a>(
+        &'a self,
+        selector: &Selector,
+        filter: &'a Filter,
+    ) -> impl Iterator<Item = Result<NegativeRecord, StoreError>> + 'a {
+        let (range, skip_at) = match selector {
+            Selector::All => (
+                Some(Range {
+                    start: Vec::new(),
+                    end: None,
+                }),
+                None,
+            ),
+            Selector::Owner { name, wildcard } => {
+                let (range, skip) = owner_range(name, *wildcard);
+                (Some(range), skip)
+            }
+            _ => (None, None),
+        };
+        let range = range.unwrap_or(Range {
+            start: vec![0xff; 2],
+            end: Some(vec![0xff; 2]),
+        });
+        self.raw_iter(CF_NEGATIVE, &range).filter_map(move |item| {
+            let (key, value) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(StoreError::Rocks(e))),
+            };
+            if skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
+                return None;
+            }
+            let (Some(parsed), Some(value)) =
+                (keys::parse_negative_key(&key), Value::decode(&value))
+            else {
+                crate::metrics::corrupt_value();
+                return None;
+            };
+            if !filter.matches(parsed.qtype, &value) {
+                return None;
+            }
+            Some(Ok(NegativeRecord {
+                qname: parsed.qname.to_vec(),
+                qtype: parsed.qtype,
+                rcode: parsed.rcode,
+                value,
+            }))
+        })
+    }
+}
+
+/// Parses a CIDR block or single address into an inclusive range selector:
+/// `192.0.2.1`, `192.0.2.0/24`, `2001:db8::/32`.
+pub fn address_selector(text: &str) -> Option<Selector> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+        None => (text, None),
+    };
+    if let Ok(v4) = addr.parse::<Ipv4Addr>() {
+        let len = len.unwrap_or(32);
+        if len > 32 {
+            return None;
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let base = u32::from(v4) & mask;
+        return Some(Selector::Ipv4 {
+            lo: base.into(),
+            hi: (base | !mask).into(),
+        });
+    }
+    if let Ok(v6) = addr.parse::<Ipv6Addr>() {
+        let len = len.unwrap_or(128);
+        if len > 128 {
+            return None;
+        }
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len)
+        };
+        let base = u128::from(v6) & mask;
+        return Some(Selector::Ipv6 {
+            lo: base.into(),
+            hi: (base | !mask).into(),
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_ranges() {
+        assert_eq!(
+            address_selector("198.51.100.77/24"),
+            Some(Selector::Ipv4 {
+                lo: "198.51.100.0".parse().unwrap(),
+                hi: "198.51.100.255".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            address_selector("192.0.2.1"),
+            Some(Selector::Ipv4 {
+                lo: "192.0.2.1".parse().unwrap(),
+                hi: "192.0.2.1".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            address_selector("2001:db8::/32"),
+            Some(Selector::Ipv6 {
+                lo: "2001:db8::".parse().unwrap(),
+                hi: "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            address_selector("0.0.0.0/0").map(|s| matches!(s, Selector::Ipv4 { .. })),
+            Some(true)
+        );
+        assert_eq!(address_selector("10.0.0.0/33"), None);
+        assert_eq!(address_selector("example.com"), None);
+        assert_eq!(address_selector("10.0.0.0/x"), None);
+    }
+
+    #[test]
+    fn prefix_end_carries() {
+        assert_eq!(prefix_end(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}

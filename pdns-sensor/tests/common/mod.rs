@@ -1,0 +1,140 @@
+//! Helpers shared by the integration tests: where the shared test data is,
+//! and ingesting captures into a throw-away database through the same code
+//! path as `pdns-sensor ingest`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use pdns_sensor::cli::DbArgs;
+use pdns_sensor::cli::ingest::{self, IngestArgs, IngestReport};
+use pdns_sensor::dump::Row;
+use pdns_sensor::store::{Filter, Selector, Store};
+
+/// `../shared/testdata`, relative to the workspace root. Fails loudly if it
+/// is missing: these tests must not pass by finding nothing.
+pub fn testdata() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = root.join("../shared/testdata");
+    assert!(
+        dir.join("MANIFEST.md").exists(),
+        "shared test data not found at {} (the tests read ../shared/testdata in place)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn pcap(rel: &str) -> PathBuf {
+    let p = testdata().join("pcap").join(rel);
+    assert!(p.exists(), "missing capture {}", p.display());
+    p
+}
+
+pub struct Ingested {
+    pub dir: tempfile::TempDir,
+    pub report: IngestReport,
+}
+
+impl Ingested {
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open_reader(&self.db()).unwrap()
+    }
+}
+
+pub fn args(db: &Path, files: &[PathBuf]) -> IngestArgs {
+    IngestArgs {
+        db: DbArgs {
+            db: db.to_path_buf(),
+        },
+        threads: 1,
+        ports: vec![],
+        sections: Default::default(),
+        aggregate_entries: 100_000,
+        flush_interval: 5,
+        compact: false,
+        stats_json: None,
+        quiet: true,
+        files: files.to_vec(),
+    }
+}
+
+/// Ingests files into a fresh database with the given tweaks.
+pub fn ingest_with(files: &[PathBuf], tweak: impl FnOnce(&mut IngestArgs)) -> Ingested {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(&dir.path().join("db"), files);
+    tweak(&mut a);
+    let report = ingest::run(&a).unwrap();
+    Ingested { dir, report }
+}
+
+pub fn ingest(files: &[PathBuf]) -> Ingested {
+    ingest_with(files, |_| {})
+}
+
+/// Every record as `(name, type, rdata, count, ttl, first, last)` with text
+/// fields, sorted.
+pub type Line = (String, String, String, u64, u32, u64, u64);
+
+pub fn records(store: &Store, selector: &Selector) -> Vec<Line> {
+    let filter = Filter::default();
+    let mut out: Vec<Line> = store
+        .records(selector, &filter)
+        .map(|r| {
+            let row = Row::record(&r.unwrap());
+            (
+                row.name,
+                row.rtype,
+                row.data,
+                row.value.count,
+                row.value.ttl,
+                row.value.first,
+                row.value.last,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn all_records(store: &Store) -> Vec<Line> {
+    records(store, &Selector::All)
+}
+
+pub fn negatives(store: &Store) -> Vec<(String, String, String, u64)> {
+    let filter = Filter::default();
+    let mut out: Vec<_> = store
+        .negatives(&Selector::All, &filter)
+        .map(|r| {
+            let row = Row::negative(&r.unwrap());
+            (row.name, row.rtype, row.data, row.value.count)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every capture file under the shared test data.
+pub fn all_pcaps() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![testdata().join("pcap")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    assert!(
+        out.len() > 100,
+        "expected the full shared capture set, found {}",
+        out.len()
+    );
+    out
+}

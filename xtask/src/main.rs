@@ -1,0 +1,124 @@
+//! `cargo xtask`: the project's build, setup and test driver.
+//!
+//! * `cargo xtask setup` — installs what building and testing need on a
+//!   fresh Debian 12 machine (Debian packages, Rust components), idempotently.
+//! * `cargo xtask test` — setup, then formatting, lints and every test.
+//! * `cargo xtask bench [--quick]` — builds release binaries and runs the
+//!   benchmark harness of the `bench` crate.
+//! * `cargo xtask run -- ARGS` — builds and runs the sensor.
+//!
+//! Everything builds in the release profile: RocksDB's C++ is the slowest
+//! part of the build, and one profile means it is compiled once for the
+//! binaries, the tests and the benchmarks alike.
+
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Workspace members built for the host (never `pdns-ebpf`).
+const HOST_PACKAGES: [&str; 4] = ["pdns-sensor", "pdns-common", "bench", "xtask"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
+    match cmd {
+        "setup" => setup::run(),
+        "test" => test(rest),
+        "bench" => bench(rest),
+        "run" => run(rest),
+        "help" | "--help" | "-h" => {
+            println!(
+                "cargo xtask <setup|test|bench [--quick]|run -- ARGS>\n\
+                 setup  install build and test dependencies (Debian 12)\n\
+                 test   setup, fmt check, clippy, all tests\n\
+                 bench  run the benchmark harness (bench/results/)\n\
+                 run    build and run pdns-sensor with ARGS"
+            );
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?} (try `cargo xtask help`)"),
+    }
+}
+
+/// Runs a command, failing loudly with its name if it fails.
+pub fn sh(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", describe(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed with {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn packages(cmd: &mut Command) -> &mut Command {
+    for p in HOST_PACKAGES {
+        cmd.args(["-p", p]);
+    }
+    cmd
+}
+
+fn test(rest: &[String]) -> Result<()> {
+    setup::run()?;
+    sh(cargo().args(["fmt", "--all", "--check"]))?;
+    sh(
+        packages(cargo().args(["clippy", "--release", "--all-targets"]))
+            .args(["--", "-D", "warnings"]),
+    )?;
+    // The sensor binary must exist for the CLI tests.
+    sh(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "pdns-sensor",
+        "--bin",
+        "pdns-sensor",
+    ]))?;
+    sh(packages(cargo().args(["test", "--release", "--no-fail-fast"])).args(rest))?;
+    // The benchmark harness, at its smallest size: it works and its JSON is
+    // well-formed. Timings are reported, never asserted.
+    bench(&["--quick".to_string()])?;
+    Ok(())
+}
+
+fn bench(rest: &[String]) -> Result<()> {
+    sh(cargo().args(["build", "--release", "-p", "pdns-sensor", "-p", "bench"]))?;
+    let target = target_dir();
+    let sensor = format!("{target}/release/pdns-sensor");
+    sh(Command::new(format!("{target}/release/bench"))
+        .args(["run", "--sensor", &sensor])
+        .args(rest))
+}
+
+fn run(rest: &[String]) -> Result<()> {
+    let rest: Vec<&String> = rest.iter().skip_while(|a| *a == "--").collect();
+    sh(cargo()
+        .args(["run", "--release", "-p", "pdns-sensor", "--"])
+        .args(rest))
+}
+
+fn target_dir() -> String {
+    std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        root.join("target").display().to_string()
+    })
+}
