@@ -202,8 +202,10 @@ impl Extractor {
         }
         self.emit(ts, stats, sink);
 
+        // A truncated (TC=1) answerless NOERROR only says "retry over
+        // TCP": it is not NODATA.
         if counts.ancount() == 0 && !qname.is_empty() {
-            if rcode != 0 || !is_referral(answer)? {
+            if rcode != 0 || !(msg.header().tc() || is_referral(answer)?) {
                 sink.negative(&qname, qtype, rcode, ts);
                 stats.negatives += 1;
             }

@@ -16,9 +16,9 @@
 //!   sequence number were delivered already and are skipped.
 //! - **Out of order**: a segment beyond a hole waits in a small queue until
 //!   the hole fills. A hole is given up ([`DropReason::TcpGap`]) when the
-//!   segment after it has waited [`GAP_WAIT_SECS`] of capture time (a
-//!   missing segment that a sender retransmits arrives well within that; one
-//!   the *capture* dropped never does), when the direction closes, or (as
+//!   segment after it has waited 2 s of capture time (a missing segment
+//!   that the sender retransmits arrives well within that; one the
+//!   *capture* dropped never does), when the direction closes, or (as
 //!   [`DropReason::TcpOverflow`]) when the queue would exceed its bounds.
 //!   Then the partial message before the hole is dropped, and the stream
 //!   resynchronises by assuming that the first segment after the hole
@@ -34,12 +34,14 @@
 //!
 //! Bounds: at most `max_flows` directions (least recently used evicted,
 //! [`DropReason::TcpOverflow`]); per direction at most `max_buffer` buffered
-//! bytes (pending message plus out-of-order data) in at most
-//! [`MAX_OUT_OF_ORDER`] segments. A message too large to buffer is skipped
-//! exactly (its length is known) and counted as
-//! [`DropReason::TcpOverflow`]. Directions idle for `idle_secs` are removed
-//! by [`TcpReassembler::expire`]; partial data they held counts as
-//! [`DropReason::TcpGap`]. Only bytes seen on the wire are ever emitted.
+//! bytes (pending message plus out-of-order data) in at most 64 held
+//! segments. A message too large to buffer is skipped exactly (its length
+//! is known) and counted as [`DropReason::TcpOverflow`]. Directions idle
+//! for `idle_secs` are removed by [`TcpReassembler::expire`]; partial data
+//! they held counts as [`DropReason::TcpGap`]. Only bytes seen on the wire
+//! are ever emitted; a message completed by a later segment (or released
+//! when a hole is filled or given up) is emitted while that segment is
+//! handled.
 //!
 //! Sequence numbers are compared modulo 2^32 (RFC 1982 style).
 
@@ -55,9 +57,9 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 
 /// Capture seconds a segment beyond a hole waits for the hole to be filled.
-pub const GAP_WAIT_SECS: u64 = 2;
+const GAP_WAIT_SECS: u64 = 2;
 /// Out-of-order segments held per direction.
-pub const MAX_OUT_OF_ORDER: usize = 64;
+const MAX_OUT_OF_ORDER: usize = 64;
 /// A segment ending further than this behind the expected sequence number
 /// is no retransmission: the 4-tuple was reused by a connection whose SYN we
 /// missed, so the stream starts over there.

@@ -138,3 +138,25 @@ pub fn all_pcaps() -> Vec<PathBuf> {
     );
     out
 }
+
+/// Rewrites a capture frame by frame (for variants of real captures, e.g.
+/// an extra VLAN tag) into a classic Ethernet pcap.
+pub fn rewrite_pcap(input: &Path, output: &Path, mut f: impl FnMut(&[u8]) -> Vec<u8>) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    pdns_sensor::source::pcap::read_file(input, |frame| {
+        let data = f(frame.data);
+        out.extend_from_slice(&(frame.ts.secs as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.ts.nanos / 1000).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&data);
+    })
+    .unwrap();
+    std::fs::write(output, out).unwrap();
+}

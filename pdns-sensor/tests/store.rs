@@ -1,0 +1,201 @@
+//! The store across runs and processes: merges add up, databases reopen,
+//! readers work beside a writer, unknown formats are refused, and the
+//! number of decoder threads changes nothing.
+
+mod common;
+
+use std::sync::Arc;
+
+use pdns_sensor::aggregate::Aggregator;
+use pdns_sensor::cli::ingest;
+use pdns_sensor::extract::ObservationSink;
+use pdns_sensor::name;
+use pdns_sensor::store::value::origin;
+use pdns_sensor::store::{Filter, Selector, Store, StoreError};
+
+#[test]
+fn ingesting_twice_doubles_counts_and_keeps_first_and_last() {
+    let files = [common::pcap("dnscap/dns.pcap")];
+    let once = common::all_records(&common::ingest(&files).store());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    ingest::run(&common::args(&db, &files)).unwrap();
+    ingest::run(&common::args(&db, &files)).unwrap();
+    let twice = common::all_records(&Store::open_reader(&db).unwrap());
+    assert_eq!(once.len(), twice.len());
+    for (a, b) in once.iter().zip(&twice) {
+        assert_eq!((&a.0, &a.1, &a.2), (&b.0, &b.1, &b.2));
+        assert_eq!(b.3, 2 * a.3, "count of {a:?}");
+        assert_eq!((b.4, b.5, b.6), (a.4, a.5, a.6), "ttl/first/last of {a:?}");
+    }
+}
+
+#[test]
+fn first_and_last_span_files_in_any_order() {
+    // dns.pcap (2016) and dnso1tcp.pcap (2018) share google.com PTRs.
+    let older = common::pcap("dnscap/dns.pcap");
+    let newer = common::pcap("dnscap/dnso1tcp.pcap");
+    let a = common::all_records(&common::ingest(&[older.clone(), newer.clone()]).store());
+    let b = common::all_records(&common::ingest(&[newer, older]).store());
+    assert_eq!(a, b);
+    let ptr = a
+        .iter()
+        .find(|l| l.2 == "dfw06s47-in-f14.1e100.net.")
+        .unwrap();
+    assert_eq!((ptr.3, ptr.5, ptr.6), (34, 1476976981, 1515583363));
+    // The TTL follows the latest sighting (2018's).
+    assert_eq!(ptr.4, 21597);
+}
+
+#[test]
+fn reopened_database_answers_every_selector() {
+    let ingested = common::ingest(&[
+        common::pcap("zeek/pcapng-multi-interface.pcapng"),
+        common::pcap("dnscap/dns.pcap"),
+    ]);
+    let store = Store::open(&ingested.db()).unwrap(); // reopen as the writer
+    drop(store);
+    let store = ingested.store();
+    let sel = |s: &str| pdns_sensor::cli::dump::owner_selector(s).unwrap();
+    let rd = |s: &str| pdns_sensor::cli::dump::rdata_selector(s).unwrap();
+    let names = |sel: Selector| -> Vec<String> {
+        common::records(&store, &sel)
+            .into_iter()
+            .map(|l| format!("{} {} {}", l.0, l.1, l.2))
+            .collect()
+    };
+    assert_eq!(
+        names(sel("www.apple.com")),
+        vec!["www.apple.com. CNAME www-apple-com.v.aaplimg.com."]
+    );
+    assert_eq!(
+        names(sel("*.akamaiedge.net")),
+        vec!["e6858.dsce9.akamaiedge.net. A 23.194.101.24"]
+    );
+    // The wildcard is strictly below the name.
+    assert!(names(sel("*.e6858.dsce9.akamaiedge.net")).is_empty());
+    assert_eq!(
+        names(rd("23.194.101.24")),
+        vec!["e6858.dsce9.akamaiedge.net. A 23.194.101.24"]
+    );
+    assert_eq!(
+        names(rd("23.194.0.0/16")),
+        vec!["e6858.dsce9.akamaiedge.net. A 23.194.101.24"]
+    );
+    assert!(names(rd("23.195.0.0/16")).is_empty());
+    assert_eq!(names(rd("2607:f8b0:4023:2007::/64")).len(), 4);
+    assert_eq!(
+        names(rd("www.apple.com.edgekey.net")),
+        vec!["www-apple-com.v.aaplimg.com. CNAME www.apple.com.edgekey.net."]
+    );
+    assert_eq!(names(rd("*.1e100.net")).len(), 2);
+    // Time fences.
+    let filter = Filter {
+        first_before: Some(1_500_000_000),
+        ..Filter::default()
+    };
+    let old: Vec<_> = store
+        .records(&Selector::All, &filter)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(old.len(), 3, "only dns.pcap's 2016 records are that old");
+}
+
+#[test]
+fn readers_see_a_live_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let writer = Arc::new(Store::open(&db).unwrap());
+    let reader = Store::open_reader(&db).unwrap();
+    let owner = name::encode_str("live.test").unwrap();
+    for round in 1..=3u64 {
+        let mut agg = Aggregator::new(100, origin::WIRE);
+        agg.record(&owner, 1, &[192, 0, 2, 1], 60, 1000 + round);
+        writer.write(&agg.take()).unwrap();
+        reader.catch_up().unwrap();
+        let got: Vec<_> = reader
+            .records(
+                &Selector::Owner {
+                    name: owner.clone(),
+                    wildcard: false,
+                },
+                &Filter::default(),
+            )
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].value.count, got[0].value.last),
+            (round, 1000 + round)
+        );
+    }
+}
+
+#[test]
+fn unknown_format_versions_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    drop(Store::open(&db).unwrap());
+    {
+        let raw = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            &db,
+            ["records", "rdata", "negative"],
+        )
+        .unwrap();
+        raw.put(b"format_version", b"99").unwrap();
+    }
+    match Store::open(&db) {
+        Err(StoreError::UnknownVersion { found, .. }) => assert_eq!(found, "99"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a version-99 database"),
+    }
+    assert!(matches!(
+        Store::open_reader(&db),
+        Err(StoreError::UnknownVersion { .. })
+    ));
+    assert!(matches!(
+        Store::open_reader(&dir.path().join("nothing")),
+        Err(StoreError::Missing(_))
+    ));
+}
+
+#[test]
+fn thread_count_does_not_change_the_result() {
+    let files = common::all_pcaps();
+    let one = common::ingest_with(&files, |a| a.threads = 1);
+    let four = common::ingest_with(&files, |a| a.threads = 4);
+    let (s1, s4) = (one.store(), four.store());
+    let r1 = common::all_records(&s1);
+    assert!(
+        r1.len() > 2000,
+        "expected thousands of records from all captures, got {}",
+        r1.len()
+    );
+    assert_eq!(r1, common::all_records(&s4));
+    assert_eq!(common::negatives(&s1), common::negatives(&s4));
+    let (d1, d4) = (&one.report.summary.decode, &four.report.summary.decode);
+    assert_eq!(
+        (d1.frames, d1.dns_responses, d1.observations),
+        (d4.frames, d4.dns_responses, d4.observations)
+    );
+}
+
+#[test]
+fn tiny_aggregator_flushes_often_and_loses_nothing() {
+    let files = [
+        common::pcap("dnscap/dns.pcap"),
+        common::pcap("zeek/var-services-std-ports.pcap"),
+    ];
+    let normal = common::ingest(&files);
+    let tiny = common::ingest_with(&files, |a| a.aggregate_entries = 1);
+    assert!(tiny.report.summary.flushes > normal.report.summary.flushes + 10);
+    assert_eq!(
+        common::all_records(&normal.store()),
+        common::all_records(&tiny.store())
+    );
+    assert_eq!(
+        common::negatives(&normal.store()),
+        common::negatives(&tiny.store())
+    );
+}
