@@ -210,24 +210,47 @@ impl Store {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
+        // Keys go in sorted: the memtable skip list then inserts each one
+        // next to the previous, instead of searching from the top.
+        let mut sorted: Vec<(&[u8], &Value)> = aggregates
+            .records
+            .iter()
+            .map(|(k, v)| (&k[..], v))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut values = Vec::with_capacity(sorted.len() * 16);
+        let mut value_at = Vec::with_capacity(sorted.len());
+        for (_, v) in &sorted {
+            let start = values.len();
+            v.encode(&mut values);
+            value_at.push(start..values.len());
+        }
+        let mut index: Vec<(Vec<u8>, usize)> = Vec::new();
         let mut batch = WriteBatch::default();
         let mut stats = WriteStats::default();
-        let mut value_buf = Vec::with_capacity(32);
-        let mut index_buf = Vec::with_capacity(512);
-        for (key, value) in &aggregates.records {
-            value_buf.clear();
-            value.encode(&mut value_buf);
-            batch.merge_cf(records, key, &value_buf);
+        for (i, (key, _)) in sorted.iter().enumerate() {
+            batch.merge_cf(records, key, &values[value_at[i].clone()]);
             stats.records += 1;
             if let Some(record) = keys::parse_record_key(key) {
-                index_buf.clear();
-                if keys::index_key(&mut index_buf, &record) {
-                    batch.merge_cf(rdata, &index_buf, &value_buf);
-                    stats.index_entries += 1;
+                let mut index_key = Vec::new();
+                if keys::index_key(&mut index_key, &record) {
+                    index.push((index_key, i));
                 }
             }
         }
-        for (key, value) in &aggregates.negatives {
+        index.sort_unstable();
+        for (key, i) in &index {
+            batch.merge_cf(rdata, key, &values[value_at[*i].clone()]);
+            stats.index_entries += 1;
+        }
+        let mut negatives: Vec<(&[u8], &Value)> = aggregates
+            .negatives
+            .iter()
+            .map(|(k, v)| (&k[..], v))
+            .collect();
+        negatives.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut value_buf = Vec::with_capacity(32);
+        for (key, value) in negatives {
             value_buf.clear();
             value.encode(&mut value_buf);
             batch.merge_cf(negative, key, &value_buf);
