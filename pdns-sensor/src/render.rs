@@ -35,7 +35,14 @@ pub fn rdata(rtype: u16, wire: &[u8]) -> String {
         AllRecordData::<&[u8], ParsedName<&[u8]>>::parse_rdata(Rtype::from_int(rtype), &mut parser);
     match parsed {
         Ok(Some(AllRecordData::Unknown(_))) | Ok(None) | Err(_) => generic(wire),
-        Ok(Some(data)) if parser.remaining() == 0 => data.to_string(),
+        Ok(Some(data)) if parser.remaining() == 0 => {
+            // A Display impl may fail on odd data; never let that panic.
+            let mut s = String::new();
+            match write!(s, "{data}") {
+                Ok(()) => s,
+                Err(_) => generic(wire),
+            }
+        }
         Ok(Some(_)) => generic(wire),
     }
 }

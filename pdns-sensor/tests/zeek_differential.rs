@@ -42,12 +42,14 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' {
-            if let Ok(v) = u8::from_str_radix(&s[i + 2..i + 4], 16) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1] == b'x'
+            && let Ok(v) = u8::from_str_radix(&s[i + 2..i + 4], 16)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
             out.push(b'\\');
@@ -238,6 +240,11 @@ fn chain_records(store: &Store, query: &str) -> Vec<StoredRecord> {
     out
 }
 
+/// (owner, type, rdata) of a stored record.
+type RecordId = (Vec<u8>, u16, Vec<u8>);
+/// (sightings Zeek implies, our count, TTLs Zeek paired with it).
+type Expectation = (u64, u64, Vec<u32>);
+
 fn check_pair(log: &Path, pcap: &Path, ports: &[u16]) -> usize {
     let text = std::fs::read_to_string(log).unwrap();
     let lines = if log.to_string_lossy().ends_with(".json.log") {
@@ -250,7 +257,7 @@ fn check_pair(log: &Path, pcap: &Path, ports: &[u16]) -> usize {
     let label = log.display().to_string();
 
     // record identity -> (expected count, our count, ttl pairings)
-    let mut expected: HashMap<(Vec<u8>, u16, Vec<u8>), (u64, u64, Vec<u32>)> = HashMap::new();
+    let mut expected: HashMap<RecordId, Expectation> = HashMap::new();
     let mut expected_negative: BTreeMap<(String, Option<String>, String), u64> = BTreeMap::new();
     let mut checked = 0;
     for line in &lines {

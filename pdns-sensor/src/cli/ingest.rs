@@ -81,10 +81,10 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     let mut store_error = None;
     for file in &args.files {
         let result = pcap::read_file(file, |frame| {
-            if store_error.is_none() {
-                if let Err(e) = pipeline.push(frame) {
-                    store_error = Some(e);
-                }
+            if store_error.is_none()
+                && let Err(e) = pipeline.push(frame)
+            {
+                store_error = Some(e);
             }
         });
         match result {

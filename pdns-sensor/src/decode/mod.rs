@@ -156,7 +156,7 @@ impl Decoder {
         self.stats.bytes += frame.data.len() as u64;
         if frame.ts.secs > self.now {
             self.now = frame.ts.secs;
-            if self.now >= self.last_expiry + 1 {
+            if self.now > self.last_expiry {
                 self.last_expiry = self.now;
                 self.defrag.expire(self.now, &mut self.stats);
                 self.tcp.expire(self.now, &mut self.stats);
