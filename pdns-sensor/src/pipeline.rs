@@ -76,8 +76,11 @@ pub struct Summary {
     pub flushes: u64,
 }
 
-/// One decoder thread's state.
-struct Worker {
+/// One decoder thread's state: decode → extract → aggregate → store for
+/// the frames it is given. [`Pipeline`] runs these on its own threads; a
+/// live-capture ring thread owns one directly and feeds it frames borrowed
+/// from the ring.
+pub struct Worker {
     decoder: Decoder,
     extractor: Extractor,
     aggregator: Aggregator,
@@ -91,7 +94,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(config: &PipelineConfig, store: Arc<Store>) -> Worker {
+    pub fn new(config: &PipelineConfig, store: Arc<Store>) -> Worker {
         Worker {
             decoder: Decoder::new(&config.decode),
             extractor: Extractor::new(config.sections),
@@ -105,8 +108,10 @@ impl Worker {
         }
     }
 
+    /// Decodes one frame; flushes when the aggregator is full or the flush
+    /// interval has passed (checked every few thousand frames).
     #[inline]
-    fn process(&mut self, frame: &Frame<'_>) -> Result<(), StoreError> {
+    pub fn process(&mut self, frame: &Frame<'_>) -> Result<(), StoreError> {
         let Worker {
             decoder,
             extractor,
@@ -129,8 +134,17 @@ impl Worker {
         Ok(())
     }
 
+    /// Flushes if the flush interval has passed; for callers that may go
+    /// a while without frames (an idle ring).
+    pub fn tick(&mut self) -> Result<(), StoreError> {
+        if self.last_flush.elapsed() >= self.flush_interval {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Writes the aggregates and publishes counters.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    pub fn flush(&mut self) -> Result<(), StoreError> {
         self.since_check = 0;
         self.last_flush = Instant::now();
         let aggregates = self.aggregator.take();
@@ -145,7 +159,8 @@ impl Worker {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Summary, StoreError> {
+    /// Flushes what is left and returns the worker's totals.
+    pub fn finish(mut self) -> Result<Summary, StoreError> {
         self.flush()?;
         Ok(self.summary)
     }
@@ -198,7 +213,6 @@ enum Mode {
 /// A running pipeline; push frames, then [`finish`](Pipeline::finish).
 pub struct Pipeline {
     mode: Mode,
-    failed: Option<StoreError>,
 }
 
 impl Pipeline {
@@ -249,9 +263,6 @@ impl Pipeline {
     /// Feeds one frame. Returns an error once the store failed; the
     /// caller should stop and call [`finish`](Pipeline::finish).
     pub fn push(&mut self, frame: &Frame<'_>) -> Result<(), StoreError> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
         match &mut self.mode {
             Mode::Inline(worker) => worker.process(frame),
             Mode::Threads { lanes, free } => {

@@ -35,6 +35,7 @@ pub use value::Value;
 /// The on-disk format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_KEY: &[u8] = b"format_version";
+const META_PREFIX: &[u8] = b"meta/";
 
 pub const CF_RECORDS: &str = "records";
 pub const CF_RDATA: &str = "rdata";
@@ -206,7 +207,23 @@ impl Store {
         if aggregates.is_empty() {
             return Ok(WriteStats::default());
         }
+        let (batch, stats) = self.batch(aggregates);
+        self.commit(batch, &stats)?;
+        Ok(stats)
+    }
+
+    fn commit(&self, batch: WriteBatch, stats: &WriteStats) -> Result<(), StoreError> {
         let started = Instant::now();
+        self.db.write(batch)?;
+        METRICS.store_batches.inc();
+        METRICS.store_batch_bytes.inc_by(stats.bytes as u64);
+        METRICS.aggregator_flushes.inc();
+        METRICS.flush_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Builds the write batch for a set of aggregates.
+    fn batch(&self, aggregates: &Aggregates) -> (WriteBatch, WriteStats) {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
@@ -257,14 +274,7 @@ impl Store {
             stats.negatives += 1;
         }
         stats.bytes = batch.size_in_bytes();
-        self.db.write(batch)?;
-        METRICS.store_batches.inc();
-        METRICS.store_batch_bytes.inc_by(stats.bytes as u64);
-        METRICS.aggregator_flushes.inc();
-        METRICS
-            .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(stats)
+        (batch, stats)
     }
 
     /// Flushes memtables and the WAL to disk (called before a clean close).
@@ -294,6 +304,42 @@ impl Store {
                 .unwrap_or(0);
         }
         Ok(total)
+    }
+
+    /// Reads a bookkeeping entry (default column family, under a `meta/`
+    /// prefix so it cannot collide with the format version). Used by
+    /// importers to remember which files they have read.
+    pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get([META_PREFIX, key].concat())?)
+    }
+
+    /// Writes a bookkeeping entry (see [`Store::meta_get`]).
+    pub fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        Ok(self.db.put([META_PREFIX, key].concat(), value)?)
+    }
+
+    /// Writes aggregates and a bookkeeping entry in one atomic batch, so an
+    /// importer's position and the data it covers can never disagree after a
+    /// crash.
+    pub fn write_with_meta(&self, aggregates: &Aggregates, key: &[u8], value: &[u8]) -> Result<WriteStats, StoreError> {
+        let (mut batch, stats) = self.batch(aggregates);
+        batch.put([META_PREFIX, key].concat(), value);
+        self.commit(batch, &stats)?;
+        Ok(stats)
+    }
+
+    /// Every bookkeeping entry whose key starts with `prefix`.
+    pub fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let full = [META_PREFIX, prefix].concat();
+        let mut out = Vec::new();
+        for item in self.db.iterator(rocksdb::IteratorMode::From(&full, rocksdb::Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&full) {
+                break;
+            }
+            out.push((k[META_PREFIX.len()..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// RocksDB's estimate of the number of keys in a column family.
