@@ -221,7 +221,6 @@ impl Pipeline {
         if threads <= 1 {
             return Pipeline {
                 mode: Mode::Inline(Box::new(Worker::new(config, store))),
-                failed: None,
             };
         }
         let (free_tx, free_rx) = crossbeam_channel::bounded::<Batch>(threads * (QUEUE_DEPTH + 2));
@@ -256,7 +255,6 @@ impl Pipeline {
                 lanes,
                 free: free_rx,
             },
-            failed: None,
         }
     }
 
