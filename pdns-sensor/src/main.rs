@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Ingest(args) => ingest::run(args).map(|_| ()),
         Command::Dump(args) => dump::run(args).map(|_| ()),
+        Command::ImportZeek(args) => import_zeek::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! driven from tests.
 
 pub mod dump;
+pub mod import_zeek;
 pub mod ingest;
 
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Print stored records (works while another process writes).
     Dump(dump::DumpArgs),
+    /// Import Zeek dns.log files (TSV or JSON, plain or gzip), or follow a
+    /// live one.
+    ImportZeek(import_zeek::ImportZeekArgs),
 }
 
 /// The database location, shared by every command.
