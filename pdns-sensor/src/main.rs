@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pdns_sensor::cli::{Cli, Command, dump, ingest};
+use pdns_sensor::cli::{Cli, Command, dump, import_zeek, ingest};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
