@@ -5,6 +5,7 @@
 pub mod dump;
 pub mod import_zeek;
 pub mod ingest;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Capture DNS live on network interfaces (eBPF filter, AF_PACKET rings).
+    Run(run::RunArgs),
     /// Read pcap/pcapng files into the database.
     Ingest(ingest::IngestArgs),
     /// Print stored records (works while another process writes).
