@@ -140,7 +140,7 @@ fn unknown_format_versions_are_refused() {
         let raw = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             &db,
-            ["records", "rdata", "negative"],
+            ["records", "rdata", "negative", "names"],
         )
         .unwrap();
         raw.put(b"format_version", b"99").unwrap();

@@ -1,9 +1,20 @@
 //! Installs build and test dependencies on Debian 12, idempotently: each
 //! step first checks whether its result is already there.
+//!
+//! The eBPF side (see `../shared/docs/capture.md` §3) needs three things a
+//! stock Rust install lacks: the nightly toolchain's `rust-src` (the
+//! `bpfel-unknown-none` target has no prebuilt `core`), and `bpf-linker`
+//! built against the *nightly's own* libLLVM, so no Debian LLVM is needed and
+//! the LLVM versions always agree. bpf-linker finds that libLLVM at run time
+//! through its RUNPATH, `/opt/bpf-llvm/lib`, where both the link name and the
+//! SONAME point into the nightly's sysroot. Every nightly update changes the
+//! SONAME, so a stamp file records which one bpf-linker was built for and a
+//! mismatch rebuilds it.
 
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::sh;
 
@@ -12,12 +23,40 @@ use crate::sh;
 /// to cross-check ours.
 const DEBIAN_PACKAGES: [&str; 4] = ["libclang-dev", "clang", "g++", "tshark"];
 
+/// Debian packages the live-capture tests drive: a real DNS server
+/// (`dnsmasq-base` is the binary alone, without the system service that
+/// `dnsmasq` would start on the host), `dig`, `tcpreplay` for injection,
+/// `tcpdump` for debugging, `ip` for namespaces and veth pairs, `ping` for
+/// non-DNS traffic.
+const CAPTURE_TEST_PACKAGES: [&str; 6] = [
+    "dnsmasq-base",
+    "dnsutils",
+    "tcpreplay",
+    "tcpdump",
+    "iproute2",
+    "iputils-ping",
+];
+
+/// The pinned bpf-linker release (the aya 0.14 line's linker).
+const BPF_LINKER: &str = "bpf-linker@0.13.0";
+
+/// Where bpf-linker's RUNPATH points: `lib/` holds the nightly's libLLVM.
+const BPF_LLVM_PREFIX: &str = "/opt/bpf-llvm";
+
+/// The toolchain that builds the eBPF object; `pdns-sensor/build.rs` reads
+/// the same variable. Pin it (e.g. `nightly-2026-05-19`) to keep
+/// bpf-linker's libLLVM stable.
+pub fn ebpf_toolchain() -> String {
+    std::env::var("PDNS_EBPF_TOOLCHAIN").unwrap_or_else(|_| "nightly".to_string())
+}
+
 pub fn run() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    let wanted: Vec<&str> = DEBIAN_PACKAGES
         .iter()
+        .chain(CAPTURE_TEST_PACKAGES.iter())
         .copied()
-        .filter(|p| !dpkg_installed(p))
         .collect();
+    let missing: Vec<&str> = wanted.into_iter().filter(|p| !dpkg_installed(p)).collect();
     if !missing.is_empty() {
         if !is_root() {
             bail!(
@@ -31,11 +70,95 @@ pub fn run() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     for component in ["rustfmt", "clippy"] {
-        if !rustup_has(component) {
+        if !rustup_has(None, component) {
             sh(Command::new("rustup").args(["component", "add", component]))?;
         }
     }
+    ebpf_toolchain_setup()
+}
+
+/// The nightly, its `rust-src` and `clippy`, and bpf-linker.
+fn ebpf_toolchain_setup() -> Result<()> {
+    let toolchain = ebpf_toolchain();
+    if !toolchain_installed(&toolchain) {
+        sh(Command::new("rustup").args(["toolchain", "install", &toolchain, "--profile", "minimal"]))?;
+    }
+    for component in ["rust-src", "clippy"] {
+        if !rustup_has(Some(&toolchain), component) {
+            sh(Command::new("rustup").args(["component", "add", component, "--toolchain", &toolchain]))?;
+        }
+    }
+
+    // The nightly's LLVM: its major picks bpf-linker's `llvm-NN` feature,
+    // its shared library is what bpf-linker links against.
+    let version = output(Command::new("rustc").arg(format!("+{toolchain}")).arg("-vV"))?;
+    let major = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("`rustc -vV` of the eBPF toolchain names no LLVM version")?
+        .trim()
+        .to_string();
+    let sysroot = output(
+        Command::new("rustc")
+            .arg(format!("+{toolchain}"))
+            .args(["--print", "sysroot"]),
+    )?;
+    let sysroot_lib = Path::new(sysroot.trim()).join("lib");
+    let soname = std::fs::read_dir(&sysroot_lib)
+        .with_context(|| format!("listing {}", sysroot_lib.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", sysroot_lib.display()))?;
+
+    let prefix_lib = Path::new(BPF_LLVM_PREFIX).join("lib");
+    let stamp = Path::new(BPF_LLVM_PREFIX).join("built-for");
+    let stamp_ok = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == soname);
+    if stamp_ok && bpf_linker_runs() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {} (run as root)", prefix_lib.display()))?;
+    // The name the llvm-sys build looks for, and the SONAME found through
+    // bpf-linker's RUNPATH at run time.
+    for name in ["libLLVM.so", soname.as_str()] {
+        let link = prefix_lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(sysroot_lib.join(&soname), &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    sh(crate::cargo()
+        .args(["install", BPF_LINKER, "--locked", "--force", "--no-default-features"])
+        .args(["--features", &format!("llvm-{major}")])
+        .env("LLVM_PREFIX", BPF_LLVM_PREFIX))?;
+    std::fs::write(&stamp, format!("{soname}\n"))
+        .with_context(|| format!("writing {}", stamp.display()))?;
+    if !bpf_linker_runs() {
+        bail!("bpf-linker was installed but does not run (is ~/.cargo/bin on PATH?)");
+    }
     Ok(())
+}
+
+fn bpf_linker_runs() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("starting {}", crate::describe(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            crate::describe(cmd),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn dpkg_installed(package: &str) -> bool {
@@ -45,15 +168,24 @@ fn dpkg_installed(package: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-fn rustup_has(component: &str) -> bool {
+fn toolchain_installed(toolchain: &str) -> bool {
     Command::new("rustup")
-        .args(["component", "list", "--installed"])
+        .args(["run", toolchain, "rustc", "--version"])
         .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.starts_with(component))
-        })
+        .is_ok_and(|o| o.status.success())
+}
+
+fn rustup_has(toolchain: Option<&str>, component: &str) -> bool {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["component", "list", "--installed"]);
+    if let Some(t) = toolchain {
+        cmd.args(["--toolchain", t]);
+    }
+    cmd.output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with(component))
+    })
 }
 
 fn is_root() -> bool {

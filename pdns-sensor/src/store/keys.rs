@@ -133,6 +133,36 @@ pub fn parse_index_key(key: &[u8]) -> Option<RecordKey<'_>> {
     }
 }
 
+/// Appends the `names` key of an owner: the same length-prefixed,
+/// lowercase labels as the reversed encoding, but in the order they are
+/// written (`\x03www\x07example\x03com\x00`), so every name starting with
+/// `www.example` shares a prefix.
+pub fn forward_name(reversed: &[u8], out: &mut Vec<u8>) {
+    let mut labels: [&[u8]; 128] = [&[]; 128];
+    let mut n = 0;
+    let mut pos = 0;
+    while let Some(&len) = reversed.get(pos) {
+        if len == 0 || n == labels.len() {
+            break;
+        }
+        let end = (pos + 1 + len as usize).min(reversed.len());
+        labels[n] = &reversed[pos + 1..end];
+        n += 1;
+        pos = end;
+    }
+    for label in labels[..n].iter().rev() {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+}
+
+/// The reversed encoding of a `names` key (the inverse of
+/// [`forward_name`]; the same transformation, as it only reverses labels).
+pub fn reversed_name(forward: &[u8], out: &mut Vec<u8>) {
+    forward_name(forward, out)
+}
+
 /// Appends a `negative` key.
 pub fn negative_key(out: &mut Vec<u8>, qname: &[u8], qtype: u16, rcode: u16) {
     out.extend_from_slice(qname);
@@ -284,6 +314,17 @@ mod tests {
             }
         ));
         assert!(key.is_empty());
+    }
+
+    #[test]
+    fn forward_names_reverse_back() {
+        let o = owner("www.Example.com");
+        let mut f = Vec::new();
+        forward_name(&o, &mut f);
+        assert_eq!(f, b"\x03www\x07example\x03com\x00".to_vec());
+        let mut back = Vec::new();
+        reversed_name(&f, &mut back);
+        assert_eq!(back, o);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! per (qname, qtype, rcode). All three use the associative merge of
 //! [`value`], so writers only ever append merge operands in batches.
 //!
+//! A fourth, `names`, lists every owner name once in forward label order,
+//! so right-hand wildcards (`www.example.*`) are prefix scans too.
+//!
 //! A writer opens the database as the primary. Readers (`dump`, `serve`)
 //! open it as a RocksDB *secondary* instance, which works whether or not a
 //! writer has it open, and call [`Store::catch_up`] to see new data.
@@ -40,7 +43,8 @@ const META_PREFIX: &[u8] = b"meta/";
 pub const CF_RECORDS: &str = "records";
 pub const CF_RDATA: &str = "rdata";
 pub const CF_NEGATIVE: &str = "negative";
-const DATA_CFS: [&str; 3] = [CF_RECORDS, CF_RDATA, CF_NEGATIVE];
+pub const CF_NAMES: &str = "names";
+const DATA_CFS: [&str; 4] = [CF_RECORDS, CF_RDATA, CF_NEGATIVE, CF_NAMES];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -227,6 +231,7 @@ impl Store {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
+        let names = self.cf(CF_NAMES);
         // Keys go in sorted: the memtable skip list then inserts each one
         // next to the previous, instead of searching from the top.
         let mut sorted: Vec<(&[u8], &Value)> = aggregates
@@ -245,10 +250,19 @@ impl Store {
         let mut index: Vec<(Vec<u8>, usize)> = Vec::new();
         let mut batch = WriteBatch::default();
         let mut stats = WriteStats::default();
+        let mut last_owner: &[u8] = &[];
+        let mut forward = Vec::with_capacity(256);
         for (i, (key, _)) in sorted.iter().enumerate() {
             batch.merge_cf(records, key, &values[value_at[i].clone()]);
             stats.records += 1;
             if let Some(record) = keys::parse_record_key(key) {
+                // Sorted keys group records by owner: one `names` entry each.
+                if record.owner != last_owner {
+                    last_owner = record.owner;
+                    forward.clear();
+                    keys::forward_name(record.owner, &mut forward);
+                    batch.put_cf(names, &forward, []);
+                }
                 let mut index_key = Vec::new();
                 if keys::index_key(&mut index_key, &record) {
                     index.push((index_key, i));
