@@ -18,7 +18,7 @@ pub fn packet_bar(total: u64, what: &str) -> Option<ProgressBar> {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} packets ({per_sec}, eta {eta})")
+        ProgressStyle::with_template("{msg} [{bar:40}] {human_pos}/{human_len} packets, eta {eta}")
             .expect("valid template")
             .progress_chars("=> "),
     );

@@ -46,7 +46,8 @@ pub fn ingest_command(
 /// The sensor's stats file, leniently parsed.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    /// Every top-level numeric value, by key.
+    /// Every numeric value, by key; members of nested objects (one level)
+    /// appear as `outer.inner`.
     pub values: BTreeMap<String, f64>,
     /// Why the file could not be used, if it could not.
     pub problem: Option<String>,
@@ -65,13 +66,24 @@ impl Stats {
 
     pub fn parse(text: &str) -> Stats {
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => Stats {
-                values: map
-                    .iter()
-                    .filter_map(|(k, v)| v.as_f64().map(|f| (k.clone(), f)))
-                    .collect(),
-                problem: None,
-            },
+            Ok(Value::Object(map)) => {
+                let mut values = BTreeMap::new();
+                for (k, v) in &map {
+                    if let Value::Object(inner) = v {
+                        for (k2, v2) in inner {
+                            if let Some(f) = v2.as_f64() {
+                                values.insert(format!("{k}.{k2}"), f);
+                            }
+                        }
+                    } else if let Some(f) = v.as_f64() {
+                        values.insert(k.clone(), f);
+                    }
+                }
+                Stats {
+                    values,
+                    problem: None,
+                }
+            }
             Ok(_) => Stats {
                 problem: Some("stats file is not a JSON object".into()),
                 ..Stats::default()
@@ -110,13 +122,15 @@ mod tests {
 
     #[test]
     fn lenient_parsing() {
-        let s = Stats::parse(r#"{"packets": 10, "elapsed_secs": 0.5, "name": "x", "dropped": 2}"#);
+        let s = Stats::parse(
+            r#"{"packets": 10, "elapsed_secs": 0.5, "name": "x", "dropped": 2, "drops": {"short": 1, "why": "x"}}"#,
+        );
         assert_eq!(s.get("packets"), Some(10.0));
         assert_eq!(s.get("observations"), None);
         assert!(s.missing().contains(&"db_bytes"));
         assert_eq!(
             s.extra().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            ["dropped"]
+            ["dropped", "drops.short"]
         );
         assert!(Stats::parse("[1]").problem.is_some());
         assert!(Stats::parse("{").problem.is_some());

@@ -114,7 +114,7 @@ fn check_messages(cfg: &Config) {
         let mut sections = 0;
         let mut section = Some(msg.answer().expect("answer section"));
         while let Some(s) = section {
-            for rr in s.clone() {
+            for rr in s {
                 let rr = rr.expect("record header");
                 let rec = rr
                     .to_any_record::<AllRecordData<_, ParsedName<_>>>()
@@ -264,4 +264,21 @@ fn shares_are_roughly_honoured() {
     assert!((0.04..0.06).contains(&nx), "nx share {nx}");
     assert!((0.007..0.013).contains(&large), "large share {large}");
     assert_eq!(s.tcp_exchanges, 0);
+}
+
+#[test]
+fn all_ipv6_clients_get_no_fragments() {
+    let cfg = Config {
+        packets: 20_000,
+        ipv6_share: 1.0,
+        large_share: 0.3,
+        nxdomain: 0.05,
+        tcp_share: 0.05,
+        ..Config::default()
+    };
+    check_messages(&cfg);
+    let (_, s) = run(&cfg);
+    assert_eq!(s.fragmented_responses, 0);
+    let nx = s.nxdomain_responses as f64 / s.responses as f64;
+    assert!((0.03..0.07).contains(&nx), "nx share {nx}");
 }

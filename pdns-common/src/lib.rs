@@ -3,7 +3,9 @@
 //!
 //! Everything here is `no_std`, `#[repr(C)]` and `Copy`, because the same
 //! definitions are compiled for the `bpfel-unknown-none` target and for the
-//! host, and the layout must agree byte for byte across that boundary.
+//! host, and the layout must agree byte for byte across that boundary. The
+//! map names are the contract between the two sides: userspace finds the
+//! maps in the loaded object by these names.
 #![no_std]
 
 /// The DNS port watched when the user names none.
@@ -11,6 +13,69 @@ pub const DEFAULT_DNS_PORT: u16 = 53;
 
 /// Most ports the kernel filter can be told to accept.
 ///
-/// The eBPF port map is a fixed-size array; userspace refuses more ports than
-/// this instead of silently ignoring the rest.
+/// The eBPF port map is a fixed-size hash map; userspace refuses more ports
+/// than this instead of silently ignoring the rest.
 pub const MAX_PORTS: usize = 16;
+
+/// Name of the socket filter program in the eBPF object.
+pub const PROGRAM_NAME: &str = "pdns_filter";
+
+/// Name of the port set map: `HashMap<u16 (host order), u8 (1)>`, at most
+/// [`MAX_PORTS`] entries. A packet is kept when its source or destination
+/// port is a key.
+pub const PORTS_MAP: &str = "PDNS_PORTS";
+
+/// Name of the counters map: `PerCpuArray<FilterStats>` with one entry.
+pub const STATS_MAP: &str = "PDNS_STATS";
+
+/// Most in-band VLAN tags (802.1Q, 802.1ad, 0x9100) the filter walks. The
+/// kernel strips the outermost tag on receive, so two in band means a
+/// triple-tagged frame on the wire.
+pub const MAX_VLAN_TAGS: usize = 3;
+
+/// Most IPv6 extension headers the filter walks before giving up.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+/// What the kernel filter did, per CPU. Userspace sums the CPUs.
+///
+/// Every packet the filter sees is counted in exactly one field, so the
+/// fields add up to the packets the filter ran on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    /// UDP or TCP with a watched source or destination port: kept.
+    pub accepted: u64,
+    /// Non-first IP fragments (no ports to look at): kept so userspace can
+    /// reassemble them with their first fragment.
+    pub accepted_fragments: u64,
+    /// UDP or TCP to and from other ports: dropped.
+    pub rejected_port: u64,
+    /// IP but neither UDP nor TCP (ICMP, ESP, ...): dropped.
+    pub rejected_protocol: u64,
+    /// Not IP at all (ARP, LLDP, ...): dropped.
+    pub rejected_not_ip: u64,
+    /// Too short, too many tags or extension headers: dropped.
+    pub rejected_malformed: u64,
+}
+
+impl FilterStats {
+    /// Adds another CPU's (or another interval's) counters.
+    pub fn add(&mut self, other: &FilterStats) {
+        self.accepted += other.accepted;
+        self.accepted_fragments += other.accepted_fragments;
+        self.rejected_port += other.rejected_port;
+        self.rejected_protocol += other.rejected_protocol;
+        self.rejected_not_ip += other.rejected_not_ip;
+        self.rejected_malformed += other.rejected_malformed;
+    }
+
+    /// Packets kept.
+    pub fn kept(&self) -> u64 {
+        self.accepted + self.accepted_fragments
+    }
+
+    /// Packets dropped in the kernel.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_port + self.rejected_protocol + self.rejected_not_ip + self.rejected_malformed
+    }
+}

@@ -10,7 +10,7 @@
 //! | extract | [`extract`] | DNS messages | observations (owner, type, rdata, TTL, time) |
 //! | aggregate | [`aggregate`] | observations | per-key [`store::Value`]s, bounded |
 //! | store | [`store`] | aggregates | RocksDB merges; queries |
-//! | serve | [`dump`] (CLI) | queries | tables and COF JSON |
+//! | serve | [`serve`] (HTTP), [`dump`] (CLI) | queries | DNSDB, CIRCL, bro-pdns shapes; tables and COF JSON |
 //!
 //! [`pipeline`] wires the stages into threads; [`metrics`] counts
 //! everything; [`name`] and [`render`] hold the name encoding and the
@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod name;
 pub mod pipeline;
 pub mod render;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod time;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pdns_sensor::cli::{Cli, Command, dump, import_zeek, ingest, run};
+use pdns_sensor::cli::{Cli, Command, dump, import_zeek, ingest, run, serve};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Ingest(args) => ingest::run(args).map(|_| ()),
         Command::Dump(args) => dump::run(args).map(|_| ()),
         Command::ImportZeek(args) => import_zeek::run(args),

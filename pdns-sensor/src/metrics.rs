@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::decode::{DecodeStats, DropReason};
@@ -31,6 +31,9 @@ pub struct Metrics {
     pub store_batch_bytes: IntCounter,
     pub store_corrupt_values: IntCounter,
     pub build_info: IntGaugeVec,
+    pub api_requests: IntCounterVec,
+    pub api_seconds: HistogramVec,
+    pub rocksdb: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -93,7 +96,38 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let api_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "pdns_api_request_duration_seconds",
+                "HTTP API request latency, by surface.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")),
+            &["surface"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(api_seconds.clone()))
+            .expect("unique metric");
+        let rocksdb = IntGaugeVec::new(
+            Opts::new(
+                "pdns_rocksdb_property",
+                "RocksDB properties per column family: estimate_num_keys, live_data_bytes, sst_bytes, \
+                 pending_compaction_bytes, memtable_bytes.",
+            ),
+            &["cf", "property"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(rocksdb.clone()))
+            .expect("unique metric");
+
         Metrics {
+            api_requests: counter_vec(
+                r,
+                "pdns_api_requests_total",
+                "HTTP API requests, by surface and status code.",
+                &["surface", "status"],
+            ),
+            api_seconds,
+            rocksdb,
             frames: counter(r, "pdns_frames_total", "Frames handed to the decoders."),
             frame_bytes: counter(
                 r,
@@ -198,6 +232,16 @@ impl Metrics {
 
 /// The process-wide metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Refreshes the RocksDB gauges from a store (called on scrape).
+pub fn update_store_gauges(store: &crate::store::Store) {
+    for (cf, property, value) in store.properties() {
+        METRICS
+            .rocksdb
+            .with_label_values(&[cf, property])
+            .set(value as i64);
+    }
+}
 
 /// Counts a stored value that did not decode (called from the merge
 /// operator, which has no other way to report).

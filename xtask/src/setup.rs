@@ -81,17 +81,33 @@ pub fn run() -> Result<()> {
 fn ebpf_toolchain_setup() -> Result<()> {
     let toolchain = ebpf_toolchain();
     if !toolchain_installed(&toolchain) {
-        sh(Command::new("rustup").args(["toolchain", "install", &toolchain, "--profile", "minimal"]))?;
+        sh(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &toolchain,
+            "--profile",
+            "minimal",
+        ]))?;
     }
     for component in ["rust-src", "clippy"] {
         if !rustup_has(Some(&toolchain), component) {
-            sh(Command::new("rustup").args(["component", "add", component, "--toolchain", &toolchain]))?;
+            sh(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                &toolchain,
+            ]))?;
         }
     }
 
     // The nightly's LLVM: its major picks bpf-linker's `llvm-NN` feature,
     // its shared library is what bpf-linker links against.
-    let version = output(Command::new("rustc").arg(format!("+{toolchain}")).arg("-vV"))?;
+    let version = output(
+        Command::new("rustc")
+            .arg(format!("+{toolchain}"))
+            .arg("-vV"),
+    )?;
     let major = version
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
@@ -129,7 +145,13 @@ fn ebpf_toolchain_setup() -> Result<()> {
             .with_context(|| format!("linking {}", link.display()))?;
     }
     sh(crate::cargo()
-        .args(["install", BPF_LINKER, "--locked", "--force", "--no-default-features"])
+        .args([
+            "install",
+            BPF_LINKER,
+            "--locked",
+            "--force",
+            "--no-default-features",
+        ])
         .args(["--features", &format!("llvm-{major}")])
         .env("LLVM_PREFIX", BPF_LLVM_PREFIX))?;
     std::fs::write(&stamp, format!("{soname}\n"))

@@ -58,6 +58,7 @@ pub struct Engine<'c, W: Write> {
     templates: Templates,
     torture: Vec<Template>,
     torture_seq: u64,
+    has_v4: bool,
     tracker: Tracker,
     out: Emitter<W>,
     query: Vec<u8>,
@@ -75,11 +76,13 @@ impl<'c, W: Write> Engine<'c, W> {
                 Template::nxdomain(&qname, rtype::A, &catalog.soa(catalog.zones() + v))
             })
             .collect();
+        let clients = Clients::new(cfg.seed, cfg.clients, cfg.ipv6_share);
         Ok(Engine {
             cfg,
+            has_v4: clients.v4_from(0).is_some(),
             rng: Rng::new(cfg.seed),
             zipf: Zipf::new(cfg.names, cfg.zipf),
-            clients: Clients::new(cfg.seed, cfg.clients, cfg.ipv6_share),
+            clients,
             tracker: Tracker::new(&catalog),
             templates: Templates::new(catalog),
             torture,
@@ -172,9 +175,11 @@ impl<'c, W: Write> Engine<'c, W> {
             };
         }
         let u = rng.unit();
-        if u < self.cfg.large_share && !small && self.clients.v4_from(0).is_some() {
+        // Large responses need an IPv4 client (they are IPv4-fragmented);
+        // when that is impossible the exchange becomes an ordinary one.
+        if u < self.cfg.large_share && !small && self.has_v4 {
             Ask::Large(rng.below(LARGE_NAMES))
-        } else if u < self.cfg.large_share + self.cfg.nxdomain {
+        } else if u >= self.cfg.large_share && u < self.cfg.large_share + self.cfg.nxdomain {
             let n = self.zipf.sample(rng);
             let zone = self.templates.catalog().zone(n);
             Ask::Nx {
@@ -288,11 +293,13 @@ impl<'c, W: Write> Engine<'c, W> {
 
 /// 0x20 mixing: upper-cases each letter of a wire name whose bit is set.
 fn mix_case(name: &mut [u8], bits: u64) {
-    let mut i = 0u32;
-    for b in name.iter_mut().filter(|b| b.is_ascii_lowercase()) {
-        if bits.rotate_right(i) & 1 == 1 {
+    for (i, b) in name
+        .iter_mut()
+        .filter(|b| b.is_ascii_lowercase())
+        .enumerate()
+    {
+        if bits.rotate_right(i as u32) & 1 == 1 {
             *b = b.to_ascii_uppercase();
         }
-        i += 1;
     }
 }

@@ -85,7 +85,7 @@ pub struct Catalog {
 impl Catalog {
     pub fn new(seed: u64, names: u64) -> Self {
         assert!(
-            names >= 1 && names < (1 << 24),
+            (1..(1 << 24)).contains(&names),
             "names must be in 1..16777216"
         );
         Catalog {
@@ -307,7 +307,7 @@ impl Catalog {
     /// Answer for large name `i` (< `LARGE_NAMES`): ≥ 3000 bytes on the wire.
     pub fn large_answer(&self, i: u64) -> Answer {
         let qname = format!("big{i}.bulk-data.com");
-        let (qtype, records) = if i % 2 == 0 {
+        let (qtype, records) = if i.is_multiple_of(2) {
             let strings = (0..13)
                 .map(|j| format!("{i:02}-{j:02}-{}", "k".repeat(240)).into_bytes())
                 .collect();

@@ -223,13 +223,8 @@ fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<En
                 ratio(packets, Some(p.summary.packets as f64)),
             ),
             (
-                "db_records_vs_expected",
-                ratio(
-                    db_records,
-                    Some(
-                        (p.summary.counts.answer_records + p.summary.counts.nxdomain_pairs) as f64,
-                    ),
-                ),
+                "db_records_vs_manifest_answer_records",
+                ratio(db_records, Some(p.summary.counts.answer_records as f64)),
             ),
         ]
         .into_iter()

@@ -6,6 +6,7 @@ pub mod dump;
 pub mod import_zeek;
 pub mod ingest;
 pub mod run;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -27,6 +28,8 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Print stored records (works while another process writes).
     Dump(dump::DumpArgs),
+    /// Serve the HTTP API (DNSDB, CIRCL, bro-pdns, /metrics) over a database.
+    Serve(serve::ServeArgs),
     /// Import Zeek dns.log files (TSV or JSON, plain or gzip), or follow a
     /// live one.
     ImportZeek(import_zeek::ImportZeekArgs),

@@ -222,7 +222,9 @@ impl Store {
         METRICS.store_batches.inc();
         METRICS.store_batch_bytes.inc_by(stats.bytes as u64);
         METRICS.aggregator_flushes.inc();
-        METRICS.flush_seconds.observe(started.elapsed().as_secs_f64());
+        METRICS
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -335,7 +337,12 @@ impl Store {
     /// Writes aggregates and a bookkeeping entry in one atomic batch, so an
     /// importer's position and the data it covers can never disagree after a
     /// crash.
-    pub fn write_with_meta(&self, aggregates: &Aggregates, key: &[u8], value: &[u8]) -> Result<WriteStats, StoreError> {
+    pub fn write_with_meta(
+        &self,
+        aggregates: &Aggregates,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<WriteStats, StoreError> {
         let (mut batch, stats) = self.batch(aggregates);
         batch.put([META_PREFIX, key].concat(), value);
         self.commit(batch, &stats)?;
@@ -346,7 +353,10 @@ impl Store {
     pub fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let full = [META_PREFIX, prefix].concat();
         let mut out = Vec::new();
-        for item in self.db.iterator(rocksdb::IteratorMode::From(&full, rocksdb::Direction::Forward)) {
+        for item in self.db.iterator(rocksdb::IteratorMode::From(
+            &full,
+            rocksdb::Direction::Forward,
+        )) {
             let (k, v) = item?;
             if !k.starts_with(&full) {
                 break;
@@ -354,6 +364,30 @@ impl Store {
             out.push((k[META_PREFIX.len()..].to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// RocksDB properties worth exporting, per column family:
+    /// `(cf, name, value)`.
+    pub fn properties(&self) -> Vec<(&'static str, &'static str, u64)> {
+        const PROPS: [(&str, &str); 5] = [
+            ("estimate_num_keys", "rocksdb.estimate-num-keys"),
+            ("live_data_bytes", "rocksdb.estimate-live-data-size"),
+            ("sst_bytes", "rocksdb.total-sst-files-size"),
+            (
+                "pending_compaction_bytes",
+                "rocksdb.estimate-pending-compaction-bytes",
+            ),
+            ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
+        ];
+        let mut out = Vec::new();
+        for cf in DATA_CFS {
+            for (label, prop) in PROPS {
+                if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
+                    out.push((cf, label, v));
+                }
+            }
+        }
+        out
     }
 
     /// RocksDB's estimate of the number of keys in a column family.

@@ -248,6 +248,23 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Owner names (reversed encoding) whose forward encoding starts with
+    /// `prefix`, from the `names` column family.
+    pub fn owners_forward<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + 'a {
+        let range = Range::prefix(prefix.to_vec());
+        self.raw_iter(super::CF_NAMES, &range).map(|item| {
+            let (key, _) = item?;
+            let mut reversed = Vec::with_capacity(key.len());
+            keys::reversed_name(&key, &mut reversed);
+            Ok(reversed)
+        })
+    }
+}
+
 /// Parses a CIDR block or single address into an inclusive range selector:
 /// `192.0.2.1`, `192.0.2.0/24`, `2001:db8::/32`.
 pub fn address_selector(text: &str) -> Option<Selector> {

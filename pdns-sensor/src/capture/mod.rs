@@ -1,0 +1,104 @@
+//! Live capture: AF_PACKET TPACKET_V3 rings behind an eBPF socket filter.
+//!
+//! Why this shape (see `../shared/docs/capture.md` for the measurements):
+//!
+//! * **Filter in the kernel.** On a resolver host most packets are not DNS.
+//!   The `pdns-ebpf` socket filter ([`filter`]) drops them before the kernel
+//!   copies them into a ring, so they cost neither ring space nor decoder
+//!   time. If the eBPF object cannot be loaded (old kernel, no CAP_BPF) an
+//!   equivalent classic BPF program ([`cbpf`]) is attached instead, never
+//!   "capture everything".
+//! * **One ring per decoder thread.** Each thread owns one AF_PACKET socket
+//!   with a TPACKET_V3 receive ring ([`ring`]) and one
+//!   [`Worker`](crate::pipeline::Worker). The sockets of an interface form a
+//!   `PACKET_FANOUT_HASH` group ([`socket`]): the kernel's flow hash is
+//!   symmetric, so a query, its response and every segment of a TCP stream
+//!   reach the same thread, and `PACKET_FANOUT_FLAG_DEFRAG` reassembles IPv4
+//!   fragments before the hash (and the filter) sees them.
+//! * **Zero copy.** Frames are decoded straight out of the mapped blocks. A
+//!   block is handed back to the kernel only when every frame borrowed from
+//!   it has gone through the worker; the borrow checker enforces this (a
+//!   frame borrows its [`ring::Block`], which returns itself on drop).
+//! * **Plain threads for data, tokio for control.** Ring threads block in
+//!   `poll()`; the control plane (signals, status line, timers) runs on a
+//!   small tokio runtime in `cli::run`.
+//!
+//! The modules are one job each: [`iface`] (names, indices, the
+//! default-route interface), [`socket`] (the socket options and their
+//! order), [`ring`] (the mapped ring and its blocks), [`filter`] (loading
+//! and attaching the eBPF program, its counters), [`cbpf`] (the classic
+//! fallback), [`stats`] (kernel ring statistics into Prometheus),
+//! [`thread`] (a ring thread's loop) and [`privileges`] (dropping root).
+
+pub mod cbpf;
+pub mod filter;
+pub mod iface;
+pub mod privileges;
+pub mod ring;
+pub mod socket;
+pub mod stats;
+pub mod thread;
+
+/// Geometry of one TPACKET_V3 receive ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Bytes per block; a power of two, a multiple of the page size.
+    pub block_size: u32,
+    /// Blocks per ring.
+    pub block_count: u32,
+    /// Milliseconds after which the kernel hands over a block that is not
+    /// full: the longest a lone packet waits in the ring.
+    pub retire_timeout_ms: u32,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            block_size: 1 << 20,
+            block_count: 64,
+            retire_timeout_ms: 10,
+        }
+    }
+}
+
+impl RingConfig {
+    /// Largest frame slot the kernel is told about (`tp_frame_size`).
+    /// TPACKET_V3 packs frames of any size into a block, this only has to
+    /// divide the block size.
+    pub const FRAME_SIZE: u32 = 2048;
+
+    /// Checks the geometry the kernel will insist on, with readable errors.
+    pub fn validate(&self) -> Result<(), String> {
+        let page = page_size();
+        if !self.block_size.is_power_of_two() || (self.block_size as usize) < page {
+            return Err(format!(
+                "--ring-block-size must be a power of two of at least the page size ({page}), got {}",
+                self.block_size
+            ));
+        }
+        if self.block_size < Self::FRAME_SIZE {
+            return Err(format!(
+                "--ring-block-size must be at least {} bytes",
+                Self::FRAME_SIZE
+            ));
+        }
+        if self.block_count == 0 {
+            return Err("--ring-blocks must be at least 1".into());
+        }
+        if (self.block_size as u64) * (self.block_count as u64) > (1 << 34) {
+            return Err("ring larger than 16 GiB".into());
+        }
+        Ok(())
+    }
+
+    /// Bytes mapped per ring.
+    pub fn bytes(&self) -> usize {
+        self.block_size as usize * self.block_count as usize
+    }
+}
+
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n <= 0 { 4096 } else { n as usize }
+}

@@ -1,0 +1,98 @@
+//! `pdns-sensor serve`: the HTTP API over a database another process may
+//! be writing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::DbArgs;
+use crate::serve::ServeConfig;
+use crate::serve::auth::ApiKeys;
+use crate::store::Store;
+
+/// API options shared by `serve` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// File of API keys (`KEY` or `user:password` per line); without it
+    /// the API is open to whoever can reach the listen address.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Most records one query may return.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub results_max: u64,
+    /// Records returned when a client sets no limit.
+    #[arg(long, default_value_t = 10_000)]
+    pub default_limit: u64,
+    /// Seconds a query may read before it ends as limited.
+    #[arg(long, default_value_t = 30)]
+    pub query_timeout: u64,
+    /// COF `origin` on the CIRCL surface.
+    #[arg(long, default_value = "urn:pdns-sensor")]
+    pub origin: String,
+    /// COF `sensor_id` on the CIRCL surface.
+    #[arg(long)]
+    pub sensor_id: Option<String>,
+}
+
+impl ApiArgs {
+    pub fn config(&self) -> Result<ServeConfig> {
+        let keys = match &self.api_key_file {
+            Some(p) => Some(ApiKeys::load(p)?),
+            None => None,
+        };
+        Ok(ServeConfig {
+            listen: self.listen,
+            keys,
+            results_max: self.results_max.max(1),
+            default_limit: self.default_limit.clamp(1, self.results_max.max(1)),
+            offset_max: 3_000_000,
+            query_timeout: Duration::from_secs(self.query_timeout.max(1)),
+            origin: self.origin.clone(),
+            sensor_id: self.sensor_id.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let config = args.api.config()?;
+    let store = Arc::new(
+        Store::open_reader(&args.db.db)
+            .with_context(|| format!("opening database {}", args.db.db.display()))?,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::serve::serve(store, config, shutdown_signal()))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

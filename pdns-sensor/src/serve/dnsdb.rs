@@ -1,0 +1,384 @@
+//! The DNSDB API: v2 with SAF framing (`/dnsdb/v2/...`) and the v1 aliases
+//! (`/lookup/...`, bare COF, 404 when empty).
+//!
+//! Records are per (rrname, rrtype, rdata): each object is a one-record
+//! RRset, which every DNSDB client accepts (see README, "API semantics").
+//! Only DNSDB's own keys are emitted — MISP's module rejects any other.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::engine::{End, Lookup, bailiwick};
+use super::params::{self, parse_query};
+use super::pattern::{NamePattern, TypeFilter, parse_ip, parse_name};
+use super::{ApiError, SharedState, auth, stream};
+use crate::name;
+use crate::render;
+use crate::store::StoredRecord;
+use crate::time::format_rfc3339;
+
+/// A parsed `lookup`/`summarize` request.
+struct Request {
+    lookup: Lookup,
+    rrset: bool,
+    limit: u64,
+    offset: u64,
+    fences: super::engine::Fences,
+    humantime: bool,
+    max_count: Option<u64>,
+}
+
+fn time_value(t: u64, human: bool) -> Value {
+    if human {
+        Value::String(format_rfc3339(t))
+    } else {
+        Value::from(t)
+    }
+}
+
+/// A COF object in DNSDB's key set.
+pub fn cof(r: &StoredRecord, rrset: bool, humantime: bool, rdata_array: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("count".into(), r.value.count.into());
+    m.insert("time_first".into(), time_value(r.value.first, humantime));
+    m.insert("time_last".into(), time_value(r.value.last, humantime));
+    m.insert("rrname".into(), name::presentation(&r.owner).into());
+    m.insert("rrtype".into(), render::rtype_name(r.rtype).into());
+    if rrset && let Some(b) = bailiwick(&r.owner) {
+        m.insert("bailiwick".into(), b.into());
+    }
+    let rdata = render::rdata(r.rtype, &r.rdata);
+    m.insert(
+        "rdata".into(),
+        if rdata_array {
+            json!([rdata])
+        } else {
+            rdata.into()
+        },
+    );
+    Value::Object(m)
+}
+
+/// Accept headers the API can answer: NDJSON, JSON, or anything.
+fn accept_ok(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    accept.split(',').any(|range| {
+        let media = range
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        matches!(
+            media.as_str(),
+            "" | "*/*" | "application/*" | "application/x-ndjson" | "application/json"
+        )
+    })
+}
+
+fn parse_request(
+    state: &SharedState,
+    verb: &str,
+    segs: &[String],
+    params: &HashMap<String, String>,
+) -> Result<Request, ApiError> {
+    // IntelOwl leaves a trailing empty segment; treat it as absent.
+    let segs: Vec<&str> = {
+        let mut v: Vec<&str> = segs.iter().map(String::as_str).collect();
+        while v.last() == Some(&"") {
+            v.pop();
+        }
+        v
+    };
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::bad_request(message)
+    }
+    let (lookup, rrset) = match segs.as_slice() {
+        ["rrset", "name", owner, rest @ ..] => {
+            if rest.len() > 2 {
+                return Err(bad("too many path segments"));
+            }
+            let rtype =
+                TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(|e| bad(e))?;
+            let bailiwick = match rest.get(1).filter(|b| !b.is_empty()) {
+                Some(b) => {
+                    Some(format!("{}.", b.trim_end_matches('.').to_ascii_lowercase()).into_bytes())
+                }
+                None => None,
+            };
+            (
+                Lookup::Rrset {
+                    name: parse_name(owner).map_err(|e| bad(e))?,
+                    rtype,
+                    bailiwick,
+                },
+                true,
+            )
+        }
+        ["rrset", "raw", hex, rest @ ..] => {
+            if rest.len() > 1 {
+                return Err(bad("too many path segments (no bailiwick with raw)"));
+            }
+            let wire = decode_hex(hex).ok_or_else(|| bad("raw owner is not hex"))?;
+            let mut owner = Vec::new();
+            if !crate::store::keys::wire_name_reversed(&wire, &mut owner) {
+                return Err(bad("raw owner is not a wire-format name"));
+            }
+            let rtype =
+                TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(|e| bad(e))?;
+            (
+                Lookup::Rrset {
+                    name: NamePattern::Exact(owner),
+                    rtype,
+                    bailiwick: None,
+                },
+                true,
+            )
+        }
+        ["rdata", "name", target, rest @ ..] => {
+            if rest.len() > 1 {
+                return Err(bad("too many path segments"));
+            }
+            let name = parse_name(target).map_err(|e| bad(e))?;
+            if matches!(name, NamePattern::Forward { .. }) {
+                return Err(bad(
+                    "right-hand wildcards are supported in rrset lookups only",
+                ));
+            }
+            let rtype =
+                TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(|e| bad(e))?;
+            (Lookup::RdataName { name, rtype }, false)
+        }
+        ["rdata", "ip", spec, rest @ ..] => {
+            if rest.len() > 1 {
+                return Err(bad("too many path segments"));
+            }
+            let t = rest.first().copied().unwrap_or("");
+            if !(t.is_empty()
+                || ["A", "AAAA", "ANY"]
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(t)))
+            {
+                return Err(bad(format!("rdata/ip takes A, AAAA or ANY, not {t:?}")));
+            }
+            (
+                Lookup::RdataIp {
+                    range: parse_ip(spec).map_err(|e| bad(e))?,
+                },
+                false,
+            )
+        }
+        ["rdata", "raw", ..] => return Err(bad("rdata/raw lookups are not supported")),
+        ["rrset" | "rdata", ..] => return Err(bad("malformed lookup path")),
+        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown path")),
+    };
+    let config = &state.config;
+    let limit = match params::unsigned(params, "limit")? {
+        None => config.default_limit,
+        Some(0) => config.results_max,
+        Some(n) => n.min(config.results_max),
+    };
+    let offset = params::unsigned(params, "offset")?.unwrap_or(0);
+    if offset > config.offset_max || (verb == "summarize" && offset > 0) {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "offset not permitted",
+        ));
+    }
+    Ok(Request {
+        lookup,
+        rrset,
+        limit,
+        offset,
+        fences: params::fences(params)?,
+        humantime: params::boolean(params, "humantime")?,
+        max_count: params::unsigned(params, "max_count")?,
+    })
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn ndjson(body: axum::body::Body) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+fn terminator(end: &End) -> Value {
+    match end {
+        End::Complete => json!({"cond": "succeeded"}),
+        End::Limited => json!({"cond": "limited", "msg": "Result limit reached"}),
+        End::TimedOut => json!({"cond": "limited", "msg": "Query time limit reached"}),
+        End::Failed(e) => json!({"cond": "failed", "msg": e}),
+    }
+}
+
+fn rate_limit(state: &SharedState) -> Value {
+    json!({"rate": {
+        "reset": "n/a",
+        "limit": "unlimited",
+        "remaining": "n/a",
+        "results_max": state.config.results_max,
+        "offset_max": state.config.offset_max,
+    }})
+}
+
+/// `GET /dnsdb/v2/...`
+pub async fn v2(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
+    match v2_inner(state, &uri, &headers) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Response, ApiError> {
+    auth::dnsdb(&state.config.keys, headers)?;
+    if !accept_ok(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported Accept",
+        ));
+    }
+    let path = uri.path().strip_prefix("/dnsdb/v2/").unwrap_or("");
+    let segs = params::segments(path)?;
+    let params = parse_query(uri.query());
+    let verb = segs.first().map(String::as_str).unwrap_or("");
+    match verb {
+        "ping" if segs.len() == 1 => Ok(ndjson(format!("{}\n", json!({"ping": "ok"})).into())),
+        "rate_limit" if segs.len() == 1 => Ok(ndjson(format!("{}\n", rate_limit(&state)).into())),
+        "regex" | "glob" => {
+            // Flex search: not indexed; a well-formed empty answer keeps
+            // clients (MISP calls it for non-DNS attributes) working.
+            match segs.get(1).map(String::as_str) {
+                Some("rrnames" | "rdata") if segs.len() >= 3 => {}
+                _ => return Err(ApiError::bad_request("malformed flex path")),
+            }
+            Ok(ndjson(
+                format!(
+                    "{}\n{}\n",
+                    json!({"cond": "begin"}),
+                    json!({"cond": "succeeded"})
+                )
+                .into(),
+            ))
+        }
+        "lookup" | "summarize" => {
+            let req = parse_request(&state, verb, &segs[1..], &params)?;
+            let summarize = verb == "summarize";
+            let deadline = Instant::now() + state.config.query_timeout;
+            let body = stream::body(move |sink| {
+                sink.line(&json!({"cond": "begin"}));
+                let store = &state.store;
+                if summarize {
+                    let (mut count, mut n, mut first, mut last) = (0u64, 0u64, u64::MAX, 0u64);
+                    let max_count = req.max_count;
+                    let end = req
+                        .lookup
+                        .run(store, req.fences, 0, req.limit, deadline, |r| {
+                            count += r.value.count;
+                            n += 1;
+                            first = first.min(r.value.first);
+                            last = last.max(r.value.last);
+                            max_count.is_none_or(|m| count < m)
+                        });
+                    let mut obj = Map::new();
+                    obj.insert("count".into(), count.into());
+                    obj.insert("num_results".into(), n.into());
+                    if n > 0 {
+                        obj.insert("time_first".into(), time_value(first, req.humantime));
+                        obj.insert("time_last".into(), time_value(last, req.humantime));
+                    }
+                    sink.line(&json!({"obj": Value::Object(obj)}));
+                    sink.line(&terminator(&end));
+                } else {
+                    let end =
+                        req.lookup
+                            .run(store, req.fences, req.offset, req.limit, deadline, |r| {
+                                sink.line(&json!({"obj": cof(r, req.rrset, req.humantime, true)}))
+                            });
+                    sink.line(&terminator(&end));
+                }
+            });
+            Ok(ndjson(body))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown path")),
+    }
+}
+
+/// `GET /lookup/...` (DNSDB API v1): bare COF, 404 when nothing matches.
+pub async fn v1(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
+    match v1_inner(state, &uri, &headers).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn v1_inner(
+    state: SharedState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::dnsdb(&state.config.keys, headers)?;
+    if !accept_ok(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported Accept",
+        ));
+    }
+    let path = uri.path().strip_prefix("/lookup/").unwrap_or("");
+    let segs = params::segments(path)?;
+    if segs.len() == 1 && segs[0] == "rate_limit" {
+        let text = serde_json::to_string_pretty(&rate_limit(&state)).unwrap_or_default() + "\n";
+        return Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response());
+    }
+    let params = parse_query(uri.query());
+    let req = parse_request(&state, "lookup", &segs, &params)?;
+    let deadline = Instant::now() + state.config.query_timeout;
+    // Peek: v1 answers 404 when nothing matches, which must be known
+    // before the headers go out.
+    let found = {
+        let state = SharedState::clone(&state);
+        let lookup = req.lookup.clone();
+        let (fences, offset) = (req.fences, req.offset);
+        tokio::task::spawn_blocking(move || {
+            let mut any = false;
+            lookup.run(&state.store, fences, offset, 1, deadline, |_| {
+                any = true;
+                false
+            });
+            any
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if !found {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no results found for query",
+        ));
+    }
+    let body = stream::body(move |sink| {
+        req.lookup.run(
+            &state.store,
+            req.fences,
+            req.offset,
+            req.limit,
+            deadline,
+            |r| sink.line(&cof(r, req.rrset, req.humantime, req.rrset)),
+        );
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

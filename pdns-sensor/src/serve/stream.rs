@@ -1,0 +1,78 @@
+//! Streaming response bodies with bounded memory: a blocking thread reads
+//! the store and pushes chunks of lines through a small channel; the HTTP
+//! side sends them as they come. If the client goes away, the reader stops
+//! at its next line.
+
+use axum::body::{Body, Bytes};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Bytes gathered before a chunk is sent.
+const CHUNK: usize = 32 << 10;
+/// Chunks in flight: bounds memory per response at about 8 × 32 KiB.
+const DEPTH: usize = 8;
+
+/// Where a producer writes its output.
+pub struct Sink {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl Sink {
+    /// Appends raw text; returns false once the client is gone.
+    pub fn write(&mut self, text: &str) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.buf.extend_from_slice(text.as_bytes());
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+        !self.closed
+    }
+
+    /// Appends one JSON value and a newline.
+    pub fn line(&mut self, value: &serde_json::Value) -> bool {
+        if self.closed {
+            return false;
+        }
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, value);
+        self.buf.push(b'\n');
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+        !self.closed
+    }
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() || self.closed {
+            return;
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        if self.tx.blocking_send(Ok(chunk)).is_err() {
+            self.closed = true;
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// A body fed by `produce`, which runs on a blocking thread.
+pub fn body(produce: impl FnOnce(&mut Sink) + Send + 'static) -> Body {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    tokio::task::spawn_blocking(move || {
+        let mut sink = Sink {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+            closed: false,
+        };
+        produce(&mut sink);
+    });
+    Body::from_stream(ReceiverStream::new(rx))
+}
