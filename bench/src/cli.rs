@@ -95,15 +95,13 @@ pub struct RunArgs {
     /// Small workloads only (finishes in well under a minute).
     #[arg(long)]
     pub quick: bool,
-    /// Where dated results, latest.json and latest.md are written
-    /// (default: this crate's results/ directory).
+    /// Where dated results, latest.json and latest.md are written.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     pub results_dir: PathBuf,
     /// Scenarios to run (repeatable); default: all.
     #[arg(long)]
     pub scenario: Vec<String>,
-    /// Cache of generated workloads, keyed by parameters
-    /// (default: the workspace's target/bench-cache).
+    /// Cache of generated workloads, keyed by parameters.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-cache"))]
     pub cache_dir: PathBuf,
 }

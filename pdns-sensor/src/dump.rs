@@ -137,8 +137,9 @@ impl<W: Write> Writer<W> {
             "TTL",
             "FIRST SEEN (UTC)",
             "LAST SEEN (UTC)",
+            "ORIGIN",
         ];
-        let cells: Vec<[String; 7]> = self
+        let cells: Vec<[String; 8]> = self
             .block
             .drain(..)
             .map(|r| {
@@ -154,6 +155,7 @@ impl<W: Write> Writer<W> {
                     },
                     format_utc(r.value.first),
                     format_utc(r.value.last),
+                    origin_names(r.value.origin).join(","),
                 ]
             })
             .collect();
@@ -168,7 +170,7 @@ impl<W: Write> Writer<W> {
             for (i, (cell, w)) in row.iter().zip(widths.iter()).enumerate() {
                 if i == 3 || i == 4 {
                     line.push_str(&format!("{cell:>w$}  "));
-                } else if i == 6 {
+                } else if i == 7 {
                     line.push_str(cell);
                 } else {
                     line.push_str(&format!("{cell:<w$}  "));

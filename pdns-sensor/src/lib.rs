@@ -5,7 +5,7 @@
 //!
 //! | stage | module | takes | gives |
 //! |---|---|---|---|
-//! | capture | [`source`] | pcap/pcapng files (live rings later) | [`decode::Frame`]s |
+//! | capture | [`source`], [`capture`] | pcap/pcapng files; live AF_PACKET rings | [`decode::Frame`]s |
 //! | decode | [`decode`] | frames | DNS messages (`&[u8]`, reassembled where needed) |
 //! | extract | [`extract`] | DNS messages | observations (owner, type, rdata, TTL, time) |
 //! | aggregate | [`aggregate`] | observations | per-key [`store::Value`]s, bounded |
@@ -17,6 +17,7 @@
 //! presentation format shared by several stages.
 
 pub mod aggregate;
+pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod dump;

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub store_batches: IntCounter,
     pub store_batch_bytes: IntCounter,
     pub store_corrupt_values: IntCounter,
+    pub zeek_lines: IntCounterVec,
+    pub zeek_lines_skipped: IntCounterVec,
+    pub zeek_answers_skipped: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub api_requests: IntCounterVec,
     pub api_seconds: HistogramVec,
@@ -180,6 +183,24 @@ impl Metrics {
                 "pdns_store_corrupt_values_total",
                 "Stored values or merge operands that did not decode and were skipped.",
             ),
+            zeek_lines: counter_vec(
+                r,
+                "pdns_zeek_lines_total",
+                "Zeek dns.log data lines, by result (read, imported).",
+                &["result"],
+            ),
+            zeek_lines_skipped: counter_vec(
+                r,
+                "pdns_zeek_lines_skipped_total",
+                "Zeek dns.log data lines that gave no observation, by reason.",
+                &["reason"],
+            ),
+            zeek_answers_skipped: counter_vec(
+                r,
+                "pdns_zeek_answers_skipped_total",
+                "Zeek dns.log answers that could not be turned into records, by reason.",
+                &["reason"],
+            ),
             build_info,
             registry,
         }
@@ -226,6 +247,43 @@ impl Metrics {
             self.observations
                 .with_label_values(&["negative"])
                 .inc_by(d.negatives);
+        }
+    }
+}
+
+impl Metrics {
+    /// Publishes Zeek import counters (a delta since the last call).
+    pub fn add_zeek(&self, z: &crate::source::zeek::ZeekStats) {
+        use crate::source::zeek::{AnswerSkip, LineSkip};
+        self.zeek_lines.with_label_values(&["read"]).inc_by(z.lines);
+        self.zeek_lines
+            .with_label_values(&["imported"])
+            .inc_by(z.lines_imported);
+        for reason in LineSkip::ALL {
+            let n = z.line_skipped(*reason);
+            if n > 0 {
+                self.zeek_lines_skipped
+                    .with_label_values(&[reason.as_str()])
+                    .inc_by(n);
+            }
+        }
+        for reason in AnswerSkip::ALL {
+            let n = z.answer_skipped(*reason);
+            if n > 0 {
+                self.zeek_answers_skipped
+                    .with_label_values(&[reason.as_str()])
+                    .inc_by(n);
+            }
+        }
+        if z.records > 0 {
+            self.observations
+                .with_label_values(&["records"])
+                .inc_by(z.records);
+        }
+        if z.negatives > 0 {
+            self.observations
+                .with_label_values(&["negative"])
+                .inc_by(z.negatives);
         }
     }
 }

@@ -19,9 +19,13 @@ use anyhow::{Context, Result, bail};
 use crate::sh;
 
 /// Debian packages: libclang for RocksDB's bindgen, a C++ compiler for
-/// RocksDB itself, and tshark, which tests use as an independent decoder
-/// to cross-check ours.
-const DEBIAN_PACKAGES: [&str; 4] = ["libclang-dev", "clang", "g++", "tshark"];
+/// RocksDB itself, tshark, which tests use as an independent decoder to
+/// cross-check ours, and dnsdbq, the analysts' DNSDB/CIRCL client the API
+/// tests drive.
+const DEBIAN_PACKAGES: [&str; 5] = ["libclang-dev", "clang", "g++", "tshark", "dnsdbq"];
+
+/// Python client libraries of the passive DNS APIs, driven by the API tests.
+const PYTHON_PACKAGES: [(&str, &str); 2] = [("dnsdb2", "dnsdb2"), ("pypdns", "pypdns")];
 
 /// Debian packages the live-capture tests drive: a real DNS server
 /// (`dnsmasq-base` is the binary alone, without the system service that
@@ -74,7 +78,37 @@ pub fn run() -> Result<()> {
             sh(Command::new("rustup").args(["component", "add", component]))?;
         }
     }
+    python_setup()?;
     ebpf_toolchain_setup()
+}
+
+/// Installs the Python API clients with pip unless they import already.
+fn python_setup() -> Result<()> {
+    for (package, module) in PYTHON_PACKAGES {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            let pip = || {
+                Command::new("python3")
+                    .args(["-m", "pip", "install", "--quiet", package])
+                    .status()
+            };
+            // Debian's own python3 refuses plain pip installs (PEP 668).
+            if !pip().is_ok_and(|s| s.success()) {
+                sh(Command::new("python3").args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--break-system-packages",
+                    package,
+                ]))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The nightly, its `rust-src` and `clippy`, and bpf-linker.

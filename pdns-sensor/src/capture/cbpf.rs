@@ -355,7 +355,11 @@ pub fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
             TAX => x = a,
             JA => pc += k as usize,
             JEQ_K | JSET_K => {
-                let hit = if ins.code == JEQ_K { a == k } else { a & k != 0 };
+                let hit = if ins.code == JEQ_K {
+                    a == k
+                } else {
+                    a & k != 0
+                };
                 pc += if hit { ins.jt } else { ins.jf } as usize;
             }
             RET_K => return k,
@@ -414,9 +418,18 @@ mod tests {
         for tags in [&[][..], &[0x8100], &[0x88a8, 0x8100]] {
             assert!(keep(&eth(tags, 0x0800, &ipv4(17, 5, 0, 40000, 53))));
             assert!(keep(&eth(tags, 0x0800, &ipv4(6, 5, 0, 53, 40000))));
-            assert!(keep(&eth(tags, 0x0800, &ipv4(17, 7, 0, 53, 1))), "IPv4 options");
-            assert!(keep(&eth(tags, 0x0800, &ipv4(17, 5, 0x0010, 1, 2))), "non-first fragment");
-            assert!(!keep(&eth(tags, 0x0800, &ipv4(17, 5, 0x2000, 1, 2))), "first fragment, other ports");
+            assert!(
+                keep(&eth(tags, 0x0800, &ipv4(17, 7, 0, 53, 1))),
+                "IPv4 options"
+            );
+            assert!(
+                keep(&eth(tags, 0x0800, &ipv4(17, 5, 0x0010, 1, 2))),
+                "non-first fragment"
+            );
+            assert!(
+                !keep(&eth(tags, 0x0800, &ipv4(17, 5, 0x2000, 1, 2))),
+                "first fragment, other ports"
+            );
             assert!(!keep(&eth(tags, 0x0800, &ipv4(17, 5, 0, 5353, 5353))));
             assert!(!keep(&eth(tags, 0x0800, &ipv4(1, 5, 0, 53, 53))), "ICMP");
             assert!(!keep(&eth(tags, 0x0806, &[0; 28])), "ARP");
@@ -424,7 +437,11 @@ mod tests {
             assert!(keep(&eth(tags, 0x86dd, &ipv6(&[], 6, 53, 1234))));
             assert!(!keep(&eth(tags, 0x86dd, &ipv6(&[], 17, 1234, 443))));
             let hbh = (0u8, vec![0u8; 8]);
-            assert!(keep(&eth(tags, 0x86dd, &ipv6(&[hbh.clone()], 17, 1234, 53))));
+            assert!(keep(&eth(
+                tags,
+                0x86dd,
+                &ipv6(&[hbh.clone()], 17, 1234, 53)
+            )));
             assert!(!keep(&eth(tags, 0x86dd, &ipv6(&[hbh], 17, 1234, 80))));
             let first = (44u8, vec![0u8, 0, 0, 1, 0, 0, 0, 1]);
             assert!(keep(&eth(tags, 0x86dd, &ipv6(&[first.clone()], 17, 53, 9))));
@@ -432,14 +449,23 @@ mod tests {
             let later = (44u8, vec![0u8, 0, 0x05, 0x00, 0, 0, 0, 1]);
             assert!(keep(&eth(tags, 0x86dd, &ipv6(&[later], 17, 8, 9))));
         }
-        assert!(!keep(&eth(&[0x8100, 0x8100, 0x8100], 0x0800, &ipv4(17, 5, 0, 53, 53))));
+        assert!(!keep(&eth(
+            &[0x8100, 0x8100, 0x8100],
+            0x0800,
+            &ipv4(17, 5, 0, 53, 53)
+        )));
         assert!(!keep(&[0u8; 10]), "runt");
-        assert_eq!(run(&drop_all(), &eth(&[], 0x0800, &ipv4(17, 5, 0, 53, 53))), 0);
+        assert_eq!(
+            run(&drop_all(), &eth(&[], 0x0800, &ipv4(17, 5, 0, 53, 53))),
+            0
+        );
     }
 
     #[test]
     fn several_ports_fit_the_jump_offsets() {
-        let ports: Vec<u16> = (0..pdns_common::MAX_PORTS as u16).map(|i| 5300 + i).collect();
+        let ports: Vec<u16> = (0..pdns_common::MAX_PORTS as u16)
+            .map(|i| 5300 + i)
+            .collect();
         let prog = dns_filter(&ports).unwrap();
         let keep = |p: &[u8]| run(&prog, p) != 0;
         for &p in &ports {

@@ -68,12 +68,15 @@ impl Filter {
     /// Loads the filter for `ports` as `choice` asks.
     pub fn load(choice: FilterChoice, ports: &[u16]) -> Result<Filter> {
         if ports.is_empty() || ports.len() > MAX_PORTS {
-            bail!("between 1 and {MAX_PORTS} ports can be watched, got {}", ports.len());
+            bail!(
+                "between 1 and {MAX_PORTS} ports can be watched, got {}",
+                ports.len()
+            );
         }
         let classic = || -> Result<Filter> {
-            Ok(Filter::Classic(
-                cbpf::dns_filter(ports).map_err(|e| anyhow!("building the classic filter: {e}"))?,
-            ))
+            Ok(Filter::Classic(cbpf::dns_filter(ports).map_err(|e| {
+                anyhow!("building the classic filter: {e}")
+            })?))
         };
         match choice {
             FilterChoice::Classic => classic(),
@@ -95,8 +98,13 @@ impl Filter {
     /// Attaches the filter to a socket (replacing whatever it had).
     pub fn attach(&self, socket: &PacketSocket) -> Result<()> {
         match self {
-            Filter::Ebpf(f) => f.program()?.attach(socket.as_fd()).context("attaching the eBPF filter"),
-            Filter::Classic(prog) => cbpf::attach(socket, prog).context("attaching the classic filter"),
+            Filter::Ebpf(f) => f
+                .program()?
+                .attach(socket.as_fd())
+                .context("attaching the eBPF filter"),
+            Filter::Classic(prog) => {
+                cbpf::attach(socket, prog).context("attaching the classic filter")
+            }
         }
     }
 
@@ -158,10 +166,7 @@ impl EbpfFilter {
     /// kernels ≥ 6.5, where map operations on an open descriptor need no
     /// capability.
     pub fn stats(&self) -> Result<FilterStats> {
-        let per_cpu = self
-            .stats
-            .get(&0, 0)
-            .context("reading the eBPF counters")?;
+        let per_cpu = self.stats.get(&0, 0).context("reading the eBPF counters")?;
         let mut total = FilterStats::default();
         for words in per_cpu.iter() {
             total.add(&stats_from_words(words));

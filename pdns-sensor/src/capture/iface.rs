@@ -71,7 +71,9 @@ pub fn default_route_interface() -> Result<String> {
     if let Some(name) = default_v6(&v6) {
         return Ok(name);
     }
-    bail!("no default route found in /proc/net/route or /proc/net/ipv6_route; name one with --interface")
+    bail!(
+        "no default route found in /proc/net/route or /proc/net/ipv6_route; name one with --interface"
+    )
 }
 
 /// Parses `/proc/net/route`: `Iface Destination Gateway Flags RefCnt Use

@@ -146,7 +146,13 @@ impl Ring {
         // at offset 8, is a naturally aligned u32 that the kernel and we
         // only ever access as a whole word. The reference lives no longer
         // than `&self`, which keeps the mapping alive.
-        unsafe { &*self.map.as_ptr().add(i * self.block_size + 8).cast::<AtomicU32>() }
+        unsafe {
+            &*self
+                .map
+                .as_ptr()
+                .add(i * self.block_size + 8)
+                .cast::<AtomicU32>()
+        }
     }
 
     fn ready(&self) -> bool {
@@ -210,7 +216,10 @@ impl Block<'_> {
         // it, so a shared slice over it is sound for the guard's lifetime.
         unsafe {
             std::slice::from_raw_parts(
-                self.ring.map.as_ptr().add(self.index * self.ring.block_size),
+                self.ring
+                    .map
+                    .as_ptr()
+                    .add(self.index * self.ring.block_size),
                 self.ring.block_size,
             )
         }
@@ -291,7 +300,9 @@ const _: () = {
     assert!(offset_of!(H, tp_status) == H_STATUS);
     assert!(offset_of!(H, tp_mac) == H_MAC);
     assert!(offset_of!(H, hv1) + offset_of!(libc::tpacket_hdr_variant1, tp_vlan_tci) == H_VLAN_TCI);
-    assert!(offset_of!(H, hv1) + offset_of!(libc::tpacket_hdr_variant1, tp_vlan_tpid) == H_VLAN_TPID);
+    assert!(
+        offset_of!(H, hv1) + offset_of!(libc::tpacket_hdr_variant1, tp_vlan_tpid) == H_VLAN_TPID
+    );
     // tpacket_block_desc: status, packet count and first offset.
     type B = libc::tpacket_hdr_v1;
     assert!(offset_of!(libc::tpacket_block_desc, hdr) == 8);
@@ -357,9 +368,7 @@ mod tests {
 
     #[test]
     fn outer_tag_is_reinserted_after_the_macs() {
-        let data = [
-            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45, 0,
-        ];
+        let data = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45, 0];
         let frame = RingFrame {
             ts: Timestamp::default(),
             data: &data,
@@ -375,7 +384,10 @@ mod tests {
         assert_eq!(&wire[12..16], &[0x88, 0xa8, 0x00, 0xc8]);
         assert_eq!(&wire[16..], &data[12..]);
         assert_eq!(frame.vlan.unwrap().id(), 200);
-        let untagged = RingFrame { vlan: None, ..frame };
+        let untagged = RingFrame {
+            vlan: None,
+            ..frame
+        };
         assert_eq!(untagged.with_outer_tag(&mut buf), &data);
     }
 }

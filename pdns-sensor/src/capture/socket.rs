@@ -79,7 +79,11 @@ impl PacketSocket {
 
     /// `PACKET_IGNORE_OUTGOING`: skip the copy of packets this host sends.
     pub fn ignore_outgoing(&self) -> io::Result<()> {
-        self.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)
+        self.setsockopt(
+            libc::SOL_PACKET,
+            libc::PACKET_IGNORE_OUTGOING,
+            &1 as &libc::c_int,
+        )
     }
 
     /// Binds to one interface, all protocols. Delivery starts here.
@@ -109,8 +113,15 @@ impl PacketSocket {
     /// kernel creates a group with an id unique in the network namespace
     /// (`PACKET_FANOUT_FLAG_UNIQUEID`), so another process can never join
     /// ours by accident; the id is returned for the other sockets.
-    pub fn join_fanout_hash(&self, group: Option<u16>) -> io::Result<u16> {
+    ///
+    /// `ignore_outgoing` must be repeated here for loopback: once a socket
+    /// is in a group, the kernel consults the group's flag, not the
+    /// socket's `PACKET_IGNORE_OUTGOING`.
+    pub fn join_fanout_hash(&self, group: Option<u16>, ignore_outgoing: bool) -> io::Result<u16> {
         let mut mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+        if ignore_outgoing {
+            mode |= libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+        }
         if group.is_none() {
             mode |= libc::PACKET_FANOUT_FLAG_UNIQUEID;
         }

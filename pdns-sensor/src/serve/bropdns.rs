@@ -140,7 +140,8 @@ pub async fn go(
         "tuples" => false,
         "individual" => true,
         _ => {
-            return ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown path").into_response();
+            return ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown path")
+                .into_response();
         }
     };
     let lookups = match lookups(&q, search == "like") {

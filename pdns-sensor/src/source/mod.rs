@@ -5,3 +5,4 @@
 //! and Zeek logs feed the same pipeline later.
 
 pub mod pcap;
+pub mod zeek;

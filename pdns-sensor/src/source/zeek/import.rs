@@ -282,7 +282,10 @@ const MAX_DEPTH: usize = 16;
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
     if depth > MAX_DEPTH {
-        tracing::warn!("{}: deeper than {MAX_DEPTH} levels, not walked", dir.display());
+        tracing::warn!(
+            "{}: deeper than {MAX_DEPTH} levels, not walked",
+            dir.display()
+        );
         return;
     }
     let entries = match std::fs::read_dir(dir) {

@@ -101,7 +101,10 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Reads a bookkeeping entry; an entry that does not decode is treated as
 /// absent (and logged), never as an error that blocks imports.
-pub fn get<T: for<'de> Deserialize<'de>>(store: &Store, key: &[u8]) -> Result<Option<T>, StoreError> {
+pub fn get<T: for<'de> Deserialize<'de>>(
+    store: &Store,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
     let Some(raw) = store.meta_get(key)? else {
         return Ok(None);
     };

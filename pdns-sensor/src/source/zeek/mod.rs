@@ -359,6 +359,7 @@ impl FileParser {
         warnings: &mut Warnings,
     ) {
         let text = match line {
+            reader::Line::Text(t) if !observe && !self.parser.needs_for_state(t) => return,
             reader::Line::Text(t) => t,
             reader::Line::TooLong => {
                 if observe {

@@ -58,6 +58,17 @@ impl LogParser {
         self.format
     }
 
+    /// Whether replaying `line` (without importing it) can change the
+    /// parser state: data lines after a usable header cannot, so a replay
+    /// skips them without parsing.
+    pub fn needs_for_state(&self, line: &[u8]) -> bool {
+        match self.format {
+            None => true,
+            Some(Format::Json) => false,
+            Some(Format::Tsv) => line.first() == Some(&b'#') || !self.tsv.has_fields(),
+        }
+    }
+
     /// Header lines that rebuild the current state (to persist).
     pub fn header_lines(&self) -> Vec<Vec<u8>> {
         match self.format {

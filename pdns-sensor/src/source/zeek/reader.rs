@@ -64,7 +64,9 @@ pub fn open(path: &Path) -> io::Result<(Box<dyn Read + Send>, Compression)> {
     if let Some(kind) = other {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("compressed with {kind}; only plain and gzip logs are read (decompress it first)"),
+            format!(
+                "compressed with {kind}; only plain and gzip logs are read (decompress it first)"
+            ),
         ));
     }
     let stream = io::Cursor::new(head.to_vec()).chain(file);
@@ -77,7 +79,7 @@ pub fn open(path: &Path) -> io::Result<(Box<dyn Read + Send>, Compression)> {
 }
 
 /// The content hash of a log.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ContentHash {
     /// SHA-256 of the decompressed bytes read, lowercase hex.
     pub sha256: String,
@@ -211,7 +213,7 @@ impl<R: Read> LineReader<R> {
                 let line_start = self.start;
                 self.consume(nl + 1 - self.start);
                 self.scanned = self.start;
-                if self.discarding {
+                if self.discarding || nl - line_start > self.max_line {
                     self.discarding = false;
                     return Ok(Some(Line::TooLong));
                 }
@@ -246,7 +248,7 @@ impl<R: Read> LineReader<R> {
                     let line_end = self.end;
                     self.consume(self.end - self.start);
                     self.scanned = self.start;
-                    if self.discarding {
+                    if self.discarding || line_end - line_start > self.max_line {
                         self.discarding = false;
                         return Ok(Some(Line::TooLong));
                     }

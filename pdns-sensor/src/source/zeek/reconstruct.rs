@@ -313,10 +313,7 @@ impl Reconstructor {
                 if data_after() {
                     return Role::CnameHop;
                 }
-                if t == 12
-                    && is_reverse_name(answer)
-                    && self.kinds[i + 1..].contains(&Kind::Name)
-                {
+                if t == 12 && is_reverse_name(answer) && self.kinds[i + 1..].contains(&Kind::Name) {
                     return Role::CnameHop;
                 }
                 Role::Record(t)
@@ -386,14 +383,18 @@ fn classify(a: &[u8]) -> Kind {
     // means one of its renderings.
     if first.is_ascii_uppercase() || first == b'<' {
         let starts = |p: &[u8]| a.starts_with(p);
-        let digit_after = |p: &[u8]| a.starts_with(p) && a.get(p.len()).is_some_and(u8::is_ascii_digit);
+        let digit_after =
+            |p: &[u8]| a.starts_with(p) && a.get(p.len()).is_some_and(u8::is_ascii_digit);
         return if digit_after(b"TXT ") {
             Kind::Text(16)
         } else if digit_after(b"SPF ") {
             Kind::Text(99)
         } else if digit_after(b"RRSIG ") {
             let digits = &a[6..];
-            let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+            let end = digits
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(digits.len());
             Kind::Rrsig(super::tsv::parse_u16(&digits[..end]).unwrap_or(0))
         } else if starts(b"DNSKEY ") {
             Kind::Skip(AnswerSkip::Dnskey)
@@ -496,7 +497,10 @@ fn text_rdata(rtype: u16, answer: &[u8], out: &mut Vec<u8>) -> bool {
         let Some(r) = rest.strip_prefix(tag) else {
             return false;
         };
-        let digits = r.iter().position(|b| !b.is_ascii_digit()).unwrap_or(r.len());
+        let digits = r
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(r.len());
         let Some(len) = super::tsv::parse_u16(&r[..digits]).filter(|&l| l <= 255) else {
             return false;
         };
@@ -542,7 +546,13 @@ mod tests {
         }
     }
 
-    fn line(query: &str, qtype: Option<u16>, rcode: u16, answers: &[&str], ttls: &[u32]) -> LogRecord {
+    fn line(
+        query: &str,
+        qtype: Option<u16>,
+        rcode: u16,
+        answers: &[&str],
+        ttls: &[u32],
+    ) -> LogRecord {
         let mut rec = LogRecord {
             ts: 100,
             query: query.as_bytes().to_vec(),
@@ -578,16 +588,36 @@ mod tests {
             "www.cmu.edu",
             Some(1),
             0,
-            &["www-cmu.andrew.cmu.edu", "RRSIG 5 cmu.edu", "www-cmu-2.andrew.cmu.edu", "128.2.10.163"],
+            &[
+                "www-cmu.andrew.cmu.edu",
+                "RRSIG 5 cmu.edu",
+                "www-cmu-2.andrew.cmu.edu",
+                "128.2.10.163",
+            ],
             &[86400, 86400, 5, 21600],
         );
         let (c, stats) = run(&rec);
         assert_eq!(
             c.records,
             vec![
-                ("www.cmu.edu.".into(), 5, wire("www-cmu.andrew.cmu.edu"), 86400),
-                ("www-cmu.andrew.cmu.edu.".into(), 5, wire("www-cmu-2.andrew.cmu.edu"), 5),
-                ("www-cmu-2.andrew.cmu.edu.".into(), 1, vec![128, 2, 10, 163], 21600),
+                (
+                    "www.cmu.edu.".into(),
+                    5,
+                    wire("www-cmu.andrew.cmu.edu"),
+                    86400
+                ),
+                (
+                    "www-cmu.andrew.cmu.edu.".into(),
+                    5,
+                    wire("www-cmu-2.andrew.cmu.edu"),
+                    5
+                ),
+                (
+                    "www-cmu-2.andrew.cmu.edu.".into(),
+                    1,
+                    vec![128, 2, 10, 163],
+                    21600
+                ),
             ]
         );
         assert_eq!(stats.answer_skipped(AnswerSkip::Rrsig), 1);
@@ -596,12 +626,27 @@ mod tests {
 
     #[test]
     fn name_typed_queries() {
-        let (c, _) = run(&line("example.com", Some(2), 0, &["ns1.example.com", "ns2.example.com"], &[60, 60]));
+        let (c, _) = run(&line(
+            "example.com",
+            Some(2),
+            0,
+            &["ns1.example.com", "ns2.example.com"],
+            &[60, 60],
+        ));
         assert_eq!(c.records.iter().filter(|r| r.1 == 2).count(), 2);
         assert!(c.records.iter().all(|r| r.0 == "example.com."));
-        let (c, _) = run(&line("example.com", Some(15), 0, &["mx.example.com"], &[60]));
+        let (c, _) = run(&line(
+            "example.com",
+            Some(15),
+            0,
+            &["mx.example.com"],
+            &[60],
+        ));
         assert_eq!(c.records[0].1, 15);
-        assert_eq!(c.records[0].2, [&[0u8, 0][..], &wire("mx.example.com")].concat());
+        assert_eq!(
+            c.records[0].2,
+            [&[0u8, 0][..], &wire("mx.example.com")].concat()
+        );
         // Classless reverse delegation: CNAME then PTR.
         let (c, _) = run(&line(
             "5.2.0.192.in-addr.arpa",
@@ -611,9 +656,23 @@ mod tests {
             &[1, 2],
         ));
         assert_eq!(c.records[0].1, 5);
-        assert_eq!(c.records[1], ("5.0-25.2.0.192.in-addr.arpa.".into(), 12, wire("host.example"), 2));
+        assert_eq!(
+            c.records[1],
+            (
+                "5.0-25.2.0.192.in-addr.arpa.".into(),
+                12,
+                wire("host.example"),
+                2
+            )
+        );
         // SOA: mname only, skipped.
-        let (c, stats) = run(&line("example.com", Some(6), 0, &["ns1.example.com"], &[60]));
+        let (c, stats) = run(&line(
+            "example.com",
+            Some(6),
+            0,
+            &["ns1.example.com"],
+            &[60],
+        ));
         assert!(c.records.is_empty());
         assert_eq!(stats.answer_skipped(AnswerSkip::SoaMname), 1);
         assert_eq!(stats.line_skipped(LineSkip::NoUsableAnswer), 1);
@@ -624,10 +683,25 @@ mod tests {
         let (c, _) = run(&line("a.test", None, 0, &["b.test", "192.0.2.1"], &[1, 2]));
         assert_eq!(c.records.len(), 2);
         assert_eq!(c.records[1].0, "b.test.");
-        let (c, stats) = run(&line("a.test", Some(255), 0, &["ns.test", "192.0.2.1"], &[1, 2]));
-        assert_eq!(c.records, vec![("a.test.".into(), 1, vec![192, 0, 2, 1], 2)]);
+        let (c, stats) = run(&line(
+            "a.test",
+            Some(255),
+            0,
+            &["ns.test", "192.0.2.1"],
+            &[1, 2],
+        ));
+        assert_eq!(
+            c.records,
+            vec![("a.test.".into(), 1, vec![192, 0, 2, 1], 2)]
+        );
         assert_eq!(stats.answer_skipped(AnswerSkip::Ambiguous), 1);
-        let (c, _) = run(&line("a.test", None, 0, &["b.test", "RRSIG 5 test"], &[1, 2]));
+        let (c, _) = run(&line(
+            "a.test",
+            None,
+            0,
+            &["b.test", "RRSIG 5 test"],
+            &[1, 2],
+        ));
         assert_eq!(c.records[0].1, 5);
     }
 
@@ -645,7 +719,13 @@ mod tests {
         want.extend_from_slice(&[0, 3]);
         want.extend_from_slice(b"a,b");
         assert_eq!(c.records, vec![("t.test.".into(), 16, want, 5)]);
-        let (c, stats) = run(&line("t.test", None, 0, &["SPF 4 ab", "TXT 2 abc"], &[5, 5]));
+        let (c, stats) = run(&line(
+            "t.test",
+            None,
+            0,
+            &["SPF 4 ab", "TXT 2 abc"],
+            &[5, 5],
+        ));
         assert!(c.records.is_empty());
         assert_eq!(stats.answer_skipped(AnswerSkip::BadTxt), 2);
     }
@@ -672,7 +752,13 @@ mod tests {
 
     #[test]
     fn duplicates_and_missing_ttls() {
-        let (c, stats) = run(&line("a.test", Some(1), 0, &["192.0.2.1", "192.0.2.1", "192.0.2.2"], &[5]));
+        let (c, stats) = run(&line(
+            "a.test",
+            Some(1),
+            0,
+            &["192.0.2.1", "192.0.2.1", "192.0.2.2"],
+            &[5],
+        ));
         assert_eq!(c.records.len(), 2);
         assert_eq!(c.records[1].3, 0);
         assert_eq!(stats.ttl_missing, 2);
@@ -712,7 +798,10 @@ mod tests {
             ("my printer._ipp._tcp.local", Kind::Name),
             ("pre: NoRRSet CNAME x", Kind::Skip(AnswerSkip::Unrecognised)),
             ("RRSIG 48 paypal.com", Kind::Rrsig(48)),
-            ("::ffff:1.2.3.4", Kind::V6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4])),
+            (
+                "::ffff:1.2.3.4",
+                Kind::V6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4]),
+            ),
             ("1.2.3", Kind::Name),
         ] {
             assert_eq!(classify(a.as_bytes()), k, "{a}");

@@ -154,7 +154,9 @@ impl TsvHeader {
     /// they round-trip exactly).
     pub fn to_header_lines(&self) -> Vec<Vec<u8>> {
         let escaped = |v: &[u8]| -> Vec<u8> {
-            v.iter().flat_map(|b| format!("\\x{b:02x}").into_bytes()).collect()
+            v.iter()
+                .flat_map(|b| format!("\\x{b:02x}").into_bytes())
+                .collect()
         };
         let line = |key: &str, value: &[u8]| -> Vec<u8> {
             let mut l = format!("#{key}").into_bytes();
@@ -256,7 +258,11 @@ impl TsvHeader {
 
 fn columns(names: &[&[u8]]) -> Result<Columns, String> {
     let find = |name: &str| names.iter().position(|n| *n == name.as_bytes());
-    let missing: Vec<&str> = REQUIRED.iter().copied().filter(|n| find(n).is_none()).collect();
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|n| find(n).is_none())
+        .collect();
     if !missing.is_empty() {
         return Err(format!(
             "the field list lacks {} (a dns.log needs ts, query and answers; zeek-cut output without them cannot be imported)",
@@ -283,7 +289,11 @@ fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 
     let mut rest = Some(data);
     std::iter::from_fn(move || {
         let r = rest?;
-        match memmem::find(r, sep) {
+        let found = match sep {
+            [b] => memchr::memchr(*b, r),
+            _ => memmem::find(r, sep),
+        };
+        match found {
             Some(i) if !sep.is_empty() => {
                 rest = Some(&r[i + sep.len()..]);
                 Some(&r[..i])
@@ -355,9 +365,9 @@ pub fn parse_secs(v: &[u8]) -> Option<u64> {
     let (int, frac) = v.split_at(int_end);
     let digits_only = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
     if !int.is_empty() && int.len() <= 19 && digits_only(int) && digits_only(frac.get(1..)?) {
-        return int
-            .iter()
-            .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+        return int.iter().try_fold(0u64, |acc, &d| {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
     }
     // Anything else Rust's float parser takes (exponents), if sane.
     let f: f64 = std::str::from_utf8(v).ok()?.parse().ok()?;

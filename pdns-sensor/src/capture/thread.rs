@@ -1,0 +1,109 @@
+//! A ring thread: one ring, one [`Worker`], until told to stop.
+//!
+//! The thread blocks in `poll()` on its ring (100 ms at most, so it notices
+//! the stop flag and can flush an idle worker on time), decodes every frame
+//! of a block in place and only then hands the block back.
+//!
+//! Stopping loses nothing that reached the ring: the thread first swaps its
+//! socket's filter for a drop-everything program, so the kernel stops
+//! adding packets, then keeps reading until the kernel has retired the
+//! last, partly filled block (it does so after the ring's retire timeout),
+//! reads the final kernel statistics and flushes the worker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::cbpf;
+use super::ring::{Block, Ring};
+use super::stats::RingCounters;
+use crate::decode::{Frame, LinkType};
+use crate::pipeline::{Summary, Worker};
+
+/// Longest wait in `poll()`.
+const POLL: Duration = Duration::from_millis(100);
+/// How often the kernel ring statistics are read.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything a ring thread owns.
+pub struct RingThread {
+    pub interface: Arc<str>,
+    pub ring: Ring,
+    pub worker: Worker,
+    pub counters: Arc<RingCounters>,
+    pub stop: Arc<AtomicBool>,
+    /// The ring's retire timeout: how long a partly filled block may wait.
+    pub retire_timeout: Duration,
+}
+
+impl RingThread {
+    /// Runs until `stop` is set, then drains and flushes.
+    pub fn run(mut self) -> Result<Summary> {
+        let mut last_stats = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            match self.ring.next_block(POLL).context("reading the ring")? {
+                Some(block) => process(&self.interface, &self.counters, &mut self.worker, block)?,
+                None => self.worker.tick()?,
+            }
+            if last_stats.elapsed() >= STATS_EVERY {
+                last_stats = Instant::now();
+                self.read_kernel_stats();
+            }
+        }
+        // No more packets in; read what the kernel already holds.
+        cbpf::attach(self.ring.socket(), &cbpf::drop_all()).context("closing the filter")?;
+        let quiet = self.retire_timeout * 2 + Duration::from_millis(50);
+        let mut last_block = Instant::now();
+        while last_block.elapsed() < quiet {
+            if let Some(block) = self.ring.next_block(Duration::from_millis(10))? {
+                process(&self.interface, &self.counters, &mut self.worker, block)?;
+                last_block = Instant::now();
+            }
+        }
+        self.read_kernel_stats();
+        Ok(self.worker.finish()?)
+    }
+
+    fn read_kernel_stats(&mut self) {
+        match self.ring.socket().take_stats() {
+            Ok(k) => self.counters.add_kernel(&self.interface, k),
+            Err(e) => tracing::warn!("{}: reading ring statistics: {e}", self.interface),
+        }
+        let bad = std::mem::take(&mut self.ring.bad_frames);
+        if bad > 0 {
+            self.counters
+                .bad_frames
+                .fetch_add(bad, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                "{}: {bad} ring frames with impossible offsets skipped",
+                self.interface
+            );
+        }
+    }
+}
+
+/// Decodes every frame of a block; the block goes back to the kernel when
+/// it is dropped at the end, after the last frame.
+fn process(
+    interface: &str,
+    counters: &RingCounters,
+    worker: &mut Worker,
+    block: Block<'_>,
+) -> Result<()> {
+    let mut frames = 0u64;
+    let mut tagged = 0u64;
+    for f in block.frames() {
+        frames += 1;
+        tagged += f.vlan.is_some() as u64;
+        worker.process(&Frame {
+            ts: f.ts,
+            link: LinkType::Ethernet,
+            data: f.data,
+        })?;
+    }
+    drop(block);
+    counters.add_frames(interface, frames, tagged);
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Real clients against `pdns-sensor serve`: dnsdbq (Debian) over the
+//! DNSDB v2 and CIRCL surfaces, and the Python `dnsdb2` and `pypdns`
+//! libraries (PyPI), over a database built from shared captures. All are
+//! installed by `cargo xtask setup`; a missing one fails the test.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Serve {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(db: &Path, keys: &Path) -> Serve {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_pdns-sensor"))
+        .args(["serve", "--db"])
+        .arg(db)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--api-key-file"])
+        .arg(keys)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Serve { child, port }
+}
+
+fn fixture() -> (common::Ingested, tempfile::TempDir, Serve) {
+    let ingested = common::ingest(&[
+        common::pcap("dnscap/dns.pcap"),
+        common::pcap("zeek/pcapng-multi-interface.pcapng"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "testkey\nuser:pass\n").unwrap();
+    let serve = start(&ingested.db(), &keys);
+    (ingested, dir, serve)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} could not start ({e}); run `cargo xtask setup`"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn dnsdbq_dnsdb_v2() {
+    let (_i, _d, s) = fixture();
+    let server = format!("http://127.0.0.1:{}", s.port);
+    let text = run(Command::new("dnsdbq")
+        .args(["-r", "www.apple.com"])
+        .env("DNSDB_SERVER", &server)
+        .env("DNSDB_API_KEY", "testkey"));
+    assert!(
+        text.contains("www.apple.com.  CNAME  www-apple-com.v.aaplimg.com."),
+        "{text}"
+    );
+    assert!(
+        text.contains(";; count: 1; bailiwick: apple.com."),
+        "{text}"
+    );
+    let json = run(Command::new("dnsdbq")
+        .args(["-j", "-i", "216.58.218.0/24"])
+        .env("DNSDB_SERVER", &server)
+        .env("DNSDB_API_KEY", "testkey"));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["rrname"], "google.com.");
+    assert_eq!(v["count"], 24);
+    // Wrong key: dnsdbq reports the 403 and fails.
+    let out = Command::new("dnsdbq")
+        .args(["-r", "google.com"])
+        .env("DNSDB_SERVER", &server)
+        .env("DNSDB_API_KEY", "nope")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() || String::from_utf8_lossy(&out.stderr).contains("403"));
+}
+
+#[test]
+fn dnsdbq_circl() {
+    let (_i, d, s) = fixture();
+    let conf = d.path().join("dnsdbq.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "CIRCL_SERVER=http://127.0.0.1:{}/pdns/query\nCIRCL_AUTH=user:pass\n",
+            s.port
+        ),
+    )
+    .unwrap();
+    let text = run(Command::new("dnsdbq")
+        .args(["-u", "circl", "-r", "206.218.58.216.in-addr.arpa"])
+        .env("DNSDBQ_CONFIG_FILE", &conf));
+    assert!(text.contains("dfw06s47-in-f14.1e100.net"), "{text}");
+    assert!(text.contains(";; count: 17"), "{text}");
+}
+
+#[test]
+fn python_dnsdb2_and_pypdns() {
+    let (_i, _d, s) = fixture();
+    let script = format!(
+        r#"
+import json, dnsdb2, pypdns
+c = dnsdb2.Client("testkey", server="http://127.0.0.1:{port}")
+rrset = list(c.lookup_rrset("www.apple.com"))
+ip = list(c.lookup_rdata_ip("216.58.218.0/24"))
+summary = list(c.summarize_rrset("google.com"))
+p = pypdns.PyPDNS(url="http://127.0.0.1:{port}/pdns/query", basic_auth=("user", "pass"))
+q = p.query("www.apple.com")
+pages = list(p.iter_query("google.com"))
+typed = list(p.rfc_query("google.com", filter_rrtype="A"))
+print(json.dumps({{
+  "rrset": rrset, "ip": ip, "summary": summary,
+  "circl": [{{"rrname": r["rrname"], "rdata": r["rdata"], "count": r["count"], "origin": r["origin"]}} for r in q],
+  "pages": len(pages), "typed": [(r.rrname, r.rrtype, r.rdata) for r in typed],
+}}))
+"#,
+        port = s.port
+    );
+    let out = run(Command::new("python3").arg("-c").arg(script));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["rrset"][0]["rdata"],
+        serde_json::json!(["www-apple-com.v.aaplimg.com."])
+    );
+    assert_eq!(v["ip"][0]["rrname"], "google.com.");
+    assert_eq!(v["summary"][0]["num_results"], 11);
+    assert_eq!(
+        v["circl"],
+        serde_json::json!([{"rrname": "www.apple.com", "rdata": "www-apple-com.v.aaplimg.com", "count": 1, "origin": "urn:pdns-sensor"}])
+    );
+    assert_eq!(v["pages"], 11);
+    assert_eq!(v["typed"].as_array().unwrap().len(), 7);
+}
