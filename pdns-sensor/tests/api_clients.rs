@@ -159,3 +159,42 @@ print(json.dumps({{
     assert_eq!(v["pages"], 11);
     assert_eq!(v["typed"].as_array().unwrap().len(), 7);
 }
+
+#[test]
+fn shipped_misp_module_enriches_an_attribute() {
+    let (_i, _d, s) = fixture();
+    let module_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/misp");
+    let script = format!(
+        r#"
+import json, sys
+sys.path.insert(0, {dir:?})
+import pdns_sensor_circl as m
+q = {{"attribute": {{"type": "domain", "value": "www.apple.com", "uuid": "5f2b1b4e-0000-4000-8000-000000000001"}},
+     "config": {{"url": "http://127.0.0.1:{port}/pdns/query", "username": "user", "password": "pass"}}}}
+print(json.dumps(m.handler(json.dumps(q))))
+bad = dict(q, config=dict(q["config"], password="wrong"))
+print(json.dumps(m.handler(json.dumps(bad))))
+print(json.dumps(m.version()))
+"#,
+        dir = module_dir.display().to_string(),
+        port = s.port
+    );
+    let out = run(Command::new("python3").arg("-c").arg(script));
+    let mut lines = out.lines();
+    let ok: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let objects = ok["results"]["Object"].as_array().expect("passive-dns objects");
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0]["name"], "passive-dns");
+    let attrs: Vec<(String, String)> = objects[0]["Attribute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["object_relation"].as_str().unwrap().to_string(), a["value"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(attrs.contains(&("rdata".into(), "www-apple-com.v.aaplimg.com".into())), "{attrs:?}");
+    assert!(attrs.contains(&("rrtype".into(), "CNAME".into())), "{attrs:?}");
+    let denied: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert!(denied["error"].as_str().unwrap().contains("failed"), "{denied}");
+    let version: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(version["config"], serde_json::json!(["url", "username", "password"]));
+}

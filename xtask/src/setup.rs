@@ -24,8 +24,9 @@ use crate::sh;
 /// tests drive.
 const DEBIAN_PACKAGES: [&str; 5] = ["libclang-dev", "clang", "g++", "tshark", "dnsdbq"];
 
-/// Python client libraries of the passive DNS APIs, driven by the API tests.
-const PYTHON_PACKAGES: [(&str, &str); 2] = [("dnsdb2", "dnsdb2"), ("pypdns", "pypdns")];
+/// Python client libraries of the passive DNS APIs, driven by the API tests
+/// (pymisp for the shipped MISP module).
+const PYTHON_PACKAGES: [(&str, &str); 3] = [("dnsdb2", "dnsdb2"), ("pypdns", "pypdns"), ("pymisp", "pymisp")];
 
 /// Debian packages the live-capture tests drive: a real DNS server
 /// (`dnsmasq-base` is the binary alone, without the system service that
