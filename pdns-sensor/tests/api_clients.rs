@@ -182,19 +182,38 @@ print(json.dumps(m.version()))
     let out = run(Command::new("python3").arg("-c").arg(script));
     let mut lines = out.lines();
     let ok: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    let objects = ok["results"]["Object"].as_array().expect("passive-dns objects");
+    let objects = ok["results"]["Object"]
+        .as_array()
+        .expect("passive-dns objects");
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0]["name"], "passive-dns");
     let attrs: Vec<(String, String)> = objects[0]["Attribute"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["object_relation"].as_str().unwrap().to_string(), a["value"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["object_relation"].as_str().unwrap().to_string(),
+                a["value"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert!(attrs.contains(&("rdata".into(), "www-apple-com.v.aaplimg.com".into())), "{attrs:?}");
-    assert!(attrs.contains(&("rrtype".into(), "CNAME".into())), "{attrs:?}");
+    assert!(
+        attrs.contains(&("rdata".into(), "www-apple-com.v.aaplimg.com".into())),
+        "{attrs:?}"
+    );
+    assert!(
+        attrs.contains(&("rrtype".into(), "CNAME".into())),
+        "{attrs:?}"
+    );
     let denied: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert!(denied["error"].as_str().unwrap().contains("failed"), "{denied}");
+    assert!(
+        denied["error"].as_str().unwrap().contains("failed"),
+        "{denied}"
+    );
     let version: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(version["config"], serde_json::json!(["url", "username", "password"]));
+    assert_eq!(
+        version["config"],
+        serde_json::json!(["url", "username", "password"])
+    );
 }

@@ -66,13 +66,32 @@ fn sigterm_during_replay_stores_everything_decoded() {
     let file = dir.path().join("replay.pcap");
     pcap::write(&file, &packets);
 
-    let sensor = Sensor::start(&link.b, &["-i", link.if_b, "--threads", "2", "--flush-interval", "3600"]);
+    let sensor = Sensor::start(
+        &link.b,
+        &[
+            "-i",
+            link.if_b,
+            "--threads",
+            "2",
+            "--flush-interval",
+            "3600",
+        ],
+    );
     // Replay in the background (bounded: 20 loops, about 3 s), signal
     // the sensor in the middle of it.
     let mut replay = Proc::new(
         link.a
             .cmd("tcpreplay")
-            .args(["-q", "-K", "--topspeed", "-l", "20", "-i", link.if_a, file.to_str().unwrap()])
+            .args([
+                "-q",
+                "-K",
+                "--topspeed",
+                "-l",
+                "20",
+                "-i",
+                link.if_a,
+                file.to_str().unwrap(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -80,9 +99,14 @@ fn sigterm_during_replay_stores_everything_decoded() {
         "tcpreplay",
     );
     std::thread::sleep(std::time::Duration::from_millis(700));
-    assert!(replay.wait_timeout(std::time::Duration::ZERO).is_none(), "replay ended too early");
+    assert!(
+        replay.wait_timeout(std::time::Duration::ZERO).is_none(),
+        "replay ended too early"
+    );
     let stopped = sensor.stop();
-    replay.wait_timeout(std::time::Duration::from_secs(60)).expect("tcpreplay finished");
+    replay
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .expect("tcpreplay finished");
     let s = &stopped.stats;
     let responses = num(s, &["dns_responses"]);
     assert!(responses > 10_000, "{s:#}");

@@ -11,6 +11,7 @@
 //! part of the build, and one profile means it is compiled once for the
 //! binaries, the tests and the benchmarks alike.
 
+mod ebpf;
 mod setup;
 
 use std::process::Command;
@@ -82,6 +83,7 @@ fn test(rest: &[String]) -> Result<()> {
         packages(cargo().args(["clippy", "--release", "--all-targets"]))
             .args(["--", "-D", "warnings"]),
     )?;
+    ebpf::lint()?;
     // The sensor binary must exist for the CLI tests.
     sh(cargo().args([
         "build",

@@ -22,11 +22,15 @@ use crate::sh;
 /// RocksDB itself, tshark, which tests use as an independent decoder to
 /// cross-check ours, and dnsdbq, the analysts' DNSDB/CIRCL client the API
 /// tests drive.
-const DEBIAN_PACKAGES: [&str; 5] = ["libclang-dev", "clang", "g++", "tshark", "dnsdbq"];
+const DEBIAN_PACKAGES: [&str; 6] = ["libclang-dev", "clang", "g++", "tshark", "dnsdbq", "wrk"];
 
 /// Python client libraries of the passive DNS APIs, driven by the API tests
 /// (pymisp for the shipped MISP module).
-const PYTHON_PACKAGES: [(&str, &str); 3] = [("dnsdb2", "dnsdb2"), ("pypdns", "pypdns"), ("pymisp", "pymisp")];
+const PYTHON_PACKAGES: [(&str, &str); 3] = [
+    ("dnsdb2", "dnsdb2"),
+    ("pypdns", "pypdns"),
+    ("pymisp", "pymisp"),
+];
 
 /// Debian packages the live-capture tests drive: a real DNS server
 /// (`dnsmasq-base` is the binary alone, without the system service that

@@ -7,6 +7,7 @@
 //! a new module and a line in [`registry`].
 
 pub mod ingest;
+pub mod queries;
 
 use std::path::PathBuf;
 
@@ -42,7 +43,10 @@ pub trait Scenario {
 
 /// Every known scenario, in run order.
 pub fn registry() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(ingest::Ingest::default())]
+    vec![
+        Box::new(ingest::Ingest::default()),
+        Box::new(queries::Queries),
+    ]
 }
 
 /// Runs `scenarios` and writes the report into `results_dir`; returns it.

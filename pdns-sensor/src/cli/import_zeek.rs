@@ -97,8 +97,7 @@ pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZ
             ..FollowConfig::default()
         };
         tracing::info!("following {} (stop with Ctrl-C)", file.display());
-        let followed =
-            follow::follow(&store, file, &config, stop).context("writing to the database")?;
+        let followed = follow::follow(&store, file, &config, stop)?;
         if !args.quiet {
             eprint!("{}", render_follow(&followed));
         }

@@ -64,6 +64,50 @@ pub fn cof(r: &StoredRecord, rrset: bool, humantime: bool, rdata_array: bool) ->
     Value::Object(m)
 }
 
+/// The same object as [`cof`], written straight into `out` as one JSON
+/// line: the hot path of large answers, with no intermediate JSON tree.
+pub fn write_cof_line(
+    out: &mut String,
+    r: &StoredRecord,
+    rrset: bool,
+    humantime: bool,
+    framed: bool,
+) {
+    use std::fmt::Write as _;
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let time = |t: u64| {
+        if humantime {
+            format!("\"{}\"", format_rfc3339(t))
+        } else {
+            t.to_string()
+        }
+    };
+    if framed {
+        out.push_str("{\"obj\":");
+    }
+    let _ = write!(
+        out,
+        "{{\"count\":{},\"time_first\":{},\"time_last\":{},\"rrname\":{},\"rrtype\":{}",
+        r.value.count,
+        time(r.value.first),
+        time(r.value.last),
+        quoted(&name::presentation(&r.owner)),
+        quoted(&render::rtype_name(r.rtype)),
+    );
+    if rrset && let Some(b) = bailiwick(&r.owner) {
+        let _ = write!(out, ",\"bailiwick\":{}", quoted(&b));
+    }
+    let _ = write!(
+        out,
+        ",\"rdata\":[{}]}}",
+        quoted(&render::rdata(r.rtype, &r.rdata))
+    );
+    if framed {
+        out.push('}');
+    }
+    out.push('\n');
+}
+
 /// Accept headers the API can answer: NDJSON, JSON, or anything.
 fn accept_ok(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {

@@ -169,6 +169,15 @@ async fn metrics(State(state): State<SharedState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// Streamed bodies go out in several writes; without TCP_NODELAY, Nagle's
+/// algorithm and delayed ACKs hold each small response back ~40 ms.
+pub fn nodelay(listener: tokio::net::TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}
+
 /// Serves until `shutdown` resolves. A reader store (`Store::open_reader`)
 /// is brought up to date with the writer every second.
 pub async fn serve(
@@ -178,6 +187,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!("API listening on http://{}", listener.local_addr()?);
+    let listener = nodelay(listener);
     let catch_up = {
         let store = Arc::clone(&store);
         tokio::spawn(async move {

@@ -171,6 +171,19 @@ impl crate::extract::ObservationSink for NullSink {
     fn negative(&mut self, _: &[u8], _: u16, _: u16, _: u64) {}
 }
 
+/// Why following could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "{0}: compressed; only a plain, growing dns.log can be followed (import archives without --follow)"
+    )]
+    Compressed(PathBuf),
+    #[error("{0}: a directory; --follow takes the live log file (e.g. current/dns.log)")]
+    Directory(PathBuf),
+}
+
 /// Follows `path` until `stop` is set, then reads what is there, writes
 /// everything and returns.
 pub fn follow(
@@ -178,7 +191,16 @@ pub fn follow(
     path: &Path,
     config: &FollowConfig,
     stop: &AtomicBool,
-) -> Result<FollowReport, StoreError> {
+) -> Result<FollowReport, FollowError> {
+    if path.is_dir() {
+        return Err(FollowError::Directory(path.to_path_buf()));
+    }
+    if let Ok(mut file) = File::open(path) {
+        let mut magic = [0u8; 2];
+        if std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == [0x1f, 0x8b] {
+            return Err(FollowError::Compressed(path.to_path_buf()));
+        }
+    }
     let mut f = Follower::new(store, path, config)?;
     f.start()?;
     loop {

@@ -53,7 +53,7 @@ pub fn parse_line(line: &[u8], rec: &mut LogRecord) -> Result<(), LineSkip> {
     })?;
     rec.clear();
     rec.ts = match parsed.ts.ok_or(LineSkip::BadTs)? {
-        Ts::Number(f) if f.is_finite() && f >= 0.0 && f < 1.8e19 => {
+        Ts::Number(f) if (0.0..1.8e19).contains(&f) => {
             if f > 1e11 {
                 (f / 1000.0) as u64
             } else {

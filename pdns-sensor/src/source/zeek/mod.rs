@@ -452,3 +452,80 @@ impl Warnings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Count(u64);
+
+    impl crate::extract::ObservationSink for Count {
+        fn record(&mut self, owner: &[u8], _: u16, rdata: &[u8], _: u32, _: u64) {
+            assert!(crate::name::split(owner).is_some_and(|(_, rest)| rest.is_empty()));
+            assert!(rdata.len() <= 65535);
+            self.0 += 1;
+        }
+        fn negative(&mut self, qname: &[u8], _: u16, _: u16, _: u64) {
+            assert!(crate::name::split(qname).is_some());
+            self.0 += 1;
+        }
+    }
+
+    const HEADER: &str = "#separator \\x09\n#set_separator\t,\n#fields\tts\tquery\tqtype\trcode\tanswers\tTTLs\trejected\topcode\n";
+
+    fn run(lines: &[Vec<u8>]) -> ZeekStats {
+        let mut text = HEADER.as_bytes().to_vec();
+        for l in lines {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        let mut reader = reader::LineReader::new(&text[..]);
+        let mut file = FileParser::new();
+        let mut stats = ZeekStats::default();
+        let mut sink = Count(0);
+        let mut warnings = Warnings::new("test".into());
+        let mut n = 0;
+        while let Some(line) = reader.next_line(true).unwrap() {
+            n += 1;
+            file.handle(line, n, true, &mut stats, &mut sink, &mut warnings);
+        }
+        assert_eq!(stats.lines, stats.lines_imported + stats.lines_skipped());
+        assert_eq!(sink.0, stats.records + stats.negatives);
+        stats
+    }
+
+    fn answer() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9.-]{0,20}",
+            "(TXT|SPF) [0-9]{1,3} [ -~]{0,12}",
+            "(RRSIG|DNSKEY|DS|NSEC) [0-9]{1,3}( [a-z.]{0,8})?",
+            "[0-9.]{1,15}",
+            "[0-9a-f:]{2,20}",
+            "[\\\\x,a-z0-9]{0,10}",
+            "<unknown type=[0-9]{1,5}>",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20)) {
+            run(&lines);
+        }
+
+        #[test]
+        fn arbitrary_answers_never_panic(
+            query in "[a-z0-9.\\\\x-]{0,30}",
+            qtype in prop_oneof![Just("-".to_string()), (0u32..70000).prop_map(|n| n.to_string())],
+            rcode in prop_oneof![Just("-".to_string()), (0u32..30).prop_map(|n| n.to_string())],
+            answers in proptest::collection::vec(answer(), 0..8),
+            ttls in proptest::collection::vec(0u64..5_000_000_000, 0..8),
+        ) {
+            let answers = if answers.is_empty() { "(empty)".to_string() } else { answers.join(",") };
+            let ttls: Vec<String> = ttls.iter().map(|t| format!("{t}.000000")).collect();
+            let ttls = if ttls.is_empty() { "-".to_string() } else { ttls.join(",") };
+            let line = format!("1600000000.5\t{query}\t{qtype}\t{rcode}\t{answers}\t{ttls}\tF\t0");
+            run(&[line.into_bytes()]);
+        }
+    }
+}

@@ -217,7 +217,7 @@ impl TsvHeader {
         let ts = value(Some(cols.ts)).ok_or(LineSkip::BadTs)?;
         rec.ts = parse_secs(ts).ok_or(LineSkip::BadTs)?;
         if let Some(q) = value(Some(cols.query)) {
-            unescape_into(q, &mut rec.query).map_err(|()| LineSkip::BadEscape)?;
+            unescape_into(q, &mut rec.query).map_err(|BadEscape| LineSkip::BadEscape)?;
             rec.has_query = true;
         }
         rec.qtype = match value(cols.qtype) {
@@ -241,7 +241,8 @@ impl TsvHeader {
             && answers != &self.empty[..]
         {
             for element in split(answers, &self.set_sep) {
-                unescape_into(element, &mut rec.answer_bytes).map_err(|()| LineSkip::BadEscape)?;
+                unescape_into(element, &mut rec.answer_bytes)
+                    .map_err(|BadEscape| LineSkip::BadEscape)?;
                 rec.end_answer();
             }
         }
@@ -306,9 +307,13 @@ fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 
     })
 }
 
+/// A backslash sequence Zeek never writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadEscape;
+
 /// Undoes Zeek's TSV escaping (`\\` and `\xNN`), appending to `out`. Any
 /// other backslash sequence is an error: Zeek never writes one.
-pub fn unescape_into(src: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+pub fn unescape_into(src: &[u8], out: &mut Vec<u8>) -> Result<(), BadEscape> {
     let Some(first) = memchr::memchr(b'\\', src) else {
         out.extend_from_slice(src);
         return Ok(());
@@ -328,12 +333,12 @@ pub fn unescape_into(src: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
                 i += 2;
             }
             Some(b'x') => {
-                let hi = src.get(i + 2).and_then(|&c| hex(c)).ok_or(())?;
-                let lo = src.get(i + 3).and_then(|&c| hex(c)).ok_or(())?;
+                let hi = src.get(i + 2).and_then(|&c| hex(c)).ok_or(BadEscape)?;
+                let lo = src.get(i + 3).and_then(|&c| hex(c)).ok_or(BadEscape)?;
                 out.push(hi << 4 | lo);
                 i += 4;
             }
-            _ => return Err(()),
+            _ => return Err(BadEscape),
         }
     }
     Ok(())
@@ -341,7 +346,7 @@ pub fn unescape_into(src: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
 
 fn unescape_header(value: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(value.len());
-    unescape_into(value, &mut out).map_err(|()| {
+    unescape_into(value, &mut out).map_err(|BadEscape| {
         format!(
             "bad escape in header value {:?}",
             String::from_utf8_lossy(value)
@@ -371,7 +376,7 @@ pub fn parse_secs(v: &[u8]) -> Option<u64> {
     }
     // Anything else Rust's float parser takes (exponents), if sane.
     let f: f64 = std::str::from_utf8(v).ok()?.parse().ok()?;
-    (f.is_finite() && f >= 0.0 && f < 1.8e19).then_some(f as u64)
+    (0.0..1.8e19).contains(&f).then_some(f as u64)
 }
 
 /// A TTL: seconds, truncated and clamped to u32.
