@@ -191,7 +191,7 @@ fn ports(ctx: &SkBuffContext, l4: usize) -> Verdict {
     let dport = u16::from_be_bytes([p[2], p[3]]);
     // SAFETY: the values are plain u8 that are never written through, and
     // userspace only inserts or deletes whole entries.
-    let watched = unsafe { PDNS_PORTS.get(&sport).is_some() || PDNS_PORTS.get(&dport).is_some() };
+    let watched = unsafe { PDNS_PORTS.get(sport).is_some() || PDNS_PORTS.get(dport).is_some() };
     if watched {
         Verdict::Accept
     } else {

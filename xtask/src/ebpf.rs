@@ -3,7 +3,9 @@
 //! `pdns-sensor/build.rs`, where warnings are only relayed. So it gets its
 //! own clippy run with the eBPF toolchain, the way the aya template does it:
 //! `panic=abort`, because the crate is `no_std` with its own panic handler
-//! and has no unwinding to check against.
+//! and has no unwinding to check against. It uses its own target
+//! directory: a different toolchain shares no artifacts with the stable
+//! builds, and should not wait for their lock.
 
 use std::process::Command;
 
@@ -31,6 +33,10 @@ pub fn lint() -> Result<()> {
             "-D",
             "warnings",
         ])
+        .env(
+            "CARGO_TARGET_DIR",
+            format!("{}/ebpf-lint", crate::target_dir()),
+        )
         .env_remove("CARGO")
         .env_remove("RUSTC")
         .env_remove("RUSTUP_TOOLCHAIN"))

@@ -440,11 +440,15 @@ mod tests {
             assert!(keep(&eth(
                 tags,
                 0x86dd,
-                &ipv6(&[hbh.clone()], 17, 1234, 53)
+                &ipv6(std::slice::from_ref(&hbh), 17, 1234, 53)
             )));
             assert!(!keep(&eth(tags, 0x86dd, &ipv6(&[hbh], 17, 1234, 80))));
             let first = (44u8, vec![0u8, 0, 0, 1, 0, 0, 0, 1]);
-            assert!(keep(&eth(tags, 0x86dd, &ipv6(&[first.clone()], 17, 53, 9))));
+            assert!(keep(&eth(
+                tags,
+                0x86dd,
+                &ipv6(std::slice::from_ref(&first), 17, 53, 9)
+            )));
             assert!(!keep(&eth(tags, 0x86dd, &ipv6(&[first], 17, 8, 9))));
             let later = (44u8, vec![0u8, 0, 0x05, 0x00, 0, 0, 0, 1]);
             assert!(keep(&eth(tags, 0x86dd, &ipv6(&[later], 17, 8, 9))));

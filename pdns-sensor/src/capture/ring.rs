@@ -178,6 +178,14 @@ impl Ring {
                 }
                 return Err(e);
             }
+            if pfd.revents & libc::POLLERR != 0 {
+                // E.g. ENETDOWN when the interface goes down; reading the
+                // error clears it (the socket keeps capturing once the
+                // interface is back).
+                if let Some(e) = self.socket.take_error()? {
+                    return Err(e);
+                }
+            }
             if !self.ready() {
                 return Ok(None);
             }

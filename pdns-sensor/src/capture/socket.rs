@@ -148,6 +148,26 @@ impl PacketSocket {
         Ok((value as u32 & 0xffff) as u16)
     }
 
+    /// Reads and clears the socket's pending error (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut value: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` has room for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((value != 0).then(|| io::Error::from_raw_os_error(value)))
+    }
+
     /// Reads and resets the kernel's ring statistics.
     pub fn take_stats(&self) -> io::Result<KernelStats> {
         let mut st = libc::tpacket_stats_v3 {

@@ -43,9 +43,19 @@ impl RingThread {
     pub fn run(mut self) -> Result<Summary> {
         let mut last_stats = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
-            match self.ring.next_block(POLL).context("reading the ring")? {
-                Some(block) => process(&self.interface, &self.counters, &mut self.worker, block)?,
-                None => self.worker.tick()?,
+            match self.ring.next_block(POLL) {
+                Ok(Some(block)) => {
+                    process(&self.interface, &self.counters, &mut self.worker, block)?
+                }
+                Ok(None) => self.worker.tick()?,
+                // A socket error (the interface went down, ...): say so and
+                // go on; the socket captures again when the interface does.
+                Err(e) if e.raw_os_error().is_some_and(|c| c != libc::EBADF) => {
+                    tracing::warn!("{}: capture socket error: {e}", self.interface);
+                    self.worker.tick()?;
+                    std::thread::sleep(POLL);
+                }
+                Err(e) => return Err(e).context("reading the ring"),
             }
             if last_stats.elapsed() >= STATS_EVERY {
                 last_stats = Instant::now();

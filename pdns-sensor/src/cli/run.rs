@@ -164,8 +164,10 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
             .with_context(|| format!("opening database {}", args.db.db.display()))?,
     );
     let filter = Filter::load(args.filter, &ports)?;
-    let mut decode = DecodeConfig::default();
-    decode.ports = ports.clone();
+    let decode = DecodeConfig {
+        ports: ports.clone(),
+        ..DecodeConfig::default()
+    };
     let config = PipelineConfig {
         threads: args.threads,
         decode,
@@ -367,7 +369,10 @@ fn publish_filter(filter: &Filter, publisher: &mut FilterPublisher) -> Option<Fi
     }
 }
 
-/// The periodic status line.
+/// The periodic status line. Packets come from the kernel ring counters
+/// (read every second); DNS responses from the pipeline metrics, which the
+/// workers publish when they flush, so that rate moves in steps of the
+/// flush interval.
 struct Status {
     quiet: bool,
     at: Instant,
@@ -408,7 +413,7 @@ impl Status {
         let responses = dns_responses();
         let secs = self.at.elapsed().as_secs_f64().max(1e-3);
         let records = store.estimate_keys(CF_RECORDS).unwrap_or(0);
-        let db = store.disk_bytes().unwrap_or(0);
+        let db = dir_bytes(store.path());
         eprintln!(
             "pdns-sensor: {:.0} pkt/s, {:.0} DNS responses/s, {} drops, {} records, db {:.1} MiB",
             total.packets.saturating_sub(self.packets) as f64 / secs,
@@ -421,6 +426,21 @@ impl Status {
         self.packets = total.packets;
         self.responses = responses;
     }
+}
+
+/// Bytes of the files in the database directory (SST files, write-ahead
+/// log, manifest): what the database occupies right now, before
+/// memtables are flushed into SST files too.
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn write_stats(mut file: std::fs::File, report: &RunReport, store: &Store) -> Result<()> {

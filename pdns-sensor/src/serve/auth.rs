@@ -63,18 +63,20 @@ pub fn dnsdb(keys: &Option<ApiKeys>, headers: &HeaderMap) -> Result<(), ApiError
 
 /// CIRCL surface: HTTP Basic or a bare token; 401 with a challenge when
 /// absent, 403 when wrong.
-pub fn circl(keys: &Option<ApiKeys>, headers: &HeaderMap) -> Result<(), Response> {
+pub fn circl(keys: &Option<ApiKeys>, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(keys) = keys else { return Ok(()) };
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"pdns\"")],
-            "authentication required\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"pdns\"")],
+                "authentication required\n",
+            )
+                .into_response(),
+        ));
     };
     let ok = match value.split_once(' ') {
         Some((scheme, b64)) if scheme.eq_ignore_ascii_case("basic") => {
@@ -94,12 +96,14 @@ pub fn circl(keys: &Option<ApiKeys>, headers: &HeaderMap) -> Result<(), Response
     if ok {
         Ok(())
     } else {
-        Err((StatusCode::FORBIDDEN, "forbidden\n").into_response())
+        Err(Box::new(
+            (StatusCode::FORBIDDEN, "forbidden\n").into_response(),
+        ))
     }
 }
 
 /// Other surfaces (bro-pdns, negative): either kind of credential.
-pub fn any(keys: &Option<ApiKeys>, headers: &HeaderMap) -> Result<(), Response> {
+pub fn any(keys: &Option<ApiKeys>, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if keys.is_none() || dnsdb(keys, headers).is_ok() {
         return Ok(());
     }

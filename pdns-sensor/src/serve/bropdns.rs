@@ -99,7 +99,7 @@ pub async fn python(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = auth::any(&state.config.keys, &headers) {
-        return r;
+        return *r;
     }
     let lookups = match lookups(&q, false) {
         Ok(l) => l,
@@ -134,7 +134,7 @@ pub async fn go(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = auth::any(&state.config.keys, &headers) {
-        return r;
+        return *r;
     }
     let individual = match shape.as_str() {
         "tuples" => false,

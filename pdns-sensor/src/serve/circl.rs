@@ -113,7 +113,7 @@ pub fn lookups(q: &str, rtype: TypeFilter) -> Result<Vec<Lookup>, ApiError> {
 /// `GET /pdns/query/{q}`
 pub async fn query(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
     if let Err(r) = auth::circl(&state.config.keys, &headers) {
-        return r;
+        return *r;
     }
     match query_inner(state, &uri, &headers).await {
         Ok(r) => r,

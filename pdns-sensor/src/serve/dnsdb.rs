@@ -149,17 +149,14 @@ fn parse_request(
             if rest.len() > 2 {
                 return Err(bad("too many path segments"));
             }
-            let rtype =
-                TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(|e| bad(e))?;
-            let bailiwick = match rest.get(1).filter(|b| !b.is_empty()) {
-                Some(b) => {
-                    Some(format!("{}.", b.trim_end_matches('.').to_ascii_lowercase()).into_bytes())
-                }
-                None => None,
-            };
+            let rtype = TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(bad)?;
+            let bailiwick = rest
+                .get(1)
+                .filter(|b| !b.is_empty())
+                .map(|b| format!("{}.", b.trim_end_matches('.').to_ascii_lowercase()).into_bytes());
             (
                 Lookup::Rrset {
-                    name: parse_name(owner).map_err(|e| bad(e))?,
+                    name: parse_name(owner).map_err(bad)?,
                     rtype,
                     bailiwick,
                 },
@@ -175,8 +172,7 @@ fn parse_request(
             if !crate::store::keys::wire_name_reversed(&wire, &mut owner) {
                 return Err(bad("raw owner is not a wire-format name"));
             }
-            let rtype =
-                TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(|e| bad(e))?;
+            let rtype = TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(bad)?;
             (
                 Lookup::Rrset {
                     name: NamePattern::Exact(owner),
@@ -190,14 +186,13 @@ fn parse_request(
             if rest.len() > 1 {
                 return Err(bad("too many path segments"));
             }
-            let name = parse_name(target).map_err(|e| bad(e))?;
+            let name = parse_name(target).map_err(bad)?;
             if matches!(name, NamePattern::Forward { .. }) {
                 return Err(bad(
                     "right-hand wildcards are supported in rrset lookups only",
                 ));
             }
-            let rtype =
-                TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(|e| bad(e))?;
+            let rtype = TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(bad)?;
             (Lookup::RdataName { name, rtype }, false)
         }
         ["rdata", "ip", spec, rest @ ..] => {
@@ -214,7 +209,7 @@ fn parse_request(
             }
             (
                 Lookup::RdataIp {
-                    range: parse_ip(spec).map_err(|e| bad(e))?,
+                    range: parse_ip(spec).map_err(bad)?,
                 },
                 false,
             )
@@ -248,7 +243,7 @@ fn parse_request(
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())

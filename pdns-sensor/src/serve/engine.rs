@@ -94,7 +94,7 @@ impl Lookup {
         let mut checked = 0u32;
         let mut visit = |r: Result<StoredRecord, StoreError>| -> Option<End> {
             checked = checked.wrapping_add(1);
-            if checked % 256 == 0 && Instant::now() >= deadline {
+            if checked.is_multiple_of(256) && Instant::now() >= deadline {
                 return Some(End::TimedOut);
             }
             let r = match r {

@@ -27,7 +27,7 @@ pub async fn query(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = auth::any(&state.config.keys, &headers) {
-        return r;
+        return *r;
     }
     match inner(state, &q, &uri) {
         Ok(r) => r,

@@ -62,6 +62,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// A bookkeeping entry: key (without the `meta/` prefix) and value.
+pub type MetaEntry = (Vec<u8>, Vec<u8>);
+
 /// An open database.
 pub struct Store {
     db: DB,
@@ -350,7 +353,7 @@ impl Store {
     }
 
     /// Every bookkeeping entry whose key starts with `prefix`.
-    pub fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError> {
         let full = [META_PREFIX, prefix].concat();
         let mut out = Vec::new();
         for item in self.db.iterator(rocksdb::IteratorMode::From(

@@ -56,10 +56,7 @@ pub fn read(path: &Path) -> Vec<Packet> {
 
 /// Writes an Ethernet classic pcap (µs, little endian).
 pub fn write(path: &Path, packets: &[Packet]) {
-    let mut b = Vec::new();
-    for v in [0xa1b2c3d4u32] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
+    let mut b = 0xa1b2c3d4u32.to_le_bytes().to_vec();
     b.extend_from_slice(&2u16.to_le_bytes());
     b.extend_from_slice(&4u16.to_le_bytes());
     b.extend_from_slice(&0i32.to_le_bytes());
