@@ -13,3 +13,4 @@ pub mod sensor;
 pub mod sysinfo;
 pub mod table;
 pub mod workload;
+pub mod zeeklog;

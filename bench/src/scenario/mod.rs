@@ -8,6 +8,7 @@
 
 pub mod ingest;
 pub mod queries;
+pub mod zeek_import;
 
 use std::path::PathBuf;
 

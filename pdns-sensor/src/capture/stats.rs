@@ -175,3 +175,49 @@ impl FilterPublisher {
         self.last = now;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_and_filter_counters_reach_prometheus() {
+        let ring = RingCounters::default();
+        // Two readings: the kernel resets between them, so they add up.
+        for _ in 0..2 {
+            ring.add_kernel(
+                "test-if0",
+                KernelStats {
+                    packets: 10,
+                    drops: 3,
+                    freezes: 1,
+                },
+            );
+        }
+        ring.add_frames("test-if0", 14, 2);
+        let t = ring.totals();
+        assert_eq!((t.packets, t.drops, t.freezes, t.frames, t.vlan_tagged), (20, 6, 2, 14, 2));
+
+        let mut publisher = FilterPublisher::default();
+        let mut f = FilterStats {
+            accepted: 5,
+            rejected_port: 7,
+            ..FilterStats::default()
+        };
+        publisher.publish(f);
+        f.accepted = 8;
+        publisher.publish(f);
+
+        let text = crate::metrics::render();
+        for line in [
+            "pdns_capture_packets_total{interface=\"test-if0\"} 20",
+            "pdns_capture_drops_total{interface=\"test-if0\"} 6",
+            "pdns_capture_freezes_total{interface=\"test-if0\"} 2",
+            "pdns_capture_vlan_tagged_frames_total{interface=\"test-if0\"} 2",
+            "pdns_ebpf_accepted_total{kind=\"port\"} 8",
+            "pdns_ebpf_rejected_total{reason=\"port\"} 7",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
