@@ -12,7 +12,17 @@ mod live_support;
 use live_support::*;
 
 fn replay_and_compare(tag: &str, qinq: bool, extra: &[&str]) -> serde_json::Value {
-    require(&["ip", "tcpreplay", "tcpdump"]);
+    replay_and_compare_wrapped(tag, qinq, &[], extra).0
+}
+
+/// Returns the stats and the sensor's stderr.
+fn replay_and_compare_wrapped(
+    tag: &str,
+    qinq: bool,
+    wrapper: &[&str],
+    extra: &[&str],
+) -> (serde_json::Value, String) {
+    require(&["ip", "tcpreplay", "tcpdump", "setpriv"]);
     let original = shared_pcap("dnscap/vlan11.pcap");
     let link = Link::new(tag, false);
     let dir = tempfile::tempdir().unwrap();
@@ -26,7 +36,7 @@ fn replay_and_compare(tag: &str, qinq: bool, extra: &[&str]) -> serde_json::Valu
 
     let mut args = vec!["-i", link.if_b, "--threads", "1"];
     args.extend_from_slice(extra);
-    let sensor = Sensor::start(&link.b, &args);
+    let sensor = Sensor::start_wrapped(&link.b, wrapper, &args);
     link.replay(&file, 1);
     let stopped = sensor.stop();
     let s = stopped.stats.clone();
@@ -54,7 +64,7 @@ fn replay_and_compare(tag: &str, qinq: bool, extra: &[&str]) -> serde_json::Valu
     assert_eq!(num(&s, &["drops", "not_dns_port"]), 0, "{s:#}");
     assert_eq!(num(&s, &["drops", "not_udp_tcp"]), 0, "{s:#}");
     assert_eq!(num(&s, &["drops", "not_ip"]), 0, "{s:#}");
-    s
+    (s, stopped.stderr)
 }
 
 fn check_ebpf_counters(s: &serde_json::Value, total: u64) {
@@ -103,4 +113,21 @@ fn classic_filter_keeps_the_same_frames() {
         assert_eq!(s["filter"], "classic");
         assert!(s["filter_stats"].is_null());
     }
+}
+
+/// Without CAP_BPF (and CAP_SYS_ADMIN) the eBPF program cannot be loaded:
+/// the sensor says so and falls back to the classic filter by itself.
+#[test]
+fn falls_back_to_classic_without_cap_bpf() {
+    let (s, stderr) = replay_and_compare_wrapped(
+        "fb",
+        true,
+        &["setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", "--"],
+        &[],
+    );
+    assert_eq!(s["filter"], "classic", "{stderr}");
+    assert!(
+        stderr.contains("eBPF filter unavailable") && stderr.contains("falling back to a classic BPF filter"),
+        "{stderr}"
+    );
 }

@@ -46,6 +46,7 @@ pub trait Scenario {
 pub fn registry() -> Vec<Box<dyn Scenario>> {
     vec![
         Box::new(ingest::Ingest::default()),
+        Box::new(zeek_import::ZeekImport),
         Box::new(queries::Queries),
     ]
 }

@@ -311,6 +311,12 @@ impl Sensor {
     /// Starts `pdns-sensor run --db D --stats-json S ARGS` in `ns` and
     /// waits until it captures.
     pub fn start(ns: &Netns, args: &[&str]) -> Sensor {
+        Sensor::start_wrapped(ns, &[], args)
+    }
+
+    /// Like [`Sensor::start`], with the sensor run through a wrapper
+    /// command (e.g. `setpriv` to withhold capabilities).
+    pub fn start_wrapped(ns: &Netns, wrapper: &[&str], args: &[&str]) -> Sensor {
         let dir = tempfile::tempdir().unwrap();
         // Traversable by an unprivileged --user.
         std::fs::set_permissions(
@@ -320,8 +326,15 @@ impl Sensor {
         .unwrap();
         let db = dir.path().join("db");
         let stats = dir.path().join("stats.json");
-        let child = ns
-            .cmd(SENSOR)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = ns.cmd(program);
+                c.args(rest).arg(SENSOR);
+                c
+            }
+            None => ns.cmd(SENSOR),
+        };
+        let child = cmd
             .arg("run")
             .arg("--db")
             .arg(&db)
