@@ -122,12 +122,18 @@ fn falls_back_to_classic_without_cap_bpf() {
     let (s, stderr) = replay_and_compare_wrapped(
         "fb",
         true,
-        &["setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", "--"],
+        &[
+            "setpriv",
+            "--bounding-set",
+            "-bpf,-sys_admin,-perfmon",
+            "--",
+        ],
         &[],
     );
     assert_eq!(s["filter"], "classic", "{stderr}");
     assert!(
-        stderr.contains("eBPF filter unavailable") && stderr.contains("falling back to a classic BPF filter"),
+        stderr.contains("eBPF filter unavailable")
+            && stderr.contains("falling back to a classic BPF filter"),
         "{stderr}"
     );
 }

@@ -196,7 +196,10 @@ mod tests {
         }
         ring.add_frames("test-if0", 14, 2);
         let t = ring.totals();
-        assert_eq!((t.packets, t.drops, t.freezes, t.frames, t.vlan_tagged), (20, 6, 2, 14, 2));
+        assert_eq!(
+            (t.packets, t.drops, t.freezes, t.frames, t.vlan_tagged),
+            (20, 6, 2, 14, 2)
+        );
 
         let mut publisher = FilterPublisher::default();
         let mut f = FilterStats {

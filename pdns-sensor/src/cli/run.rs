@@ -135,11 +135,16 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
     }
     ports.sort_unstable();
     ports.dedup();
-    let names = if args.interfaces.is_empty() {
-        vec![default_route_interface()?]
-    } else {
-        args.interfaces.clone()
-    };
+    let mut names: Vec<String> = Vec::new();
+    for name in &args.interfaces {
+        // The same interface twice would capture every packet twice.
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    if names.is_empty() {
+        names.push(default_route_interface()?);
+    }
     let interfaces = names
         .iter()
         .map(|n| Interface::resolve(n))
