@@ -145,6 +145,25 @@ fn dnsmasq_udp_tcp_v4_v6_with_noise() {
         client.run(&["bash", "-c", "echo not-dns > /dev/udp/192.0.2.1/9999"]);
     }
 
+    // `run` serves the API itself (127.0.0.1:8081 inside the namespace);
+    // observations reach it within the flush interval.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let api = loop {
+        let (_, body, _) = output(
+            server.cmd("bash").args([
+                "-c",
+                "exec 3<>/dev/tcp/127.0.0.1/8081 && printf 'GET /dnsdb/v2/lookup/rrset/name/www.example.test/A HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+            ]),
+            Duration::from_secs(5),
+        );
+        if body.contains("\"count\":4") || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(api.contains("\"rdata\":[\"192.0.2.10\"]") && api.contains("\"count\":4"), "{api}");
+    assert!(api.contains("{\"cond\":\"succeeded\"}"), "{api}");
+
     let stopped = sensor.stop();
     let s = &stopped.stats;
     assert_eq!(s["filter"], "ebpf", "{}", stopped.stderr);

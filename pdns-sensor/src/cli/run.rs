@@ -94,6 +94,11 @@ pub struct RunArgs {
     /// Write the run's counters as JSON to this file at the end.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    pub no_api: bool,
+    #[command(flatten)]
+    pub api: super::serve::ApiArgs,
 }
 
 /// What a capture run did.
@@ -168,6 +173,21 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         Store::open(&args.db.db)
             .with_context(|| format!("opening database {}", args.db.db.display()))?,
     );
+    // The API socket is bound before privileges are dropped (a port below
+    // 1024 needs them). A taken port is reported, not fatal: capture is the
+    // job that must not stop.
+    let api = if args.no_api {
+        None
+    } else {
+        let config = args.api.config()?;
+        match runtime.block_on(tokio::net::TcpListener::bind(config.listen)) {
+            Ok(listener) => Some((listener, config)),
+            Err(e) => {
+                tracing::error!("HTTP API not started: cannot listen on {}: {e}", config.listen);
+                None
+            }
+        }
+    };
     let filter = Filter::load(args.filter, &ports)?;
     let decode = DecodeConfig {
         ports: ports.clone(),
@@ -262,6 +282,17 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         ports,
         args.db.db.display()
     );
+
+    if let Some((listener, config)) = api {
+        tracing::info!("API listening on http://{}", listener.local_addr()?);
+        let state = Arc::new(crate::serve::AppState { store: Arc::clone(&store), config });
+        runtime.spawn(async move {
+            let app = crate::serve::router(state);
+            if let Err(e) = axum::serve(crate::serve::nodelay(listener), app).await {
+                tracing::error!("HTTP API stopped: {e}");
+            }
+        });
+    }
 
     // Control loop: until a signal or a ring thread gives up.
     let mut publisher = FilterPublisher::default();

@@ -15,14 +15,18 @@
 //! - **Retransmissions and overlaps**: bytes before the next expected
 //!   sequence number were delivered already and are skipped.
 //! - **Out of order**: a segment beyond a hole waits in a small queue until
-//!   the hole fills. A hole is given up ([`DropReason::TcpGap`]) when the
-//!   segment after it has waited 2 s of capture time (a missing segment
-//!   that the sender retransmits arrives well within that; one the
-//!   *capture* dropped never does), when the direction closes, or (as
-//!   [`DropReason::TcpOverflow`]) when the queue would exceed its bounds.
-//!   Then the partial message before the hole is dropped, and the stream
-//!   resynchronises by assuming that the first segment after the hole
-//!   starts a message. This is the same guess as for a capture starting
+//!   the hole fills. A hole is given up ([`DropReason::TcpGap`]) as soon as
+//!   the other direction acknowledges the bytes after it (its receiver got
+//!   the hole, so the capture missed it for good: tshark's "ACKed unseen
+//!   segment"), whichever of the ACK and the held segment is seen first;
+//!   otherwise when the segment after it has waited 2 s of capture time (a
+//!   missing segment that the sender retransmits arrives well within that;
+//!   one the *capture* dropped never does), when the direction closes,
+//!   idles out or the input ends, or (as [`DropReason::TcpOverflow`]) when
+//!   the queue would exceed its bounds. Then the partial message before the
+//!   hole is dropped, and the stream resynchronises by assuming that the
+//!   first segment after the hole starts a message; the messages held
+//!   there are emitted. This is the same guess as for a capture starting
 //!   mid-stream, and it is usually right: DNS senders write one message (or
 //!   one length prefix) per `send`.
 //! - **SYN** gives the initial sequence number; data on the SYN (TCP Fast
@@ -37,11 +41,17 @@
 //! bytes (pending message plus out-of-order data) in at most 64 held
 //! segments. A message too large to buffer is skipped exactly (its length
 //! is known) and counted as [`DropReason::TcpOverflow`]. Directions idle
-//! for `idle_secs` are removed by [`TcpReassembler::expire`]; partial data
-//! they held counts as [`DropReason::TcpGap`]. Only bytes seen on the wire
+//! for `idle_secs` are flushed like a FIN and removed by
+//! [`TcpReassembler::expire`], and [`TcpReassembler::flush_all`] does the
+//! same to every direction at the end of the input; a partial message they
+//! still held counts as [`DropReason::TcpGap`]. Only bytes seen on the wire
 //! are ever emitted; a message completed by a later segment (or released
-//! when a hole is filled or given up) is emitted while that segment is
-//! handled.
+//! when a hole is filled or given up) is emitted while that segment (or
+//! that ACK) is handled.
+//!
+//! The fast path costs one hash lookup per segment: the other direction is
+//! looked up only while some direction holds data behind a hole (for an
+//! ACK), or when this one does (for the last ACK the other side sent).
 //!
 //! Sequence numbers are compared modulo 2^32 (RFC 1982 style).
 
@@ -55,6 +65,7 @@ use super::{DecodeStats, DropReason, FlowKey};
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
 
 /// Capture seconds a segment beyond a hole waits for the hole to be filled.
 const GAP_WAIT_SECS: u64 = 2;
@@ -100,6 +111,9 @@ struct Direction {
     held: VecDeque<Held>,
     /// Sum of the lengths of `held`.
     held_bytes: usize,
+    /// Acknowledgement number of this direction's last segment (if it had
+    /// the ACK flag): how far the other direction's receiver has got.
+    acked: Option<u32>,
 }
 
 /// Signed distance from `b` to `a` in sequence space.
@@ -130,7 +144,13 @@ impl Direction {
             pending: Vec::new(),
             held: VecDeque::new(),
             held_bytes: 0,
+            acked: None,
         }
+    }
+
+    /// Whether data waits behind a hole.
+    fn has_hole(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// Whether bytes are buffered that no message has used yet.
@@ -273,6 +293,21 @@ impl Direction {
             .front()
             .is_some_and(|h| ctx.now.saturating_sub(h.at) >= GAP_WAIT_SECS)
         {
+            ctx.stats.drop(DropReason::TcpGap);
+            self.desync();
+            self.drain(ctx);
+        }
+    }
+
+    /// The receiver acknowledged everything before `ack`: a hole that ends
+    /// at or before it was received but not captured, and will never be.
+    /// Give it up (and any further hole `ack` covers).
+    fn acked_by_peer(&mut self, ctx: &mut Ctx<'_>, ack: u32) {
+        // An ACK far beyond everything we know belongs to another
+        // connection, not to this stream.
+        while self.held.front().is_some_and(|h| {
+            seq_diff(ack, h.seq) >= 0 && seq_diff(ack, self.next) <= STALE_WINDOW
+        }) {
             ctx.stats.drop(DropReason::TcpGap);
             self.desync();
             self.drain(ctx);
