@@ -22,7 +22,10 @@ fn line(
     } else {
         (
             answers.join(","),
-            ttls.iter().map(|t| format!("{t}.000000")).collect::<Vec<_>>().join(","),
+            ttls.iter()
+                .map(|t| format!("{t}.000000"))
+                .collect::<Vec<_>>()
+                .join(","),
         )
     };
     writeln!(
@@ -50,10 +53,25 @@ pub fn generate(out: &mut impl Write, lines: u64, distinct: u64, ts0: u64) -> io
         x ^= x << 17;
         let n = x % distinct.max(1);
         let q = format!("host{n}.zone{}.example.com", n % 97);
-        let ip = |k: u64| format!("198.{}.{}.{}", 18 + (n + k) % 2, (n / 251) % 256, (n + k) % 251);
+        let ip = |k: u64| {
+            format!(
+                "198.{}.{}.{}",
+                18 + (n + k) % 2,
+                (n / 251) % 256,
+                (n + k) % 251
+            )
+        };
         let ts = ts0 + i / 100;
         match n % 20 {
-            0..=10 => line(out, ts, &q, (1, "A"), (0, "NOERROR"), &[ip(0), ip(1)], &[300, 300])?,
+            0..=10 => line(
+                out,
+                ts,
+                &q,
+                (1, "A"),
+                (0, "NOERROR"),
+                &[ip(0), ip(1)],
+                &[300, 300],
+            )?,
             11..=13 => line(
                 out,
                 ts,
@@ -63,8 +81,24 @@ pub fn generate(out: &mut impl Write, lines: u64, distinct: u64, ts0: u64) -> io
                 &[format!("edge{}.cdn.example.net", n % 50), ip(0)],
                 &[3600, 60],
             )?,
-            14..=15 => line(out, ts, &q, (28, "AAAA"), (0, "NOERROR"), &[format!("2001:db8::{n:x}")], &[600])?,
-            16 => line(out, ts, &q, (16, "TXT"), (0, "NOERROR"), &["TXT 11 v=spf1 -all".to_string()], &[60])?,
+            14..=15 => line(
+                out,
+                ts,
+                &q,
+                (28, "AAAA"),
+                (0, "NOERROR"),
+                &[format!("2001:db8::{n:x}")],
+                &[600],
+            )?,
+            16 => line(
+                out,
+                ts,
+                &q,
+                (16, "TXT"),
+                (0, "NOERROR"),
+                &["TXT 11 v=spf1 -all".to_string()],
+                &[60],
+            )?,
             17..=18 => line(out, ts, &q, (1, "A"), (3, "NXDOMAIN"), &[], &[])?,
             _ => line(out, ts, &q, (28, "AAAA"), (0, "NOERROR"), &[], &[])?,
         }

@@ -159,8 +159,17 @@ impl Worker {
         Ok(())
     }
 
-    /// Flushes what is left and returns the worker's totals.
+    /// Ends the input (releasing the DNS messages the decoder still held),
+    /// flushes what is left and returns the worker's totals.
     pub fn finish(mut self) -> Result<Summary, StoreError> {
+        let Worker {
+            decoder,
+            extractor,
+            aggregator,
+            extract_stats,
+            ..
+        } = &mut self;
+        decoder.finish(&mut |payload| extractor.extract(&payload, extract_stats, aggregator));
         self.flush()?;
         Ok(self.summary)
     }

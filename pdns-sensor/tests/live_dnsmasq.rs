@@ -161,7 +161,10 @@ fn dnsmasq_udp_tcp_v4_v6_with_noise() {
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    assert!(api.contains("\"rdata\":[\"192.0.2.10\"]") && api.contains("\"count\":4"), "{api}");
+    assert!(
+        api.contains("\"rdata\":[\"192.0.2.10\"]") && api.contains("\"count\":4"),
+        "{api}"
+    );
     assert!(api.contains("{\"cond\":\"succeeded\"}"), "{api}");
 
     let stopped = sensor.stop();

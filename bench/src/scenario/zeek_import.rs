@@ -32,11 +32,16 @@ impl Scenario for ZeekImport {
         let cases: Vec<(&str, u64, u64)> = if ctx.quick {
             vec![("20k-names", 200_000, 20_000)]
         } else {
-            vec![("20k-names", 2_000_000, 20_000), ("500k-names", 2_000_000, 500_000)]
+            vec![
+                ("20k-names", 2_000_000, 20_000),
+                ("500k-names", 2_000_000, 500_000),
+            ]
         };
         let mut out = Outcome {
             entries: Vec::new(),
-            table: Table::new(&["workload", "lines", "MB", "wall s", "lines/s", "MB/s", "records", "RSS MiB"]),
+            table: Table::new(&[
+                "workload", "lines", "MB", "wall s", "lines/s", "MB/s", "records", "RSS MiB",
+            ]),
         };
         std::fs::create_dir_all(&ctx.cache_dir)?;
         for (label, lines, names) in cases {
@@ -67,8 +72,10 @@ impl Scenario for ZeekImport {
             if !m.success() {
                 e.notes.push(format!("failed: {}", m.describe_failure()));
             }
-            let s: serde_json::Value =
-                std::fs::read_to_string(&stats).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            let s: serde_json::Value = std::fs::read_to_string(&stats)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
             let secs = s["elapsed_secs"].as_f64().unwrap_or(m.wall.as_secs_f64());
             let records = s["records_written"].as_f64();
             e.set_figure("elapsed_secs", Some(secs));

@@ -183,7 +183,10 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         match runtime.block_on(tokio::net::TcpListener::bind(config.listen)) {
             Ok(listener) => Some((listener, config)),
             Err(e) => {
-                tracing::error!("HTTP API not started: cannot listen on {}: {e}", config.listen);
+                tracing::error!(
+                    "HTTP API not started: cannot listen on {}: {e}",
+                    config.listen
+                );
                 None
             }
         }
@@ -285,7 +288,10 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
 
     if let Some((listener, config)) = api {
         tracing::info!("API listening on http://{}", listener.local_addr()?);
-        let state = Arc::new(crate::serve::AppState { store: Arc::clone(&store), config });
+        let state = Arc::new(crate::serve::AppState {
+            store: Arc::clone(&store),
+            config,
+        });
         runtime.spawn(async move {
             let app = crate::serve::router(state);
             if let Err(e) = axum::serve(crate::serve::nodelay(listener), app).await {

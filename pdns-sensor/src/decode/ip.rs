@@ -173,6 +173,7 @@ fn tcp(
         return ctx.stats.drop(DropReason::NotDnsPort);
     }
     let seq = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+    let ack = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
     let header_len = (data[12] >> 4) as usize * 4;
     if header_len < 20 || header_len > data.len() {
         return ctx.stats.drop(DropReason::TransportMalformed);
@@ -189,6 +190,7 @@ fn tcp(
         ts.secs,
         key,
         seq,
+        ack,
         flags,
         &data[header_len..],
         ctx.stats,

@@ -125,8 +125,10 @@ pub struct Decoder {
     ports: PortSet,
     defrag: defrag::Defragmenter,
     tcp: tcp::TcpReassembler,
-    /// Capture time of the newest frame, drives expiry.
+    /// Capture second of the newest frame, drives expiry.
     now: u64,
+    /// Capture time of the newest frame.
+    newest: Timestamp,
     last_expiry: u64,
     pub stats: DecodeStats,
 }
@@ -145,6 +147,7 @@ impl Decoder {
                 config.tcp_idle_secs,
             ),
             now: 0,
+            newest: Timestamp::default(),
             last_expiry: 0,
             stats: DecodeStats::default(),
         }
@@ -154,12 +157,22 @@ impl Decoder {
     pub fn decode(&mut self, frame: &Frame<'_>, emit: &mut dyn FnMut(DnsPayload<'_>)) {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
+        self.newest = self.newest.max(frame.ts);
         if frame.ts.secs > self.now {
             self.now = frame.ts.secs;
             if self.now > self.last_expiry {
                 self.last_expiry = self.now;
                 self.defrag.expire(self.now, &mut self.stats);
-                self.tcp.expire(self.now, &mut self.stats);
+                // Messages held in an idle direction are released with the
+                // time of that direction's last segment.
+                self.tcp
+                    .expire(self.now, &mut self.stats, &mut |last_seen, message| {
+                        emit(DnsPayload {
+                            ts: Timestamp::from_secs(last_seen),
+                            transport: Transport::Tcp,
+                            data: message,
+                        })
+                    });
             }
         }
         let l3 = match link::strip(frame.link, frame.data) {
@@ -174,6 +187,20 @@ impl Decoder {
             stats: &mut self.stats,
         };
         ip::decode(&mut ctx, l3, emit);
+    }
+
+    /// The input has ended: calls `emit` for every complete DNS message
+    /// still held behind a hole in a TCP stream (with the capture time of
+    /// the newest frame seen), and forgets every TCP flow.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(DnsPayload<'_>)) {
+        let ts = self.newest;
+        self.tcp.flush_all(&mut self.stats, &mut |message| {
+            emit(DnsPayload {
+                ts,
+                transport: Transport::Tcp,
+                data: message,
+            })
+        });
     }
 
     /// Incomplete IP datagrams currently held.

@@ -305,9 +305,11 @@ impl Direction {
     fn acked_by_peer(&mut self, ctx: &mut Ctx<'_>, ack: u32) {
         // An ACK far beyond everything we know belongs to another
         // connection, not to this stream.
-        while self.held.front().is_some_and(|h| {
-            seq_diff(ack, h.seq) >= 0 && seq_diff(ack, self.next) <= STALE_WINDOW
-        }) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| seq_diff(ack, h.seq) >= 0 && seq_diff(ack, self.next) <= STALE_WINDOW)
+        {
             ctx.stats.drop(DropReason::TcpGap);
             self.desync();
             self.drain(ctx);
@@ -325,6 +327,17 @@ impl Direction {
             ctx.stats.drop(DropReason::TcpGap);
             self.clear_pending();
         }
+    }
+
+    /// Flushes a direction that is being forgotten.
+    fn close(mut self, max_buffer: usize, stats: &mut DecodeStats, emit: &mut dyn FnMut(&[u8])) {
+        let mut ctx = Ctx {
+            now: self.last_seen,
+            max_buffer,
+            stats,
+            emit,
+        };
+        self.flush(&mut ctx);
     }
 
     /// Frames in-sequence bytes into messages.
@@ -413,6 +426,9 @@ pub struct TcpReassembler {
     /// direction appears once, with its serial and the `touched` value it
     /// had when queued; stale entries are skipped lazily.
     lru: VecDeque<(FlowKey, u64, u64)>,
+    /// Directions in `flows` holding data behind a hole: while there are
+    /// none, an ACK needs no look-up of the other direction.
+    holed: usize,
     /// Counts segments; orders directions by last use.
     clock: u64,
     next_serial: u64,
@@ -429,6 +445,7 @@ impl TcpReassembler {
         TcpReassembler {
             flows: HashMap::new(),
             lru: VecDeque::new(),
+            holed: 0,
             clock: 0,
             next_serial: 0,
             max_flows: max_flows.max(1),
@@ -440,21 +457,34 @@ impl TcpReassembler {
     /// Handles one TCP segment of one direction, calling `emit` once per
     /// complete DNS message (without its length prefix).
     ///
-    /// `flags` is the raw TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04).
+    /// `flags` is the raw TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04,
+    /// ACK 0x10); `ack` is the acknowledgement number, used only when the
+    /// ACK flag is set. Messages of the other direction that its ACK
+    /// releases (see the module documentation) are emitted first.
     #[allow(clippy::too_many_arguments)]
     pub fn segment(
         &mut self,
         now_secs: u64,
         key: FlowKey,
         seq: u32,
+        ack: u32,
         flags: u8,
         payload: &[u8],
         stats: &mut DecodeStats,
         emit: &mut dyn FnMut(&[u8]),
     ) {
+        let ack = (flags & ACK != 0).then_some(ack);
+        if let Some(ack) = ack
+            && self.holed > 0
+        {
+            self.peer_acked(now_secs, key.reversed(), ack, stats, emit);
+        }
         if flags & RST != 0 {
-            if self.flows.remove(&key).is_some_and(|d| d.has_data()) {
-                stats.drop(DropReason::TcpGap);
+            if let Some(dir) = self.flows.remove(&key) {
+                self.holed -= usize::from(dir.has_hole());
+                if dir.has_data() {
+                    stats.drop(DropReason::TcpGap);
+                }
             }
             return;
         }
@@ -466,9 +496,11 @@ impl TcpReassembler {
         let clock = self.clock;
 
         let mut created = false;
+        let mut had_hole = false;
         let dir = match self.flows.entry(key) {
             Entry::Occupied(entry) => {
                 let dir = entry.into_mut();
+                had_hole = dir.has_hole();
                 if syn && dir.isn != Some(seq) && dir.restart(Some(seq), data_seq) {
                     stats.drop(DropReason::TcpGap);
                 }
@@ -493,6 +525,7 @@ impl TcpReassembler {
         };
         dir.touched = clock;
         dir.last_seen = now_secs;
+        dir.acked = ack;
 
         let mut ctx = Ctx {
             now: now_secs,
@@ -501,12 +534,28 @@ impl TcpReassembler {
             emit,
         };
         dir.receive(&mut ctx, data_seq, payload);
-        if fin {
+        let mut dir = dir;
+        if !payload.is_empty() && dir.has_hole() {
+            // Slow path: the other side may have acknowledged the hole
+            // before we saw the data after it.
+            let peer_ack = self.flows.get(&key.reversed()).and_then(|d| d.acked);
+            let Some(again) = self.flows.get_mut(&key) else {
+                return; // cannot happen: `dir` is this entry
+            };
+            dir = again;
+            if let Some(peer_ack) = peer_ack {
+                dir.acked_by_peer(&mut ctx, peer_ack);
+            }
+        }
+        let has_hole = if fin {
             dir.flush(&mut ctx);
             self.flows.remove(&key);
+            false
         } else {
             dir.give_up_stale_holes(&mut ctx);
-        }
+            dir.has_hole()
+        };
+        self.note_hole(had_hole, has_hole);
 
         if created {
             if self.flows.len() > self.max_flows {
@@ -520,9 +569,51 @@ impl TcpReassembler {
         }
     }
 
-    /// Removes directions idle for more than `idle_secs` (capture time);
-    /// data they still held counts as [`DropReason::TcpGap`].
-    pub fn expire(&mut self, now_secs: u64, stats: &mut DecodeStats) {
+    /// Keeps `holed` in step with one direction going from `before` to
+    /// `after`.
+    fn note_hole(&mut self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => self.holed += 1,
+            (true, false) => self.holed -= 1,
+            _ => {}
+        }
+    }
+
+    /// The receiver of direction `key` acknowledged everything before
+    /// `ack`: gives up the holes that covers.
+    fn peer_acked(
+        &mut self,
+        now_secs: u64,
+        key: FlowKey,
+        ack: u32,
+        stats: &mut DecodeStats,
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
+        let Some(dir) = self.flows.get_mut(&key).filter(|d| d.has_hole()) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            now: now_secs,
+            max_buffer: self.max_buffer,
+            stats,
+            emit,
+        };
+        dir.acked_by_peer(&mut ctx, ack);
+        let after = dir.has_hole();
+        self.note_hole(true, after);
+    }
+
+    /// Removes directions idle for more than `idle_secs` (capture time),
+    /// flushing them as a FIN would: holes are given up and the messages
+    /// held after them emitted, as `emit(last_seen, message)` with the
+    /// capture second of the direction's last segment; a partial message
+    /// counts as [`DropReason::TcpGap`].
+    pub fn expire(
+        &mut self,
+        now_secs: u64,
+        stats: &mut DecodeStats,
+        emit: &mut dyn FnMut(u64, &[u8]),
+    ) {
         while let Some(&(key, serial, touched)) = self.lru.front() {
             self.lru.pop_front();
             let Some(dir) = self.flows.get(&key).filter(|d| d.serial == serial) else {
@@ -537,10 +628,31 @@ impl TcpReassembler {
                 self.lru.push_front((key, serial, touched));
                 break;
             }
-            if self.flows.remove(&key).is_some_and(|d| d.has_data()) {
-                stats.drop(DropReason::TcpGap);
+            if let Some(dir) = self.flows.remove(&key) {
+                self.holed -= usize::from(dir.has_hole());
+                let last_seen = dir.last_seen;
+                dir.close(self.max_buffer, stats, &mut |m| emit(last_seen, m));
             }
         }
+    }
+
+    /// The input has ended: flushes every direction as a FIN would (holes
+    /// given up, the messages held after them emitted, a partial message
+    /// counted as [`DropReason::TcpGap`]) and forgets them all.
+    pub fn flush_all(&mut self, stats: &mut DecodeStats, emit: &mut dyn FnMut(&[u8])) {
+        // In LRU order, so that the output does not depend on hashing.
+        for (key, serial, _) in std::mem::take(&mut self.lru) {
+            if self.flows.get(&key).is_some_and(|d| d.serial == serial)
+                && let Some(dir) = self.flows.remove(&key)
+            {
+                dir.close(self.max_buffer, stats, emit);
+            }
+        }
+        // Every live direction is queued; this is only a safety net.
+        for (_, dir) in self.flows.drain() {
+            dir.close(self.max_buffer, stats, emit);
+        }
+        self.holed = 0;
     }
 
     /// Flow directions tracked.
@@ -566,7 +678,9 @@ impl TcpReassembler {
                 self.lru.push_back((key, serial, dir.touched));
                 continue;
             }
-            self.flows.remove(&key);
+            if let Some(dir) = self.flows.remove(&key) {
+                self.holed -= usize::from(dir.has_hole());
+            }
             stats.drop(DropReason::TcpOverflow);
         }
     }
