@@ -19,7 +19,8 @@ use std::path::PathBuf;
 
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
 use pdns_sensor::decode::{
-    DecodeConfig, DecodeStats, Decoder, DropReason, Frame, LinkType, Timestamp, Transport,
+    DecodeConfig, DecodeStats, Decoder, DnsPayload, DropReason, Frame, LinkType, Timestamp,
+    Transport,
 };
 
 /// What the decoder found in one capture.
@@ -43,8 +44,25 @@ fn testdata() -> Option<PathBuf> {
     }
 }
 
-/// Decodes a classic pcap file with a default decoder.
-fn decode(name: &str) -> Option<(Found, Decoder)> {
+/// Counts one DNS message the decoder found.
+fn count(found: &mut Found, dns: DnsPayload<'_>) {
+    if dns.data.len() < 12 {
+        return;
+    }
+    if dns.data[2] & 0x80 == 0 {
+        found.queries += 1;
+    } else {
+        found.responses += 1;
+    }
+    if dns.transport == Transport::Tcp {
+        found.tcp += 1;
+    }
+}
+
+/// Decodes a classic pcap file with a default decoder, then ends the input
+/// as the pipeline does ([`Decoder::finish`]). Also returns the TCP flow
+/// directions still tracked before that end.
+fn decode(name: &str) -> Option<(Found, Decoder, usize)> {
     let path = testdata()?.join(name);
     let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut reader = create_reader(1 << 16, file).expect("a pcap file");
@@ -73,19 +91,7 @@ fn decode(name: &str) -> Option<(Found, Decoder)> {
                             link,
                             data: packet.data,
                         };
-                        decoder.decode(&frame, &mut |dns| {
-                            if dns.data.len() < 12 {
-                                return;
-                            }
-                            if dns.data[2] & 0x80 == 0 {
-                                found.queries += 1;
-                            } else {
-                                found.responses += 1;
-                            }
-                            if dns.transport == Transport::Tcp {
-                                found.tcp += 1;
-                            }
-                        });
+                        decoder.decode(&frame, &mut |dns| count(&mut found, dns));
                     }
                     PcapBlockOwned::NG(_) => panic!("{name}: pcapng is not expected here"),
                 }
@@ -96,7 +102,10 @@ fn decode(name: &str) -> Option<(Found, Decoder)> {
             Err(e) => panic!("{name}: {e:?}"),
         }
     }
-    Some((found, decoder))
+    let open_flows = decoder.tcp_flows();
+    decoder.finish(&mut |dns| count(&mut found, dns));
+    assert_eq!(decoder.tcp_flows(), 0, "{name}: flows left after finish");
+    Some((found, decoder, open_flows))
 }
 
 fn found(queries: usize, responses: usize, tcp: usize) -> Found {
@@ -124,7 +133,7 @@ const FRAG_DROPS: [DropReason; 3] = [
 
 /// Asserts the messages found and that no TCP data was lost.
 fn clean_tcp(name: &str, want: Found) {
-    let Some((got, decoder)) = decode(name) else {
+    let Some((got, decoder, _)) = decode(name) else {
         return;
     };
     assert_eq!(got, want, "{name}");
@@ -166,7 +175,7 @@ fn tcp_mid_stream_start_without_length_prefix() {
     // earlier, uncaptured segment: its first bytes (the DNS ID 0xe7af) are
     // read as a length, so that query and the next one are lost, as they
     // are for tshark. Both responses start cleanly.
-    let Some((got, _)) = decode("dnscap/do1t-nosyn-1nolen.pcap") else {
+    let Some((got, _, _)) = decode("dnscap/do1t-nosyn-1nolen.pcap") else {
         return;
     };
     assert_eq!(got, found(0, 2, 2));
@@ -207,7 +216,7 @@ fn tcp_missing_segment_in_the_middle() {
     // only the 3 messages before the holes are found. tshark finds 6: it
     // takes the peer's ACK of the missing bytes as proof of loss, which
     // the reassembler's API (no ACK number) cannot see.
-    let Some((got, decoder)) = decode("dnscap/dnso1tcp-midmiss.pcap") else {
+    let Some((got, decoder, _)) = decode("dnscap/dnso1tcp-midmiss.pcap") else {
         return;
     };
     assert_eq!(got, found(2, 1, 3));
@@ -225,7 +234,7 @@ fn tcp_big_hole_resynchronises() {
     // only the 3 queries before the hole are found (as tshark), and no
     // garbage. Gaps: one hole per direction, plus the client's misframed
     // partial "message" still pending at its FIN.
-    let Some((got, decoder)) = decode("dnscap/dnso1tcp-bighole.pcap") else {
+    let Some((got, decoder, _)) = decode("dnscap/dnso1tcp-bighole.pcap") else {
         return;
     };
     assert_eq!(got, found(3, 38, 41));
@@ -239,7 +248,7 @@ fn tcp_big_hole_resynchronises() {
 #[test]
 fn tcp_mixed_real_trace() {
     // UDP and TCP, IPv4 and IPv6, TC=1 retries over TCP.
-    let Some((got, decoder)) = decode("zeek/dns-edns-ecs.pcap") else {
+    let Some((got, decoder, _)) = decode("zeek/dns-edns-ecs.pcap") else {
         return;
     };
     assert_eq!((got.queries, got.responses), (20, 65));
@@ -249,7 +258,7 @@ fn tcp_mixed_real_trace() {
 /// Asserts the messages found, the datagrams rebuilt and that no fragment
 /// was dropped.
 fn clean_frags(name: &str, want: Found, reassembled: u64) {
-    let Some((got, decoder)) = decode(name) else {
+    let Some((got, decoder, _)) = decode(name) else {
         return;
     };
     assert_eq!(got, want, "{name}");
@@ -299,7 +308,7 @@ fn ipv6_fragments_with_a_lost_first_fragment() {
     // captured): it stays pending (the capture ends 5 s later, before the
     // 30 s timeout) and its query is answered again, as datagram 2, in
     // three fragments.
-    let Some((got, decoder)) = decode("zeek/ipv6-fragmented-dns.pcap") else {
+    let Some((got, decoder, _)) = decode("zeek/ipv6-fragmented-dns.pcap") else {
         return;
     };
     assert_eq!(got, found(3, 2, 0));

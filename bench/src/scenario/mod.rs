@@ -7,6 +7,7 @@
 //! a new module and a line in [`registry`].
 
 pub mod ingest;
+pub mod live;
 pub mod queries;
 pub mod zeek_import;
 
@@ -47,6 +48,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
     vec![
         Box::new(ingest::Ingest::default()),
         Box::new(zeek_import::ZeekImport),
+        Box::new(live::Live),
         Box::new(queries::Queries),
     ]
 }

@@ -733,13 +733,48 @@ mod tests {
             }
         }
 
+        /// A segment without an acknowledgement number of interest (if
+        /// `flags` has ACK, it acknowledges 0).
         fn seg(&mut self, now: u64, key: FlowKey, seq: u32, flags: u8, payload: &[u8]) {
+            self.seg_ack(now, key, seq, 0, flags, payload);
+        }
+
+        fn seg_ack(
+            &mut self,
+            now: u64,
+            key: FlowKey,
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            payload: &[u8],
+        ) {
+            let out = &mut self.out;
+            self.r.segment(
+                now,
+                key,
+                seq,
+                ack,
+                flags,
+                payload,
+                &mut self.stats,
+                &mut |m| out.push(m.to_vec()),
+            );
+            self.check_bounds();
+        }
+
+        fn expire(&mut self, now: u64) {
             let out = &mut self.out;
             self.r
-                .segment(now, key, seq, flags, payload, &mut self.stats, &mut |m| {
-                    out.push(m.to_vec())
-                });
+                .expire(now, &mut self.stats, &mut |_, m| out.push(m.to_vec()));
             self.check_bounds();
+        }
+
+        fn flush_all(&mut self) {
+            let out = &mut self.out;
+            self.r
+                .flush_all(&mut self.stats, &mut |m| out.push(m.to_vec()));
+            self.check_bounds();
+            assert!(self.r.is_empty());
         }
 
         fn check_bounds(&self) {
@@ -753,6 +788,10 @@ mod tests {
                 );
                 assert!(d.synced || d.held.is_empty());
             }
+            assert_eq!(
+                self.r.holed,
+                self.r.flows.values().filter(|d| d.has_hole()).count()
+            );
         }
 
         fn drops(&self, reason: DropReason) -> u64 {
@@ -768,12 +807,12 @@ mod tests {
         let stream = framed(&[&a, &b, &c]);
         let mut r = TcpReassembler::new(16, 1 << 17, 60);
         let mut stats = DecodeStats::default();
-        r.segment(1, key(1), ISN, SYN, &[], &mut stats, &mut |_| {
+        r.segment(1, key(1), ISN, 0, SYN, &[], &mut stats, &mut |_| {
             panic!("no data")
         });
         let range = stream.as_ptr_range();
         let mut got = Vec::new();
-        r.segment(1, key(1), ISN + 1, 0x18, &stream, &mut stats, &mut |m| {
+        r.segment(1, key(1), ISN + 1, 1, 0x18, &stream, &mut stats, &mut |m| {
             assert!(range.contains(&m.as_ptr()), "message was copied");
             got.push(m.to_vec());
         });
@@ -1068,14 +1107,14 @@ mod tests {
         h.seg(100, key(2), 1, 0, &s); // nothing pending
         h.seg(100, key(3), 1, 0, &s[..5]);
         h.seg(150, key(3), 6, 0, &s[5..10]); // still active
-        h.r.expire(160, &mut h.stats);
+        h.expire(160);
         assert_eq!(h.r.len(), 3);
-        h.r.expire(161, &mut h.stats);
+        h.expire(161);
         assert_eq!(h.r.len(), 1);
         assert_eq!(h.drops(DropReason::TcpGap), 1);
         h.seg(200, key(3), 11, 0, &s[10..]);
         assert_eq!(h.out, vec![a.clone(), a]);
-        h.r.expire(261, &mut h.stats);
+        h.expire(261);
         assert!(h.r.is_empty());
         assert_eq!(h.drops(DropReason::TcpGap), 1);
     }
@@ -1159,8 +1198,7 @@ mod tests {
                 now += dt;
                 seen.extend_from_slice(&data);
                 h.seg(now, key(port), base.wrapping_add(off), flags, &data);
-                h.r.expire(now, &mut h.stats);
-                h.check_bounds();
+                h.expire(now);
             }
             for m in &h.out {
                 prop_assert!(!m.is_empty());
