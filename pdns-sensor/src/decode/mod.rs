@@ -154,6 +154,10 @@ impl Decoder {
     }
 
     /// Decodes one frame and calls `emit` for every DNS message in it.
+    ///
+    /// Also emits, first, the messages that TCP flows gone idle still held
+    /// behind a hole (stamped with the second of their flow's last
+    /// segment); [`finish`](Decoder::finish) emits the rest at the end.
     pub fn decode(&mut self, frame: &Frame<'_>, emit: &mut dyn FnMut(DnsPayload<'_>)) {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;

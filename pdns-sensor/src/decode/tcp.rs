@@ -1139,6 +1139,201 @@ mod tests {
         assert_eq!(h.drops(DropReason::TcpGap), 1);
     }
 
+    /// The server side of a connection whose capture missed `s[60..126]`
+    /// (the tail of message 1 and all of message 2); `s` is five 42-byte
+    /// frames. Returns the harness after message 0, half of message 1 and
+    /// the segment holding message 3.
+    fn server_with_hole(msgs: &[Vec<u8>], s: &[u8]) -> Harness {
+        let mut h = Harness::new(16, 1 << 17);
+        h.seg(10, key(1), ISN, SYN, &[]);
+        h.seg(10, key(1), ISN + 1, 0, &s[..42]); // message 0
+        h.seg(10, key(1), ISN + 1 + 42, 0, &s[42..60]); // half of message 1
+        h.seg(10, key(1), ISN + 1 + 126, 0, &s[126..168]); // message 3
+        assert_eq!(h.out, msgs[..1]);
+        assert_eq!(h.r.holed, 1);
+        h
+    }
+
+    fn five_frames() -> (Vec<Vec<u8>>, Vec<u8>) {
+        let msgs: Vec<Vec<u8>> = (0..5).map(|i| msg(i, 40)).collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+        let s = framed(&refs);
+        (msgs, s)
+    }
+
+    #[test]
+    fn reverse_ack_after_the_held_data_gives_up_the_hole() {
+        let (msgs, s) = five_frames();
+        let at = |i: usize| ISN + 1 + i as u32;
+        let client = key(1).reversed();
+        let mut h = server_with_hole(&msgs, &s);
+        // ACKs that do not cover the hole change nothing: ones inside it
+        // (byte 125 may still come), one without the ACK flag, one far
+        // beyond anything sent (another connection's numbers).
+        h.seg_ack(10, client, 7, at(100), 0x10, &[]);
+        h.seg_ack(10, client, 7, at(125), 0x10, &[]);
+        h.seg_ack(10, client, 7, at(168), 0x08, &framed(&[&[]]));
+        h.seg_ack(10, client, 9, at(0).wrapping_add(1 << 30), 0x10, &[]);
+        assert_eq!(h.out, msgs[..1]);
+        assert_eq!(h.drops(DropReason::TcpGap), 0);
+        // The client acknowledges message 3: the hole was received, so it
+        // is given up at once, not 2 s later, and message 3 is emitted.
+        h.seg_ack(10, client, 9, at(168), 0x10, &[]);
+        assert_eq!(h.out, vec![msgs[0].clone(), msgs[3].clone()]);
+        assert_eq!(h.drops(DropReason::TcpGap), 1);
+        assert_eq!(h.r.holed, 0);
+        // In sync again; the repeated ACK gives up nothing more.
+        h.seg(10, key(1), at(168), 0, &s[168..]);
+        h.seg_ack(10, client, 9, at(210), 0x10, &[]);
+        assert_eq!(h.out.last(), Some(&msgs[4]));
+        assert_eq!(h.out.len(), 3);
+        assert_eq!(h.drops(DropReason::TcpGap), 1);
+        assert!(!h.r.flows[&key(1)].has_data());
+    }
+
+    #[test]
+    fn reverse_ack_before_the_held_data_gives_up_the_hole() {
+        let (msgs, s) = five_frames();
+        let at = |i: usize| ISN + 1 + i as u32;
+        let client = key(1).reversed();
+        let mut h = Harness::new(16, 1 << 17);
+        h.seg(10, key(1), ISN, SYN, &[]);
+        h.seg(10, key(1), at(0), 0, &s[..42]);
+        h.seg(10, key(1), at(42), 0, &s[42..60]);
+        // The client (which sent a query, so is followed) acknowledges
+        // everything up to message 3 before the capture shows message 3.
+        h.seg_ack(10, client, 7, at(0), 0x18, &framed(&[&[]]));
+        h.seg_ack(10, client, 9, at(126), 0x10, &[]);
+        assert_eq!(h.r.holed, 0);
+        h.seg(10, key(1), at(126), 0, &s[126..168]);
+        assert_eq!(h.out, vec![msgs[0].clone(), msgs[3].clone()]);
+        assert_eq!(h.drops(DropReason::TcpGap), 1);
+        assert_eq!(h.r.holed, 0);
+
+        // Only the client's last ACK counts: one that stops short of the
+        // next hole leaves that hole to wait.
+        h.seg(10, key(1), at(168 + 50), 0, &framed(&[&msgs[1]]));
+        assert_eq!(h.r.holed, 1);
+        h.seg_ack(10, client, 9, at(168 + 49), 0x10, &[]);
+        h.seg(10, key(1), at(168 + 92), 0, &framed(&[&msgs[2]]));
+        assert_eq!(h.out.len(), 2);
+        assert_eq!(h.drops(DropReason::TcpGap), 1);
+        // A later ACK covering both held segments gives the hole up once.
+        h.seg_ack(10, client, 9, at(168 + 134), 0x10, &[]);
+        assert_eq!(h.out[2..], [msgs[1].clone(), msgs[2].clone()]);
+        assert_eq!(h.drops(DropReason::TcpGap), 2);
+        assert_eq!(h.r.holed, 0);
+    }
+
+    #[test]
+    fn reverse_ack_gives_up_every_hole_it_covers() {
+        let (msgs, s) = five_frames();
+        let at = |i: usize| ISN + 1 + i as u32;
+        let mut h = Harness::new(16, 1 << 17);
+        h.seg(10, key(1), ISN, SYN, &[]);
+        h.seg(10, key(1), at(0), 0, &s[..42]);
+        // Holes at 42..84 and 126..168; messages 2 and 4 held.
+        h.seg(10, key(1), at(84), 0, &s[84..126]);
+        h.seg(10, key(1), at(168), 0, &s[168..]);
+        // An ACK into the second hole releases message 2 only.
+        h.seg_ack(10, key(1).reversed(), 1, at(140), 0x10, &[]);
+        assert_eq!(h.out, vec![msgs[0].clone(), msgs[2].clone()]);
+        assert_eq!(h.drops(DropReason::TcpGap), 1);
+        assert_eq!(h.r.holed, 1);
+        // One beyond both: message 4 too.
+        h.seg_ack(10, key(1).reversed(), 1, at(210), 0x10, &[]);
+        assert_eq!(h.out[2..], [msgs[4].clone()]);
+        assert_eq!(h.drops(DropReason::TcpGap), 2);
+        assert_eq!(h.r.holed, 0);
+    }
+
+    /// Whether `m` is a run of `s` made only of bytes in `seen`.
+    fn seen_run(s: &[u8], seen: &[bool], m: &[u8]) -> bool {
+        (0..=s.len().saturating_sub(m.len()))
+            .any(|o| &s[o..o + m.len()] == m && seen[o..o + m.len()].iter().all(|&b| b))
+    }
+
+    #[test]
+    fn reverse_ack_never_emits_unseen_bytes() {
+        let (msgs, s) = five_frames();
+        let at = |i: usize| ISN + 1 + i as u32;
+        let client = key(1).reversed();
+
+        // Message 0's length prefix is never seen: the stream resyncs at
+        // its first body bytes (0, 1), reads them as a length of 1 and
+        // emits the junk "message" [2], a byte that was seen; the rest is
+        // framed as one 772-byte message, incomplete at the end.
+        let mut h = Harness::new(16, 1 << 17);
+        h.seg(10, key(1), ISN, SYN, &[]);
+        h.seg(10, key(1), at(2), 0, &s[2..100]);
+        h.seg(10, key(1), at(100), 0, &s[100..]);
+        h.seg_ack(10, client, 1, at(2), 0x10, &[]);
+        assert_eq!(h.out, vec![vec![2]]);
+        h.flush_all();
+        assert_eq!(h.out, vec![vec![2]]);
+        assert_eq!(h.drops(DropReason::TcpGap), 2);
+
+        // Message 1 is seen but for its tail: it is not emitted, nor
+        // anything holding the missing bytes; the rest is.
+        let mut seen = vec![true; s.len()];
+        seen[60..84].fill(false);
+        let mut h = Harness::new(16, 1 << 17);
+        h.seg(10, key(1), ISN, SYN, &[]);
+        h.seg(10, key(1), at(0), 0, &s[..60]);
+        h.seg(10, key(1), at(84), 0, &s[84..]);
+        h.seg_ack(10, client, 1, at(210), 0x10, &[]);
+        h.flush_all();
+        for m in &h.out {
+            assert!(seen_run(&s, &seen, m), "{m:?} holds unseen bytes");
+        }
+        let mut want = msgs.clone();
+        want.remove(1);
+        assert_eq!(h.out, want);
+        assert_eq!(h.drops(DropReason::TcpGap), 1);
+    }
+
+    #[test]
+    fn flush_all_emits_held_messages_and_forgets_everything() {
+        let (msgs, s) = five_frames();
+        let at = |i: usize| ISN + 1 + i as u32;
+        let mut h = server_with_hole(&msgs, &s);
+        h.seg(10, key(1), at(168), 0, &s[168..]); // message 4, held too
+        // Another flow: in sync, with a partial message pending.
+        h.seg(10, key(2), 500, 0, &s[..42 + 5]);
+        // And one with nothing pending.
+        h.seg(10, key(3), 500, 0, &s[..42]);
+        assert_eq!(h.out.len(), 3);
+        h.flush_all();
+        assert_eq!(h.out[3..], [msgs[3].clone(), msgs[4].clone()]);
+        // The server's hole and key 2's partial message.
+        assert_eq!(h.drops(DropReason::TcpGap), 2);
+        assert_eq!(h.r.holed, 0);
+        assert!(h.r.lru.is_empty());
+        // Usable afterwards.
+        h.seg(11, key(1), at(210), 0, &framed(&[&msgs[0]]));
+        assert_eq!(h.out.last(), Some(&msgs[0]));
+        h.flush_all();
+        assert_eq!(h.drops(DropReason::TcpGap), 2);
+    }
+
+    #[test]
+    fn expiry_emits_held_messages() {
+        let (msgs, s) = five_frames();
+        let mut h = server_with_hole(&msgs, &s);
+        let mut got = Vec::new();
+        h.r.expire(70, &mut h.stats, &mut |t, m| got.push((t, m.to_vec())));
+        assert!(got.is_empty());
+        assert_eq!(h.r.len(), 1);
+        // Key 1 is idle (last segment at 10): its hole is given up, message
+        // 3 is released with the time of that last segment.
+        h.r.expire(71, &mut h.stats, &mut |t, m| got.push((t, m.to_vec())));
+        assert_eq!(got, vec![(10, msgs[3].clone())]);
+        assert_eq!(h.drops(DropReason::TcpGap), 1);
+        assert!(h.r.is_empty());
+        assert_eq!(h.r.holed, 0);
+        h.check_bounds();
+    }
+
     proptest! {
         /// However a stream is cut, reordered (within the held-segment
         /// limit) and duplicated, the messages come out once, in order.
@@ -1186,7 +1381,14 @@ mod tests {
         #[test]
         fn arbitrary_segments_stay_bounded(
             segs in prop::collection::vec(
-                (0u16..4, 0u32..400, any::<u8>(), prop::collection::vec(any::<u8>(), 0..80), 0u64..3),
+                (
+                    (0u16..4, any::<bool>()),
+                    0u32..400,
+                    0u32..500,
+                    any::<u8>(),
+                    prop::collection::vec(any::<u8>(), 0..80),
+                    0u64..3,
+                ),
                 1..300,
             ),
             base in prop_oneof![Just(0xFFFF_FF80u32), any::<u32>()],
@@ -1194,15 +1396,90 @@ mod tests {
             let mut h = Harness::new(3, 100);
             let mut now = 0;
             let mut seen = Vec::new();
-            for (port, off, flags, data, dt) in segs {
+            for ((port, back), off, ack, flags, data, dt) in segs {
                 now += dt;
                 seen.extend_from_slice(&data);
-                h.seg(now, key(port), base.wrapping_add(off), flags, &data);
+                let k = if back { key(port).reversed() } else { key(port) };
+                h.seg_ack(now, k, base.wrapping_add(off), base.wrapping_add(ack), flags, &data);
                 h.expire(now);
             }
+            h.flush_all();
             for m in &h.out {
                 prop_assert!(!m.is_empty());
                 prop_assert!(m.len() <= seen.len());
+            }
+        }
+
+        /// A stream cut, reordered and with segments the capture missed,
+        /// its receiver's ACKs interleaved: whatever comes out (including
+        /// at the end of input) is a run of bytes that were seen. If none
+        /// was missed and every ACK covers only bytes already seen in
+        /// order, every message comes out once, in order.
+        #[test]
+        fn holes_and_acks_emit_only_seen_bytes(
+            lens in prop::collection::vec(0usize..200, 1..10),
+            cuts in prop::collection::vec(1usize..120, 1..30),
+            swaps in prop::collection::vec((0usize..64, 0usize..64), 0..10),
+            missed in prop::collection::vec(0usize..64, 0..4),
+            acks in prop::collection::vec((0usize..64, 0usize..2000, any::<bool>()), 0..20),
+            isn in prop_oneof![Just(0xFFFF_FF00u32), any::<u32>()],
+        ) {
+            let msgs: Vec<Vec<u8>> =
+                lens.iter().enumerate().map(|(i, &l)| msg(i as u8 + 1, l)).collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+            let s = framed(&refs);
+            let mut bounds = vec![0];
+            for c in cuts {
+                let next = bounds.last().unwrap() + c;
+                if next >= s.len() { break; }
+                bounds.push(next);
+            }
+            bounds.push(s.len());
+            let mut segs: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+            for (i, j) in swaps {
+                let n = segs.len();
+                segs.swap(i % n, j % n);
+            }
+            let n = segs.len();
+            let missed: Vec<usize> = missed.iter().map(|m| m % n).collect();
+            let at = |i: usize| isn.wrapping_add(1).wrapping_add(i as u32);
+            let client = key(1).reversed();
+            let mut h = Harness::new(4, 1 << 20);
+            h.seg(1, key(1), isn, SYN, &[]);
+            // The client is followed (an empty query), so its bare ACKs
+            // are remembered.
+            h.seg_ack(1, client, 7, at(0), 0x18, &[0, 0]);
+            let mut seen = vec![false; s.len()];
+            let mut honest = missed.is_empty();
+            for (i, &(from, to)) in segs.iter().enumerate() {
+                for &(when, how_far, valid) in &acks {
+                    if when % n != i {
+                        continue;
+                    }
+                    // A valid ACK covers only the bytes seen in order so
+                    // far; others may cover anything.
+                    let upto = if valid {
+                        seen.iter().position(|&b| !b).unwrap_or(s.len())
+                    } else {
+                        honest = false;
+                        how_far % (s.len() + 1)
+                    };
+                    h.seg_ack(1, client, 9, at(upto), 0x10, &[]);
+                }
+                if missed.contains(&i) {
+                    continue;
+                }
+                seen[from..to].fill(true);
+                h.seg(1, key(1), at(from), 0, &s[from..to]);
+            }
+            h.flush_all();
+            for m in &h.out {
+                prop_assert!(seen_run(&s, &seen, m), "{:?} holds unseen bytes", m);
+            }
+            if honest {
+                let want: Vec<Vec<u8>> = msgs.into_iter().filter(|m| !m.is_empty()).collect();
+                prop_assert_eq!(h.out, want);
+                prop_assert_eq!(h.stats, DecodeStats::default());
             }
         }
     }
