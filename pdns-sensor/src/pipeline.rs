@@ -90,6 +90,8 @@ pub struct Worker {
     flush_interval: Duration,
     last_flush: Instant,
     since_check: u32,
+    /// Aggregator sizes last added to the shared entries gauge.
+    published_entries: (i64, i64),
     summary: Summary,
 }
 
@@ -104,6 +106,7 @@ impl Worker {
             flush_interval: config.flush_interval,
             last_flush: Instant::now(),
             since_check: 0,
+            published_entries: (0, 0),
             summary: Summary::default(),
         }
     }
@@ -127,11 +130,29 @@ impl Worker {
             self.flush()?;
         } else if self.since_check >= 4096 {
             self.since_check = 0;
+            self.publish_entries();
             if self.last_flush.elapsed() >= self.flush_interval {
                 self.flush()?;
             }
         }
         Ok(())
+    }
+
+    /// Moves the shared `pdns_aggregator_entries` gauge by this worker's
+    /// change since it last reported (workers share the gauge).
+    fn publish_entries(&mut self) {
+        let now = (
+            self.aggregator.records.len() as i64,
+            self.aggregator.negatives.len() as i64,
+        );
+        let gauge = &METRICS.aggregator_entries;
+        gauge
+            .with_label_values(&["records"])
+            .add(now.0 - self.published_entries.0);
+        gauge
+            .with_label_values(&["negative"])
+            .add(now.1 - self.published_entries.1);
+        self.published_entries = now;
     }
 
     /// Flushes if the flush interval has passed; for callers that may go
@@ -148,6 +169,7 @@ impl Worker {
         self.since_check = 0;
         self.last_flush = Instant::now();
         let aggregates = self.aggregator.take();
+        self.publish_entries();
         let written = self.store.write(&aggregates)?;
         self.summary.records_written += written.records as u64;
         self.summary.negatives_written += written.negatives as u64;
