@@ -43,8 +43,11 @@ fn owner(i: u64) -> String {
 }
 
 fn address(i: u64) -> [u8; 4] {
-    // A multiplicative hash spreads consecutive i over the /8.
-    let x = (i.wrapping_mul(2_654_435_761) & 0x00ff_ffff) as u32;
+    // splitmix64 spreads consecutive i evenly over the /8.
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let x = ((z ^ (z >> 31)) & 0x00ff_ffff) as u32;
     [10, (x >> 16) as u8, (x >> 8) as u8, x as u8]
 }
 
