@@ -93,11 +93,48 @@ fn test(rest: &[String]) -> Result<()> {
         "--bin",
         "pdns-sensor",
     ]))?;
-    sh(packages(cargo().args(["test", "--release", "--no-fail-fast"])).args(rest))?;
     // The benchmark harness, at its smallest size: it works and its JSON is
     // well-formed. Timings are reported, never asserted.
     bench(&["--quick".to_string()])?;
+    let (passed, failed) =
+        cargo_test(packages(cargo().args(["test", "--release", "--no-fail-fast"])).args(rest))?;
+    // One plain closing line with the totals of every test binary.
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} test(s) failed");
+    }
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its result lines.
+fn cargo_test(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: $ {}", describe(cmd));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().context("cargo test stdout")?).lines() {
+        let line = line?;
+        println!("{line}");
+        // "test result: ok. 12 passed; 0 failed; 0 ignored; ..."
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                match words.as_slice() {
+                    [.., n, "passed"] => passed += n.parse::<u64>().unwrap_or(0),
+                    [n, "failed"] => failed += n.parse::<u64>().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed with {status} before reporting a failed test");
+    }
+    Ok((passed, failed))
 }
 
 fn bench(rest: &[String]) -> Result<()> {
