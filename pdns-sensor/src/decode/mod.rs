@@ -111,9 +111,9 @@ impl Default for DecodeConfig {
     fn default() -> Self {
         DecodeConfig {
             ports: vec![pdns_common::DEFAULT_DNS_PORT],
-            max_fragment_datagrams: 4096,
+            max_fragment_datagrams: 1024,
             fragment_timeout_secs: 30,
-            max_tcp_flows: 65_536,
+            max_tcp_flows: 16_384,
             max_tcp_buffer: 2 * 65_538,
             tcp_idle_secs: 120,
         }
