@@ -215,8 +215,9 @@ fn linux_sll2_nxdomain_for_the_root_zone() {
             1
         )]
     );
-    let with_authority =
-        common::ingest_with(&paths, |a| a.sections = "answer,authority".parse().unwrap());
+    let with_authority = common::ingest_with(&paths, |a| {
+        a.pipeline.sections = "answer,authority".parse().unwrap()
+    });
     let types: Vec<String> = common::all_records(&with_authority.store())
         .into_iter()
         .map(|l| l.1)

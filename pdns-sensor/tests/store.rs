@@ -188,7 +188,7 @@ fn tiny_aggregator_flushes_often_and_loses_nothing() {
         common::pcap("zeek/var-services-std-ports.pcap"),
     ];
     let normal = common::ingest(&files);
-    let tiny = common::ingest_with(&files, |a| a.aggregate_entries = 1);
+    let tiny = common::ingest_with(&files, |a| a.pipeline.aggregate_entries = 1);
     assert!(tiny.report.summary.flushes > normal.report.summary.flushes + 10);
     assert_eq!(
         common::all_records(&normal.store()),

@@ -252,7 +252,8 @@ fn check_pair(log: &Path, pcap: &Path, ports: &[u16]) -> usize {
     } else {
         parse_tsv(&text)
     };
-    let ingested = common::ingest_with(&[pcap.to_path_buf()], |a| a.ports = ports.to_vec());
+    let ingested =
+        common::ingest_with(&[pcap.to_path_buf()], |a| a.pipeline.ports = ports.to_vec());
     let store = ingested.store();
     let label = log.display().to_string();
 

@@ -259,7 +259,9 @@ fn differential_against_ingest() {
         let db = tmp.path().join(format!("db{i}"));
         import(&db, &[copy]);
         let zeek = reader(&db);
-        let wire = common::ingest_with(std::slice::from_ref(&pcap), |a| a.ports = ports.clone());
+        let wire = common::ingest_with(std::slice::from_ref(&pcap), |a| {
+            a.pipeline.ports = ports.clone()
+        });
         let wire = wire.store();
         let (zr, wr) = (records(&zeek), records(&wire));
         let (zn, wn) = (negatives(&zeek), negatives(&wire));

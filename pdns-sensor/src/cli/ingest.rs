@@ -9,9 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DbArgs;
-use crate::decode::{DecodeConfig, DropReason};
-use crate::extract::Sections;
-use crate::pipeline::{Pipeline, PipelineConfig, Summary};
+use crate::decode::DropReason;
+use crate::pipeline::{Pipeline, Summary};
 use crate::source::pcap;
 use crate::store::{CF_RECORDS, Store};
 
@@ -22,18 +21,8 @@ pub struct IngestArgs {
     /// Decoder threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// UDP/TCP port carrying DNS; repeat for several (default 53).
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
-    /// Sections recorded: any of answer,authority,additional.
-    #[arg(long, default_value = "answer")]
-    pub sections: Sections,
-    /// Pre-aggregation bound per thread (distinct keys held in memory).
-    #[arg(long, default_value_t = 100_000)]
-    pub aggregate_entries: usize,
-    /// Seconds between flushes of pre-aggregated observations.
-    #[arg(long, default_value_t = 5)]
-    pub flush_interval: u64,
+    #[command(flatten)]
+    pub pipeline: super::PipelineArgs,
     /// Compact the database after ingesting (smallest size on disk).
     #[arg(long)]
     pub compact: bool,
@@ -64,18 +53,7 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
         Store::open(&args.db.db)
             .with_context(|| format!("opening database {}", args.db.db.display()))?,
     );
-    let mut decode = DecodeConfig::default();
-    if !args.ports.is_empty() {
-        decode.ports = args.ports.clone();
-    }
-    let config = PipelineConfig {
-        threads: args.threads,
-        decode,
-        sections: args.sections,
-        max_entries: args.aggregate_entries,
-        flush_interval: Duration::from_secs(args.flush_interval.max(1)),
-        ..PipelineConfig::default()
-    };
+    let config = args.pipeline.config(args.threads);
     let mut pipeline = Pipeline::new(&config, Arc::clone(&store));
     let mut report = IngestReport::default();
     let mut store_error = None;

@@ -39,10 +39,9 @@ use crate::capture::socket::PacketSocket;
 use crate::capture::stats::{FilterPublisher, RingCounters, RingTotals};
 use crate::capture::thread::RingThread;
 use crate::capture::{RingConfig, cbpf};
-use crate::decode::{DecodeConfig, DropReason};
-use crate::extract::Sections;
+use crate::decode::DropReason;
 use crate::metrics::METRICS;
-use crate::pipeline::{PipelineConfig, Summary, Worker};
+use crate::pipeline::{Summary, Worker};
 use crate::store::{CF_RECORDS, Store};
 
 #[derive(Debug, Args)]
@@ -56,19 +55,8 @@ pub struct RunArgs {
     /// Decoder threads (one ring each) per interface; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// UDP/TCP port carrying DNS; repeat for several (default 53).
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
-    /// Sections recorded: any of answer,authority,additional.
-    #[arg(long, default_value = "answer")]
-    pub sections: Sections,
-    /// Pre-aggregation bound per thread (distinct keys held in memory).
-    #[arg(long, default_value_t = 100_000)]
-    pub aggregate_entries: usize,
-    /// Seconds between flushes of pre-aggregated observations: the most a
-    /// crash can lose.
-    #[arg(long, default_value_t = 5)]
-    pub flush_interval: u64,
+    #[command(flatten)]
+    pub pipeline: super::PipelineArgs,
     /// After setup, switch to this user (and its group), keeping no
     /// capabilities. The database directory is given to that user.
     #[arg(long, short = 'u', value_name = "USER")]
@@ -134,12 +122,7 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         retire_timeout_ms: args.ring_timeout_ms,
     };
     ring_config.validate().map_err(anyhow::Error::msg)?;
-    let mut ports = args.ports.clone();
-    if ports.is_empty() {
-        ports.push(pdns_common::DEFAULT_DNS_PORT);
-    }
-    ports.sort_unstable();
-    ports.dedup();
+    let ports = args.pipeline.ports();
     let mut names: Vec<String> = Vec::new();
     for name in &args.interfaces {
         // The same interface twice would capture every packet twice.
@@ -192,18 +175,7 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         }
     };
     let filter = Filter::load(args.filter, &ports)?;
-    let decode = DecodeConfig {
-        ports: ports.clone(),
-        ..DecodeConfig::default()
-    };
-    let config = PipelineConfig {
-        threads: args.threads,
-        decode,
-        sections: args.sections,
-        max_entries: args.aggregate_entries,
-        flush_interval: Duration::from_secs(args.flush_interval.max(1)),
-        ..PipelineConfig::default()
-    };
+    let config = args.pipeline.config(args.threads);
     let per_interface = config.thread_count();
 
     // Rings: all of an interface's sockets join its fanout group behind a
