@@ -138,6 +138,7 @@ fn cargo_test(cmd: &mut Command) -> Result<(u64, u64)> {
 }
 
 fn bench(rest: &[String]) -> Result<()> {
+    setup::run()?;
     sh(cargo().args(["build", "--release", "-p", "pdns-sensor", "-p", "bench"]))?;
     let target = target_dir();
     let sensor = format!("{target}/release/pdns-sensor");
@@ -147,6 +148,9 @@ fn bench(rest: &[String]) -> Result<()> {
 }
 
 fn run(rest: &[String]) -> Result<()> {
+    // A fresh machine needs libclang, the nightly's rust-src and bpf-linker
+    // before the sensor (and its eBPF filter) can build.
+    setup::build()?;
     let rest: Vec<&String> = rest.iter().skip_while(|a| *a == "--").collect();
     sh(cargo()
         .args(["run", "--release", "-p", "pdns-sensor", "--"])

@@ -18,11 +18,14 @@ use anyhow::{Context, Result, bail};
 
 use crate::sh;
 
-/// Debian packages: libclang for RocksDB's bindgen, a C++ compiler for
-/// RocksDB itself, tshark, which tests use as an independent decoder to
-/// cross-check ours, and dnsdbq, the analysts' DNSDB/CIRCL client the API
-/// tests drive.
-const DEBIAN_PACKAGES: [&str; 6] = ["libclang-dev", "clang", "g++", "tshark", "dnsdbq", "wrk"];
+/// Debian packages the build needs: libclang for RocksDB's bindgen and a
+/// C++ compiler for RocksDB itself.
+const BUILD_PACKAGES: [&str; 3] = ["libclang-dev", "clang", "g++"];
+
+/// Debian packages the tests and benchmarks drive: tshark, an independent
+/// decoder to cross-check ours; dnsdbq, the analysts' DNSDB/CIRCL client;
+/// wrk, the HTTP load generator of the query benchmark.
+const TEST_PACKAGES: [&str; 3] = ["tshark", "dnsdbq", "wrk"];
 
 /// Python client libraries of the passive DNS APIs, driven by the API tests
 /// (pymisp for the shipped MISP module).
@@ -59,13 +62,32 @@ pub fn ebpf_toolchain() -> String {
     std::env::var("PDNS_EBPF_TOOLCHAIN").unwrap_or_else(|_| "nightly".to_string())
 }
 
+/// Everything: build, tests and benchmarks (`cargo xtask setup`, `test`).
 pub fn run() -> Result<()> {
-    let wanted: Vec<&str> = DEBIAN_PACKAGES
+    let wanted: Vec<&str> = BUILD_PACKAGES
         .iter()
+        .chain(TEST_PACKAGES.iter())
         .chain(CAPTURE_TEST_PACKAGES.iter())
         .copied()
         .collect();
-    let missing: Vec<&str> = wanted.into_iter().filter(|p| !dpkg_installed(p)).collect();
+    install(&wanted)?;
+    python_setup()?;
+    build_toolchain()
+}
+
+/// What building and running the sensor needs (`cargo xtask run`).
+pub fn build() -> Result<()> {
+    install(&BUILD_PACKAGES)?;
+    build_toolchain()
+}
+
+/// Installs the Debian packages not installed yet.
+fn install(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
     if !missing.is_empty() {
         if !is_root() {
             bail!(
@@ -78,12 +100,16 @@ pub fn run() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
+    Ok(())
+}
+
+/// rustfmt and clippy for the stable toolchain; the eBPF toolchain.
+fn build_toolchain() -> Result<()> {
     for component in ["rustfmt", "clippy"] {
         if !rustup_has(None, component) {
             sh(Command::new("rustup").args(["component", "add", component]))?;
         }
     }
-    python_setup()?;
     ebpf_toolchain_setup()
 }
 
