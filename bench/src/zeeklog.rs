@@ -1,14 +1,14 @@
 //! A deterministic Zeek dns.log (TSV, stock 8.x columns) of resolver-like
 //! traffic: A answers (some behind a CNAME), AAAA, TXT, NXDOMAIN and NODATA
 //! lines, `distinct` query names repeating over `lines` lines. Used by the
-//! `zeek-import` scenario; the same mix the import tests use.
+//! `zeek-import` scenario, and by the import tests (which include this file).
 
 use std::io::{self, Write};
 
 pub const HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tdns\n#open\t2024-01-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\ttrans_id\trtt\tquery\tqclass\tqclass_name\tqtype\tqtype_name\trcode\trcode_name\tAA\tTC\tRD\tRA\tZ\tanswers\tTTLs\trejected\topcode\topcode_name\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tcount\tinterval\tstring\tcount\tstring\tcount\tstring\tcount\tstring\tbool\tbool\tbool\tbool\tcount\tvector[string]\tvector[interval]\tbool\tcount\tstring\n";
 
-#[allow(clippy::too_many_arguments)]
-fn line(
+/// Writes one stock dns.log line.
+pub fn line(
     out: &mut impl Write,
     ts: u64,
     query: &str,

@@ -471,7 +471,12 @@ fn json_and_tsv_of_the_same_data_give_identical_stores() {
 // ---------------------------------------------------------------------------
 // Generated logs
 
-const HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tdns\n#open\t2024-01-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\ttrans_id\trtt\tquery\tqclass\tqclass_name\tqtype\tqtype_name\trcode\trcode_name\tAA\tTC\tRD\tRA\tZ\tanswers\tTTLs\trejected\topcode\topcode_name\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tcount\tinterval\tstring\tcount\tstring\tcount\tstring\tcount\tstring\tbool\tbool\tbool\tbool\tcount\tvector[string]\tvector[interval]\tbool\tcount\tstring\n";
+/// The generator of the `zeek-import` benchmark: stock 8.x header and
+/// lines, and a resolver-like mix (see its module doc).
+#[path = "../../bench/src/zeeklog.rs"]
+mod zeeklog;
+
+use zeeklog::HEADER;
 
 /// One stock dns.log line.
 fn log_line(
@@ -482,91 +487,16 @@ fn log_line(
     answers: &[String],
     ttls: &[u32],
 ) -> String {
-    let (answers, ttls) = if answers.is_empty() {
-        ("-".to_string(), "-".to_string())
-    } else {
-        (
-            answers.join(","),
-            ttls.iter()
-                .map(|t| format!("{t}.000000"))
-                .collect::<Vec<_>>()
-                .join(","),
-        )
-    };
-    format!(
-        "{ts}.{:06}\tC{:016x}\t10.0.0.{}\t{}\t192.0.2.53\t53\tudp\t{}\t0.001234\t{query}\t1\tC_INTERNET\t{}\t{}\t{}\t{}\tF\tF\tT\tT\t0\t{answers}\t{ttls}\tF\t0\tquery\n",
-        ts % 1_000_000,
-        ts.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        ts % 250,
-        1024 + ts % 60000,
-        ts % 65536,
-        qtype.0,
-        qtype.1,
-        rcode.0,
-        rcode.1,
-    )
+    let mut out = Vec::new();
+    zeeklog::line(&mut out, ts, query, qtype, rcode, answers, ttls).unwrap();
+    String::from_utf8(out).unwrap()
 }
 
-/// A resolver-like mix of lines: A answers (some behind a CNAME), AAAA,
-/// TXT, NXDOMAIN, NODATA; `distinct` names repeat over `lines` lines.
+/// `lines` lines over `distinct` names from `ts0` (header included).
 fn generate(lines: usize, distinct: usize, ts0: u64) -> String {
-    let mut out = String::with_capacity(lines * 300 + HEADER.len());
-    out.push_str(HEADER);
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for i in 0..lines {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let n = (x as usize) % distinct;
-        let q = format!("host{n}.zone{}.example.com", n % 97);
-        let ip = |k: usize| {
-            format!(
-                "198.{}.{}.{}",
-                18 + (n + k) % 2,
-                (n / 251) % 256,
-                (n + k) % 251
-            )
-        };
-        let ts = ts0 + i as u64 / 100;
-        let line = match n % 20 {
-            0..=10 => log_line(
-                ts,
-                &q,
-                (1, "A"),
-                (0, "NOERROR"),
-                &[ip(0), ip(1)],
-                &[300, 300],
-            ),
-            11..=13 => log_line(
-                ts,
-                &q,
-                (1, "A"),
-                (0, "NOERROR"),
-                &[format!("edge{}.cdn.example.net", n % 50), ip(0)],
-                &[3600, 60],
-            ),
-            14..=15 => log_line(
-                ts,
-                &q,
-                (28, "AAAA"),
-                (0, "NOERROR"),
-                &[format!("2001:db8::{:x}", n)],
-                &[600],
-            ),
-            16 => log_line(
-                ts,
-                &q,
-                (16, "TXT"),
-                (0, "NOERROR"),
-                &["TXT 11 v=spf1 -all".to_string()],
-                &[60],
-            ),
-            17..=18 => log_line(ts, &q, (1, "A"), (3, "NXDOMAIN"), &[], &[]),
-            _ => log_line(ts, &q, (28, "AAAA"), (0, "NOERROR"), &[], &[]),
-        };
-        out.push_str(&line);
-    }
-    out
+    let mut out = Vec::new();
+    zeeklog::generate(&mut out, lines as u64, distinct as u64, ts0).unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 #[test]
