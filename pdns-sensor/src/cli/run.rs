@@ -550,13 +550,9 @@ pub fn render_report(report: &RunReport) -> String {
             report.filter
         )),
     }
-    let errors: Vec<String> = DropReason::ALL
-        .iter()
-        .filter(|r| d.dropped(**r) > 0)
-        .map(|r| format!("{}={}", r.as_str(), d.dropped(*r)))
-        .collect();
-    if !errors.is_empty() {
-        s.push_str(&format!("skipped: {}\n", errors.join(" ")));
+    let skipped = d.drops_summary();
+    if !skipped.is_empty() {
+        s.push_str(&format!("skipped: {skipped}\n"));
     }
     if report.interfaces.iter().any(|(_, t)| t.drops > 0) {
         s.push_str(

@@ -170,6 +170,17 @@ impl DecodeStats {
         }
     }
 
+    /// The non-zero drop counts as `reason=count` words, e.g.
+    /// `dns_malformed=3 not_dns_port=120` (empty when nothing was dropped).
+    pub fn drops_summary(&self) -> String {
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.dropped(**r) > 0)
+            .map(|r| format!("{}={}", r.as_str(), self.dropped(*r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Returns the counters and resets them to zero.
     pub fn take(&mut self) -> DecodeStats {
         std::mem::take(self)
