@@ -11,10 +11,7 @@ fn tiny_ring_reports_drops() {
     require(&["ip", "tcpreplay"]);
     let dir = tempfile::tempdir().unwrap();
     let link = Link::new("drop", false);
-    let (mut packets, _) = pcap::dns_traffic(50_000, 1_000);
-    pcap::patch_macs(&mut packets, link.mac_a(), link.mac_b());
-    let file = dir.path().join("replay.pcap");
-    pcap::write(&file, &packets);
+    let (file, _) = link.traffic_file(dir.path(), 50_000, 1_000);
 
     // Two 4 KiB blocks: about 30 frames of room.
     let sensor = Sensor::start(

@@ -19,10 +19,7 @@ fn sigterm_right_after_the_last_packet_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let link = Link::new("term", false);
     let pairs = 100_000;
-    let (mut packets, expected) = pcap::dns_traffic(pairs, 5_000);
-    pcap::patch_macs(&mut packets, link.mac_a(), link.mac_b());
-    let file = dir.path().join("replay.pcap");
-    pcap::write(&file, &packets);
+    let (file, expected) = link.traffic_file(dir.path(), pairs, 5_000);
 
     let sensor = Sensor::start(
         &link.b,
@@ -61,10 +58,7 @@ fn sigterm_during_replay_stores_everything_decoded() {
     require(&["ip", "tcpreplay"]);
     let dir = tempfile::tempdir().unwrap();
     let link = Link::new("term2", false);
-    let (mut packets, expected) = pcap::dns_traffic(50_000, 1_000);
-    pcap::patch_macs(&mut packets, link.mac_a(), link.mac_b());
-    let file = dir.path().join("replay.pcap");
-    pcap::write(&file, &packets);
+    let (file, expected) = link.traffic_file(dir.path(), 50_000, 1_000);
 
     let sensor = Sensor::start(
         &link.b,

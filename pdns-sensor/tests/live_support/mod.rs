@@ -268,6 +268,22 @@ impl Link {
         [2, 0, 0, 0, 0, 0x0b]
     }
 
+    /// Generated DNS traffic (`pairs` query/response pairs over `names`
+    /// names, see [`pcap::dns_traffic`]) addressed from `a` to `b`, written
+    /// to `dir/replay.pcap`; returns the file and the expected counts.
+    pub fn traffic_file(
+        &self,
+        dir: &Path,
+        pairs: usize,
+        names: usize,
+    ) -> (PathBuf, Vec<(String, u64)>) {
+        let (mut packets, expected) = pcap::dns_traffic(pairs, names);
+        pcap::patch_macs(&mut packets, self.mac_a(), self.mac_b());
+        let file = dir.join("replay.pcap");
+        pcap::write(&file, &packets);
+        (file, expected)
+    }
+
     /// Replays a pcap from `a` into `b` at top speed (`tcpreplay -K -t`);
     /// returns tcpreplay's output.
     pub fn replay(&self, file: &Path, loops: u32) -> String {
