@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use pdns_sensor::capture::filter::FilterChoice;
+
 use crate::r#gen::Config;
 
 #[derive(Debug, Parser)]
@@ -25,6 +27,10 @@ pub enum Command {
     Gen(GenArgs),
     /// Run benchmark scenarios against a sensor binary and record results.
     Run(RunArgs),
+    /// Bare ring reader (the live scenario's baseline): the sensor's rings
+    /// and filter, frames counted, nothing decoded; until SIGINT/SIGTERM.
+    #[command(hide = true)]
+    RingRead(RingReadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,4 +110,23 @@ pub struct RunArgs {
     /// Cache of generated workloads, keyed by parameters.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-cache"))]
     pub cache_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RingReadArgs {
+    /// Interface to capture on.
+    #[arg(long)]
+    pub interface: String,
+    /// Rings (and reader threads) in the fanout group; 0 = one per core.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Where `{frames, drops, ...}` is written when stopped.
+    #[arg(long)]
+    pub stats_json: PathBuf,
+    /// DNS port the filter keeps, repeatable.
+    #[arg(long, default_values_t = [53])]
+    pub port: Vec<u16>,
+    /// Kernel filter, as `pdns-sensor run --filter`.
+    #[arg(long, value_enum, default_value_t = FilterChoice::Auto)]
+    pub filter: FilterChoice,
 }

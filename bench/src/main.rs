@@ -1,5 +1,6 @@
 //! `bench` binary: `bench gen` writes a workload pcap, `bench run` runs
-//! benchmark scenarios against a sensor binary.
+//! benchmark scenarios against a sensor binary; the hidden `bench
+//! ring-read` is the live scenario's bare ring reader ([`ringread`]).
 
 use std::time::Instant;
 
@@ -7,12 +8,13 @@ use anyhow::Result;
 use clap::Parser;
 
 use bench::cli::{Cli, Command, GenArgs};
-use bench::{r#gen, progress, scenario};
+use bench::{r#gen, progress, ringread, scenario};
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Gen(args) => gen_cmd(&args),
         Command::Run(args) => scenario::run(&args),
+        Command::RingRead(args) => ringread::run(&args),
     }
 }
 

@@ -192,7 +192,22 @@ impl Report {
         let mut latest = self.clone();
         latest.merge_previous(dir);
         put("latest.json".into(), latest.to_json(None)?)?;
-        put("latest.md".into(), self.to_markdown(tables))?;
+        let plots = crate::plot::write_plots(&latest.entries, dir, "latest")?;
+        let mut md = self.to_markdown(tables);
+        if !plots.is_empty() {
+            md.push_str("\n## Plots\n\n");
+            for p in &plots {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                md.push_str(&format!("![{name}]({name})\n"));
+            }
+        }
+        put("latest.md".into(), md)?;
+        written.extend(plots);
+        written.extend(crate::plot::write_plots(
+            &self.entries,
+            dir,
+            &self.machine.day,
+        )?);
         Ok(written)
     }
 }

@@ -1,5 +1,5 @@
-//! How the harness talks to the sensor binary: the `ingest` command line
-//! and the `--stats-json` file it writes.
+//! How the harness talks to the sensor binary: the `ingest` command line,
+//! the `--stats-json` file it writes, and `serve` on loopback.
 //!
 //! The sensor is developed alongside this harness, so every stats key is
 //! optional: a missing key becomes a missing figure and a note, never an
@@ -7,9 +7,12 @@
 //! in results without a harness change.
 
 use std::collections::BTreeMap;
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 /// Keys the harness derives its figures from.
@@ -41,6 +44,47 @@ pub fn ingest_command(
         .arg(stats)
         .arg(pcap);
     c
+}
+
+/// A running `pdns-sensor serve`, killed when dropped.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `pdns-sensor serve --db DB` on a free loopback port and waits
+/// (up to 60 s) until it accepts connections.
+pub fn serve(sensor: &Path, db: &Path) -> Result<(Server, u16)> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(sensor)
+        .args(["serve", "--db"])
+        .arg(db)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--results-max",
+            "100000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pdns-sensor serve")?;
+    let mut server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = server.0.try_wait()? {
+            bail!("pdns-sensor serve exited ({status}) before listening");
+        }
+        if Instant::now() > deadline {
+            bail!("pdns-sensor serve did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((server, port))
 }
 
 /// The sensor's stats file, leniently parsed.

@@ -17,6 +17,9 @@ use crate::progress;
 pub struct Workload {
     pub label: String,
     pub cfg: Config,
+    /// The sweep of the benchmark this workload is a point of ("names",
+    /// "clients", …), if any; not part of the cache key.
+    pub sweep: Option<&'static str>,
 }
 
 impl Workload {
@@ -24,6 +27,7 @@ impl Workload {
         Workload {
             label: label.into(),
             cfg,
+            sweep: None,
         }
     }
 }

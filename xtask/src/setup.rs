@@ -35,6 +35,13 @@ const PYTHON_PACKAGES: [(&str, &str); 3] = [
     ("pymisp", "pymisp"),
 ];
 
+/// Peer systems the benchmark measures beside the sensor on the same input
+/// (issue 6): balboa with its RocksDB backend (the storage design we
+/// follow) and dnscap (DNS-OARC's capture and decode tool); tshark is
+/// already in [`TEST_PACKAGES`]. passivedns is not in Debian: the benchmark
+/// reports it missing unless a `passivedns` binary is on `PATH`.
+const PEER_PACKAGES: [&str; 3] = ["balboa", "balboa-backend-rocksdb", "dnscap"];
+
 /// Debian packages the live-capture tests drive: a real DNS server
 /// (`dnsmasq-base` is the binary alone, without the system service that
 /// `dnsmasq` would start on the host), `dig`, `tcpreplay` for injection,
@@ -68,6 +75,7 @@ pub fn run() -> Result<()> {
         .iter()
         .chain(TEST_PACKAGES.iter())
         .chain(CAPTURE_TEST_PACKAGES.iter())
+        .chain(PEER_PACKAGES.iter())
         .copied()
         .collect();
     install(&wanted)?;

@@ -15,6 +15,7 @@ use super::{Ctx, Outcome, Scenario};
 use crate::baseline::{RawRead, raw_read};
 use crate::child::{dir_bytes, run_measured};
 use crate::r#gen::Config;
+use crate::progress;
 use crate::report::{Entry, SENSOR};
 use crate::sensor::{Stats, ingest_command};
 use crate::table::{Table, num};
@@ -32,33 +33,86 @@ pub struct Ingest {
     pub threads: Option<Vec<u32>>,
 }
 
-/// The default sweep over name cardinality.
+/// The default sweeps: name cardinality (1 k → 1 M distinct names at 1 000
+/// clients), client 5-tuples (100 → 1 M distinct client address/port pairs
+/// at 10 k names) and one water-torture run. Each workload carries the
+/// sweep it belongs to (workload field `sweep`), so tables and plots can
+/// put it on the right axis.
 pub fn default_workloads(quick: bool) -> Vec<Workload> {
-    let at = |label: &str, packets: u64, names: u64| {
-        Workload::new(
-            label,
-            Config {
-                packets,
-                names,
-                ..Config::default()
-            },
-        )
+    let packets = if quick { 100_000 } else { 2_000_000 };
+    let mut w = Vec::new();
+    let names: &[(&str, u64)] = if quick {
+        &[("1k-names", 1_000), ("10k-names", 10_000)]
+    } else {
+        &[
+            ("1k-names", 1_000),
+            ("10k-names", 10_000),
+            ("100k-names", 100_000),
+            ("1M-names", 1_000_000),
+        ]
     };
-    if quick {
-        return vec![
-            at("1k-names", 100_000, 1_000),
-            at("10k-names", 100_000, 10_000),
-        ];
+    for &(label, n) in names {
+        w.push(sweep_workload(label, Sweep::Names, packets, n, 1_000));
     }
-    let mut w = vec![
-        at("1k-names", 2_000_000, 1_000),
-        at("10k-names", 2_000_000, 10_000),
-        at("100k-names", 2_000_000, 100_000),
-        at("1M-names", 2_000_000, 1_000_000),
-    ];
-    let mut wt = at("water-torture", 2_000_000, 10_000);
-    wt.cfg.water_torture = true;
-    w.push(wt);
+    let clients: &[(&str, u64)] = if quick {
+        &[("100k-clients", 100_000)]
+    } else {
+        &[
+            ("100-clients", 100),
+            ("1k-clients", 1_000),
+            ("10k-clients", 10_000),
+            ("100k-clients", 100_000),
+            ("1M-clients", 1_000_000),
+        ]
+    };
+    for &(label, c) in clients {
+        w.push(sweep_workload(label, Sweep::Clients, packets, 10_000, c));
+    }
+    if !quick {
+        let mut wt = sweep_workload("water-torture", Sweep::WaterTorture, packets, 10_000, 1_000);
+        wt.cfg.water_torture = true;
+        w.push(wt);
+    }
+    w
+}
+
+/// Which axis a workload of the default sweeps varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    Names,
+    Clients,
+    WaterTorture,
+}
+
+impl Sweep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sweep::Names => "names",
+            Sweep::Clients => "clients",
+            Sweep::WaterTorture => "water-torture",
+        }
+    }
+}
+
+/// A workload of `packets` over `names` distinct names and `clients`
+/// distinct client 5-tuples, tagged with its sweep.
+pub fn sweep_workload(
+    label: &str,
+    sweep: Sweep,
+    packets: u64,
+    names: u64,
+    clients: u64,
+) -> Workload {
+    let mut w = Workload::new(
+        label,
+        Config {
+            packets,
+            names,
+            clients,
+            ..Config::default()
+        },
+    );
+    w.sweep = Some(sweep.as_str());
     w
 }
 
@@ -100,8 +154,9 @@ impl Scenario for Ingest {
             table_row(&mut out.table, &base);
             out.entries.push(base);
             for &t in &threads {
-                eprintln!("ingest {} --threads {t}", w.label);
+                let step = progress::step(format!("ingest {} --threads {t}", w.label));
                 let e = sensor_run(ctx, &p, t, &raw)?;
+                drop(step);
                 table_row(&mut out.table, &e);
                 out.entries.push(e);
             }
@@ -110,9 +165,12 @@ impl Scenario for Ingest {
     }
 }
 
-fn workload_fields(e: &mut Entry, p: &Prepared) {
+pub fn workload_fields(e: &mut Entry, p: &Prepared) {
     let c = &p.workload.cfg;
     e.set_workload("label", p.workload.label.as_str());
+    if let Some(sweep) = p.workload.sweep {
+        e.set_workload("sweep", sweep);
+    }
     e.set_workload("packets", c.packets);
     e.set_workload("names", c.names);
     e.set_workload("zipf", c.zipf);

@@ -1,248 +1,179 @@
-//! Live capture scenario: a generated capture replayed with `tcpreplay
-//! --topspeed` over a veth pair between two private network namespaces into
-//! `pdns-sensor run` (eBPF filter, TPACKET_V3 ring, full decode and store).
-//! Reports offered packets/s (what tcpreplay managed), captured frames,
-//! kernel drops and the sensor's CPU time, for 1 ring and for all cores.
+//! Live capture scenario: a generated capture replayed with `tcpreplay` over
+//! a veth pair between two private network namespaces, at fixed rates and
+//! at top speed, into `pdns-sensor run` (eBPF filter, TPACKET_V3 rings,
+//! full decode and store) and into a bare ring reader.
+//!
+//! **Systems.** `pdns-sensor` with one ring (`--threads 1`) and one ring
+//! per core (`--threads 0`), and `ring-read` with the same thread
+//! settings: `bench ring-read` ([`crate::ringread`]) opens the very same
+//! rings, fanout group and kernel filter through the sensor library, but
+//! only counts frames. It is what the machine can move into userspace, so
+//! every sensor figure reads as a fraction of it.
+//!
+//! **Runs.** The 100 000-packet `10k-names` workload, with its MAC
+//! addresses rewritten to the receiving veth end, is preloaded by
+//! `tcpreplay -K` and looped up to `--limit` packets, at `--pps=N` for each
+//! fixed rate and at `--topspeed`. Full mode: 50k, 100k, 200k and 300k pps
+//! for about 5 s each (N × 5 packets) and top speed for 2 000 000 packets,
+//! for both systems at both thread settings. Quick mode: 100 000 packets
+//! at 100k pps and at top speed, one ring only. What counts is the rate
+//! tcpreplay *achieved* (`offered_pps`), which can fall short of the one
+//! requested; top speed is whatever the sender core manages while it also
+//! runs the receive softirq (the BPF filter and the copy into the ring).
+//!
+//! **Entries** (scenario `live`). One per run: workload `label`,
+//! `packets` (sent), `threads` (0 = all cores), `rate` (requested pps or
+//! `"topspeed"`); figures `offered_pps`, `offered_packets`, `replay_secs`,
+//! `captured_frames` (frames read from the rings; IPv4 fragments arrive
+//! reassembled, so slightly fewer than the packets sent even without
+//! loss), `captured_pps` (frames / replay seconds), `kernel_drops` (ring
+//! full, from `PACKET_STATISTICS`), `dns_responses` (sensor only),
+//! `sensor_cpu_secs` (user + system CPU of the capturing process, for
+//! either system); ratio `captured_pps_vs_ring_read` on sensor entries (the
+//! ring reader at the same rate and thread setting). The drop share of a
+//! run is `kernel_drops / (captured_frames + kernel_drops)`.
+//!
+//! **Highest drop-free rate.** One more entry per (system, threads), with
+//! workload `label` = `"summary"` and `threads`: figure
+//! `highest_drop_free_pps` is the highest `offered_pps` of that
+//! configuration's runs that reported 0 kernel drops (absent when every run
+//! dropped), `highest_offered_pps` the highest rate offered at all; when
+//! the two are equal nothing dropped, and the sender, not the capture, was
+//! the limit. A note on the entry and a table row say the same in words.
 //!
 //! Needs root, `ip` and `tcpreplay` (installed by `cargo xtask setup`);
-//! without them the entries say why instead of faking figures. Nothing
-//! leaves the namespaces: frames go from one veth end to the other.
+//! without them the entries say "not run: …" instead of faking figures.
+//! Nothing leaves the namespaces, and the namespaces, processes and
+//! temporary files are removed by drop guards, whatever happens; every
+//! wait is bounded.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod capture;
+mod netns;
+mod replay;
 
-use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+use anyhow::Result;
 
 use super::{Ctx, Outcome, Scenario};
 use crate::r#gen::Config;
-use crate::report::{Entry, SENSOR};
+use crate::report::Entry;
 use crate::table::{Table, num};
 use crate::workload::{Workload, prepare};
+use capture::{Capture, Captured, Programs, System};
+use netns::VethPair;
+use replay::{Rate, Replayed};
 
 pub const NAME: &str = "live";
+
+/// Packets in the replayed workload (looped as needed).
+const PCAP_PACKETS: u64 = 100_000;
+/// Seconds each fixed rate runs in full mode.
+const SECS_PER_RATE: u64 = 5;
+/// Packets sent at top speed in full mode (about 5 s).
+const TOP_PACKETS: u64 = 2_000_000;
+/// Fixed rates of full mode, packets per second.
+const FULL_RATES: [u64; 4] = [50_000, 100_000, 200_000, 300_000];
+/// The fixed rate of quick mode.
+const QUICK_RATE: u64 = 100_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct Live;
 
-const RX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
-const TX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
+/// One planned run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Spec {
+    system: System,
+    threads: u32,
+    rate: Rate,
+    packets: u64,
+}
 
-struct Netns(String);
+/// The (system, threads) configurations of a mode, ring reader first.
+fn configs(quick: bool) -> Vec<(System, u32)> {
+    let threads: &[u32] = if quick { &[1] } else { &[1, 0] };
+    threads
+        .iter()
+        .flat_map(|&t| [(System::RingRead, t), (System::Sensor, t)])
+        .collect()
+}
 
-impl Netns {
-    fn new(tag: &str) -> Result<Netns> {
-        let name = format!("pdns-bench-{}-{tag}", std::process::id());
-        sh(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = Netns(name);
-        ns.run(&["ip", "link", "set", "lo", "up"])?;
-        for s in [
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ] {
-            ns.run(&["sysctl", "-qw", s])?;
-        }
-        Ok(ns)
+/// Every run of a mode, rate by rate (so drifting conditions affect all
+/// systems at a rate alike).
+fn plan(quick: bool) -> Vec<Spec> {
+    let rates: Vec<(Rate, u64)> = if quick {
+        vec![
+            (Rate::Pps(QUICK_RATE), PCAP_PACKETS),
+            (Rate::Top, PCAP_PACKETS),
+        ]
+    } else {
+        FULL_RATES
+            .iter()
+            .map(|&n| (Rate::Pps(n), n * SECS_PER_RATE))
+            .chain([(Rate::Top, TOP_PACKETS)])
+            .collect()
+    };
+    rates
+        .into_iter()
+        .flat_map(|(rate, packets)| {
+            configs(quick)
+                .into_iter()
+                .map(move |(system, threads)| Spec {
+                    system,
+                    threads,
+                    rate,
+                    packets,
+                })
+        })
+        .collect()
+}
+
+/// A finished run.
+struct Done {
+    spec: Spec,
+    outcome: Result<(Replayed, Captured), String>,
+}
+
+impl Done {
+    fn ok(&self) -> Option<&(Replayed, Captured)> {
+        self.outcome.as_ref().ok()
     }
 
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
+    fn captured_pps(&self) -> Option<f64> {
+        let (r, c) = self.ok()?;
+        Some(c.frames? / r.secs?.max(1e-9))
     }
 
-    fn run(&self, argv: &[&str]) -> Result<String> {
-        sh(self.cmd(argv[0]).args(&argv[1..]))
+    /// Offered rate of a run with no kernel drops.
+    fn drop_free_pps(&self) -> Option<f64> {
+        let (r, c) = self.ok()?;
+        (c.drops? == 0.0).then_some(r.pps?)
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+fn one_run(
+    pair: &VethPair,
+    programs: &Programs,
+    pcap: &std::path::Path,
+    spec: &Spec,
+) -> Result<(Replayed, Captured)> {
+    let capture = Capture::start(&pair.rx, programs, spec.system, spec.threads)?;
+    let replayed = replay::replay(&pair.tx, pcap, PCAP_PACKETS, spec.packets, spec.rate)?;
+    // Let the last partly filled blocks retire (10 ms) and be read.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let captured = capture.stop()?;
+    Ok((replayed, captured))
 }
 
-fn sh(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+fn threads_label(t: u32) -> String {
+    if t == 0 { "all".into() } else { t.to_string() }
 }
 
-/// A copy of a classic pcap with every frame addressed to the receiving
-/// veth end (so the frames are PACKET_HOST there, as on a real resolver).
-fn retarget(src: &Path, dst: &Path) -> Result<()> {
-    let mut data = std::fs::read(src)?;
-    let mut pos = 24;
-    while pos + 16 <= data.len() {
-        let caplen = u32::from_le_bytes(data[pos + 8..pos + 12].try_into()?) as usize;
-        let frame = pos + 16;
-        if frame + 12 <= data.len() && caplen >= 12 {
-            data[frame..frame + 6].copy_from_slice(&RX_MAC);
-            data[frame + 6..frame + 12].copy_from_slice(&TX_MAC);
-        }
-        pos = frame + caplen;
-    }
-    std::fs::write(dst, data)?;
-    Ok(())
-}
-
-/// `Actual: N packets (B bytes) sent in S seconds` and `Rated: ... X pps`.
-fn parse_tcpreplay(out: &str) -> (Option<f64>, Option<f64>, Option<f64>) {
-    let mut packets = None;
-    let mut secs = None;
-    let mut pps = None;
-    for line in out.lines().map(str::trim) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first() == Some(&"Actual:") {
-            packets = words.get(1).and_then(|w| w.parse().ok());
-            secs = words
-                .iter()
-                .position(|w| *w == "in")
-                .and_then(|i| words.get(i + 1))
-                .and_then(|w| w.parse().ok());
-        }
-        if words.first() == Some(&"Rated:") {
-            pps = words
-                .iter()
-                .position(|w| *w == "pps")
-                .and_then(|i| words.get(i - 1))
-                .and_then(|w| w.parse().ok());
-        }
-    }
-    (packets, secs, pps)
-}
-
-struct Run {
-    offered_packets: Option<f64>,
-    replay_secs: Option<f64>,
-    offered_pps: Option<f64>,
-    stats: serde_json::Value,
-    cpu_secs: f64,
-}
-
-fn one_run(sensor: &Path, pcap: &Path, threads: u32) -> Result<Run> {
-    let tx = Netns::new("tx")?;
-    let rx = Netns::new("rx")?;
-    sh(Command::new("ip").args([
-        "link", "add", "veth-a", "netns", &tx.0, "type", "veth", "peer", "name", "veth-b", "netns",
-        &rx.0,
-    ]))?;
-    tx.run(&[
-        "ip",
-        "link",
-        "set",
-        "veth-a",
-        "address",
-        "02:00:00:00:00:0a",
-        "up",
-    ])?;
-    rx.run(&[
-        "ip",
-        "link",
-        "set",
-        "veth-b",
-        "address",
-        "02:00:00:00:00:0b",
-        "up",
-    ])?;
-    let dir = tempfile::tempdir()?;
-    let stats = dir.path().join("stats.json");
-    let mut child = rx
-        .cmd(sensor.to_str().context("sensor path")?)
-        .args([
-            "run",
-            "-i",
-            "veth-b",
-            "--no-api",
-            "--status-interval",
-            "3600",
-            "--threads",
-            &threads.to_string(),
-        ])
-        .arg("--db")
-        .arg(dir.path().join("db"))
-        .arg("--stats-json")
-        .arg(&stats)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting pdns-sensor run")?;
-    // Ready once it logs that capture started.
-    let stderr = child.stderr.take().context("stderr")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("capturing DNS on") {
-                let _ = ready_tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!(
-            "pdns-sensor run did not start: {}",
-            reader.join().unwrap_or_default()
-        );
-    }
-    let out = tx.run(&[
-        "tcpreplay",
-        "-K",
-        "--topspeed",
-        "-i",
-        "veth-a",
-        pcap.to_str().context("pcap path")?,
-    ])?;
-    let (offered_packets, replay_secs, offered_pps) = parse_tcpreplay(&out);
-    std::thread::sleep(Duration::from_millis(500));
-    sh(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value to be overwritten.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        // SAFETY: `pid` is our own child; the pointers are valid for the call.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("pdns-sensor run did not stop within 120 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = reader.join().unwrap_or_default();
-    let text = std::fs::read_to_string(&stats)
-        .with_context(|| format!("no stats JSON; sensor said:\n{log}"))?;
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Run {
-        offered_packets,
-        replay_secs,
-        offered_pps,
-        stats: serde_json::from_str(&text)?,
-        cpu_secs: tv(usage.ru_utime) + tv(usage.ru_stime),
-    })
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
+fn entry(system: System, threads: u32, label: &str) -> Entry {
+    let mut e = Entry::new(NAME, system.name());
+    e.set_workload("label", label);
+    e.set_workload("threads", threads);
+    e
 }
 
 impl Scenario for Live {
@@ -251,83 +182,222 @@ impl Scenario for Live {
     }
 
     fn title(&self) -> &'static str {
-        "Live capture (tcpreplay --topspeed over veth → run)"
+        "Live capture (tcpreplay over veth at fixed rates and top speed → run / bare ring reader)"
     }
 
     fn run(&self, ctx: &Ctx) -> Result<Outcome> {
-        let packets = if ctx.quick { 100_000 } else { 2_000_000 };
         let mut out = Outcome {
             entries: Vec::new(),
             table: Table::new(&[
+                "system",
                 "threads",
+                "rate",
                 "offered pkts",
                 "offered pps",
                 "frames",
+                "captured pps",
                 "drops",
+                "drop %",
                 "DNS responses",
-                "sensor CPU s",
+                "CPU s",
+                "vs ring-read",
             ]),
         };
         let w = Workload::new(
             "10k-names",
             Config {
-                packets,
+                packets: PCAP_PACKETS,
                 names: 10_000,
                 ..Config::default()
             },
         );
+        let configs = configs(ctx.quick);
+        let not_run = |out: &mut Outcome, systems: &[System], why: &str| {
+            for &(system, threads) in &configs {
+                if systems.contains(&system) {
+                    let mut e = entry(system, threads, &w.label);
+                    e.notes.push(format!("not run: {why}"));
+                    out.entries.push(e);
+                }
+            }
+        };
+        let both = [System::Sensor, System::RingRead];
         let missing: Vec<&str> = ["ip", "tcpreplay"]
             .into_iter()
-            .filter(|t| !have(t))
+            .filter(|t| !netns::have(t))
             .collect();
-        if !is_root() || !missing.is_empty() {
-            let mut e = Entry::new(NAME, SENSOR);
-            e.set_workload("label", w.label.as_str());
-            e.notes.push(format!(
-                "not run: needs root and {missing:?} (cargo xtask setup)"
-            ));
-            out.entries.push(e);
+        if !netns::is_root() {
+            not_run(
+                &mut out,
+                &both,
+                "needs root (network namespaces, AF_PACKET, eBPF)",
+            );
             return Ok(out);
         }
+        if !missing.is_empty() {
+            not_run(
+                &mut out,
+                &both,
+                &format!(
+                    "{} not installed (cargo xtask setup)",
+                    missing.join(" and ")
+                ),
+            );
+            return Ok(out);
+        }
+        let programs = Programs::new(&ctx.sensor);
+        if programs.bench.is_none() {
+            not_run(
+                &mut out,
+                &[System::RingRead],
+                "no bench binary to run `bench ring-read` from",
+            );
+        }
         let p = prepare(&ctx.cache_dir, &w)?;
-        let pcap: PathBuf = ctx.cache_dir.join(format!("live-{packets}.pcap"));
-        retarget(&p.pcap, &pcap)?;
-        for threads in [1u32, 0] {
-            eprintln!("live: --threads {threads}");
-            let mut e = Entry::new(NAME, SENSOR);
-            e.set_workload("label", w.label.as_str());
-            e.set_workload("packets", packets);
-            e.set_workload("threads", threads);
-            match one_run(&ctx.sensor, &pcap, threads) {
-                Ok(r) => {
-                    let s = &r.stats;
-                    let get = |k: &str| s.get(k).and_then(|v| v.as_f64());
-                    let iface = &s["interfaces"]["veth-b"];
-                    let drops = iface.get("drops").and_then(|v| v.as_f64());
-                    let frames = iface.get("frames").and_then(|v| v.as_f64());
-                    e.set_figure("offered_packets", r.offered_packets);
-                    e.set_figure("offered_pps", r.offered_pps);
-                    e.set_figure("replay_secs", r.replay_secs);
-                    e.set_figure("captured_frames", frames);
-                    e.set_figure(
-                        "captured_pps",
-                        frames.zip(r.replay_secs).map(|(f, t)| f / t.max(1e-9)),
-                    );
-                    e.set_figure("kernel_drops", drops);
-                    e.set_figure("dns_responses", get("dns_responses"));
-                    e.set_figure("sensor_cpu_secs", Some(r.cpu_secs));
+        let pcap: PathBuf = ctx.cache_dir.join(format!("live-{PCAP_PACKETS}.pcap"));
+        replay::retarget(&p.pcap, &pcap)?;
+        let pair = match VethPair::new() {
+            Ok(p) => p,
+            Err(err) => {
+                for &(system, threads) in &configs {
+                    let mut e = entry(system, threads, &w.label);
+                    e.notes
+                        .push(format!("failed: setting up the veth pair: {err:#}"));
+                    out.entries.push(e);
+                }
+                return Ok(out);
+            }
+        };
+        let runs: Vec<Spec> = plan(ctx.quick)
+            .into_iter()
+            .filter(|s| s.system == System::Sensor || programs.bench.is_some())
+            .collect();
+        let mut done: Vec<Done> = Vec::new();
+        for spec in runs {
+            eprint!(
+                "live: {} threads {} at {} ({} packets) ... ",
+                spec.system.name(),
+                threads_label(spec.threads),
+                spec.rate,
+                spec.packets
+            );
+            let outcome = one_run(&pair, &programs, &pcap, &spec).map_err(|e| format!("{e:#}"));
+            match &outcome {
+                Ok((r, c)) => eprintln!(
+                    "offered {} pps, {} frames, {} drops",
+                    num(r.pps, 0),
+                    num(c.frames, 0),
+                    num(c.drops, 0)
+                ),
+                Err(e) => eprintln!("failed: {e}"),
+            }
+            done.push(Done { spec, outcome });
+        }
+        drop(pair);
+
+        for d in &done {
+            let s = &d.spec;
+            let mut e = entry(s.system, s.threads, &w.label);
+            e.set_workload("packets", s.packets);
+            e.set_workload("rate", s.rate.value());
+            let reference = done.iter().find(|o| {
+                o.spec.system == System::RingRead
+                    && o.spec.threads == s.threads
+                    && o.spec.rate == s.rate
+            });
+            let vs_ring = match (s.system, reference) {
+                (System::Sensor, Some(r)) => d
+                    .captured_pps()
+                    .zip(r.captured_pps())
+                    .map(|(a, b)| a / b.max(1e-9)),
+                _ => None,
+            };
+            match &d.outcome {
+                Ok((r, c)) => {
+                    e.set_figure("offered_packets", r.packets);
+                    e.set_figure("offered_pps", r.pps);
+                    e.set_figure("replay_secs", r.secs);
+                    e.set_figure("captured_frames", c.frames);
+                    e.set_figure("captured_pps", d.captured_pps());
+                    e.set_figure("kernel_drops", c.drops);
+                    e.set_figure("dns_responses", c.dns_responses);
+                    e.set_figure("sensor_cpu_secs", Some(c.cpu_secs));
+                    if let Some(v) = vs_ring.filter(|v| v.is_finite()) {
+                        e.ratios.insert("captured_pps_vs_ring_read".into(), v);
+                    }
+                    let drop_pct = c
+                        .frames
+                        .zip(c.drops)
+                        .map(|(f, d)| 100.0 * d / (f + d).max(1.0));
                     out.table.row(vec![
-                        threads.to_string(),
-                        num(r.offered_packets, 0),
-                        num(r.offered_pps, 0),
-                        num(frames, 0),
-                        num(drops, 0),
-                        num(get("dns_responses"), 0),
-                        num(Some(r.cpu_secs), 2),
+                        s.system.name().into(),
+                        threads_label(s.threads),
+                        s.rate.to_string(),
+                        num(r.packets, 0),
+                        num(r.pps, 0),
+                        num(c.frames, 0),
+                        num(d.captured_pps(), 0),
+                        num(c.drops, 0),
+                        num(drop_pct, 2),
+                        num(c.dns_responses, 0),
+                        num(Some(c.cpu_secs), 2),
+                        num(vs_ring, 3),
                     ]);
                 }
-                Err(err) => e.notes.push(format!("failed: {err:#}")),
+                Err(err) => e.notes.push(format!("failed: {err}")),
             }
+            out.entries.push(e);
+        }
+
+        for (system, threads) in configs {
+            let mine: Vec<&Done> = done
+                .iter()
+                .filter(|d| d.spec.system == system && d.spec.threads == threads)
+                .collect();
+            // No summary without a single successful run: the failures
+            // are in the run entries.
+            if !mine.iter().any(|d| d.ok().is_some()) {
+                continue;
+            }
+            let max = |v: Vec<f64>| v.into_iter().reduce(f64::max);
+            let best = max(mine.iter().filter_map(|d| d.drop_free_pps()).collect());
+            let offered = max(mine.iter().filter_map(|d| d.ok()?.0.pps).collect());
+            let mut e = entry(system, threads, "summary");
+            e.set_figure("highest_drop_free_pps", best);
+            e.set_figure("highest_offered_pps", offered);
+            let words = match (best, offered) {
+                (Some(b), Some(o)) if b >= o => format!(
+                    "highest drop-free rate {} pps: no kernel drops at any rate offered \
+                     (the sender, not the capture, is the limit)",
+                    num(Some(b), 0)
+                ),
+                (Some(b), Some(o)) => format!(
+                    "highest drop-free rate {} pps; kernel drops at higher rates (up to {} pps offered)",
+                    num(Some(b), 0),
+                    num(Some(o), 0)
+                ),
+                (None, _) => "kernel drops at every rate offered".into(),
+                (Some(b), None) => format!("highest drop-free rate {} pps", num(Some(b), 0)),
+            };
+            e.notes.push(format!(
+                "{} threads {}: {words}",
+                system.name(),
+                threads_label(threads)
+            ));
+            out.table.row(vec![
+                system.name().into(),
+                threads_label(threads),
+                "highest drop-free".into(),
+                "-".into(),
+                num(best, 0),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
             out.entries.push(e);
         }
         Ok(out)
@@ -339,11 +409,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tcpreplay_output_parses() {
-        let text = "Actual: 100000 packets (15061006 bytes) sent in 0.32 seconds\nRated: 47068768.7 Bps, 376.55 Mbps, 312500.00 pps\n";
-        assert_eq!(
-            parse_tcpreplay(text),
-            (Some(100000.0), Some(0.32), Some(312500.0))
+    fn plans() {
+        let quick = plan(true);
+        assert_eq!(quick.len(), 4);
+        assert!(quick.iter().all(|s| s.threads == 1 && s.packets == 100_000));
+        assert_eq!(quick[0].system, System::RingRead);
+        assert_eq!(quick[3].rate, Rate::Top);
+        let full = plan(false);
+        assert_eq!(full.len(), 5 * 4);
+        assert!(
+            full.iter()
+                .any(|s| s.threads == 0 && s.system == System::RingRead)
         );
+        let at = |n| {
+            full.iter()
+                .find(|s| s.rate == Rate::Pps(n))
+                .unwrap()
+                .packets
+        };
+        assert_eq!(at(300_000), 1_500_000);
+        assert_eq!(at(50_000), 250_000);
+    }
+
+    #[test]
+    fn drop_free_needs_zero_drops() {
+        let spec = plan(true)[0];
+        let run = |drops: Option<f64>| Done {
+            spec,
+            outcome: Ok((
+                Replayed {
+                    packets: Some(1000.0),
+                    secs: Some(0.5),
+                    pps: Some(2000.0),
+                },
+                Captured {
+                    frames: Some(990.0),
+                    drops,
+                    dns_responses: None,
+                    cpu_secs: 0.1,
+                },
+            )),
+        };
+        assert_eq!(run(Some(0.0)).drop_free_pps(), Some(2000.0));
+        assert_eq!(run(Some(3.0)).drop_free_pps(), None);
+        assert_eq!(run(None).drop_free_pps(), None);
+        assert_eq!(run(Some(0.0)).captured_pps(), Some(1980.0));
+        let failed = Done {
+            spec,
+            outcome: Err("x".into()),
+        };
+        assert_eq!(failed.drop_free_pps(), None);
     }
 }

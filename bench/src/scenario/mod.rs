@@ -1,13 +1,14 @@
 //! Benchmark scenarios and the `bench run` driver.
 //!
-//! Each scenario (ingest today; live capture, queries and peer systems
-//! later) is a module implementing [`Scenario`]: it turns a [`Ctx`] into
+//! Each scenario (ingest, peers, Zeek import, live capture, queries) is a
+//! module implementing [`Scenario`]: it turns a [`Ctx`] into
 //! report entries plus a summary table. The driver only selects scenarios,
 //! prints their tables and writes the combined [`Report`], so adding one is
 //! a new module and a line in [`registry`].
 
 pub mod ingest;
 pub mod live;
+pub mod peers;
 pub mod queries;
 pub mod zeek_import;
 
@@ -47,6 +48,7 @@ pub trait Scenario {
 pub fn registry() -> Vec<Box<dyn Scenario>> {
     vec![
         Box::new(ingest::Ingest::default()),
+        Box::new(peers::Peers),
         Box::new(zeek_import::ZeekImport),
         Box::new(live::Live),
         Box::new(queries::Queries),

@@ -11,12 +11,10 @@
 //! the CIRCL surface for an exact name. Targets (issue 4): p99 under 1 ms,
 //! 10 ms and 50 ms for the first three on ≥ 10 M records.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use pdns_sensor::aggregate::Aggregates;
 use pdns_sensor::name;
 use pdns_sensor::store::value::{Value, origin};
@@ -24,7 +22,9 @@ use pdns_sensor::store::{Store, keys};
 
 use super::{Ctx, Outcome, Scenario};
 use crate::report::{Entry, SENSOR};
+use crate::sensor::serve;
 use crate::table::{Table, num};
+use crate::wrk::wrk;
 
 pub const NAME: &str = "queries";
 
@@ -99,105 +99,6 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
     drop(store);
     std::fs::write(&done, b"")?;
     Ok(db)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(sensor: &Path, db: &Path) -> Result<(Server, u16)> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(sensor)
-        .args(["serve", "--db"])
-        .arg(db)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--results-max",
-            "100000",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting pdns-sensor serve")?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("pdns-sensor serve did not start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((server, port))
-}
-
-/// Latency percentiles in milliseconds and requests/s, from `wrk --latency`.
-#[derive(Debug, Default)]
-struct WrkResult {
-    p50: Option<f64>,
-    p90: Option<f64>,
-    p99: Option<f64>,
-    rps: Option<f64>,
-    errors: u64,
-}
-
-fn millis(text: &str) -> Option<f64> {
-    let t = text.trim();
-    let (num, factor) = if let Some(v) = t.strip_suffix("us") {
-        (v, 0.001)
-    } else if let Some(v) = t.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = t.strip_suffix('s') {
-        (v, 1000.0)
-    } else {
-        (t, 1.0)
-    };
-    num.parse::<f64>().ok().map(|v| v * factor)
-}
-
-fn parse_wrk(out: &str) -> WrkResult {
-    let mut r = WrkResult::default();
-    for line in out.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["50%", v] => r.p50 = millis(v),
-            ["90%", v] => r.p90 = millis(v),
-            ["99%", v] => r.p99 = millis(v),
-            ["Requests/sec:", v] => r.rps = v.parse().ok(),
-            ["Non-2xx", "or", "3xx", "responses:", n] => r.errors += n.parse::<u64>().unwrap_or(0),
-            _ => {}
-        }
-    }
-    r
-}
-
-/// Runs wrk with a Lua script that picks a path from `paths` per request.
-fn wrk(port: u16, paths: &[String], secs: u64, dir: &Path) -> Result<WrkResult> {
-    let script = dir.join("paths.lua");
-    let list: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
-    std::fs::write(
-        &script,
-        format!(
-            "paths = {{{}}}\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format(\"GET\", paths[(counter % #paths) + 1])\nend\n",
-            list.join(",")
-        ),
-    )?;
-    let out = Command::new("wrk")
-        // One connection: latency of a query, not of a queue of them.
-        .args(["-t1", "-c1", &format!("-d{secs}s"), "--latency", "-s"])
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}"))
-        .output()
-        .context("running wrk (installed by `cargo xtask setup`)")?;
-    if !out.status.success() {
-        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(parse_wrk(&String::from_utf8_lossy(&out.stdout)))
 }
 
 impl Scenario for Queries {
@@ -295,17 +196,6 @@ impl Scenario for Queries {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wrk_output_parses() {
-        let text = "  Latency Distribution\n     50%  312.00us\n     75%  400.00us\n     90%    1.20ms\n     99%    2.50s\nRequests/sec:  12345.67\n  Non-2xx or 3xx responses: 3\n";
-        let r = parse_wrk(text);
-        assert_eq!(r.p50, Some(0.312));
-        assert_eq!(r.p90, Some(1.2));
-        assert_eq!(r.p99, Some(2500.0));
-        assert_eq!(r.rps, Some(12345.67));
-        assert_eq!(r.errors, 3);
-    }
 
     #[test]
     fn addresses_spread_over_the_slash_eight() {

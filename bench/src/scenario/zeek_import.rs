@@ -62,8 +62,9 @@ impl Scenario for ZeekImport {
                 .arg("--stats-json")
                 .arg(&stats)
                 .arg(&log);
-            eprintln!("import-zeek {label}");
+            let step = crate::progress::step(format!("import-zeek {label}"));
             let m = run_measured(cmd, dir.path())?;
+            drop(step);
             let mut e = Entry::new(NAME, SENSOR);
             e.set_workload("label", label);
             e.set_workload("lines", lines);

@@ -29,6 +29,9 @@
 //! and attaching the eBPF program, its counters), [`cbpf`] (the classic
 //! fallback), [`stats`] (kernel ring statistics into Prometheus),
 //! [`thread`] (a ring thread's loop) and [`privileges`] (dropping root).
+//! [`open_ring`] puts [`socket`] and [`ring`] together in the right order;
+//! it is public so that other consumers of the same rings (the benchmark's
+//! bare ring reader) open them exactly as `run` does.
 
 pub mod cbpf;
 pub mod filter;
@@ -38,6 +41,40 @@ pub mod ring;
 pub mod socket;
 pub mod stats;
 pub mod thread;
+
+use anyhow::{Context, Result};
+
+/// Opens one TPACKET_V3 ring on `iface` and joins it to the interface's
+/// `PACKET_FANOUT_HASH` group, in the order [`socket`] describes (steps 1
+/// to 5). `group` is `None` for the first ring of an interface (the kernel
+/// then picks a unique group id) and holds that id afterwards; pass the
+/// same `group` for the interface's other rings.
+///
+/// The ring receives nothing yet: its socket carries a drop-everything
+/// filter until the caller attaches the real one ([`filter::Filter::attach`]),
+/// which it should do once every ring of the group is open.
+pub fn open_ring(
+    iface: &iface::Interface,
+    config: &RingConfig,
+    group: &mut Option<u16>,
+) -> Result<ring::Ring> {
+    let socket =
+        socket::PacketSocket::open().context("opening an AF_PACKET socket (needs CAP_NET_RAW)")?;
+    cbpf::attach(&socket, &cbpf::drop_all()).context("attaching the setup filter")?;
+    if iface.loopback {
+        socket
+            .ignore_outgoing()
+            .context("setting PACKET_IGNORE_OUTGOING")?;
+    }
+    let ring = ring::Ring::new(socket, config).context("setting up the TPACKET_V3 ring")?;
+    ring.socket().bind(iface.index).context("binding")?;
+    *group = Some(
+        ring.socket()
+            .join_fanout_hash(*group, iface.loopback)
+            .context("joining the fanout group")?,
+    );
+    Ok(ring)
+}
 
 /// Geometry of one TPACKET_V3 receive ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

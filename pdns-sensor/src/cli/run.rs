@@ -35,10 +35,9 @@ use crate::capture::filter::{Filter, FilterChoice};
 use crate::capture::iface::{Interface, default_route_interface};
 use crate::capture::privileges::{self, User};
 use crate::capture::ring::Ring;
-use crate::capture::socket::PacketSocket;
 use crate::capture::stats::{FilterPublisher, RingCounters, RingTotals};
 use crate::capture::thread::RingThread;
-use crate::capture::{RingConfig, cbpf};
+use crate::capture::{RingConfig, open_ring};
 use crate::decode::DropReason;
 use crate::metrics::METRICS;
 use crate::pipeline::{Summary, Worker};
@@ -349,25 +348,6 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         return Err(e.context("capture failed"));
     }
     Ok(report)
-}
-
-/// One ring on `iface`, in its fanout group (created by the first ring).
-fn open_ring(iface: &Interface, config: &RingConfig, group: &mut Option<u16>) -> Result<Ring> {
-    let socket = PacketSocket::open().context("opening an AF_PACKET socket (needs CAP_NET_RAW)")?;
-    cbpf::attach(&socket, &cbpf::drop_all()).context("attaching the setup filter")?;
-    if iface.loopback {
-        socket
-            .ignore_outgoing()
-            .context("setting PACKET_IGNORE_OUTGOING")?;
-    }
-    let ring = Ring::new(socket, config).context("setting up the TPACKET_V3 ring")?;
-    ring.socket().bind(iface.index).context("binding")?;
-    *group = Some(
-        ring.socket()
-            .join_fanout_hash(*group, iface.loopback)
-            .context("joining the fanout group")?,
-    );
-    Ok(ring)
 }
 
 fn publish_filter(filter: &Filter, publisher: &mut FilterPublisher) -> Option<FilterStats> {

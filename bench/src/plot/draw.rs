@@ -1,0 +1,82 @@
+//! Drawing pieces both renderers share: series markers, the legend column,
+//! and turning plotters' errors (generic over the backend) into `anyhow`.
+
+use anyhow::{Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::style::{LABEL_SIZE, shorten, text_style};
+
+pub(super) fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// Draws marker `shape` (0 circle, 1 square, 2 triangle, 3 diamond) at
+/// pixel `(x, y)` of `area`.
+pub(super) fn draw_marker(
+    area: &Area,
+    shape: usize,
+    (x, y): (i32, i32),
+    color: RGBColor,
+) -> Result<()> {
+    let style = color.filled();
+    match shape % 4 {
+        0 => area.draw(&Circle::new((x, y), 4, style)),
+        1 => area.draw(&Rectangle::new([(x - 4, y - 4), (x + 4, y + 4)], style)),
+        2 => area.draw(&Polygon::new(
+            vec![(x, y - 5), (x + 5, y + 4), (x - 5, y + 4)],
+            style,
+        )),
+        _ => area.draw(&Polygon::new(
+            vec![(x, y - 5), (x + 5, y), (x, y + 5), (x - 5, y)],
+            style,
+        )),
+    }
+    .map_err(err)
+}
+
+pub(super) enum LegendMark {
+    /// A line with the marker of that shape.
+    Line(usize),
+    Box,
+    Tick,
+}
+
+/// Draws legend entries top-down into `area`.
+pub(super) fn draw_legend(area: &Area, items: &[(String, RGBColor, LegendMark)]) -> Result<()> {
+    let style = text_style(LABEL_SIZE, BLACK, HPos::Left, VPos::Center);
+    let x0 = 8;
+    for (i, (name, color, mark)) in items.iter().enumerate() {
+        let y = 60 + 24 * i as i32;
+        match mark {
+            LegendMark::Line(shape) => {
+                area.draw(&PathElement::new(
+                    vec![(x0, y), (x0 + 26, y)],
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+                draw_marker(area, *shape, (x0 + 13, y), *color)?;
+            }
+            LegendMark::Box => {
+                area.draw(&Rectangle::new(
+                    [(x0 + 3, y - 6), (x0 + 23, y + 6)],
+                    color.filled(),
+                ))
+                .map_err(err)?;
+            }
+            LegendMark::Tick => {
+                area.draw(&PathElement::new(
+                    vec![(x0 + 13, y - 8), (x0 + 13, y + 8)],
+                    color.stroke_width(3),
+                ))
+                .map_err(err)?;
+            }
+        }
+        area.draw(&Text::new(shorten(name, 26), (x0 + 34, y), style.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}

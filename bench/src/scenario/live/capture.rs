@@ -1,0 +1,307 @@
+//! The capturing process of a run — `pdns-sensor run` or `bench ring-read`
+//! — in the rx namespace: started, awaited until it says it captures,
+//! stopped with SIGTERM, reaped with its CPU time, and its stats read.
+//! A [`Capture`] that is dropped without [`Capture::stop`] kills and reaps
+//! its process, so no run leaves one behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::netns::{Netns, RX_IF};
+use crate::report::SENSOR;
+use crate::ringread;
+
+/// System name of the bare ring reader.
+pub const RING_READ: &str = "ring-read";
+
+/// Longest wait for a process to start capturing.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a process to stop after SIGTERM (the sensor flushes
+/// its store first).
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What captures: the sensor or the bare ring reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    Sensor,
+    RingRead,
+}
+
+impl System {
+    pub fn name(&self) -> &'static str {
+        match self {
+            System::Sensor => SENSOR,
+            System::RingRead => RING_READ,
+        }
+    }
+
+    /// The stderr line that says capture has started.
+    fn ready(&self) -> &'static str {
+        match self {
+            System::Sensor => "capturing DNS on",
+            System::RingRead => ringread::READY,
+        }
+    }
+}
+
+/// The binaries of both systems.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    pub sensor: PathBuf,
+    /// The `bench` binary (for `bench ring-read`), if found.
+    pub bench: Option<PathBuf>,
+}
+
+impl Programs {
+    pub fn new(sensor: &Path) -> Programs {
+        Programs {
+            sensor: sensor.to_path_buf(),
+            bench: bench_binary(),
+        }
+    }
+}
+
+/// This `bench` binary, or, when running as a test binary
+/// (`target/*/deps/bench-HASH`), the `bench` binary next to `deps`.
+fn bench_binary() -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    if me.file_name().is_some_and(|n| n == "bench") {
+        return Some(me);
+    }
+    let sibling = me.parent()?.parent()?.join("bench");
+    sibling.is_file().then_some(sibling)
+}
+
+/// What a stopped capture reported.
+#[derive(Clone, Debug, Default)]
+pub struct Captured {
+    pub frames: Option<f64>,
+    pub drops: Option<f64>,
+    /// Sensor only.
+    pub dns_responses: Option<f64>,
+    /// User + system CPU of the capturing process.
+    pub cpu_secs: f64,
+}
+
+/// A running capture.
+pub struct Capture {
+    system: System,
+    child: Option<Child>,
+    log: Option<JoinHandle<String>>,
+    stats: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Capture {
+    /// Starts `system` with `threads` rings on the rx end and waits until it
+    /// captures.
+    pub fn start(rx: &Netns, programs: &Programs, system: System, threads: u32) -> Result<Capture> {
+        let dir = tempfile::tempdir()?;
+        let stats = dir.path().join("stats.json");
+        let mut cmd = match system {
+            System::Sensor => {
+                let mut c = rx.cmd(programs.sensor.to_str().context("sensor path")?);
+                c.args([
+                    "run",
+                    "-i",
+                    RX_IF,
+                    "--no-api",
+                    "--status-interval",
+                    "3600",
+                    "--threads",
+                    &threads.to_string(),
+                ])
+                .arg("--db")
+                .arg(dir.path().join("db"));
+                c
+            }
+            System::RingRead => {
+                let bench = programs.bench.as_ref().context("no bench binary")?;
+                let mut c = rx.cmd(bench.to_str().context("bench path")?);
+                c.args([
+                    "ring-read",
+                    "--interface",
+                    RX_IF,
+                    "--threads",
+                    &threads.to_string(),
+                ]);
+                c
+            }
+        };
+        cmd.arg("--stats-json")
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", system.name()))?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let marker = system.ready();
+        // Collects stderr until the process exits; says when it is ready.
+        // If the process dies first, the sender is dropped and the wait
+        // below ends at once.
+        let log = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(marker) {
+                    let _ = ready_tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let mut capture = Capture {
+            system,
+            child: Some(child),
+            log: Some(log),
+            stats,
+            _dir: dir,
+        };
+        if let Err(e) = ready_rx.recv_timeout(START_TIMEOUT) {
+            let how = match capture.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => format!("exited ({status})"),
+                _ if e == mpsc::RecvTimeoutError::Timeout => {
+                    format!("not ready within {} s", START_TIMEOUT.as_secs())
+                }
+                _ => "closed its stderr".into(),
+            };
+            capture.kill();
+            let log = tail(&capture.take_log());
+            let sep = if log.is_empty() { "" } else { ": " };
+            bail!("{} did not start capturing: {how}{sep}{log}", system.name());
+        }
+        Ok(capture)
+    }
+
+    /// SIGTERM, reap (with CPU time), read the stats file.
+    pub fn stop(mut self) -> Result<Captured> {
+        let child = self.child.take().context("already stopped")?;
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: `pid` is our unreaped child, so it cannot be recycled.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value to be overwritten.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            // SAFETY: `pid` is our own child; the pointers are valid for the call.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if r == pid {
+                break;
+            }
+            if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                bail!("wait4: {}", std::io::Error::last_os_error());
+            }
+            if Instant::now() > deadline {
+                self.child = Some(child);
+                self.kill();
+                bail!(
+                    "{} did not stop within {} s of SIGTERM",
+                    self.system.name(),
+                    STOP_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = self.take_log();
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            bail!(
+                "{} exited with status {status:#x}: {}",
+                self.system.name(),
+                tail(&log)
+            );
+        }
+        let text = std::fs::read_to_string(&self.stats).with_context(|| {
+            format!("no stats JSON from {}: {}", self.system.name(), tail(&log))
+        })?;
+        let v: Value = serde_json::from_str(&text).context("stats JSON")?;
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let mut c = parse_stats(self.system, &v);
+        c.cpu_secs = tv(usage.ru_utime) + tv(usage.ru_stime);
+        Ok(c)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything the process wrote to stderr (it must have exited).
+    fn take_log(&mut self) -> String {
+        self.log
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.kill();
+        self.take_log();
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.trim().lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// The figures of either system's stats file.
+fn parse_stats(system: System, v: &Value) -> Captured {
+    let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+    match system {
+        System::Sensor => {
+            let iface = &v["interfaces"][RX_IF];
+            Captured {
+                frames: f(iface, "frames"),
+                drops: f(iface, "drops"),
+                dns_responses: f(v, "dns_responses"),
+                cpu_secs: 0.0,
+            }
+        }
+        System::RingRead => Captured {
+            frames: f(v, "frames"),
+            drops: f(v, "drops"),
+            dns_responses: None,
+            cpu_secs: 0.0,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_stats_shapes_parse() {
+        let sensor = serde_json::json!({
+            "interfaces": {"veth-b": {"frames": 10, "drops": 2}},
+            "dns_responses": 4
+        });
+        let c = parse_stats(System::Sensor, &sensor);
+        assert_eq!(
+            (c.frames, c.drops, c.dns_responses),
+            (Some(10.0), Some(2.0), Some(4.0))
+        );
+        let rr = serde_json::json!({"frames": 7, "drops": 0, "rings": []});
+        let c = parse_stats(System::RingRead, &rr);
+        assert_eq!(
+            (c.frames, c.drops, c.dns_responses),
+            (Some(7.0), Some(0.0), None)
+        );
+        assert_eq!(tail("a\nb\nc\nd\ne\nf\n"), "b\nc\nd\ne\nf");
+    }
+}
