@@ -1,8 +1,12 @@
 //! Runs a child process and measures it: wall time, CPU time and peak RSS.
 //!
-//! Peak RSS is only available from the kernel's accounting when the child is
-//! reaped, so the child is reaped with `wait4(2)` directly instead of
-//! `Child::wait`, which discards the rusage.
+//! The child is reaped with `wait4(2)` directly instead of `Child::wait`,
+//! which discards the rusage (CPU times). Peak RSS is *not* taken from
+//! `ru_maxrss`: a spawned child starts life as a copy of this process, and
+//! the kernel keeps that copy's high-water mark across `exec`, so a small
+//! peer started by a large harness would report the harness's size. The
+//! child's own `VmHWM` (reset by `exec`) is sampled from `/proc` instead
+//! while it runs; `ru_maxrss` is the fallback if no sample was taken.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -62,6 +66,7 @@ pub fn run_measured(mut cmd: Command, log_dir: &Path) -> Result<Measured> {
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
+    let sampler = HwmSampler::start(child.id());
     let mut status: libc::c_int = 0;
     // SAFETY: zeroed rusage is a valid out-parameter for wait4.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -74,6 +79,7 @@ pub fn run_measured(mut cmd: Command, log_dir: &Path) -> Result<Measured> {
         break r;
     };
     let wall = start.elapsed();
+    let sampled_kib = sampler.stop();
     if reaped != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
@@ -89,9 +95,56 @@ pub fn run_measured(mut cmd: Command, log_dir: &Path) -> Result<Measured> {
         wall,
         user_secs: tv(usage.ru_utime),
         sys_secs: tv(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss.max(0) as u64,
+        max_rss_kib: sampled_kib.unwrap_or(usage.ru_maxrss.max(0) as u64),
         stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
     })
+}
+
+/// Samples a process's `VmHWM` (peak resident set of its current program)
+/// every few milliseconds until stopped. `VmHWM` only grows, so the last
+/// sample before the process exits carries its peak, short of what it
+/// allocates in its final milliseconds.
+struct HwmSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<u64>>,
+}
+
+impl HwmSampler {
+    fn start(pid: u32) -> HwmSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let path = format!("/proc/{pid}/status");
+            let mut peak = None;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(kib) = std::fs::read_to_string(&path)
+                    .ok()
+                    .as_deref()
+                    .and_then(vm_hwm_kib)
+                {
+                    peak = peak.max(Some(kib));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        });
+        HwmSampler { stop, thread }
+    }
+
+    /// Stops sampling; the largest `VmHWM` seen, in KiB.
+    fn stop(self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
+}
+
+/// The `VmHWM:` line of a `/proc/PID/status` text, in KiB.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Total size of the regular files under `dir` (what the store occupies).
@@ -125,6 +178,38 @@ mod tests {
         assert!(!m.success());
         assert!(m.max_rss_kib > 0);
         assert!(m.describe_failure().contains("oops"));
+    }
+
+    #[test]
+    fn peak_rss_is_the_childs_own_not_the_harness_size() {
+        // The harness holds 256 MiB, touched, while it spawns children.
+        let ballast = vec![1u8; 256 << 20];
+        let dir = tempfile::tempdir().unwrap();
+        let mut small = Command::new("sleep");
+        small.arg("0.2");
+        let m = run_measured(small, dir.path()).unwrap();
+        assert!(
+            m.max_rss_kib < 32 << 10,
+            "sleep peaked at {} KiB",
+            m.max_rss_kib
+        );
+        let mut big = Command::new("python3");
+        big.args([
+            "-c",
+            "import time; x = bytearray(96 << 20); time.sleep(0.2)",
+        ]);
+        let m = run_measured(big, dir.path()).unwrap();
+        assert!(m.success());
+        assert!(
+            (96 << 10..200 << 10).contains(&m.max_rss_kib),
+            "python peaked at {} KiB",
+            m.max_rss_kib
+        );
+        assert_eq!(ballast.iter().map(|&b| b as u64).sum::<u64>(), 256 << 20);
+        assert_eq!(
+            vm_hwm_kib("Name:\tx\nVmPeak:\t  10 kB\nVmHWM:\t    1234 kB\n"),
+            Some(1234)
+        );
     }
 
     #[test]

@@ -25,11 +25,15 @@ pub const KNOWN_KEYS: [&str; 6] = [
     "db_records",
 ];
 
-/// `pdns-sensor ingest --db DB --threads T --compact --stats-json STATS PCAP`.
+/// `pdns-sensor ingest --db DB --threads T [--compact] --stats-json STATS
+/// PCAP`. With `compact` the store is fully compacted before the sensor's
+/// clock stops (on-disk size per record); without, the clock stops once
+/// everything is flushed and queryable.
 pub fn ingest_command(
     sensor: &Path,
     db: &Path,
     threads: u32,
+    compact: bool,
     stats: &Path,
     pcap: &Path,
 ) -> Command {
@@ -38,11 +42,11 @@ pub fn ingest_command(
         .arg("--db")
         .arg(db)
         .arg("--threads")
-        .arg(threads.to_string())
-        .arg("--compact")
-        .arg("--stats-json")
-        .arg(stats)
-        .arg(pcap);
+        .arg(threads.to_string());
+    if compact {
+        c.arg("--compact");
+    }
+    c.arg("--stats-json").arg(stats).arg(pcap);
     c
 }
 

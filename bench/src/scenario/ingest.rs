@@ -215,7 +215,7 @@ fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<En
     let db = tmp.path().join("db");
     fs::create_dir(&db)?;
     let stats_path = tmp.path().join("stats.json");
-    let cmd = ingest_command(&ctx.sensor, &db, threads, &stats_path, &p.pcap);
+    let cmd = ingest_command(&ctx.sensor, &db, threads, true, &stats_path, &p.pcap);
     let m = run_measured(cmd, tmp.path())?;
     let stats = Stats::read(&stats_path);
 

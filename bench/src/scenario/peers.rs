@@ -2,7 +2,9 @@
 //! the ratio ours/theirs beside each figure.
 //!
 //! For every workload the sensor ingests the pcap first (one thread, whole
-//! process wall time, compaction included — the same clock the peers get),
+//! process wall time — the clock the decoders get — until everything is
+//! flushed and queryable; no final compaction, which balboa does not do
+//! before answering either),
 //! then each peer present on the machine runs on the very same file:
 //!
 //! - decoders ([`crate::peers::decoders`]: tshark, dnscap, passivedns) —
@@ -11,7 +13,7 @@
 //!   from the sensor's own extraction of the file, fed as gamelinux lines,
 //!   until the last one is queryable (compared with the sensor's positive
 //!   observations over its own ingest clock, which includes decoding the
-//!   pcap and compacting the store); then lookup latency with `wrk` on
+//!   pcap and flushing the store); then lookup latency with `wrk` on
 //!   balboa's GraphQL and on our DNSDB API with the same names over a store
 //!   of the same file.
 //!
@@ -186,7 +188,7 @@ fn sensor_entry(ctx: &Ctx, p: &Prepared, dir: &Path) -> Result<(Entry, std::path
     fs::create_dir_all(&log)?;
     let stats_path = log.join("stats.json");
     let m = run_measured(
-        ingest_command(&ctx.sensor, &db, 1, &stats_path, &p.pcap),
+        ingest_command(&ctx.sensor, &db, 1, false, &stats_path, &p.pcap),
         &log,
     )?;
     let stats = Stats::read(&stats_path);
@@ -205,7 +207,7 @@ fn sensor_entry(ctx: &Ctx, p: &Prepared, dir: &Path) -> Result<(Entry, std::path
     e.set_figure("wall_secs", Some(wall));
     e.set_figure("packets_per_sec", ratio(Some(packets), Some(wall)));
     // Positive observations (what balboa is fed) over the sensor's own
-    // ingest time — read, decode, store, flush, compact — which, like
+    // ingest time — read, decode, store, flush — which, like
     // balboa's clock, leaves out process start-up.
     let positive = stats.get("record_observations");
     e.set_figure("observations", stats.get("observations"));
