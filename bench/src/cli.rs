@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// Scenarios to run (repeatable); default: all.
     #[arg(long)]
     pub scenario: Vec<String>,
+    /// Also keep this run as the committed reference result:
+    /// `reference.md` and `reference/*.svg` in the results directory.
+    #[arg(long)]
+    pub save_reference: bool,
     /// Cache of generated workloads, keyed by parameters.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-cache"))]
     pub cache_dir: PathBuf,

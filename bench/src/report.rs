@@ -212,6 +212,41 @@ impl Report {
     }
 }
 
+/// Copies `latest.md` and the `latest-*.svg` plots of `dir` to
+/// `reference.md` and `reference/*.svg` (the result the README links),
+/// with the image links rewritten; returns the paths written.
+pub fn save_reference(dir: &Path) -> Result<Vec<PathBuf>> {
+    let md = fs::read_to_string(dir.join("latest.md")).context("reading latest.md")?;
+    let refdir = dir.join("reference");
+    if refdir.exists() {
+        fs::remove_dir_all(&refdir).with_context(|| format!("clearing {}", refdir.display()))?;
+    }
+    fs::create_dir_all(&refdir)?;
+    let mut written = Vec::new();
+    let mut md = md;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(plot) = name.strip_prefix("latest-").filter(|n| n.ends_with(".svg")) {
+            let to = refdir.join(plot);
+            fs::copy(&path, &to).with_context(|| format!("copying {}", path.display()))?;
+            md = md.replace(
+                &format!("![{name}]({name})"),
+                &format!("![{plot}](reference/{plot})"),
+            );
+            written.push(to);
+        }
+    }
+    let to = dir.join("reference.md");
+    fs::write(&to, md)?;
+    written.push(to);
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +312,22 @@ mod tests {
                 .unwrap();
         assert_eq!(latest.len(), 4);
         assert_eq!(latest.iter().filter(|e| e.scenario == "live").count(), 1);
+
+        // The reference copy points at its own plots.
+        fs::write(dir.path().join("latest-x.svg"), "<svg/>").unwrap();
+        let md = fs::read_to_string(dir.path().join("latest.md")).unwrap();
+        fs::write(
+            dir.path().join("latest.md"),
+            md + "![latest-x.svg](latest-x.svg)\n",
+        )
+        .unwrap();
+        save_reference(dir.path()).unwrap();
+        let reference = fs::read_to_string(dir.path().join("reference.md")).unwrap();
+        assert!(
+            reference.contains("![x.svg](reference/x.svg)"),
+            "{reference}"
+        );
+        assert!(dir.path().join("reference/x.svg").exists());
         assert_eq!(
             latest
                 .iter()

@@ -94,6 +94,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         cache_dir: args.cache_dir.clone(),
     };
     let report = run_scenarios(&chosen, &ctx, &args.results_dir)?;
+    if args.save_reference {
+        for p in crate::report::save_reference(&args.results_dir)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
     let failed = report.entries.iter().filter(|e| e.failed()).count();
     if failed > 0 {
         bail!(
