@@ -6,6 +6,7 @@ pub mod baseline;
 pub mod child;
 pub mod cli;
 pub mod r#gen;
+pub mod netns;
 pub mod peers;
 pub mod plot;
 pub mod progress;

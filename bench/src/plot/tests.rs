@@ -39,10 +39,26 @@ fn peer(system: &str, sweep: &str, x: f64, figures: &[(&str, f64)]) -> Entry {
 }
 
 fn live(system: &str, threads: u32, offered: f64, frames: f64, drops: f64) -> Entry {
+    live_ring(system, threads, None, offered, frames, drops)
+}
+
+/// A live entry with workload `ring_bytes` when given.
+fn live_ring(
+    system: &str,
+    threads: u32,
+    ring_bytes: Option<u64>,
+    offered: f64,
+    frames: f64,
+    drops: f64,
+) -> Entry {
+    let mut w = json!({ "label": "10k-names", "threads": threads });
+    if let Some(b) = ring_bytes {
+        w["ring_bytes"] = json!(b);
+    }
     entry(
         "live",
         system,
-        json!({ "label": "10k-names", "threads": threads }),
+        w,
         &[
             ("offered_pps", offered),
             ("captured_frames", frames),
@@ -111,9 +127,25 @@ fn all() -> Vec<Entry> {
             &[("packets_per_sec", 2e5)],
         ));
     }
+    let default_ring = crate::scenario::live::default_ring_bytes();
     for (rate, drops) in [(1e5, 0.0), (5e5, 0.0), (1e6, 2e4), (2e6, 4e5)] {
         v.push(live("pdns-sensor", 1, rate, rate * 2.0, drops));
-        v.push(live("ring-read", 1, rate, rate * 2.0, drops / 4.0));
+        v.push(live_ring(
+            "ring-read",
+            1,
+            Some(default_ring),
+            rate,
+            rate * 2.0,
+            drops / 4.0,
+        ));
+        v.push(live_ring(
+            "pdns-sensor",
+            1,
+            Some(256 << 10),
+            rate,
+            rate * 2.0,
+            drops * 3.0,
+        ));
     }
     v.push(query("exact name (DNSDB rrset)", 0.12, 0.3, 1.5));
     v.push(query("*.example.com, 10k children", 2.0, 4.0, 9.0));
@@ -209,6 +241,7 @@ fn plot_every_kind() {
                 "Kernel drops vs offered rate",
                 "pdns-sensor (1 core)",
                 "ring-read (1 core)",
+                "pdns-sensor (256 KiB ring)",
                 "0%",
             ],
         ),
@@ -238,7 +271,7 @@ fn plot_every_kind() {
         ("throughput-names", 6),
         ("throughput-clients", 3),
         ("store-ingest", 2),
-        ("live-drops", 2),
+        ("live-drops", 3),
     ] {
         let svg = read(&out.join(format!("2026-11-27-{plot}.svg")));
         let lines = svg

@@ -5,25 +5,42 @@
 //!
 //! **Systems.** `pdns-sensor` with one ring (`--threads 1`) and one ring
 //! per core (`--threads 0`), and `ring-read` with the same thread
-//! settings: `bench ring-read` ([`crate::ringread`]) opens the very same
-//! rings, fanout group and kernel filter through the sensor library, but
-//! only counts frames. It is what the machine can move into userspace, so
-//! every sensor figure reads as a fraction of it.
+//! settings, all with the default ring (the sensor library's
+//! `RingConfig::default()`: 64 blocks of 1 MiB per ring): `bench
+//! ring-read` ([`crate::ringread`]) opens the very same rings, fanout group
+//! and kernel filter through the sensor library, but only counts frames.
+//! It is what the machine can move into userspace, so every sensor figure
+//! reads as a fraction of it.
+//!
+//! **The starved ring.** One more configuration: `pdns-sensor` with one
+//! ring of only 8 blocks of 64 KiB (512 KiB instead of 64 MiB). At every
+//! rate one tcpreplay sender reaches on a small machine (about 350k pps on
+//! a 2-core VM) the default rings never fill, so their series are flat at
+//! zero and show nothing of where drops begin or whether they are counted.
+//! The small ring holds about 2 000 frames of this workload (20 ms at 100k
+//! pps): it keeps up at 50k pps but overflows whenever the decoder thread
+//! stalls briefly at higher rates. Its series shows the drop share rising
+//! with the rate, and that drops are seen (`PACKET_STATISTICS`) and
+//! reported: its frames plus drops equal the frames the default rings
+//! capture at the same rate. It demonstrates the accounting; it is not a
+//! setting anyone should run.
 //!
 //! **Runs.** The 100 000-packet `10k-names` workload, with its MAC
 //! addresses rewritten to the receiving veth end, is preloaded by
 //! `tcpreplay -K` and looped up to `--limit` packets, at `--pps=N` for each
 //! fixed rate and at `--topspeed`. Full mode: 50k, 100k, 200k and 300k pps
 //! for about 5 s each (N × 5 packets) and top speed for 2 000 000 packets,
-//! for both systems at both thread settings. Quick mode: 100 000 packets
-//! at 100k pps and at top speed, one ring only. What counts is the rate
+//! for both systems at both thread settings and for the starved ring.
+//! Quick mode: 100 000 packets at 100k pps and at top speed, one ring only,
+//! and the starved ring at top speed only. What counts is the rate
 //! tcpreplay *achieved* (`offered_pps`), which can fall short of the one
 //! requested; top speed is whatever the sender core manages while it also
 //! runs the receive softirq (the BPF filter and the copy into the ring).
 //!
 //! **Entries** (scenario `live`). One per run: workload `label`,
-//! `packets` (sent), `threads` (0 = all cores), `rate` (requested pps or
-//! `"topspeed"`); figures `offered_pps`, `offered_packets`, `replay_secs`,
+//! `packets` (sent), `threads` (0 = all cores), `ring_bytes` (bytes per
+//! ring: blocks × block size), `rate` (requested pps or `"topspeed"`);
+//! figures `offered_pps`, `offered_packets`, `replay_secs`,
 //! `captured_frames` (frames read from the rings; IPv4 fragments arrive
 //! reassembled, so slightly fewer than the packets sent even without
 //! loss), `captured_pps` (frames / replay seconds), `kernel_drops` (ring
@@ -33,13 +50,14 @@
 //! ring reader at the same rate and thread setting). The drop share of a
 //! run is `kernel_drops / (captured_frames + kernel_drops)`.
 //!
-//! **Highest drop-free rate.** One more entry per (system, threads), with
-//! workload `label` = `"summary"` and `threads`: figure
+//! **Highest drop-free rate.** One more entry per (system, threads, ring),
+//! with workload `label` = `"summary"`, `threads` and `ring_bytes`: figure
 //! `highest_drop_free_pps` is the highest `offered_pps` of that
 //! configuration's runs that reported 0 kernel drops (absent when every run
 //! dropped), `highest_offered_pps` the highest rate offered at all; when
 //! the two are equal nothing dropped, and the sender, not the capture, was
 //! the limit. A note on the entry and a table row say the same in words.
+//! For the starved ring the drop-free rate lies below the highest offered.
 //!
 //! Needs root, `ip` and `tcpreplay` (installed by `cargo xtask setup`);
 //! without them the entries say "not run: …" instead of faking figures.
@@ -48,8 +66,8 @@
 //! wait is bounded.
 
 mod capture;
-mod netns;
 mod replay;
+mod veth;
 
 use std::path::PathBuf;
 
@@ -57,12 +75,14 @@ use anyhow::Result;
 
 use super::{Ctx, Outcome, Scenario};
 use crate::r#gen::Config;
+use crate::netns;
 use crate::report::Entry;
 use crate::table::{Table, num};
 use crate::workload::{Workload, prepare};
-use capture::{Capture, Captured, Programs, System};
-use netns::VethPair;
+pub use capture::binary_size;
+use capture::{Capture, Captured, Programs, RingSize, System};
 use replay::{Rate, Replayed};
+use veth::VethPair;
 
 pub const NAME: &str = "live";
 
@@ -76,26 +96,66 @@ const TOP_PACKETS: u64 = 2_000_000;
 const FULL_RATES: [u64; 4] = [50_000, 100_000, 200_000, 300_000];
 /// The fixed rate of quick mode.
 const QUICK_RATE: u64 = 100_000;
+/// The starved ring: about 2 000 frames of this workload, 20 ms at 100k
+/// pps. Tried on a 2-core VM (repeatedly): no drops at 50k pps, drops of
+/// 0.1–0.3 % from 200k pps on (at 100k now and then); 4 × 64 KiB dropped
+/// now and then at 50k too.
+const SMALL_RING: RingSize = RingSize {
+    blocks: 8,
+    block_size: 64 << 10,
+};
 
 #[derive(Clone, Debug, Default)]
 pub struct Live;
 
+/// The bytes per ring of the default ring (workload `ring_bytes`).
+pub fn default_ring_bytes() -> u64 {
+    RingSize::default_ring().bytes()
+}
+
+/// One capture configuration: what captures, with how many rings (0 = one
+/// per core), of which size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Setup {
+    system: System,
+    threads: u32,
+    ring: RingSize,
+}
+
 /// One planned run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Spec {
-    system: System,
-    threads: u32,
+    setup: Setup,
     rate: Rate,
     packets: u64,
 }
 
-/// The (system, threads) configurations of a mode, ring reader first.
-fn configs(quick: bool) -> Vec<(System, u32)> {
+/// The configurations of a mode: per thread setting the ring reader, then
+/// the sensor, all with the default ring; then the starved ring.
+fn configs(quick: bool) -> Vec<Setup> {
     let threads: &[u32] = if quick { &[1] } else { &[1, 0] };
+    let ring = RingSize::default_ring();
     threads
         .iter()
-        .flat_map(|&t| [(System::RingRead, t), (System::Sensor, t)])
+        .flat_map(|&threads| {
+            [System::RingRead, System::Sensor].map(|system| Setup {
+                system,
+                threads,
+                ring,
+            })
+        })
+        .chain([Setup {
+            system: System::Sensor,
+            threads: 1,
+            ring: SMALL_RING,
+        }])
         .collect()
+}
+
+/// Whether `setup` runs at `rate`: everything at every rate, except the
+/// starved ring in quick mode (top speed only).
+fn runs_at(setup: &Setup, rate: Rate, quick: bool) -> bool {
+    !quick || setup.ring.is_default() || rate == Rate::Top
 }
 
 /// Every run of a mode, rate by rate (so drifting conditions affect all
@@ -118,9 +178,9 @@ fn plan(quick: bool) -> Vec<Spec> {
         .flat_map(|(rate, packets)| {
             configs(quick)
                 .into_iter()
-                .map(move |(system, threads)| Spec {
-                    system,
-                    threads,
+                .filter(move |setup| runs_at(setup, rate, quick))
+                .map(move |setup| Spec {
+                    setup,
                     rate,
                     packets,
                 })
@@ -157,7 +217,12 @@ fn one_run(
     pcap: &std::path::Path,
     spec: &Spec,
 ) -> Result<(Replayed, Captured)> {
-    let capture = Capture::start(&pair.rx, programs, spec.system, spec.threads)?;
+    let Setup {
+        system,
+        threads,
+        ring,
+    } = spec.setup;
+    let capture = Capture::start(&pair.rx, programs, system, threads, ring)?;
     let replayed = replay::replay(&pair.tx, pcap, PCAP_PACKETS, spec.packets, spec.rate)?;
     // Let the last partly filled blocks retire (10 ms) and be read.
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -169,10 +234,25 @@ fn threads_label(t: u32) -> String {
     if t == 0 { "all".into() } else { t.to_string() }
 }
 
-fn entry(system: System, threads: u32, label: &str) -> Entry {
-    let mut e = Entry::new(NAME, system.name());
+/// `pdns-sensor threads 1`, with `, ring 8 × 64 KiB` when not the default.
+fn setup_label(s: &Setup) -> String {
+    let ring = if s.ring.is_default() {
+        String::new()
+    } else {
+        format!(", ring {}", s.ring)
+    };
+    format!(
+        "{} threads {}{ring}",
+        s.system.name(),
+        threads_label(s.threads)
+    )
+}
+
+fn entry(setup: &Setup, label: &str) -> Entry {
+    let mut e = Entry::new(NAME, setup.system.name());
     e.set_workload("label", label);
-    e.set_workload("threads", threads);
+    e.set_workload("threads", setup.threads);
+    e.set_workload("ring_bytes", setup.ring.bytes());
     e
 }
 
@@ -191,6 +271,7 @@ impl Scenario for Live {
             table: Table::new(&[
                 "system",
                 "threads",
+                "ring",
                 "rate",
                 "offered pkts",
                 "offered pps",
@@ -213,9 +294,9 @@ impl Scenario for Live {
         );
         let configs = configs(ctx.quick);
         let not_run = |out: &mut Outcome, systems: &[System], why: &str| {
-            for &(system, threads) in &configs {
-                if systems.contains(&system) {
-                    let mut e = entry(system, threads, &w.label);
+            for setup in &configs {
+                if systems.contains(&setup.system) {
+                    let mut e = entry(setup, &w.label);
                     e.notes.push(format!("not run: {why}"));
                     out.entries.push(e);
                 }
@@ -259,8 +340,8 @@ impl Scenario for Live {
         let pair = match VethPair::new() {
             Ok(p) => p,
             Err(err) => {
-                for &(system, threads) in &configs {
-                    let mut e = entry(system, threads, &w.label);
+                for setup in &configs {
+                    let mut e = entry(setup, &w.label);
                     e.notes
                         .push(format!("failed: setting up the veth pair: {err:#}"));
                     out.entries.push(e);
@@ -270,14 +351,13 @@ impl Scenario for Live {
         };
         let runs: Vec<Spec> = plan(ctx.quick)
             .into_iter()
-            .filter(|s| s.system == System::Sensor || programs.bench.is_some())
+            .filter(|s| s.setup.system == System::Sensor || programs.bench.is_some())
             .collect();
         let mut done: Vec<Done> = Vec::new();
         for spec in runs {
             eprint!(
-                "live: {} threads {} at {} ({} packets) ... ",
-                spec.system.name(),
-                threads_label(spec.threads),
+                "live: {} at {} ({} packets) ... ",
+                setup_label(&spec.setup),
                 spec.rate,
                 spec.packets
             );
@@ -297,15 +377,15 @@ impl Scenario for Live {
 
         for d in &done {
             let s = &d.spec;
-            let mut e = entry(s.system, s.threads, &w.label);
+            let mut e = entry(&s.setup, &w.label);
             e.set_workload("packets", s.packets);
             e.set_workload("rate", s.rate.value());
             let reference = done.iter().find(|o| {
-                o.spec.system == System::RingRead
-                    && o.spec.threads == s.threads
+                o.spec.setup.system == System::RingRead
+                    && o.spec.setup.threads == s.setup.threads
                     && o.spec.rate == s.rate
             });
-            let vs_ring = match (s.system, reference) {
+            let vs_ring = match (s.setup.system, reference) {
                 (System::Sensor, Some(r)) => d
                     .captured_pps()
                     .zip(r.captured_pps())
@@ -330,8 +410,9 @@ impl Scenario for Live {
                         .zip(c.drops)
                         .map(|(f, d)| 100.0 * d / (f + d).max(1.0));
                     out.table.row(vec![
-                        s.system.name().into(),
-                        threads_label(s.threads),
+                        s.setup.system.name().into(),
+                        threads_label(s.setup.threads),
+                        s.setup.ring.to_string(),
                         s.rate.to_string(),
                         num(r.packets, 0),
                         num(r.pps, 0),
@@ -349,11 +430,8 @@ impl Scenario for Live {
             out.entries.push(e);
         }
 
-        for (system, threads) in configs {
-            let mine: Vec<&Done> = done
-                .iter()
-                .filter(|d| d.spec.system == system && d.spec.threads == threads)
-                .collect();
+        for setup in configs {
+            let mine: Vec<&Done> = done.iter().filter(|d| d.spec.setup == setup).collect();
             // No summary without a single successful run: the failures
             // are in the run entries.
             if !mine.iter().any(|d| d.ok().is_some()) {
@@ -362,7 +440,7 @@ impl Scenario for Live {
             let max = |v: Vec<f64>| v.into_iter().reduce(f64::max);
             let best = max(mine.iter().filter_map(|d| d.drop_free_pps()).collect());
             let offered = max(mine.iter().filter_map(|d| d.ok()?.0.pps).collect());
-            let mut e = entry(system, threads, "summary");
+            let mut e = entry(&setup, "summary");
             e.set_figure("highest_drop_free_pps", best);
             e.set_figure("highest_offered_pps", offered);
             let words = match (best, offered) {
@@ -379,14 +457,11 @@ impl Scenario for Live {
                 (None, _) => "kernel drops at every rate offered".into(),
                 (Some(b), None) => format!("highest drop-free rate {} pps", num(Some(b), 0)),
             };
-            e.notes.push(format!(
-                "{} threads {}: {words}",
-                system.name(),
-                threads_label(threads)
-            ));
+            e.notes.push(format!("{}: {words}", setup_label(&setup)));
             out.table.row(vec![
-                system.name().into(),
-                threads_label(threads),
+                setup.system.name().into(),
+                threads_label(setup.threads),
+                setup.ring.to_string(),
                 "highest drop-free".into(),
                 "-".into(),
                 num(best, 0),
@@ -411,16 +486,40 @@ mod tests {
     #[test]
     fn plans() {
         let quick = plan(true);
-        assert_eq!(quick.len(), 4);
-        assert!(quick.iter().all(|s| s.threads == 1 && s.packets == 100_000));
-        assert_eq!(quick[0].system, System::RingRead);
+        assert_eq!(quick.len(), 5);
+        assert!(
+            quick
+                .iter()
+                .all(|s| s.setup.threads == 1 && s.packets == 100_000)
+        );
+        assert_eq!(quick[0].setup.system, System::RingRead);
         assert_eq!(quick[3].rate, Rate::Top);
+        // The starved ring: top speed only, and last.
+        let small: Vec<&Spec> = quick
+            .iter()
+            .filter(|s| !s.setup.ring.is_default())
+            .collect();
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].rate, Rate::Top);
+        assert_eq!(small[0].setup.system, System::Sensor);
+        assert_eq!(quick[4], *small[0]);
         let full = plan(false);
-        assert_eq!(full.len(), 5 * 4);
+        assert_eq!(full.len(), 5 * 5);
         assert!(
             full.iter()
-                .any(|s| s.threads == 0 && s.system == System::RingRead)
+                .any(|s| s.setup.threads == 0 && s.setup.system == System::RingRead)
         );
+        let small = full.iter().filter(|s| s.setup.ring == SMALL_RING);
+        assert_eq!(small.clone().count(), 5);
+        assert!(small.clone().all(|s| s.setup.threads == 1));
+        assert!(SMALL_RING.bytes() < default_ring_bytes());
+        assert_eq!(
+            setup_label(&full[4].setup),
+            "pdns-sensor threads 1, ring 8 × 64 KiB"
+        );
+        assert_eq!(setup_label(&full[3].setup), "pdns-sensor threads all");
+        let e = entry(&full[4].setup, "summary");
+        assert_eq!(e.workload["ring_bytes"], serde_json::json!(524_288));
         let at = |n| {
             full.iter()
                 .find(|s| s.rate == Rate::Pps(n))

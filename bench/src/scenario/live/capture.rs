@@ -2,8 +2,11 @@
 //! — in the rx namespace: started, awaited until it says it captures,
 //! stopped with SIGTERM, reaped with its CPU time, and its stats read.
 //! A [`Capture`] that is dropped without [`Capture::stop`] kills and reaps
-//! its process, so no run leaves one behind.
+//! its process, so no run leaves one behind. [`RingSize`] is the ring
+//! geometry a run asks for: the library default, or a small one for the
+//! starved-ring series.
 
+use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -11,10 +14,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use pdns_sensor::capture::RingConfig;
 use serde_json::Value;
 
-use super::netns::{Netns, RX_IF};
+use super::veth::RX_IF;
+use crate::netns::Netns;
 use crate::report::SENSOR;
 use crate::ringread;
 
@@ -49,6 +54,63 @@ impl System {
             System::RingRead => ringread::READY,
         }
     }
+}
+
+/// The geometry of each capture ring: `blocks` blocks of `block_size`
+/// bytes (`--ring-blocks`, `--ring-block-size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSize {
+    pub blocks: u32,
+    pub block_size: u32,
+}
+
+impl RingSize {
+    /// The library's default ring, which `pdns-sensor run` uses without
+    /// ring flags and `bench ring-read` always uses.
+    pub fn default_ring() -> RingSize {
+        let c = RingConfig::default();
+        RingSize {
+            blocks: c.block_count,
+            block_size: c.block_size,
+        }
+    }
+
+    /// Bytes mapped per ring.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.blocks) * u64::from(self.block_size)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == RingSize::default_ring()
+    }
+}
+
+/// `4 × 64 KiB`.
+impl fmt::Display for RingSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} × {}",
+            self.blocks,
+            binary_size(self.block_size.into())
+        )
+    }
+}
+
+/// `256 KiB`, `64 MiB`, `1.5 GiB`, `100 B`: bytes in binary units.
+pub fn binary_size(bytes: u64) -> String {
+    let mut v = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return if v.fract() == 0.0 {
+                format!("{v} {unit}")
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    unreachable!("the loop returns at GiB")
 }
 
 /// The binaries of both systems.
@@ -100,9 +162,15 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts `system` with `threads` rings on the rx end and waits until it
-    /// captures.
-    pub fn start(rx: &Netns, programs: &Programs, system: System, threads: u32) -> Result<Capture> {
+    /// Starts `system` with `threads` rings of size `ring` on the rx end and
+    /// waits until it captures. The ring reader has the default ring only.
+    pub fn start(
+        rx: &Netns,
+        programs: &Programs,
+        system: System,
+        threads: u32,
+        ring: RingSize,
+    ) -> Result<Capture> {
         let dir = tempfile::tempdir()?;
         let stats = dir.path().join("stats.json");
         let mut cmd = match system {
@@ -117,12 +185,20 @@ impl Capture {
                     "3600",
                     "--threads",
                     &threads.to_string(),
+                    "--ring-blocks",
+                    &ring.blocks.to_string(),
+                    "--ring-block-size",
+                    &ring.block_size.to_string(),
                 ])
                 .arg("--db")
                 .arg(dir.path().join("db"));
                 c
             }
             System::RingRead => {
+                ensure!(
+                    ring.is_default(),
+                    "bench ring-read has the default ring only, not {ring}"
+                );
                 let bench = programs.bench.as_ref().context("no bench binary")?;
                 let mut c = rx.cmd(bench.to_str().context("bench path")?);
                 c.args([
@@ -303,5 +379,24 @@ mod tests {
             (Some(7.0), Some(0.0), None)
         );
         assert_eq!(tail("a\nb\nc\nd\ne\nf\n"), "b\nc\nd\ne\nf");
+    }
+
+    #[test]
+    fn ring_sizes() {
+        let d = RingSize::default_ring();
+        assert!(d.is_default());
+        assert_eq!(d.bytes(), RingConfig::default().bytes() as u64);
+        let small = RingSize {
+            blocks: 4,
+            block_size: 65536,
+        };
+        assert!(!small.is_default());
+        assert_eq!(small.bytes(), 262_144);
+        assert_eq!(small.to_string(), "4 × 64 KiB");
+        assert_eq!(binary_size(262_144), "256 KiB");
+        assert_eq!(binary_size(64 << 20), "64 MiB");
+        assert_eq!(binary_size(1536), "1.5 KiB");
+        assert_eq!(binary_size(100), "100 B");
+        assert_eq!(binary_size(3 << 30), "3 GiB");
     }
 }

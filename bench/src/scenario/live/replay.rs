@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::netns::{Netns, RX_MAC, TX_IF, TX_MAC, run_bounded};
+use super::veth::{RX_MAC, TX_IF, TX_MAC};
+use crate::netns::{Netns, run_bounded};
 
 /// A replay rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
