@@ -26,8 +26,22 @@ impl RawRead {
     }
 }
 
-/// Reads every record of the classic pcap at `path`, touching each payload.
+/// Reads every record of the classic pcap at `path`, touching each payload,
+/// three times, and keeps the fastest read: the baseline is the ceiling of
+/// what the machine moves, so a read slowed by a cold page cache or a
+/// neighbour's burst should not flatter the sensor's fraction of it.
 pub fn raw_read(path: &Path) -> Result<RawRead> {
+    let mut best = read_once(path)?;
+    for _ in 0..2 {
+        let r = read_once(path)?;
+        if r.elapsed < best.elapsed {
+            best = r;
+        }
+    }
+    Ok(best)
+}
+
+fn read_once(path: &Path) -> Result<RawRead> {
     let start = Instant::now();
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = LegacyPcapReader::new(1 << 20, file).context("reading pcap header")?;
