@@ -222,7 +222,7 @@ fn plot_every_kind() {
                 "pdns-sensor (all cores)",
                 "tshark",
                 "dnscap",
-                "pdns-sensor (peers run)",
+                "pdns-sensor, peers run",
                 "packets/s (log scale)",
                 "1M",
             ],
