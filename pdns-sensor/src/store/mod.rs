@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, MergeOperands, Options,
-    WriteBatch,
+    BlockBasedOptions, BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DB,
+    DBCompressionType, MergeOperands, Options, WriteBatch,
 };
 
 use crate::aggregate::Aggregates;
@@ -315,10 +315,17 @@ impl Store {
     }
 
     /// Compacts every column family fully (merges folded, space reclaimed).
+    ///
+    /// The bottommost level is rewritten too (`ForceOptimized`): by
+    /// default RocksDB *moves* a lone flushed file down without rewriting
+    /// it, so it would keep its LZ4 blocks instead of the bottommost level's
+    /// Zstd — 40 % more bytes on disk for a store ingested in one go.
     pub fn compact(&self) {
+        let mut opts = CompactOptions::default();
+        opts.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
         for name in DATA_CFS {
             self.db
-                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+                .compact_range_cf_opt(self.cf(name), None::<&[u8]>, None::<&[u8]>, &opts);
         }
     }
 
