@@ -16,6 +16,7 @@ pub mod scenario;
 pub mod sensor;
 pub mod sysinfo;
 pub mod table;
+pub mod tools;
 pub mod workload;
 pub mod wrk;
 pub mod zeeklog;

@@ -193,26 +193,10 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<String> {
     Ok(text)
 }
 
-/// Whether `tool` is on the PATH.
-pub fn have(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                m.is_file() && m.permissions().mode() & 0o111 != 0
-            })
-        })
-    })
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::{have, is_root};
 
     #[test]
     fn bounded_runs() {
@@ -233,8 +217,6 @@ mod tests {
             run_bounded(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap_err();
         assert!(format!("{e:#}").contains("did not finish"));
         assert!(start.elapsed() < Duration::from_secs(10));
-        assert!(have("sh"));
-        assert!(!have("surely-no-such-tool-here"));
     }
 
     /// Needs root and `ip`; passes trivially without them (the live and

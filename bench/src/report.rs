@@ -78,6 +78,16 @@ impl Entry {
     }
 }
 
+/// `a / b` when both are present and finite and `b` is positive: the one
+/// way figures become rates and ratios, so a missing or zero measurement
+/// gives a missing figure rather than an infinity.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a.is_finite() && b.is_finite() && b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
 /// All entries of one `bench run`.
 #[derive(Clone, Debug)]
 pub struct Report {

@@ -8,7 +8,8 @@
 //! these tests fail (a missing tool must not pass silently).
 
 use bench::r#gen::{Config, generate_file};
-use bench::peers::decoders::{Decoder, on_path_in};
+use bench::peers::decoders::Decoder;
+use bench::tools::on_path_in;
 
 fn workload(dir: &std::path::Path) -> (std::path::PathBuf, bench::r#gen::Summary) {
     let pcap = dir.join("w.pcap");

@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 
 use crate::child::{Measured, run_measured};
 use crate::r#gen::Summary;
+use crate::tools::have;
 
 /// A decoding peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +55,7 @@ impl Decoder {
 
     /// `None` when the peer can run here, else why not.
     pub fn missing(self) -> Option<String> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        if on_path_in(&path, self.name()) {
+        if have(self.name()) {
             return None;
         }
         Some(match self {
@@ -76,16 +76,6 @@ impl Decoder {
             Decoder::Passivedns => passivedns(pcap, dir),
         }
     }
-}
-
-/// Whether an executable `program` is in one of the directories of `path`
-/// (a `PATH`-style list).
-pub fn on_path_in(path: &std::ffi::OsStr, program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::split_paths(path).any(|d| {
-        fs::metadata(d.join(program))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
 }
 
 fn count_lines(path: &Path, keep: impl Fn(&[u8]) -> bool) -> Result<u64> {

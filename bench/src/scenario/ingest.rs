@@ -16,7 +16,7 @@ use crate::baseline::{RawRead, raw_read};
 use crate::child::{dir_bytes, run_measured};
 use crate::r#gen::Config;
 use crate::progress;
-use crate::report::{Entry, SENSOR};
+use crate::report::{Entry, SENSOR, ratio};
 use crate::sensor::{Stats, ingest_command};
 use crate::table::{Table, num};
 use crate::workload::{Prepared, Workload, prepare};
@@ -200,13 +200,6 @@ fn raw_entry(p: &Prepared, raw: &RawRead) -> Entry {
         Some(p.summary.bytes as f64 / 1_048_576.0 / secs.max(1e-9)),
     );
     e
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    }
 }
 
 /// One sensor `ingest` run into a fresh database.

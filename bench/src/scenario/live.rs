@@ -75,9 +75,9 @@ use anyhow::Result;
 
 use super::{Ctx, Outcome, Scenario};
 use crate::r#gen::Config;
-use crate::netns;
 use crate::report::Entry;
 use crate::table::{Table, num};
+use crate::tools;
 use crate::workload::{Workload, prepare};
 pub use capture::binary_size;
 use capture::{Capture, Captured, Programs, RingSize, System};
@@ -305,9 +305,9 @@ impl Scenario for Live {
         let both = [System::Sensor, System::RingRead];
         let missing: Vec<&str> = ["ip", "tcpreplay"]
             .into_iter()
-            .filter(|t| !netns::have(t))
+            .filter(|t| !tools::have(t))
             .collect();
-        if !netns::is_root() {
+        if !tools::is_root() {
             not_run(
                 &mut out,
                 &both,

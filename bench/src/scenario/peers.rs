@@ -33,7 +33,7 @@ use crate::child::run_measured;
 use crate::peers::balboa;
 use crate::peers::decoders::Decoder;
 use crate::progress;
-use crate::report::{Entry, SENSOR};
+use crate::report::{Entry, SENSOR, ratio};
 use crate::sensor::{Stats, ingest_command};
 use crate::table::{Table, num};
 use crate::workload::{Prepared, Workload, prepare};
@@ -171,13 +171,6 @@ fn missing_entry(system: &str, why: String) -> Entry {
     e.set_workload("label", "all");
     e.notes.push(format!("missing: {why}"));
     e
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if a.is_finite() && b.is_finite() && b > 0.0 => Some(a / b),
-        _ => None,
-    }
 }
 
 /// `pdns-sensor ingest --threads 1` of the workload into `dir/db`.

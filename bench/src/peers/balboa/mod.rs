@@ -49,7 +49,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::child::dir_bytes;
-use crate::netns::{self, Netns};
+use crate::netns::Netns;
+use crate::tools;
 use crate::wrk::WrkResult;
 use feed::Feed;
 use graphql::balboa_records;
@@ -73,11 +74,11 @@ pub fn missing() -> Option<String> {
         ("wrk", "apt install wrk"),
         ("ip", "apt install iproute2"),
     ] {
-        if !netns::have(tool) {
+        if !tools::have(tool) {
             return Some(format!("{tool} not on PATH ({hint}; cargo xtask setup)"));
         }
     }
-    if !netns::is_root() {
+    if !tools::is_root() {
         return Some("needs root for a private network namespace".into());
     }
     None
