@@ -51,13 +51,26 @@ impl Aggregator {
         self.len() >= self.max_entries
     }
 
-    /// Takes everything out, leaving the aggregator empty (its maps keep
-    /// their capacity only up to the bound).
+    /// Takes everything out, leaving the aggregator empty (with new maps
+    /// that allocate as they fill).
     pub fn take(&mut self) -> Aggregates {
         Aggregates {
             records: std::mem::take(&mut self.records),
             negatives: std::mem::take(&mut self.negatives),
         }
+    }
+
+    /// [`take`](Aggregator::take), continuing in `spare` (emptied maps of
+    /// an earlier batch, see [`crate::store::Writer::emptied`]) if given, so
+    /// the maps need not regrow from nothing every batch.
+    pub fn take_reusing(&mut self, spare: Option<Aggregates>) -> Aggregates {
+        let taken = self.take();
+        if let Some(spare) = spare {
+            debug_assert!(spare.is_empty());
+            self.records = spare.records;
+            self.negatives = spare.negatives;
+        }
+        taken
     }
 
     fn bump(map: &mut HashMap<Box<[u8]>, Value>, key: &[u8], ts: u64, ttl: u32, origin: u8) {

@@ -9,9 +9,10 @@
 //! memory. (Live capture will run one worker per ring instead, with the
 //! kernel's fanout hash doing this dispatch.)
 //!
-//! Each worker owns a decoder, an extractor and an aggregator, and writes
-//! its aggregates to the shared [`Store`] when the aggregator is full or the
-//! flush interval has passed. [`Pipeline::finish`] flushes everything that
+//! Each worker owns a decoder, an extractor and an aggregator, and hands
+//! its aggregates to its own store [`Writer`] thread when the aggregator is
+//! full or the flush interval has passed, so decoding goes on while RocksDB
+//! writes. [`Pipeline::finish`] flushes everything that
 //! is left; nothing pushed before it is lost.
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::aggregate::Aggregator;
 use crate::decode::{DecodeConfig, DecodeStats, Decoder, Frame, LinkType, Timestamp, flow_hash};
 use crate::extract::{Extractor, Sections};
 use crate::metrics::METRICS;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Writer};
 
 /// How the pipeline runs.
 #[derive(Clone, Debug)]
@@ -86,7 +87,7 @@ pub struct Worker {
     aggregator: Aggregator,
     /// Counters of the extract stage (the decoder keeps its own).
     extract_stats: DecodeStats,
-    store: Arc<Store>,
+    writer: Writer,
     flush_interval: Duration,
     last_flush: Instant,
     since_check: u32,
@@ -96,19 +97,25 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(config: &PipelineConfig, store: Arc<Store>) -> Worker {
-        Worker {
+    /// A worker writing to `store` through a writer thread called
+    /// `writer_name` (fails only if that thread cannot be started).
+    pub fn new(
+        config: &PipelineConfig,
+        store: Arc<Store>,
+        writer_name: &str,
+    ) -> Result<Worker, StoreError> {
+        Ok(Worker {
             decoder: Decoder::new(&config.decode),
             extractor: Extractor::new(config.sections),
             aggregator: Aggregator::new(config.max_entries, config.origin),
             extract_stats: DecodeStats::default(),
-            store,
+            writer: Writer::spawn(store, writer_name.to_string())?,
             flush_interval: config.flush_interval,
             last_flush: Instant::now(),
             since_check: 0,
             published_entries: (0, 0),
             summary: Summary::default(),
-        }
+        })
     }
 
     /// Decodes one frame; flushes when the aggregator is full or the flush
@@ -164,16 +171,17 @@ impl Worker {
         Ok(())
     }
 
-    /// Writes the aggregates and publishes counters.
+    /// Hands the aggregates to the writer thread and publishes counters.
+    /// An error is the store's, from an earlier batch.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.since_check = 0;
         self.last_flush = Instant::now();
-        let aggregates = self.aggregator.take();
+        let aggregates = self.aggregator.take_reusing(self.writer.emptied());
         self.publish_entries();
-        let written = self.store.write(&aggregates)?;
-        self.summary.records_written += written.records as u64;
-        self.summary.negatives_written += written.negatives as u64;
+        self.summary.records_written += aggregates.records.len() as u64;
+        self.summary.negatives_written += aggregates.negatives.len() as u64;
         self.summary.flushes += 1;
+        self.writer.write(aggregates)?;
         let mut delta = self.decoder.stats.take();
         delta.add(&self.extract_stats.take());
         METRICS.add_decode(&delta);
@@ -193,6 +201,7 @@ impl Worker {
         } = &mut self;
         decoder.finish(&mut |payload| extractor.extract(&payload, extract_stats, aggregator));
         self.flush()?;
+        self.writer.finish()?;
         Ok(self.summary)
     }
 }
@@ -247,46 +256,44 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(config: &PipelineConfig, store: Arc<Store>) -> Pipeline {
+    pub fn new(config: &PipelineConfig, store: Arc<Store>) -> Result<Pipeline, StoreError> {
         let threads = config.thread_count();
         if threads <= 1 {
-            return Pipeline {
-                mode: Mode::Inline(Box::new(Worker::new(config, store))),
-            };
+            return Ok(Pipeline {
+                mode: Mode::Inline(Box::new(Worker::new(config, store, "pdns-store")?)),
+            });
         }
         let (free_tx, free_rx) = crossbeam_channel::bounded::<Batch>(threads * (QUEUE_DEPTH + 2));
-        let lanes = (0..threads)
-            .map(|i| {
-                let (tx, rx) = crossbeam_channel::bounded::<Batch>(QUEUE_DEPTH);
-                let mut worker = Worker::new(config, Arc::clone(&store));
-                let free_tx = free_tx.clone();
-                let handle = std::thread::Builder::new()
-                    .name(format!("pdns-decode-{i}"))
-                    .spawn(move || {
-                        for mut batch in rx {
-                            for &(ts, link, start, len) in &batch.frames {
-                                let data = &batch.bytes[start as usize..(start + len) as usize];
-                                worker.process(&Frame { ts, link, data })?;
-                            }
-                            batch.clear();
-                            let _ = free_tx.try_send(batch);
+        let mut lanes = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded::<Batch>(QUEUE_DEPTH);
+            let mut worker = Worker::new(config, Arc::clone(&store), &format!("pdns-store-{i}"))?;
+            let free_tx = free_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("pdns-decode-{i}"))
+                .spawn(move || {
+                    for mut batch in rx {
+                        for &(ts, link, start, len) in &batch.frames {
+                            let data = &batch.bytes[start as usize..(start + len) as usize];
+                            worker.process(&Frame { ts, link, data })?;
                         }
-                        worker.finish()
-                    })
-                    .expect("spawning a decoder thread");
-                Lane {
-                    batch: Batch::default(),
-                    tx,
-                    handle,
-                }
-            })
-            .collect();
-        Pipeline {
+                        batch.clear();
+                        let _ = free_tx.try_send(batch);
+                    }
+                    worker.finish()
+                })?;
+            lanes.push(Lane {
+                batch: Batch::default(),
+                tx,
+                handle,
+            });
+        }
+        Ok(Pipeline {
             mode: Mode::Threads {
                 lanes,
                 free: free_rx,
             },
-        }
+        })
     }
 
     /// Feeds one frame. Returns an error once the store failed; the

@@ -54,7 +54,8 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
             .with_context(|| format!("opening database {}", args.db.db.display()))?,
     );
     let config = args.pipeline.config(args.threads);
-    let mut pipeline = Pipeline::new(&config, Arc::clone(&store));
+    let mut pipeline =
+        Pipeline::new(&config, Arc::clone(&store)).context("starting the decoder threads")?;
     let mut report = IngestReport::default();
     let mut store_error = None;
     for file in &args.files {

@@ -233,7 +233,8 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         let worker = RingThread {
             interface: Arc::clone(&iface_names[i]),
             ring,
-            worker: Worker::new(&config, Arc::clone(&store)),
+            worker: Worker::new(&config, Arc::clone(&store), &format!("pdns-store-{n}"))
+                .context("starting a store writer thread")?,
             counters: Arc::clone(&counters),
             stop: Arc::clone(&stop),
             retire_timeout: Duration::from_millis(ring_config.retire_timeout_ms as u64),

@@ -20,6 +20,7 @@
 pub mod keys;
 pub mod query;
 pub mod value;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,6 +35,7 @@ use crate::metrics::METRICS;
 
 pub use query::{Filter, NegativeRecord, Selector, StoredRecord};
 pub use value::Value;
+pub use writer::Writer;
 
 /// The on-disk format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -241,13 +243,15 @@ impl Store {
     }
 
     /// Builds the write batch for a set of aggregates.
+    ///
+    /// Every column family's keys go in sorted: RocksDB's memtable skip list
+    /// then inserts each key next to the previous one instead of searching
+    /// from the top, which is most of the cost of a batch of new keys.
     fn batch(&self, aggregates: &Aggregates) -> (WriteBatch, WriteStats) {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
         let names = self.cf(CF_NAMES);
-        // Keys go in sorted: the memtable skip list then inserts each one
-        // next to the previous, instead of searching from the top.
         let mut sorted: Vec<(&[u8], &Value)> = aggregates
             .records
             .iter()
@@ -261,11 +265,15 @@ impl Store {
             v.encode(&mut values);
             value_at.push(start..values.len());
         }
-        let mut index: Vec<(Vec<u8>, usize)> = Vec::new();
-        let mut batch = WriteBatch::default();
+        // Records, their index entries and owner names, each about a key's
+        // size plus a value: sized once instead of regrown (and copied)
+        // a dozen times.
+        let key_bytes: usize = sorted.iter().map(|(k, _)| k.len()).sum();
+        let mut batch = WriteBatch::with_capacity_bytes(3 * key_bytes + 64 * sorted.len() + 64);
         let mut stats = WriteStats::default();
+        let mut index = KeyList::with_capacity(key_bytes + 8 * sorted.len(), sorted.len());
+        let mut forward = KeyList::with_capacity(key_bytes, sorted.len() / 2);
         let mut last_owner: &[u8] = &[];
-        let mut forward = Vec::with_capacity(256);
         for (i, (key, _)) in sorted.iter().enumerate() {
             batch.merge_cf(records, key, &values[value_at[i].clone()]);
             stats.records += 1;
@@ -273,19 +281,16 @@ impl Store {
                 // Sorted keys group records by owner: one `names` entry each.
                 if record.owner != last_owner {
                     last_owner = record.owner;
-                    forward.clear();
-                    keys::forward_name(record.owner, &mut forward);
-                    batch.put_cf(names, &forward, []);
+                    forward.push_with(i, |out| keys::forward_name(record.owner, out));
                 }
-                let mut index_key = Vec::new();
-                if keys::index_key(&mut index_key, &record) {
-                    index.push((index_key, i));
-                }
+                index.push_if(i, |out| keys::index_key(out, &record));
             }
         }
-        index.sort_unstable();
-        for (key, i) in &index {
-            batch.merge_cf(rdata, key, &values[value_at[*i].clone()]);
+        for (key, _) in forward.sorted() {
+            batch.put_cf(names, key, []);
+        }
+        for (key, i) in index.sorted() {
+            batch.merge_cf(rdata, key, &values[value_at[i].clone()]);
             stats.index_entries += 1;
         }
         let mut negatives: Vec<(&[u8], &Value)> = aggregates
@@ -415,6 +420,50 @@ impl Store {
             .db
             .property_int_value_cf(self.cf(cf), "rocksdb.estimate-num-keys")?
             .unwrap_or(0))
+    }
+}
+
+/// Keys built into one buffer (one allocation, not one per key), each
+/// tagged with the record it came from, to be written in sorted order.
+struct KeyList {
+    bytes: Vec<u8>,
+    keys: Vec<(std::ops::Range<usize>, usize)>,
+}
+
+impl KeyList {
+    fn with_capacity(bytes: usize, keys: usize) -> KeyList {
+        KeyList {
+            bytes: Vec::with_capacity(bytes),
+            keys: Vec::with_capacity(keys),
+        }
+    }
+
+    /// Appends the key `build` writes, tagged with `tag`.
+    fn push_with(&mut self, tag: usize, build: impl FnOnce(&mut Vec<u8>)) {
+        self.push_if(tag, |out| {
+            build(out);
+            true
+        });
+    }
+
+    /// Appends the key `build` writes if it returns true.
+    fn push_if(&mut self, tag: usize, build: impl FnOnce(&mut Vec<u8>) -> bool) {
+        let start = self.bytes.len();
+        if build(&mut self.bytes) {
+            self.keys.push((start..self.bytes.len(), tag));
+        } else {
+            self.bytes.truncate(start);
+        }
+    }
+
+    /// The keys in byte order, with their tags.
+    fn sorted(&mut self) -> impl Iterator<Item = (&[u8], usize)> {
+        let bytes = &self.bytes;
+        self.keys
+            .sort_unstable_by(|a, b| bytes[a.0.clone()].cmp(&bytes[b.0.clone()]));
+        self.keys
+            .iter()
+            .map(move |(range, tag)| (&bytes[range.clone()], *tag))
     }
 }
 
