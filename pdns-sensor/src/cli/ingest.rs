@@ -99,9 +99,13 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
         return Err(e).context("writing to the database");
     }
     report.summary = finished.context("writing to the database")?;
+    let flush_started = std::time::Instant::now();
     store.flush().context("flushing the database")?;
+    tracing::debug!("memtables flushed in {:?}", flush_started.elapsed());
     if args.compact {
+        let compact_started = std::time::Instant::now();
         store.compact();
+        tracing::debug!("compacted in {:?}", compact_started.elapsed());
     }
     report.elapsed = started.elapsed();
     if let Some(path) = &args.stats_json {

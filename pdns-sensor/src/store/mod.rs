@@ -114,7 +114,17 @@ fn db_options() -> Options {
     opts.create_missing_column_families(true);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i32;
     opts.increase_parallelism(cores.max(2));
-    opts.set_max_background_jobs(cores.clamp(2, 8));
+    // RocksDB runs a quarter of the background jobs as flushes: 8 jobs
+    // give two flushes at a time (one, with the jobs a 2-core machine
+    // would get), as the records and index tables fill together and the
+    // last flush of an ingest writes all of them at once. The thread pools
+    // (one compaction thread per core, two flush threads) bound what
+    // actually runs.
+    opts.set_max_background_jobs(8);
+    if let Ok(mut env) = rocksdb::Env::new() {
+        env.set_high_priority_background_threads(2);
+        opts.set_env(&env);
+    }
     opts.set_keep_log_file_num(4);
     // All memtables together stay under this, whatever the input: keeps the
     // sensor's memory bounded (peak RSS target 512 MiB) on huge ingests.
@@ -312,6 +322,13 @@ impl Store {
 
     /// Flushes memtables and the WAL to disk (called before a clean close).
     pub fn flush(&self) -> Result<(), StoreError> {
+        // Start every column family's flush, then wait for each: they run
+        // side by side on the flush threads instead of one after another.
+        let mut start = rocksdb::FlushOptions::default();
+        start.set_wait(false);
+        for name in DATA_CFS {
+            self.db.flush_cf_opt(self.cf(name), &start)?;
+        }
         for name in DATA_CFS {
             self.db.flush_cf(self.cf(name))?;
         }
@@ -325,13 +342,25 @@ impl Store {
     /// default RocksDB *moves* a lone flushed file down without rewriting
     /// it, so it would keep its LZ4 blocks instead of the bottommost level's
     /// Zstd — 40 % more bytes on disk for a store ingested in one go.
+    ///
+    /// The column families are compacted side by side, one thread each
+    /// (a manual compaction runs on the calling thread).
     pub fn compact(&self) {
-        let mut opts = CompactOptions::default();
-        opts.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
-        for name in DATA_CFS {
-            self.db
-                .compact_range_cf_opt(self.cf(name), None::<&[u8]>, None::<&[u8]>, &opts);
-        }
+        std::thread::scope(|scope| {
+            for name in DATA_CFS {
+                scope.spawn(move || {
+                    let mut opts = CompactOptions::default();
+                    opts.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
+                    opts.set_exclusive_manual_compaction(false);
+                    self.db.compact_range_cf_opt(
+                        self.cf(name),
+                        None::<&[u8]>,
+                        None::<&[u8]>,
+                        &opts,
+                    );
+                });
+            }
+        });
     }
 
     /// Bytes of SST files of all column families.
