@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::decode::{DecodeStats, DropReason};
@@ -29,6 +29,7 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     pub store_batches: IntCounter,
     pub store_batch_bytes: IntCounter,
+    pub store_wait_seconds: Counter,
     pub store_corrupt_values: IntCounter,
     pub zeek_lines: IntCounterVec,
     pub zeek_lines_skipped: IntCounterVec,
@@ -178,6 +179,16 @@ impl Metrics {
                 "pdns_store_write_batch_bytes_total",
                 "Bytes of write batches committed to RocksDB.",
             ),
+            store_wait_seconds: {
+                let c = Counter::new(
+                    "pdns_store_writer_wait_seconds_total",
+                    "Time decoder threads waited for their store writer to take a batch: \
+                     non-zero means the store is slower than the traffic.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             store_corrupt_values: counter(
                 r,
                 "pdns_store_corrupt_values_total",

@@ -83,6 +83,14 @@ fn metrics_parse_and_move_with_traffic() {
         ) >= 0.0
     );
     assert!(after.samples.iter().any(|s| s.metric == "pdns_build_info"));
+    // Present (and never negative) whether or not the writer made anyone wait.
+    assert!(value(&after, "pdns_store_writer_wait_seconds_total", &[]) >= 0.0);
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric == "pdns_store_writer_wait_seconds_total")
+    );
     assert!(after.samples.iter().any(|s| {
         s.metric
             .starts_with("pdns_aggregator_flush_duration_seconds")

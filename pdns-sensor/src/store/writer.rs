@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::aggregate::Aggregates;
+use crate::metrics::METRICS;
 use crate::store::{Store, StoreError};
 
 /// A background writer for one decoder thread.
@@ -55,10 +56,14 @@ impl Writer {
         if aggregates.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let sent = match &self.batches {
             Some(batches) => batches.send(aggregates).is_ok(),
             None => false,
         };
+        METRICS
+            .store_wait_seconds
+            .inc_by(started.elapsed().as_secs_f64());
         if sent {
             Ok(())
         } else {
