@@ -5,7 +5,7 @@
 //! One series per (system, threads, ring size). Entries with the default
 //! ring (or from before `ring_bytes` was recorded) are labelled by their
 //! threads as elsewhere, "pdns-sensor (1 core)"; a deliberately small ring
-//! is labelled by its size instead, "pdns-sensor (512 KiB ring)" (one
+//! is labelled by its size instead, "pdns-sensor (256 KiB ring)" (one
 //! ring: `threads` 1; the legend has room for 26 characters), and gets its
 //! own colour: it is the series that shows drops being counted at rates
 //! the default rings take without loss.
