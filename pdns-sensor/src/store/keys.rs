@@ -138,23 +138,7 @@ pub fn parse_index_key(key: &[u8]) -> Option<RecordKey<'_>> {
 /// written (`\x03www\x07example\x03com\x00`), so every name starting with
 /// `www.example` shares a prefix.
 pub fn forward_name(reversed: &[u8], out: &mut Vec<u8>) {
-    let mut labels: [&[u8]; 128] = [&[]; 128];
-    let mut n = 0;
-    let mut pos = 0;
-    while let Some(&len) = reversed.get(pos) {
-        if len == 0 || n == labels.len() {
-            break;
-        }
-        let end = (pos + 1 + len as usize).min(reversed.len());
-        labels[n] = &reversed[pos + 1..end];
-        n += 1;
-        pos = end;
-    }
-    for label in labels[..n].iter().rev() {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label);
-    }
-    out.push(0);
+    name::push_labels_reversed(name::encoded_labels(reversed), false, out);
 }
 
 /// The reversed encoding of a `names` key (the inverse of
@@ -194,8 +178,7 @@ pub fn parse_negative_key(key: &[u8]) -> Option<NegativeKey<'_>> {
 /// Converts an uncompressed wire-format name at the start of `wire` into the
 /// reversed encoding. Returns false if it is not a valid uncompressed name.
 pub fn wire_name_reversed(wire: &[u8], out: &mut Vec<u8>) -> bool {
-    let mut labels: [&[u8]; 128] = [&[]; 128];
-    let mut n = 0;
+    let mut labels = 0;
     let mut pos = 0;
     loop {
         let Some(&len) = wire.get(pos) else {
@@ -204,18 +187,13 @@ pub fn wire_name_reversed(wire: &[u8], out: &mut Vec<u8>) -> bool {
         if len == 0 {
             break;
         }
-        if len > 63 || n == labels.len() || pos + 1 + len as usize > wire.len() {
+        if len > 63 || labels == 128 || pos + 1 + len as usize > wire.len() {
             return false;
         }
-        labels[n] = &wire[pos + 1..pos + 1 + len as usize];
-        n += 1;
+        labels += 1;
         pos += 1 + len as usize;
     }
-    for label in labels[..n].iter().rev() {
-        out.push(label.len() as u8);
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
-    }
-    out.push(0);
+    name::push_labels_reversed(name::encoded_labels(&wire[..pos]), true, out);
     true
 }
 
