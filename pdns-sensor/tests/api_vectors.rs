@@ -29,7 +29,7 @@ fn fixture() -> (tempfile::TempDir, Arc<Store>) {
         let mut key = Vec::new();
         keys::record_key(&mut key, &name::encode_str(owner).unwrap(), rtype, rdata);
         agg.records.insert(
-            key.into(),
+            &key,
             Rec {
                 count,
                 first,

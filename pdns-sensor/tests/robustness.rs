@@ -92,7 +92,7 @@ proptest! {
             prop_assert!(decoder.tcp_flows() <= 4);
             prop_assert!(decoder.pending_fragments() <= 4);
         }
-        for key in aggregator.take().records.keys() {
+        for (key, _) in aggregator.take().records.iter() {
             let r = keys::parse_record_key(key).expect("keys we build parse back");
             let _ = pdns_sensor::render::rdata(r.rtype, r.rdata);
             let _ = pdns_sensor::name::presentation(r.owner);

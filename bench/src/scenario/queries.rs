@@ -79,7 +79,7 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
     for i in 0..n {
         key.clear();
         keys::record_key(&mut key, &name::encode_str(&owner(i))?, 1, &address(i));
-        batch.records.insert(key.as_slice().into(), value(i));
+        batch.records.insert(&key, value(i));
         if batch.records.len() >= 200_000 {
             flush(&mut batch)?;
         }
@@ -88,7 +88,7 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
         key.clear();
         let o = name::encode_str(&format!("c{c}.example.com"))?;
         keys::record_key(&mut key, &o, 1, &[192, 0, 2, (c % 250) as u8]);
-        batch.records.insert(key.as_slice().into(), value(c));
+        batch.records.insert(&key, value(c));
     }
     flush(&mut batch)?;
     store.flush()?;

@@ -274,11 +274,7 @@ impl Store {
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
         let names = self.cf(CF_NAMES);
-        let mut sorted: Vec<(&[u8], &Value)> = aggregates
-            .records
-            .iter()
-            .map(|(k, v)| (&k[..], v))
-            .collect();
+        let mut sorted: Vec<(&[u8], &Value)> = aggregates.records.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut values = Vec::with_capacity(sorted.len() * 16);
         let mut value_at = Vec::with_capacity(sorted.len());
@@ -315,11 +311,7 @@ impl Store {
             batch.merge_cf(rdata, key, &values[value_at[i].clone()]);
             stats.index_entries += 1;
         }
-        let mut negatives: Vec<(&[u8], &Value)> = aggregates
-            .negatives
-            .iter()
-            .map(|(k, v)| (&k[..], v))
-            .collect();
+        let mut negatives: Vec<(&[u8], &Value)> = aggregates.negatives.iter().collect();
         negatives.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut value_buf = Vec::with_capacity(32);
         for (key, value) in negatives {

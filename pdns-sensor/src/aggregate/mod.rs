@@ -4,21 +4,30 @@
 //! A popular name is answered thousands of times a second; writing a merge
 //! operand for each would make RocksDB do the counting. Each decoder thread
 //! instead keeps a bounded map from store key to [`Value`] and hands the
-//! whole map to the store when it holds `max_entries` keys or when the
-//! pipeline's flush timer fires, so a name seen a million times between two
-//! flushes costs one merge. Keys are built in a reusable buffer and only
-//! copied when a key is new.
+//! whole map to the store when it holds `max_entries` keys (or
+//! [`MAX_KEY_BYTES`] of keys) or when the pipeline's flush timer fires, so a
+//! name seen a million times between two flushes costs one merge. Keys are
+//! built in a reusable buffer and only copied (into the [`KeyTable`]'s
+//! arena) when a key is new.
 
-use foldhash::HashMap;
+mod table;
+
+pub use table::KeyTable;
 
 use crate::extract::ObservationSink;
 use crate::store::keys;
 use crate::store::value::Value;
 
+/// Key bytes an aggregator holds at most before it asks to be flushed,
+/// whatever its key bound: keys are usually 20–80 bytes, but a hostile
+/// stream of distinct 60 KiB TXT answers would otherwise grow one batch to
+/// gigabytes.
+pub const MAX_KEY_BYTES: usize = 32 << 20;
+
 /// The pre-aggregated observations of one thread since its last flush.
 pub struct Aggregator {
-    pub(crate) records: HashMap<Box<[u8]>, Value>,
-    pub(crate) negatives: HashMap<Box<[u8]>, Value>,
+    pub(crate) records: KeyTable,
+    pub(crate) negatives: KeyTable,
     max_entries: usize,
     origin: u8,
     scratch: Vec<u8>,
@@ -29,8 +38,8 @@ impl Aggregator {
     /// its observations with `origin` (see [`crate::store::value::origin`]).
     pub fn new(max_entries: usize, origin: u8) -> Self {
         Aggregator {
-            records: HashMap::default(),
-            negatives: HashMap::default(),
+            records: KeyTable::default(),
+            negatives: KeyTable::default(),
             max_entries: max_entries.max(1),
             origin,
             scratch: Vec::with_capacity(512),
@@ -49,6 +58,7 @@ impl Aggregator {
     /// Whether the map reached its bound and must be flushed now.
     pub fn is_full(&self) -> bool {
         self.len() >= self.max_entries
+            || self.records.key_bytes() + self.negatives.key_bytes() >= MAX_KEY_BYTES
     }
 
     /// Takes everything out, leaving the aggregator empty (with new maps
@@ -73,12 +83,8 @@ impl Aggregator {
         taken
     }
 
-    fn bump(map: &mut HashMap<Box<[u8]>, Value>, key: &[u8], ts: u64, ttl: u32, origin: u8) {
-        if let Some(v) = map.get_mut(key) {
-            v.observe(ts, ttl);
-        } else {
-            map.insert(key.into(), Value::seen(ts, ttl, origin));
-        }
+    fn bump(table: &mut KeyTable, key: &[u8], ts: u64, ttl: u32, origin: u8) {
+        table.upsert(key, |v| v.observe(ts, ttl), || Value::seen(ts, ttl, origin));
     }
 }
 
@@ -101,8 +107,8 @@ impl ObservationSink for Aggregator {
 /// A flushed batch of aggregates, keyed by store key.
 #[derive(Default)]
 pub struct Aggregates {
-    pub records: HashMap<Box<[u8]>, Value>,
-    pub negatives: HashMap<Box<[u8]>, Value>,
+    pub records: KeyTable,
+    pub negatives: KeyTable,
 }
 
 impl Aggregates {
@@ -136,7 +142,7 @@ mod tests {
         let mut key = Vec::new();
         keys::record_key(&mut key, &owner, 1, &[192, 0, 2, 1]);
         assert_eq!(
-            out.records[&key[..]],
+            *out.records.get(&key).unwrap(),
             Value {
                 count: 3,
                 first: 990,
@@ -146,6 +152,22 @@ mod tests {
             }
         );
         assert_eq!(out.negatives.len(), 1);
+    }
+
+    #[test]
+    fn full_at_key_bytes_whatever_the_key_bound() {
+        let mut agg = Aggregator::new(1_000_000, origin::WIRE);
+        let owner = name::encode_str("txt.test").unwrap();
+        let mut rdata = vec![b'x'; 60_000];
+        let mut n = 0u32;
+        while !agg.is_full() {
+            rdata[..4].copy_from_slice(&n.to_be_bytes());
+            agg.record(&owner, 16, &rdata, 60, 1);
+            n += 1;
+        }
+        // Full at the byte bound: about 560 keys, not a million.
+        assert_eq!(n as usize, MAX_KEY_BYTES.div_ceil(60_000 + owner.len() + 2));
+        assert_eq!(agg.len(), n as usize);
     }
 
     #[test]
