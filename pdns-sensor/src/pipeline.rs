@@ -6,7 +6,7 @@
 //! addresses, so both directions of a TCP stream and every fragment of a
 //! datagram reach the same decoder — and batches travel over bounded
 //! channels, so a slow store back-pressures the reader instead of growing
-//! memory. (Live capture will run one worker per ring instead, with the
+//! memory. (Live capture runs one [`Worker`] per ring instead, with the
 //! kernel's fanout hash doing this dispatch.)
 //!
 //! Each worker owns a decoder, an extractor and an aggregator, and hands

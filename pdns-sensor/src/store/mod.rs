@@ -9,6 +9,10 @@
 //! A fourth, `names`, lists every owner name once in forward label order,
 //! so right-hand wildcards (`www.example.*`) are prefix scans too.
 //!
+//! Decoder threads write through a [`Writer`], which commits their batches
+//! on a thread of its own so decoding never waits for RocksDB (see
+//! [`writer`]).
+//!
 //! A writer opens the database as the primary. Readers (`dump`, `serve`)
 //! open it as a RocksDB *secondary* instance, which works whether or not a
 //! writer has it open, and call [`Store::catch_up`] to see new data.
