@@ -11,7 +11,7 @@
 //! longer chains are dropped. Everything else is dropped.
 //!
 //! The program is generated for the port set (one `jeq` per port and
-//! direction) by a small assembler with labels ([`Asm`]), which checks that
+//! direction) by a small assembler with labels (`Asm`), which checks that
 //! every conditional jump fits the 8-bit offsets classic BPF allows.
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! The query engine behind every HTTP surface: a [`Lookup`] (what the path
-//! asked for) plus [`Limits`] becomes a stream of stored records, read in a
+//! asked for) plus its time [`Fences`] becomes a stream of stored records, read in a
 //! blocking thread with a deadline and a result cap.
 
 use std::time::Instant;
