@@ -10,7 +10,10 @@
 //!   them, so a child's pid is the program's own (for signals and `/proc`);
 //! - every setup command runs with a time limit ([`run_bounded`]);
 //! - code of this process can run inside too, on a thread that joined the
-//!   namespace ([`NsThread`]; `setns` moves only the calling thread).
+//!   namespace ([`NsThread`]; `setns` moves only the calling thread);
+//! - a run killed by a signal (Ctrl-C) runs no drop guard, so the next run
+//!   deletes what it left behind first ([`sweep_stale`]): the pid in the
+//!   name tells whether its run is still alive.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::process::{Command, Stdio};
@@ -156,6 +159,50 @@ impl Drop for NsThread {
     }
 }
 
+/// Deletes the namespaces of bench runs that are gone (`pdns-bench-*-PID-N`
+/// whose PID no longer exists), killing whatever still runs inside each
+/// first, and returns their names. Namespaces of live runs, and any other
+/// namespace, are left alone.
+pub fn sweep_stale() -> Result<Vec<String>> {
+    let list = run_bounded(Command::new("ip").args(["netns", "list"]), SETUP_TIMEOUT)?;
+    let mut removed = Vec::new();
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = creator_pid(name) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let inside = run_bounded(
+            Command::new("ip").args(["netns", "pids", name]),
+            SETUP_TIMEOUT,
+        )?;
+        for pid in inside
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) with a pid the kernel listed in that namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        run_bounded(
+            Command::new("ip").args(["netns", "delete", name]),
+            SETUP_TIMEOUT,
+        )?;
+        removed.push(name.to_string());
+    }
+    Ok(removed)
+}
+
+/// The pid of the run that made `pdns-bench-TAG-PID-N`.
+fn creator_pid(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix("pdns-bench-")?.rsplitn(3, '-');
+    parts.next()?.parse::<u64>().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next().filter(|tag| !tag.is_empty())?;
+    Some(pid)
+}
+
 /// Runs `cmd` to completion within `timeout` (killed after that) and
 /// returns its stdout followed by its stderr; a non-zero exit is an error.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<String> {
@@ -217,6 +264,60 @@ mod tests {
             run_bounded(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap_err();
         assert!(format!("{e:#}").contains("did not finish"));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn creator_pid_comes_from_the_name() {
+        assert_eq!(creator_pid("pdns-bench-rx-4242-0"), Some(4242));
+        assert_eq!(creator_pid("pdns-bench-a-b-17-3"), Some(17));
+        assert_eq!(creator_pid("pdns-bench-17-3"), None);
+        assert_eq!(creator_pid("pdns-bench--17-3"), None);
+        assert_eq!(creator_pid("pdns-bench-rx-x-0"), None);
+        assert_eq!(creator_pid("other-rx-4242-0"), None);
+    }
+
+    /// A namespace of a dead run, with a process still inside, is swept;
+    /// one of this (live) run is not.
+    #[test]
+    fn stale_namespaces_are_swept() {
+        assert!(is_root(), "needs root (network namespaces)");
+        assert!(have("ip"), "needs ip (cargo xtask setup)");
+        let mut gone = Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let stale = format!("pdns-bench-sweep-{dead}-0");
+        run_bounded(
+            Command::new("ip").args(["netns", "add", &stale]),
+            SETUP_TIMEOUT,
+        )
+        .unwrap();
+        let mut inside = Command::new("ip")
+            .args(["netns", "exec", &stale, "sleep", "60"])
+            .spawn()
+            .unwrap();
+        let ours = Netns::new("sweep").unwrap();
+        // Until `ip netns exec` has moved the sleeper in.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while run_bounded(
+            Command::new("ip").args(["netns", "pids", &stale]),
+            SETUP_TIMEOUT,
+        )
+        .unwrap()
+        .trim()
+        .is_empty()
+        {
+            assert!(Instant::now() < deadline, "sleeper never entered {stale}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let removed = sweep_stale().unwrap();
+        assert!(removed.contains(&stale), "{removed:?}");
+        assert!(!removed.iter().any(|n| n == ours.name()), "{removed:?}");
+        let status = inside.wait().unwrap();
+        assert!(!status.success(), "the sleeper was killed");
+        let listed =
+            run_bounded(Command::new("ip").args(["netns", "list"]), SETUP_TIMEOUT).unwrap();
+        assert!(!listed.contains(&stale));
+        assert!(listed.contains(ours.name()));
     }
 
     /// Needs root and `ip`; passes trivially without them (the live and

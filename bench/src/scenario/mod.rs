@@ -88,6 +88,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         chosen.retain(|s| args.scenario.iter().any(|w| w == s.name()));
     }
+    if crate::tools::is_root() && crate::tools::have("ip") {
+        match crate::netns::sweep_stale() {
+            Ok(removed) if !removed.is_empty() => eprintln!(
+                "removed network namespaces left by interrupted runs: {}",
+                removed.join(", ")
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: looking for namespaces of interrupted runs: {e:#}"),
+        }
+    }
     let ctx = Ctx {
         sensor: args.sensor.clone(),
         quick: args.quick,
