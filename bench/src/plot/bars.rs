@@ -8,10 +8,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{Axis, AxisKind, Fmt, Scale, min_max};
-use super::draw::{LegendMark, draw_legend, err};
+use super::draw::{LegendMark, draw_legend, err, titled_canvas};
 use super::style::{
-    DESC_SIZE, FONT, HEIGHT, LABEL_SIZE, LEGEND_W, SMALL_SIZE, TITLE_SIZE, WIDTH, shorten,
-    text_style, text_width,
+    DESC_SIZE, FONT, HEIGHT, LABEL_SIZE, LEGEND_W, SMALL_SIZE, shorten, text_style, text_width,
 };
 
 /// Horizontal bars: one row per (group, detail), `values.len()` bars each.
@@ -64,12 +63,7 @@ pub(super) fn render_bars(p: &BarPlot) -> Result<String> {
         + 16;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let body = root
-            .titled(&p.title, (FONT, TITLE_SIZE).into_font().color(&BLACK))
-            .map_err(err)?;
-        let (plot, legend) = body.split_horizontally(WIDTH - LEGEND_W.min(150));
+        let (root, plot, legend) = titled_canvas(&mut svg, height, &p.title, LEGEND_W.min(150))?;
         let rows = Scale {
             lo: 0.0,
             hi: n as f64,

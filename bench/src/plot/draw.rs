@@ -1,18 +1,37 @@
-//! Drawing pieces both renderers share: series markers, the legend column,
-//! and turning plotters' errors (generic over the backend) into `anyhow`.
+//! Drawing pieces both renderers share: the titled canvas, series markers,
+//! the legend column, and turning plotters' errors (generic over the
+//! backend) into `anyhow`.
 
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::style::{LABEL_SIZE, shorten, text_style};
+use super::style::{FONT, LABEL_SIZE, TITLE_SIZE, WIDTH, shorten, text_style};
 
 pub(super) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("{e}")
 }
 
 pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// A white canvas `WIDTH` × `height` drawing into `svg`, with `title` on
+/// top: `(root, plot, legend)`, the legend a column `legend_w` wide on the
+/// right of the plot.
+pub(super) fn titled_canvas<'a>(
+    svg: &'a mut String,
+    height: u32,
+    title: &str,
+    legend_w: u32,
+) -> Result<(Area<'a>, Area<'a>, Area<'a>)> {
+    let root = SVGBackend::with_string(svg, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let body = root
+        .titled(title, (FONT, TITLE_SIZE).into_font().color(&BLACK))
+        .map_err(err)?;
+    let (plot, legend) = body.split_horizontally(WIDTH - legend_w);
+    Ok((root, plot, legend))
+}
 
 /// Draws marker `shape` (0 circle, 1 square, 2 triangle, 3 diamond) at
 /// pixel `(x, y)` of `area`.

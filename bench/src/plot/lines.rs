@@ -5,9 +5,9 @@ use anyhow::Result;
 use plotters::prelude::*;
 
 use super::axes::{Axis, AxisKind};
-use super::draw::{LegendMark, draw_legend, draw_marker, err};
+use super::draw::{LegendMark, draw_legend, draw_marker, err, titled_canvas};
 use super::series::Series;
-use super::style::{DESC_SIZE, FONT, HEIGHT, LABEL_SIZE, LEGEND_W, TITLE_SIZE, WIDTH};
+use super::style::{DESC_SIZE, FONT, HEIGHT, LABEL_SIZE, LEGEND_W};
 
 pub(super) struct LinePlot {
     pub(super) title: String,
@@ -32,12 +32,7 @@ pub(super) fn render_lines(p: &LinePlot) -> Result<String> {
     let (xa, ya) = (Axis::new(p.x, &xs, 0.0), Axis::new(p.y, &ys, 0.0));
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let body = root
-            .titled(&p.title, (FONT, TITLE_SIZE).into_font().color(&BLACK))
-            .map_err(err)?;
-        let (plot, legend) = body.split_horizontally(WIDTH - LEGEND_W);
+        let (root, plot, legend) = titled_canvas(&mut svg, HEIGHT, &p.title, LEGEND_W)?;
         let mut chart = ChartBuilder::on(&plot)
             .margin(12)
             .x_label_area_size(48)
