@@ -75,9 +75,9 @@ fn balboa_counts_what_we_count_and_both_answer_lookups() {
     assert!(r.check.contains("pdns-sensor's store"), "{}", r.check);
     assert!(r.names_queried > 0 && r.names_queried <= 1000);
     for (who, l) in [("balboa", &r.balboa_lookup), ("sensor", &r.sensor_lookup)] {
-        assert!(l.p50_ms.is_some_and(|v| v > 0.0), "{who}: {l:?}");
-        assert!(l.p99_ms.is_some(), "{who}: {l:?}");
-        assert!(l.requests_per_sec.is_some_and(|v| v > 0.0), "{who}: {l:?}");
+        assert!(l.p50.is_some_and(|v| v > 0.0), "{who}: {l:?}");
+        assert!(l.p99.is_some(), "{who}: {l:?}");
+        assert!(l.rps.is_some_and(|v| v > 0.0), "{who}: {l:?}");
         assert_eq!(l.errors, 0, "{who}: {l:?}");
     }
     assert!(

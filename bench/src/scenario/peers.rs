@@ -37,6 +37,7 @@ use crate::report::{Entry, SENSOR, ratio};
 use crate::sensor::{Stats, ingest_command};
 use crate::table::{Table, num};
 use crate::workload::{Prepared, Workload, prepare};
+use crate::wrk::WrkResult;
 
 pub const NAME: &str = "peers";
 
@@ -304,8 +305,8 @@ fn balboa_entry(ctx: &Ctx, p: &Prepared, db: &Path, dir: &Path, ours: &mut Entry
             .insert("observations_per_sec_vs_balboa".into(), x);
     }
     for (k, ours_ms, theirs_ms) in [
-        ("lookup_p50", r.sensor_lookup.p50_ms, r.balboa_lookup.p50_ms),
-        ("lookup_p99", r.sensor_lookup.p99_ms, r.balboa_lookup.p99_ms),
+        ("lookup_p50", r.sensor_lookup.p50, r.balboa_lookup.p50),
+        ("lookup_p99", r.sensor_lookup.p99, r.balboa_lookup.p99),
     ] {
         if let Some(x) = ratio(theirs_ms, ours_ms) {
             e.ratios.insert(format!("{k}_speedup"), x);
@@ -315,11 +316,11 @@ fn balboa_entry(ctx: &Ctx, p: &Prepared, db: &Path, dir: &Path, ours: &mut Entry
     e
 }
 
-fn set_latency(e: &mut Entry, l: &balboa::Latency) {
-    e.set_figure("lookup_p50_ms", l.p50_ms);
-    e.set_figure("lookup_p90_ms", l.p90_ms);
-    e.set_figure("lookup_p99_ms", l.p99_ms);
-    e.set_figure("lookup_requests_per_sec", l.requests_per_sec);
+fn set_latency(e: &mut Entry, l: &WrkResult) {
+    e.set_figure("lookup_p50_ms", l.p50);
+    e.set_figure("lookup_p90_ms", l.p90);
+    e.set_figure("lookup_p99_ms", l.p99);
+    e.set_figure("lookup_requests_per_sec", l.rps);
     if l.errors > 0 {
         e.notes
             .push(format!("{} lookups answered non-2xx", l.errors));

@@ -84,28 +84,6 @@ pub fn missing() -> Option<String> {
     None
 }
 
-/// Lookup latency as wrk measured it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Latency {
-    pub p50_ms: Option<f64>,
-    pub p90_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub requests_per_sec: Option<f64>,
-    pub errors: u64,
-}
-
-impl From<WrkResult> for Latency {
-    fn from(r: WrkResult) -> Self {
-        Latency {
-            p50_ms: r.p50,
-            p90_ms: r.p90,
-            p99_ms: r.p99,
-            requests_per_sec: r.rps,
-            errors: r.errors,
-        }
-    }
-}
-
 /// What one balboa run measured.
 #[derive(Clone, Debug, Default)]
 pub struct BalboaRun {
@@ -120,10 +98,10 @@ pub struct BalboaRun {
     pub db_dir_bytes: u64,
     pub names_queried: usize,
     /// wrk -t1 -c1 POST GraphQL `entries(rrname)` over the names.
-    pub balboa_lookup: Latency,
+    pub balboa_lookup: WrkResult,
     /// wrk -t1 -c1 GET /dnsdb/v2/lookup/rrset/name/{name} against
     /// `pdns-sensor serve` with the same names.
-    pub sensor_lookup: Latency,
+    pub sensor_lookup: WrkResult,
     /// What was verified.
     pub check: String,
 }
@@ -228,8 +206,8 @@ pub fn run(
         peak_rss_mib,
         db_dir_bytes,
         names_queried: names.len(),
-        balboa_lookup: balboa_lookup.into(),
-        sensor_lookup: sensor_lookup.into(),
+        balboa_lookup,
+        sensor_lookup,
         check,
     })
 }
