@@ -3,18 +3,17 @@
 //! It opens the same capture as `pdns-sensor run` — TPACKET_V3 rings of the
 //! default geometry in a `PACKET_FANOUT_HASH` group with IPv4
 //! defragmentation, behind the same eBPF (or classic) DNS filter, through
-//! the sensor library's own [`open_ring`] — and then only walks each block's
-//! frame headers and counts them: no decoding, no store. What it captures
+//! the sensor library's own [`open_ring`] — and runs the sensor's own ring
+//! thread ([`RingThread`]) over each, with a sink that does nothing: frames
+//! are walked and counted, nothing is decoded or stored. What it captures
 //! at a given offered rate is what the machine can move into userspace;
 //! the sensor's figures read as a fraction of that.
 //!
 //! It runs until SIGINT or SIGTERM (or until a ring thread fails), then
-//! stops the rings the way the sensor does (drop-everything filter, read
-//! until the last partly filled block is retired), reads the kernel's
-//! `PACKET_STATISTICS` and writes `{frames, drops, ...}` as JSON.
-//! Readiness is the stderr line `ring-read: capturing on IF ...`.
+//! stops the rings exactly as the sensor does (the ring thread's own drain
+//! protocol), and writes a [`RingReadReport`] as JSON. Readiness is the
+//! stderr line `ring-read: capturing on IF ...`.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -23,59 +22,50 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use pdns_sensor::capture::filter::Filter;
 use pdns_sensor::capture::iface::Interface;
-use pdns_sensor::capture::ring::{Block, Ring};
-use pdns_sensor::capture::{RingConfig, cbpf, open_ring};
-use serde::Serialize;
+use pdns_sensor::capture::stats::{RingCounters, RingTotals};
+use pdns_sensor::capture::thread::{FrameSink, RingThread};
+use pdns_sensor::capture::{RingConfig, open_ring};
+use pdns_sensor::vocab::packet::Frame;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::RingReadArgs;
 
 /// The line (prefix) on stderr that says capture has started.
 pub const READY: &str = "ring-read: capturing on";
 
-/// Longest wait in `poll()`, and in `sigtimedwait()`.
+/// Longest wait in `sigtimedwait()`.
 const POLL: Duration = Duration::from_millis(100);
-/// How often the kernel statistics are read (its counters are 32-bit).
-const STATS_EVERY: Duration = Duration::from_secs(1);
 
-/// What one ring (or all of them) saw.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// Frames read from the ring.
-    pub frames: u64,
-    /// Their captured bytes.
-    pub bytes: u64,
-    /// Kernel: packets offered to the ring, drops included.
-    pub packets: u64,
-    /// Kernel: packets dropped because the ring was full.
-    pub drops: u64,
-    /// Kernel: times every block of the ring was full.
-    pub freezes: u64,
+/// What `bench ring-read` writes to its stats file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RingReadReport {
+    /// All rings together.
+    #[serde(flatten)]
+    pub total: RingTotals,
+    /// Per ring.
+    pub rings: Vec<RingTotals>,
+    /// `ebpf` or `classic`.
+    pub filter: String,
+    pub elapsed_secs: f64,
 }
 
-impl Counts {
-    fn add(&mut self, o: &Counts) {
-        self.frames += o.frames;
-        self.bytes += o.bytes;
-        self.packets += o.packets;
-        self.drops += o.drops;
-        self.freezes += o.freezes;
+/// A sink that takes frames and does nothing with them: the ring thread
+/// counts them.
+struct Discard;
+
+impl FrameSink for Discard {
+    type Summary = ();
+
+    #[inline]
+    fn frame(&mut self, _: &Frame<'_>) -> Result<()> {
+        Ok(())
     }
 
-    fn block(&mut self, block: &Block<'_>) {
-        for f in block.frames() {
-            self.frames += 1;
-            self.bytes += f.data.len() as u64;
-        }
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
     }
 
-    fn kernel(&mut self, ring: &Ring) -> Result<()> {
-        let k = ring
-            .socket()
-            .take_stats()
-            .context("reading PACKET_STATISTICS")?;
-        self.packets += k.packets;
-        self.drops += k.drops;
-        self.freezes += k.freezes;
+    fn finish(self) -> Result<()> {
         Ok(())
     }
 }
@@ -105,15 +95,25 @@ pub fn run(args: &RingReadArgs) -> Result<()> {
     let stats_file = std::fs::File::create(&args.stats_json)
         .with_context(|| format!("creating {}", args.stats_json.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let retire = Duration::from_millis(config.retire_timeout_ms as u64);
-    let threads: Vec<JoinHandle<Result<Counts>>> = rings
+    let interface: Arc<str> = Arc::from(iface.name.as_str());
+    let mut counters = Vec::new();
+    let threads: Vec<JoinHandle<Result<()>>> = rings
         .into_iter()
         .enumerate()
         .map(|(n, ring)| {
-            let stop = Arc::clone(&stop);
+            let ring_counters = Arc::new(RingCounters::default());
+            counters.push(Arc::clone(&ring_counters));
+            let thread = RingThread {
+                interface: Arc::clone(&interface),
+                ring,
+                sink: Discard,
+                counters: ring_counters,
+                stop: Arc::clone(&stop),
+                retire_timeout: Duration::from_millis(config.retire_timeout_ms as u64),
+            };
             std::thread::Builder::new()
                 .name(format!("ring-read-{n}"))
-                .spawn(move || read_ring(ring, &stop, retire))
+                .spawn(move || thread.run())
                 .context("starting a ring thread")
         })
         .collect::<Result<_>>()?;
@@ -136,31 +136,28 @@ pub fn run(args: &RingReadArgs) -> Result<()> {
         }
     };
     stop.store(true, Ordering::Release);
-    let mut total = Counts::default();
-    let mut per_ring = Vec::new();
     let mut first_error = None;
     for t in threads {
-        match t
+        if let Err(e) = t
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a ring thread panicked")))
         {
-            Ok(c) => {
-                total.add(&c);
-                per_ring.push(c);
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
+            first_error.get_or_insert(e);
         }
     }
-    write_stats(
-        stats_file,
-        &args.stats_json,
-        &total,
-        &per_ring,
-        filter.kind(),
-        started.elapsed(),
-    )?;
+    let rings: Vec<RingTotals> = counters.iter().map(|c| c.totals()).collect();
+    let mut total = RingTotals::default();
+    for r in &rings {
+        total.add(r);
+    }
+    let report = RingReadReport {
+        total,
+        rings,
+        filter: filter.kind().to_string(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    };
+    serde_json::to_writer_pretty(std::io::BufWriter::new(stats_file), &report)
+        .with_context(|| format!("writing {}", args.stats_json.display()))?;
     eprintln!(
         "ring-read: {reason}: {} frames, {} drops, {} freezes in {:.1}s",
         total.frames,
@@ -172,54 +169,6 @@ pub fn run(args: &RingReadArgs) -> Result<()> {
         Some(e) => Err(e.context("capture failed")),
         None => Ok(()),
     }
-}
-
-/// One ring until `stop`, then drained like the sensor's ring threads.
-fn read_ring(mut ring: Ring, stop: &AtomicBool, retire: Duration) -> Result<Counts> {
-    let mut c = Counts::default();
-    let mut last_stats = Instant::now();
-    while !stop.load(Ordering::Acquire) {
-        if let Some(block) = ring.next_block(POLL).context("reading the ring")? {
-            c.block(&block);
-        }
-        if last_stats.elapsed() >= STATS_EVERY {
-            last_stats = Instant::now();
-            c.kernel(&ring)?;
-        }
-    }
-    cbpf::attach(ring.socket(), &cbpf::drop_all()).context("closing the filter")?;
-    let quiet = retire * 2 + Duration::from_millis(50);
-    let mut last_block = Instant::now();
-    while last_block.elapsed() < quiet {
-        if let Some(block) = ring.next_block(Duration::from_millis(10))? {
-            c.block(&block);
-            last_block = Instant::now();
-        }
-    }
-    c.kernel(&ring)?;
-    Ok(c)
-}
-
-fn write_stats(
-    file: std::fs::File,
-    path: &Path,
-    total: &Counts,
-    rings: &[Counts],
-    filter: &str,
-    elapsed: Duration,
-) -> Result<()> {
-    let v = serde_json::json!({
-        "frames": total.frames,
-        "bytes": total.bytes,
-        "packets": total.packets,
-        "drops": total.drops,
-        "freezes": total.freezes,
-        "rings": rings,
-        "filter": filter,
-        "elapsed_secs": elapsed.as_secs_f64(),
-    });
-    serde_json::to_writer_pretty(std::io::BufWriter::new(file), &v)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn block_stop_signals() -> Result<libc::sigset_t> {
@@ -264,18 +213,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_add_up() {
-        let mut t = Counts::default();
-        let r = Counts {
-            frames: 3,
-            bytes: 300,
-            packets: 4,
-            drops: 1,
-            freezes: 0,
+    fn the_report_reads_back() {
+        let report = RingReadReport {
+            total: RingTotals {
+                frames: 3,
+                drops: 1,
+                ..RingTotals::default()
+            },
+            rings: vec![RingTotals::default()],
+            filter: "ebpf".into(),
+            elapsed_secs: 1.5,
         };
-        t.add(&r);
-        t.add(&r);
-        assert_eq!((t.frames, t.bytes, t.packets, t.drops), (6, 600, 8, 2));
+        let text = serde_json::to_string(&report).unwrap();
+        assert!(text.contains("\"frames\":3"), "{text}");
+        assert_eq!(
+            serde_json::from_str::<RingReadReport>(&text).unwrap(),
+            report
+        );
     }
 
     #[test]

@@ -1,29 +1,17 @@
 //! How the harness talks to the sensor binary: the `ingest` command line,
 //! the `--stats-json` file it writes, and `serve` on loopback.
 //!
-//! The sensor is developed alongside this harness, so every stats key is
-//! optional: a missing key becomes a missing figure and a note, never an
-//! error. Unknown numeric keys are kept too, so new sensor counters show up
-//! in results without a harness change.
+//! A stats file is read as the sensor's own report type
+//! ([`pdns_sensor::report`]): a field renamed in the sensor is a compile
+//! error here, not a silently missing figure. A file that is missing or
+//! does not parse becomes a note in the results.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
-
-/// Keys the harness derives its figures from.
-pub const KNOWN_KEYS: [&str; 6] = [
-    "packets",
-    "dns_responses",
-    "observations",
-    "elapsed_secs",
-    "db_bytes",
-    "db_records",
-];
 
 /// `pdns-sensor ingest --db DB --threads T [--compact] --stats-json STATS
 /// PCAP`. With `compact` the store is fully compacted before the sensor's
@@ -91,101 +79,32 @@ pub fn serve(sensor: &Path, db: &Path) -> Result<(Server, u16)> {
     Ok((server, port))
 }
 
-/// The sensor's stats file, leniently parsed.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Every numeric value, by key; members of nested objects (one level)
-    /// appear as `outer.inner`.
-    pub values: BTreeMap<String, f64>,
-    /// Why the file could not be used, if it could not.
-    pub problem: Option<String>,
-}
-
-impl Stats {
-    pub fn read(path: &Path) -> Stats {
-        match std::fs::read_to_string(path) {
-            Ok(s) => Self::parse(&s),
-            Err(e) => Stats {
-                problem: Some(format!("no stats file ({e})")),
-                ..Stats::default()
-            },
-        }
-    }
-
-    pub fn parse(text: &str) -> Stats {
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => {
-                let mut values = BTreeMap::new();
-                for (k, v) in &map {
-                    if let Value::Object(inner) = v {
-                        for (k2, v2) in inner {
-                            if let Some(f) = v2.as_f64() {
-                                values.insert(format!("{k}.{k2}"), f);
-                            }
-                        }
-                    } else if let Some(f) = v.as_f64() {
-                        values.insert(k.clone(), f);
-                    }
-                }
-                Stats {
-                    values,
-                    problem: None,
-                }
-            }
-            Ok(_) => Stats {
-                problem: Some("stats file is not a JSON object".into()),
-                ..Stats::default()
-            },
-            Err(e) => Stats {
-                problem: Some(format!("stats file is not JSON ({e})")),
-                ..Stats::default()
-            },
-        }
-    }
-
-    pub fn get(&self, k: &str) -> Option<f64> {
-        self.values.get(k).copied()
-    }
-
-    /// Known keys the sensor did not report.
-    pub fn missing(&self) -> Vec<&'static str> {
-        KNOWN_KEYS
-            .iter()
-            .copied()
-            .filter(|k| !self.values.contains_key(*k))
-            .collect()
-    }
-
-    /// Numeric keys beyond the known ones.
-    pub fn extra(&self) -> impl Iterator<Item = (&String, &f64)> {
-        self.values
-            .iter()
-            .filter(|(k, _)| !KNOWN_KEYS.contains(&k.as_str()))
-    }
+/// Reads a stats file as the report type `T`; the error says why it could
+/// not be used.
+pub fn read_report<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("no stats file ({e})"))?;
+    serde_json::from_str(&text).map_err(|e| format!("stats file does not parse ({e})"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pdns_sensor::report::IngestReport;
 
     #[test]
-    fn lenient_parsing() {
-        let s = Stats::parse(
-            r#"{"packets": 10, "elapsed_secs": 0.5, "name": "x", "dropped": 2, "drops": {"short": 1, "why": "x"}}"#,
-        );
-        assert_eq!(s.get("packets"), Some(10.0));
-        assert_eq!(s.get("observations"), None);
-        assert!(s.missing().contains(&"db_bytes"));
-        assert_eq!(
-            s.extra().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            ["dropped", "drops.short"]
-        );
-        assert!(Stats::parse("[1]").problem.is_some());
-        assert!(Stats::parse("{").problem.is_some());
-        assert!(
-            Stats::read(Path::new("/nonexistent/stats.json"))
-                .problem
-                .is_some()
-        );
+    fn reports_read_back_or_say_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.json");
+        let report = IngestReport {
+            files: 2,
+            db_records: 7,
+            ..IngestReport::default()
+        };
+        std::fs::write(&path, serde_json::to_string(&report).unwrap()).unwrap();
+        let back: IngestReport = read_report(&path).unwrap();
+        assert_eq!((back.files, back.db_records), (2, 7));
+        std::fs::write(&path, r#"{"packets": 1}"#).unwrap();
+        assert!(read_report::<IngestReport>(&path).is_err());
+        assert!(read_report::<IngestReport>(&dir.path().join("none")).is_err());
     }
 }

@@ -5,10 +5,10 @@
 
 use std::io::{self, Write};
 
-pub const HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tdns\n#open\t2024-01-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\ttrans_id\trtt\tquery\tqclass\tqclass_name\tqtype\tqtype_name\trcode\trcode_name\tAA\tTC\tRD\tRA\tZ\tanswers\tTTLs\trejected\topcode\topcode_name\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tcount\tinterval\tstring\tcount\tstring\tcount\tstring\tcount\tstring\tbool\tbool\tbool\tbool\tcount\tvector[string]\tvector[interval]\tbool\tcount\tstring\n";
+pub(crate) const HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tdns\n#open\t2024-01-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\ttrans_id\trtt\tquery\tqclass\tqclass_name\tqtype\tqtype_name\trcode\trcode_name\tAA\tTC\tRD\tRA\tZ\tanswers\tTTLs\trejected\topcode\topcode_name\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tcount\tinterval\tstring\tcount\tstring\tcount\tstring\tcount\tstring\tbool\tbool\tbool\tbool\tcount\tvector[string]\tvector[interval]\tbool\tcount\tstring\n";
 
 /// Writes one stock dns.log line.
-pub fn line(
+pub(crate) fn line(
     out: &mut impl Write,
     ts: u64,
     query: &str,
@@ -44,7 +44,12 @@ pub fn line(
 }
 
 /// Writes `lines` log lines over `distinct` names, starting at `ts0`.
-pub fn generate(out: &mut impl Write, lines: u64, distinct: u64, ts0: u64) -> io::Result<()> {
+pub(crate) fn generate(
+    out: &mut impl Write,
+    lines: u64,
+    distinct: u64,
+    ts0: u64,
+) -> io::Result<()> {
     out.write_all(HEADER.as_bytes())?;
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for i in 0..lines {

@@ -1,6 +1,7 @@
 //! The `bench run` harness against a stand-in sensor: a shell script,
 //! written into a temp dir by the test, that accepts the `ingest` command
-//! line and writes a fake stats.json. Checks the results files.
+//! line and writes a stats.json made from the sensor's own report type.
+//! Checks the results files.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -11,6 +12,7 @@ use bench::report::{Entry, SENSOR};
 use bench::scenario::ingest::{Ingest, RAW_READ};
 use bench::scenario::{Ctx, Scenario, run_scenarios};
 use bench::workload::Workload;
+use pdns_sensor::report::IngestReport;
 
 fn stub(dir: &Path, body: &str) -> PathBuf {
     let p = dir.join("pdns-sensor");
@@ -76,10 +78,24 @@ fn run(sensor: PathBuf, root: &Path) -> (Vec<Entry>, String) {
 #[test]
 fn stub_sensor_results_are_complete() {
     let root = tempfile::tempdir().unwrap();
+    let mut report = IngestReport {
+        files: 1,
+        elapsed_secs: 0.01,
+        db_bytes: 4096,
+        db_records: 512,
+        ..IngestReport::default()
+    };
+    report.totals.packets = 2000;
+    report.totals.dns_responses = 990;
+    report.totals.observations = 1200;
+    report.totals.drops.insert("not_dns_port".into(), 3);
+    let json = serde_json::to_string(&report).unwrap();
     let sensor = stub(
         root.path(),
-        r#"head -c 4096 /dev/zero > "$db/data.sst"
-echo '{"packets": 2000, "dns_responses": 990, "observations": 1200, "elapsed_secs": 0.01, "db_bytes": 4096, "db_records": 512, "dropped": 3}' > "$stats""#,
+        &format!(
+            r#"head -c 4096 /dev/zero > "$db/data.sst"
+echo '{json}' > "$stats""#
+        ),
     );
     let (entries, md) = run(sensor, root.path());
     // Per workload: one raw-read baseline and one sensor run per thread setting.
@@ -96,7 +112,7 @@ echo '{"packets": 2000, "dns_responses": 990, "observations": 1200, "elapsed_sec
         assert_eq!(e.figure("observations_per_sec"), Some(120_000.0));
         assert_eq!(e.figure("bytes_per_record"), Some(8.0));
         assert_eq!(e.figure("db_dir_bytes"), Some(4096.0));
-        assert_eq!(e.figure("sensor.dropped"), Some(3.0));
+        assert_eq!(e.figure("sensor.drops.not_dns_port"), Some(3.0));
         assert!(e.figure("peak_rss_mib").unwrap() > 0.0);
         assert!(e.ratios.contains_key("packets_per_sec_vs_raw_read"));
         assert!(e.workload.contains_key("threads"));
@@ -128,8 +144,8 @@ echo '{"packets": 2000}' > "$stats""#,
             assert!(e.notes.iter().any(|n| n.contains("not implemented")));
         } else {
             assert!(!e.failed());
-            assert!(e.notes.iter().any(|n| n.contains("lacks")));
-            assert_eq!(e.figure("packets"), Some(2000.0));
+            assert!(e.notes.iter().any(|n| n.contains("does not parse")));
+            assert_eq!(e.figure("packets"), None);
             assert_eq!(e.figure("packets_per_sec"), None);
             assert!(e.figure("packets_per_sec_wall").is_some());
         }

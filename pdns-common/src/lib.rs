@@ -20,6 +20,46 @@ pub const MAX_PORTS: usize = 16;
 /// Name of the socket filter program in the eBPF object.
 pub const PROGRAM_NAME: &str = "pdns_filter";
 
+/// Name of the explaining twin of [`PROGRAM_NAME`], loaded instead of it by
+/// `pdns-sensor run --explain-filter N`.
+///
+/// It runs the very same classification (the same generic code, so the
+/// verdicts are identical by construction), counts into the same
+/// [`STATS_MAP`] and returns the same value; in addition, for the first N
+/// packets it sees, it writes one line per packet through aya-log saying
+/// which verdict it reached and why. The production program carries no
+/// logging code at all. The log lines travel through aya-log's own ring
+/// buffer map (`AYA_LOGS`), which needs kernel 5.8; taking from the budget
+/// in [`EXPLAIN_MAP`] needs an atomic fetch-and-add (kernel 5.12).
+pub const EXPLAIN_PROGRAM_NAME: &str = "pdns_filter_explain";
+
+/// Name of the explain budget map: `Array<i64>` with [`EXPLAIN_SLOTS`]
+/// entries, used only by [`EXPLAIN_PROGRAM_NAME`].
+///
+/// - [`EXPLAIN_REMAINING`]: how many more packets to explain. Userspace
+///   writes N before the program is attached. The program takes one unit
+///   per packet with an atomic fetch-and-add of -1 shared by all CPUs (a
+///   global budget, not one per CPU) and explains the packet only if the
+///   value it took was still positive, so exactly N packets are explained
+///   however the CPUs race. (A line can still be lost if aya-log's ring
+///   buffer is full; userspace sizes it for N lines, up to 64 MiB.) The
+///   value may end a little below 0, by at most the number of CPUs that
+///   raced for the last unit; it is read before the atomic, so once the
+///   budget is spent a packet costs one more load than in the production
+///   program.
+/// - [`EXPLAIN_TOTAL`]: N itself, read-only for the program, to number the
+///   lines `1/N` to `N/N` in the order the budget was taken.
+pub const EXPLAIN_MAP: &str = "PDNS_EXPLAIN";
+
+/// Index of the remaining budget in [`EXPLAIN_MAP`].
+pub const EXPLAIN_REMAINING: u32 = 0;
+
+/// Index of the initial budget N in [`EXPLAIN_MAP`].
+pub const EXPLAIN_TOTAL: u32 = 1;
+
+/// Entries of [`EXPLAIN_MAP`].
+pub const EXPLAIN_SLOTS: u32 = 2;
+
 /// Name of the port set map: `HashMap<u16 (host order), u8 (1)>`, at most
 /// [`MAX_PORTS`] entries. A packet is kept when its source or destination
 /// port is a key.

@@ -9,12 +9,12 @@ use std::io::{self, Write};
 
 use serde_json::json;
 
-use crate::extract::negative_rcode_name;
-use crate::name;
-use crate::render;
-use crate::store::value::origin;
-use crate::store::{NegativeRecord, StoredRecord, Value};
-use crate::time::format_utc;
+use crate::store::{NegativeRecord, StoredRecord};
+use crate::vocab::name;
+use crate::vocab::rcode;
+use crate::vocab::render;
+use crate::vocab::time::format_utc;
+use crate::vocab::value::Value;
 
 /// Rows aligned together in table output.
 const TABLE_BLOCK: usize = 1000;
@@ -41,22 +41,10 @@ impl Row {
         Row {
             name: name::presentation(&r.qname),
             rtype: render::rtype_name(r.qtype),
-            data: negative_rcode_name(r.rcode),
+            data: rcode::negative_name(r.rcode),
             value: r.value,
         }
     }
-}
-
-/// Names of the origin bits, for output.
-pub fn origin_names(bits: u8) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if bits & origin::WIRE != 0 {
-        out.push("wire");
-    }
-    if bits & origin::ZEEK != 0 {
-        out.push("zeek");
-    }
-    out
 }
 
 /// Output format.
@@ -101,7 +89,7 @@ impl<W: Write> Writer<W> {
                         "count": row.value.count,
                         "time_first": row.value.first,
                         "time_last": row.value.last,
-                        "origin": origin_names(row.value.origin),
+                        "origin": row.value.origin.names(),
                     })
                 } else {
                     json!({
@@ -112,7 +100,7 @@ impl<W: Write> Writer<W> {
                         "time_first": row.value.first,
                         "time_last": row.value.last,
                         "ttl": row.value.ttl,
-                        "origin": origin_names(row.value.origin),
+                        "origin": row.value.origin.names(),
                     })
                 };
                 writeln!(self.out, "{line}")
@@ -155,7 +143,7 @@ impl<W: Write> Writer<W> {
                     },
                     format_utc(r.value.first),
                     format_utc(r.value.last),
-                    origin_names(r.value.origin).join(","),
+                    r.value.origin.names().join(","),
                 ]
             })
             .collect();

@@ -1,20 +1,24 @@
 //! pdns-sensor: a passive DNS sensor.
 //!
 //! One pipeline, whatever the source:
-//! **capture → decode → extract → aggregate → store → serve**.
+//! **source → decode → extract → aggregate → store → serve**.
 //!
 //! | stage | module | takes | gives |
 //! |---|---|---|---|
-//! | capture | [`source`], [`capture`] | pcap/pcapng files; live AF_PACKET rings | [`decode::Frame`]s |
-//! | decode | [`decode`] | frames | DNS messages (`&[u8]`, reassembled where needed) |
-//! | extract | [`extract`] | DNS messages | observations (owner, type, rdata, TTL, time) |
-//! | aggregate | [`aggregate`] | observations | per-key [`store::Value`]s, bounded |
-//! | store | [`store`] | aggregates | RocksDB merges; queries |
+//! | source | [`capture`] (live rings), [`source`] (pcap files, Zeek logs) | the wire, files | frames; rebuilt responses (Zeek) |
+//! | decode | [`decode`] | frames | DNS messages (reassembled where needed) |
+//! | extract | [`extract`] | DNS messages, rebuilt responses | observations, by the same rules |
+//! | aggregate | [`aggregate`] | observations | bounded batches of per-key values |
+//! | store | [`store`] | batches | RocksDB merges; queries |
 //! | serve | [`serve`] (HTTP), [`dump`] (CLI) | queries | DNSDB, CIRCL, bro-pdns shapes; tables and COF JSON |
 //!
-//! [`pipeline`] wires the stages into threads; [`metrics`] counts
-//! everything; [`name`] and [`render`] hold the name encoding and the
-//! presentation format shared by several stages.
+//! The stages speak one vocabulary, [`vocab`], and depend on it rather than
+//! on each other: the name encoding, the store keys, the per-key value and
+//! its merge, batches, record types and response codes. [`pipeline`] runs
+//! the stages — one [`Worker`](pipeline::Worker) per thread, whatever the
+//! source — and the private `metrics` module publishes what each stage
+//! counts to Prometheus. [`report`] holds what a command did (its
+//! `--stats-json`), [`cli`] the commands themselves.
 
 pub mod aggregate;
 pub mod capture;
@@ -22,11 +26,10 @@ pub mod cli;
 pub mod decode;
 pub mod dump;
 pub mod extract;
-pub mod metrics;
-pub mod name;
+mod metrics;
 pub mod pipeline;
-pub mod render;
+pub mod report;
 pub mod serve;
 pub mod source;
 pub mod store;
-pub mod time;
+pub mod vocab;

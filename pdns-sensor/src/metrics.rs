@@ -1,43 +1,68 @@
-//! Prometheus metrics: one registry for the whole process.
+//! Prometheus metrics: one registry for the whole process, and the one
+//! place that publishes to it.
 //!
-//! Hot paths never touch these directly. Decoder threads count in plain
-//! integers ([`DecodeStats`]) and publish the difference when they flush,
-//! so a packet costs no atomic operation. The registry is rendered in text
-//! format by [`render`] (served at `/metrics` by the API).
+//! The stages never touch the registry. Each counts in its own plain
+//! structure — the decoder in [`DecodeStats`], the extractor in
+//! [`ExtractStats`], the Zeek reader in [`ZeekStats`], a capture ring in
+//! [`RingCounters`](crate::capture::stats::RingCounters), the store in its
+//! [`WriteStats`] — so a packet costs no atomic operation. The layer that
+//! runs the stages hands those counters to the `publish_*` functions here:
+//! the pipeline's worker and writer at every flush, `run`'s control loop
+//! once a second for capture, the Zeek driver at its flushes, the API for
+//! its requests. [`render`] produces the text format served at `/metrics`.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use prometheus::{
-    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::decode::{DecodeStats, DropReason};
+use crate::capture::stats::RingTotals;
+use crate::decode::{self, DecodeStats};
+use crate::extract::{self, ExtractStats};
+use crate::source::zeek::{AnswerSkip, LineSkip, ZeekStats};
+use crate::store::{Store, WriteStats};
 
 /// All metrics of the process.
-pub struct Metrics {
-    pub registry: Registry,
-    pub frames: IntCounter,
-    pub frame_bytes: IntCounter,
-    pub drops: IntCounterVec,
-    pub dns_messages: IntCounterVec,
-    pub dns_responses_by_rcode: IntCounterVec,
-    pub reassembled_datagrams: IntCounter,
-    pub observations: IntCounterVec,
-    pub aggregator_entries: IntGaugeVec,
-    pub aggregator_flushes: IntCounter,
-    pub flush_seconds: Histogram,
-    pub store_batches: IntCounter,
-    pub store_batch_bytes: IntCounter,
-    pub store_wait_seconds: Counter,
-    pub store_corrupt_values: IntCounter,
-    pub zeek_lines: IntCounterVec,
-    pub zeek_lines_skipped: IntCounterVec,
-    pub zeek_answers_skipped: IntCounterVec,
-    pub build_info: IntGaugeVec,
-    pub api_requests: IntCounterVec,
-    pub api_seconds: HistogramVec,
-    pub rocksdb: IntGaugeVec,
+struct Metrics {
+    registry: Registry,
+    frames: IntCounter,
+    frame_bytes: IntCounter,
+    drops: IntCounterVec,
+    dns_messages: IntCounterVec,
+    dns_responses_by_rcode: IntCounterVec,
+    reassembled_datagrams: IntCounter,
+    observations: IntCounterVec,
+    aggregator_entries: IntGaugeVec,
+    aggregator_flushes: IntCounter,
+    flush_seconds: Histogram,
+    store_batches: IntCounter,
+    store_batch_bytes: IntCounter,
+    store_wait_seconds: Counter,
+    store_corrupt_values: IntCounter,
+    zeek_lines: IntCounterVec,
+    zeek_lines_skipped: IntCounterVec,
+    zeek_answers_skipped: IntCounterVec,
+    api_requests: IntCounterVec,
+    api_seconds: HistogramVec,
+    rocksdb: IntGaugeVec,
+    retention_expired: IntCounterVec,
+    retention_days: IntGauge,
+    capture_packets: IntCounterVec,
+    capture_drops: IntCounterVec,
+    capture_freezes: IntCounterVec,
+    capture_vlan_tagged: IntCounterVec,
+    filter_accepted: IntCounterVec,
+    filter_rejected: IntCounterVec,
+    api_key_requests: IntCounterVec,
+    api_quota_refusals: IntCounterVec,
+    api_quota_limit: IntGaugeVec,
+    api_quota_remaining: IntGaugeVec,
+    api_tls_handshakes: IntCounterVec,
+    api_tls_reloads: IntCounterVec,
+    api_tls_expiry: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -56,6 +81,24 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     c
 }
 
+/// `c` with the series of each of `values` (of its one label) made at
+/// zero: they show in every process, before their first increment, so
+/// rates and dashboards have them whichever command runs.
+fn with_values(c: IntCounterVec, values: impl IntoIterator<Item = &'static str>) -> IntCounterVec {
+    for value in values {
+        c.with_label_values(&[value]);
+    }
+    c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
 impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
@@ -66,7 +109,10 @@ impl Metrics {
             "Frames, fragments, segments or DNS messages not used, by reason.",
             &["reason"],
         );
-        for reason in DropReason::ALL {
+        for reason in decode::DropReason::ALL {
+            drops.with_label_values(&[reason.as_str()]);
+        }
+        for reason in extract::DropReason::ALL {
             drops.with_label_values(&[reason.as_str()]);
         }
         let aggregator_entries = IntGaugeVec::new(
@@ -122,8 +168,25 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(rocksdb.clone()))
             .expect("unique metric");
+        let retention_expired = counter_vec(
+            r,
+            "pdns_retention_expired_total",
+            "Entries dropped for being last seen before the retention cutoff, by column family \
+             and where: at=write (never stored), at=compaction (deleted). The database's totals \
+             as its writers recorded them.",
+            &["cf", "at"],
+        );
+        let retention_days = IntGauge::new(
+            "pdns_retention_days",
+            "Retention in force, in days (0: off, everything is kept).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(retention_days.clone()))
+            .expect("unique metric");
 
         Metrics {
+            retention_expired,
+            retention_days,
             api_requests: counter_vec(
                 r,
                 "pdns_api_requests_total",
@@ -194,135 +257,464 @@ impl Metrics {
                 "pdns_store_corrupt_values_total",
                 "Stored values or merge operands that did not decode and were skipped.",
             ),
-            zeek_lines: counter_vec(
+            zeek_lines: with_values(
+                counter_vec(
+                    r,
+                    "pdns_zeek_lines_total",
+                    "Zeek dns.log data lines, by result (read, imported).",
+                    &["result"],
+                ),
+                ["read", "imported"],
+            ),
+            zeek_lines_skipped: with_values(
+                counter_vec(
+                    r,
+                    "pdns_zeek_lines_skipped_total",
+                    "Zeek dns.log data lines that gave no observation, by reason.",
+                    &["reason"],
+                ),
+                LineSkip::ALL.iter().map(|r| r.as_str()),
+            ),
+            zeek_answers_skipped: with_values(
+                counter_vec(
+                    r,
+                    "pdns_zeek_answers_skipped_total",
+                    "Zeek dns.log answers that could not be turned into records, by reason.",
+                    &["reason"],
+                ),
+                AnswerSkip::ALL.iter().map(|r| r.as_str()),
+            ),
+            capture_packets: counter_vec(
                 r,
-                "pdns_zeek_lines_total",
-                "Zeek dns.log data lines, by result (read, imported).",
+                "pdns_capture_packets_total",
+                "Packets the kernel offered to the capture rings after filtering (drops included), by interface.",
+                &["interface"],
+            ),
+            capture_drops: counter_vec(
+                r,
+                "pdns_capture_drops_total",
+                "Packets the kernel dropped because a capture ring was full, by interface.",
+                &["interface"],
+            ),
+            capture_freezes: counter_vec(
+                r,
+                "pdns_capture_freezes_total",
+                "Times a capture ring was frozen (every block full), by interface.",
+                &["interface"],
+            ),
+            capture_vlan_tagged: counter_vec(
+                r,
+                "pdns_capture_vlan_tagged_frames_total",
+                "Frames whose outer VLAN tag the kernel stripped and reported out of band, by interface.",
+                &["interface"],
+            ),
+            filter_accepted: counter_vec(
+                r,
+                "pdns_ebpf_accepted_total",
+                "Packets the eBPF filter kept: DNS port, or non-first IP fragment.",
+                &["kind"],
+            ),
+            filter_rejected: counter_vec(
+                r,
+                "pdns_ebpf_rejected_total",
+                "Packets the eBPF filter dropped in the kernel, by reason.",
+                &["reason"],
+            ),
+            api_key_requests: counter_vec(
+                r,
+                "pdns_api_key_requests_total",
+                "API requests counted against a key's quota, by key label (a name from the key \
+                 file, never the key).",
+                &["key"],
+            ),
+            api_quota_refusals: counter_vec(
+                r,
+                "pdns_api_quota_refusals_total",
+                "API requests refused with 429 because a key's quota was used up, by key label \
+                 and window (hourly/daily).",
+                &["key", "window"],
+            ),
+            api_quota_limit: gauge_vec(
+                r,
+                "pdns_api_quota_limit",
+                "Requests a key may make per window, by key label and window (keys with a limit).",
+                &["key", "window"],
+            ),
+            api_quota_remaining: gauge_vec(
+                r,
+                "pdns_api_quota_remaining",
+                "Requests a key has left in the current window, by key label and window.",
+                &["key", "window"],
+            ),
+            api_tls_handshakes: counter_vec(
+                r,
+                "pdns_api_tls_handshakes_total",
+                "TLS handshakes on the API port, by result (ok, failed, timeout, plain_http, \
+                 closed: connected and closed without a byte).",
                 &["result"],
             ),
-            zeek_lines_skipped: counter_vec(
+            api_tls_reloads: counter_vec(
                 r,
-                "pdns_zeek_lines_skipped_total",
-                "Zeek dns.log data lines that gave no observation, by reason.",
-                &["reason"],
+                "pdns_api_tls_reloads_total",
+                "TLS certificate reloads (SIGHUP), by result (ok, failed: the previous \
+                 certificate stays).",
+                &["result"],
             ),
-            zeek_answers_skipped: counter_vec(
-                r,
-                "pdns_zeek_answers_skipped_total",
-                "Zeek dns.log answers that could not be turned into records, by reason.",
-                &["reason"],
-            ),
-            build_info,
+            api_tls_expiry: {
+                let g = IntGauge::new(
+                    "pdns_api_tls_certificate_expiry_timestamp_seconds",
+                    "When the API's TLS certificate expires (notAfter, epoch seconds).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             registry,
-        }
-    }
-
-    /// Publishes a decoder thread's counters (a delta since its last call).
-    pub fn add_decode(&self, d: &DecodeStats) {
-        self.frames.inc_by(d.frames);
-        self.frame_bytes.inc_by(d.bytes);
-        self.reassembled_datagrams.inc_by(d.reassembled_datagrams);
-        for reason in DropReason::ALL {
-            let n = d.dropped(reason);
-            if n > 0 {
-                self.drops.with_label_values(&[reason.as_str()]).inc_by(n);
-            }
-        }
-        let udp_q = d.dns_queries - d.tcp_queries.min(d.dns_queries);
-        let udp_r = d.dns_responses - d.tcp_responses.min(d.dns_responses);
-        for (dir, transport, n) in [
-            ("query", "udp", udp_q),
-            ("query", "tcp", d.tcp_queries),
-            ("response", "udp", udp_r),
-            ("response", "tcp", d.tcp_responses),
-        ] {
-            if n > 0 {
-                self.dns_messages
-                    .with_label_values(&[dir, transport])
-                    .inc_by(n);
-            }
-        }
-        for (rcode, &n) in d.rcodes.iter().enumerate() {
-            if n > 0 {
-                self.dns_responses_by_rcode
-                    .with_label_values(&[crate::extract::rcode_label(rcode as u16)])
-                    .inc_by(n);
-            }
-        }
-        if d.observations > 0 {
-            self.observations
-                .with_label_values(&["records"])
-                .inc_by(d.observations);
-        }
-        if d.negatives > 0 {
-            self.observations
-                .with_label_values(&["negative"])
-                .inc_by(d.negatives);
-        }
-    }
-}
-
-impl Metrics {
-    /// Publishes Zeek import counters (a delta since the last call).
-    pub fn add_zeek(&self, z: &crate::source::zeek::ZeekStats) {
-        use crate::source::zeek::{AnswerSkip, LineSkip};
-        self.zeek_lines.with_label_values(&["read"]).inc_by(z.lines);
-        self.zeek_lines
-            .with_label_values(&["imported"])
-            .inc_by(z.lines_imported);
-        for reason in LineSkip::ALL {
-            let n = z.line_skipped(*reason);
-            if n > 0 {
-                self.zeek_lines_skipped
-                    .with_label_values(&[reason.as_str()])
-                    .inc_by(n);
-            }
-        }
-        for reason in AnswerSkip::ALL {
-            let n = z.answer_skipped(*reason);
-            if n > 0 {
-                self.zeek_answers_skipped
-                    .with_label_values(&[reason.as_str()])
-                    .inc_by(n);
-            }
-        }
-        if z.records > 0 {
-            self.observations
-                .with_label_values(&["records"])
-                .inc_by(z.records);
-        }
-        if z.negatives > 0 {
-            self.observations
-                .with_label_values(&["negative"])
-                .inc_by(z.negatives);
         }
     }
 }
 
 /// The process-wide metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
-/// Refreshes the RocksDB gauges from a store (called on scrape).
-pub fn update_store_gauges(store: &crate::store::Store) {
+/// Publishes a decoder's counters (a delta since its last call).
+pub(crate) fn publish_decode(d: &DecodeStats) {
+    let m = &*METRICS;
+    m.frames.inc_by(d.frames);
+    m.frame_bytes.inc_by(d.bytes);
+    m.reassembled_datagrams.inc_by(d.reassembled_datagrams);
+    for reason in decode::DropReason::ALL {
+        let n = d.dropped(reason);
+        if n > 0 {
+            m.drops.with_label_values(&[reason.as_str()]).inc_by(n);
+        }
+    }
+}
+
+/// Publishes an extractor's counters (a delta since its last call).
+pub(crate) fn publish_extract(e: &ExtractStats) {
+    let m = &*METRICS;
+    for reason in extract::DropReason::ALL {
+        let n = e.dropped(reason);
+        if n > 0 {
+            m.drops.with_label_values(&[reason.as_str()]).inc_by(n);
+        }
+    }
+    let udp_q = e.dns_queries - e.tcp_queries.min(e.dns_queries);
+    let udp_r = e.dns_responses - e.tcp_responses.min(e.dns_responses);
+    for (dir, transport, n) in [
+        ("query", "udp", udp_q),
+        ("query", "tcp", e.tcp_queries),
+        ("response", "udp", udp_r),
+        ("response", "tcp", e.tcp_responses),
+    ] {
+        if n > 0 {
+            m.dns_messages
+                .with_label_values(&[dir, transport])
+                .inc_by(n);
+        }
+    }
+    for (label, n) in e.rcodes() {
+        if n > 0 {
+            m.dns_responses_by_rcode
+                .with_label_values(&[label])
+                .inc_by(n);
+        }
+    }
+    if e.observations > 0 {
+        m.observations
+            .with_label_values(&["records"])
+            .inc_by(e.observations);
+    }
+    if e.negatives > 0 {
+        m.observations
+            .with_label_values(&["negative"])
+            .inc_by(e.negatives);
+    }
+}
+
+/// Moves the shared aggregator-entries gauge from a worker's sizes
+/// (records, negatives) when it last reported to its sizes `now`.
+pub(crate) fn publish_aggregator_entries(now: (usize, usize), before: (usize, usize)) {
+    let gauge = &METRICS.aggregator_entries;
+    gauge
+        .with_label_values(&["records"])
+        .add(now.0 as i64 - before.0 as i64);
+    gauge
+        .with_label_values(&["negative"])
+        .add(now.1 as i64 - before.1 as i64);
+}
+
+/// Publishes one committed write batch and how long it took.
+pub(crate) fn publish_store_write(written: &WriteStats, took: Duration) {
+    let m = &*METRICS;
+    m.store_batches.inc();
+    m.store_batch_bytes.inc_by(written.bytes as u64);
+    m.aggregator_flushes.inc();
+    m.flush_seconds.observe(took.as_secs_f64());
+}
+
+/// Publishes time a worker waited for its store writer to take a batch.
+pub(crate) fn publish_writer_wait(waited: Duration) {
+    METRICS.store_wait_seconds.inc_by(waited.as_secs_f64());
+}
+
+/// Publishes Zeek import counters (a delta since the last call). Its
+/// observations are counted by the pipeline, like every source's.
+pub(crate) fn publish_zeek(z: &ZeekStats) {
+    let m = &*METRICS;
+    m.zeek_lines.with_label_values(&["read"]).inc_by(z.lines);
+    m.zeek_lines
+        .with_label_values(&["imported"])
+        .inc_by(z.lines_imported);
+    for reason in LineSkip::ALL {
+        let n = z.line_skipped(*reason);
+        if n > 0 {
+            m.zeek_lines_skipped
+                .with_label_values(&[reason.as_str()])
+                .inc_by(n);
+        }
+    }
+    for reason in AnswerSkip::ALL {
+        let n = z.answer_skipped(*reason);
+        if n > 0 {
+            m.zeek_answers_skipped
+                .with_label_values(&[reason.as_str()])
+                .inc_by(n);
+        }
+    }
+}
+
+/// Counts one API request, by surface and status, and its latency.
+pub(crate) fn publish_api_request(surface: &str, status: &str, took: Duration) {
+    METRICS
+        .api_requests
+        .with_label_values(&[surface, status])
+        .inc();
+    METRICS
+        .api_seconds
+        .with_label_values(&[surface])
+        .observe(took.as_secs_f64());
+}
+
+/// Makes the per-key series of one API credential exist from the start
+/// (at zero), so rates and dashboards see it before its first request.
+pub(crate) fn publish_api_key(label: &str, limited: &[&str]) {
+    let m = &*METRICS;
+    m.api_key_requests.with_label_values(&[label]);
+    for window in limited {
+        m.api_quota_refusals.with_label_values(&[label, window]);
+    }
+}
+
+/// Counts one request admitted under a key's quota.
+pub(crate) fn publish_api_key_request(label: &str) {
+    METRICS.api_key_requests.with_label_values(&[label]).inc();
+}
+
+/// Counts one request refused because a key's `window` quota is used up.
+pub(crate) fn publish_api_quota_refusal(label: &str, window: &str) {
+    METRICS
+        .api_quota_refusals
+        .with_label_values(&[label, window])
+        .inc();
+}
+
+/// Publishes where a key stands in a quota window (on scrape).
+pub(crate) fn publish_api_quota(label: &str, window: &str, limit: u64, remaining: u64) {
+    let m = &*METRICS;
+    m.api_quota_limit
+        .with_label_values(&[label, window])
+        .set(limit.min(i64::MAX as u64) as i64);
+    m.api_quota_remaining
+        .with_label_values(&[label, window])
+        .set(remaining.min(i64::MAX as u64) as i64);
+}
+
+/// Counts one TLS handshake by result.
+pub(crate) fn publish_tls_handshake(result: &str) {
+    METRICS
+        .api_tls_handshakes
+        .with_label_values(&[result])
+        .inc();
+}
+
+/// Makes the TLS series exist from the start, at zero.
+pub(crate) fn publish_tls_enabled() {
+    let m = &*METRICS;
+    for result in ["ok", "failed", "timeout", "plain_http", "closed"] {
+        m.api_tls_handshakes.with_label_values(&[result]);
+    }
+    for result in ["ok", "failed"] {
+        m.api_tls_reloads.with_label_values(&[result]);
+    }
+}
+
+/// Counts one certificate reload.
+pub(crate) fn publish_tls_reload(ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    METRICS.api_tls_reloads.with_label_values(&[result]).inc();
+}
+
+/// Publishes the expiry (notAfter) of the certificate being served.
+pub(crate) fn publish_tls_certificate(not_after: i64) {
+    METRICS.api_tls_expiry.set(not_after);
+}
+
+/// Publishes the increase of capture counters: rings' totals, which only
+/// grow, and the eBPF filter's cumulative verdicts. Keeps what it last
+/// published, one per ring.
+#[derive(Debug, Default)]
+pub(crate) struct CapturePublisher {
+    rings: Vec<RingTotals>,
+    filter: pdns_common::FilterStats,
+}
+
+impl CapturePublisher {
+    /// Publishes the rings' current totals, each as `(interface, totals)`,
+    /// always passed in the same order.
+    pub(crate) fn rings<'a>(&mut self, rings: impl IntoIterator<Item = (&'a str, RingTotals)>) {
+        let m = &*METRICS;
+        for (i, (interface, now)) in rings.into_iter().enumerate() {
+            if self.rings.len() <= i {
+                self.rings.resize(i + 1, RingTotals::default());
+            }
+            let d = now.since(&self.rings[i]);
+            self.rings[i] = now;
+            let labels = [interface];
+            m.capture_packets
+                .with_label_values(&labels)
+                .inc_by(d.packets);
+            m.capture_drops.with_label_values(&labels).inc_by(d.drops);
+            m.capture_freezes
+                .with_label_values(&labels)
+                .inc_by(d.freezes);
+            if d.vlan_tagged > 0 {
+                m.capture_vlan_tagged
+                    .with_label_values(&labels)
+                    .inc_by(d.vlan_tagged);
+            }
+        }
+    }
+
+    /// Publishes the eBPF filter's (cumulative) verdict counters.
+    pub(crate) fn filter(&mut self, now: pdns_common::FilterStats) {
+        let m = &*METRICS;
+        let d = |new: u64, old: u64| new.saturating_sub(old);
+        let l = &self.filter;
+        for (kind, n) in [
+            ("port", d(now.accepted, l.accepted)),
+            ("fragment", d(now.accepted_fragments, l.accepted_fragments)),
+        ] {
+            m.filter_accepted.with_label_values(&[kind]).inc_by(n);
+        }
+        for (reason, n) in [
+            ("port", d(now.rejected_port, l.rejected_port)),
+            ("protocol", d(now.rejected_protocol, l.rejected_protocol)),
+            ("not_ip", d(now.rejected_not_ip, l.rejected_not_ip)),
+            ("malformed", d(now.rejected_malformed, l.rejected_malformed)),
+        ] {
+            m.filter_rejected.with_label_values(&[reason]).inc_by(n);
+        }
+        self.filter = now;
+    }
+}
+
+/// Corrupt values already published (the store counts process-wide).
+static CORRUPT_PUBLISHED: Mutex<u64> = Mutex::new(0);
+
+/// Refreshes what is read from a store rather than counted as it happens:
+/// RocksDB properties, the corrupt-value count, the retention setting and
+/// what it expired (called on scrape).
+pub(crate) fn publish_store(store: &Store) {
     for (cf, property, value) in store.properties() {
         METRICS
             .rocksdb
             .with_label_values(&[cf, property])
             .set(value as i64);
     }
+    let expired = store.expired_unpublished();
+    for (cf, e) in expired.by_cf() {
+        for (at, n) in [("write", e.write), ("compaction", e.compaction)] {
+            METRICS
+                .retention_expired
+                .with_label_values(&[cf, at])
+                .inc_by(n);
+        }
+    }
+    METRICS
+        .retention_days
+        .set(store.retention().days().map_or(0, i64::from));
+    let now = crate::store::corrupt_values();
+    let mut published = CORRUPT_PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
+    METRICS
+        .store_corrupt_values
+        .inc_by(now.saturating_sub(*published));
+    *published = now.max(*published);
 }
 
-/// Counts a stored value that did not decode (called from the merge
-/// operator, which has no other way to report).
-pub fn corrupt_value() {
-    METRICS.store_corrupt_values.inc();
+/// The number of DNS responses decoded so far (for `run`'s status line).
+pub(crate) fn dns_responses() -> u64 {
+    ["udp", "tcp"]
+        .iter()
+        .map(|t| {
+            METRICS
+                .dns_messages
+                .with_label_values(&["response", t])
+                .get()
+        })
+        .sum()
 }
 
 /// Renders every metric in the Prometheus text format.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&METRICS.registry.gather(), &mut out)
         .expect("text encoding into a Vec cannot fail");
     String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_counters_reach_prometheus_as_increases() {
+        let mut publisher = CapturePublisher::default();
+        let mut ring = RingTotals {
+            packets: 10,
+            drops: 3,
+            freezes: 1,
+            frames: 7,
+            vlan_tagged: 2,
+            ..RingTotals::default()
+        };
+        publisher.rings([("test-if0", ring)]);
+        ring.packets = 20;
+        ring.drops = 6;
+        ring.freezes = 2;
+        publisher.rings([("test-if0", ring)]);
+
+        let mut f = pdns_common::FilterStats {
+            accepted: 5,
+            rejected_port: 7,
+            ..Default::default()
+        };
+        publisher.filter(f);
+        f.accepted = 8;
+        publisher.filter(f);
+
+        let text = render();
+        for line in [
+            "pdns_capture_packets_total{interface=\"test-if0\"} 20",
+            "pdns_capture_drops_total{interface=\"test-if0\"} 6",
+            "pdns_capture_freezes_total{interface=\"test-if0\"} 2",
+            "pdns_capture_vlan_tagged_frames_total{interface=\"test-if0\"} 2",
+            "pdns_ebpf_accepted_total{kind=\"port\"} 8",
+            "pdns_ebpf_rejected_total{reason=\"port\"} 7",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Real clients against `pdns-sensor serve`: dnsdbq (Debian) over the
 //! DNSDB v2 and CIRCL surfaces, and the Python `dnsdb2` and `pypdns`
-//! libraries (PyPI), over a database built from shared captures. All are
+//! libraries (PyPI), over a database built from captures in `testdata/pcap`. All are
 //! installed by `cargo xtask setup`; a missing one fails the test.
 
 mod common;

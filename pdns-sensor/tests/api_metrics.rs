@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pdns_sensor::aggregate::Aggregator;
-use pdns_sensor::extract::ObservationSink;
-use pdns_sensor::name;
 use pdns_sensor::serve::ServeConfig;
 use pdns_sensor::store::Store;
-use pdns_sensor::store::value::origin;
+use pdns_sensor::vocab::Rtype;
+use pdns_sensor::vocab::name;
+use pdns_sensor::vocab::observation::ObservationSink;
+use pdns_sensor::vocab::value::Origin;
 
 fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
     let r = common::get(addr, "/metrics", &[]);
@@ -111,7 +112,7 @@ fn queries_stay_consistent_while_an_ingest_writes() {
     let reader = Arc::new(Store::open_reader(&db).unwrap());
     let server = common::serve(Arc::clone(&reader), ServeConfig::default());
     let owners: Vec<Vec<u8>> = (0..50)
-        .map(|i| name::encode_str(&format!("h{i}.concurrent.test")).unwrap())
+        .map(|i| name::encode_presentation(&format!("h{i}.concurrent.test")).unwrap())
         .collect();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let w = {
@@ -120,10 +121,10 @@ fn queries_stay_consistent_while_an_ingest_writes() {
             let mut round = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && round < 2000 {
                 round += 1;
-                let mut agg = Aggregator::new(1000, origin::WIRE);
+                let mut agg = Aggregator::new(1000, Origin::WIRE);
                 // Every round sees every owner once: counts stay equal.
                 for o in &owners {
-                    agg.record(o, 1, &[192, 0, 2, 7], 60, 1_700_000_000 + round);
+                    agg.record(o, Rtype::A, &[192, 0, 2, 7], 60, 1_700_000_000 + round);
                 }
                 writer.write(&agg.take()).unwrap();
             }

@@ -1,6 +1,6 @@
-//! The conformance vectors of `../shared/docs/apis.md` (C: CIRCL, D: DNSDB,
+//! Conformance vectors for the three query APIs (C: CIRCL, D: DNSDB,
 //! B: bro-pdns), each as an HTTP-level test against a server over the
-//! fixture store F1–F6 from that document.
+//! fixture store F1–F6 built by `fixture`.
 
 mod common;
 
@@ -8,26 +8,32 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use pdns_sensor::aggregate::Aggregates;
-use pdns_sensor::name;
 use pdns_sensor::serve::ServeConfig;
 use pdns_sensor::serve::auth::ApiKeys;
 use pdns_sensor::store::Store;
-use pdns_sensor::store::keys;
-use pdns_sensor::store::value::{Value as Rec, origin};
+use pdns_sensor::vocab::Rtype;
+use pdns_sensor::vocab::batch::Batch;
+use pdns_sensor::vocab::key;
+use pdns_sensor::vocab::name;
+use pdns_sensor::vocab::value::{Origin, Value as Rec};
 
 const KEY: (&str, &str) = ("X-API-Key", "testkey");
 const NDJSON: (&str, &str) = ("Accept", "application/x-ndjson");
 const BASIC: (&str, &str) = ("Authorization", "Basic dXNlcjpwYXNz"); // user:pass
 
-/// F1–F6 of apis.md §3.7.
+/// The fixture store: records F1–F6.
 fn fixture() -> (tempfile::TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
-    let mut agg = Aggregates::default();
+    let mut agg = Batch::default();
     let mut add = |owner: &str, rtype: u16, rdata: &[u8], count, first, last| {
         let mut key = Vec::new();
-        keys::record_key(&mut key, &name::encode_str(owner).unwrap(), rtype, rdata);
+        key::record_key(
+            &mut key,
+            &name::encode_presentation(owner).unwrap(),
+            Rtype::from_int(rtype),
+            rdata,
+        );
         agg.records.insert(
             &key,
             Rec {
@@ -35,7 +41,7 @@ fn fixture() -> (tempfile::TempDir, Arc<Store>) {
                 first,
                 last,
                 ttl: 300,
-                origin: origin::WIRE,
+                origin: Origin::WIRE,
             },
         );
     };
@@ -94,7 +100,7 @@ fn fixture() -> (tempfile::TempDir, Arc<Store>) {
 fn server() -> (tempfile::TempDir, common::Server) {
     let (dir, store) = fixture();
     let config = ServeConfig {
-        keys: Some(ApiKeys::parse("testkey\nuser:pass\n")),
+        keys: Some(ApiKeys::parse("testkey\nuser:pass\n").unwrap()),
         origin: "https://pdns.example.org".into(),
         sensor_id: Some("sensor-1".into()),
         ..ServeConfig::default()

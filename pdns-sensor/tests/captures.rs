@@ -6,7 +6,7 @@
 
 mod common;
 
-use pdns_sensor::decode::DropReason;
+use pdns_sensor::extract::DropReason;
 
 fn lines(files: &[&str]) -> (common::Ingested, Vec<common::Line>) {
     let paths: Vec<_> = files.iter().map(|f| common::pcap(f)).collect();
@@ -89,7 +89,7 @@ fn tcp_several_messages_in_one_segment() {
             1513000744
         )]
     );
-    assert_eq!(ingested.report.summary.decode.tcp_responses, 1);
+    assert_eq!(ingested.report.summary.extract.tcp_responses, 1);
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn compression_loops_are_counted_not_followed() {
             ingested
                 .report
                 .summary
-                .decode
+                .extract
                 .dropped(DropReason::DnsMalformed),
             1,
             "{f}"
@@ -251,7 +251,7 @@ fn compression_loops_are_counted_not_followed() {
     for f in ["tcpdump/dns_fwdptr.pcap", "tcpdump/dns-badlabel.pcap"] {
         let (ingested, got) = lines(&[f]);
         assert!(got.is_empty(), "{f}: {got:?}");
-        let d = &ingested.report.summary.decode;
+        let d = &ingested.report.summary.extract;
         assert_eq!(
             d.dropped(DropReason::DnsMalformed) + d.dropped(DropReason::DnsOpcodeIgnored),
             1,

@@ -220,3 +220,53 @@ fn summary_counts_skipped_traffic_by_reason() {
         text(&out.stdout)
     );
 }
+
+/// Runs the sensor under a pseudo-terminal (util-linux `script`), so its
+/// stderr is a terminal; returns everything it printed.
+fn sensor_on_a_terminal(args: &[&str], no_color: Option<&str>) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_pdns-sensor"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env_remove("PDNS_DB")
+        .env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let out = script.output().expect("script (util-linux) is needed");
+    text(&out.stdout)
+}
+
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(common::pcap("dnscap/dns.pcap")).unwrap();
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &original[..original.len() / 2 + 5]).unwrap();
+    let db = dir.path().join("db");
+    let args = [
+        "ingest",
+        "--db",
+        db.to_str().unwrap(),
+        cut.to_str().unwrap(),
+    ];
+    const ESC: char = '\u{1b}';
+
+    // A pipe (journald, CI logs, a file): plain text.
+    let out = sensor(&args);
+    let err = text(&out.stderr);
+    assert!(err.contains("WARN") && err.contains("truncated"), "{err}");
+    assert!(!err.contains(ESC), "colour codes on a pipe: {err:?}");
+
+    // A terminal: coloured, unless NO_COLOR is set to anything.
+    let tty = sensor_on_a_terminal(&args, None);
+    assert!(tty.contains("truncated"), "{tty}");
+    assert!(tty.contains(ESC), "no colour on a terminal: {tty:?}");
+    let tty = sensor_on_a_terminal(&args, Some("1"));
+    assert!(tty.contains("truncated"), "{tty}");
+    assert!(!tty.contains(ESC), "colour despite NO_COLOR: {tty:?}");
+}

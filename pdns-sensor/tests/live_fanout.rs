@@ -3,7 +3,7 @@
 //!
 //! The traffic is generated resolver traffic (many clients and ports, so
 //! the kernel's flow hash spreads it) plus real DNS-over-TCP and IPv6
-//! captures from the shared test data: TCP reassembly only works if every
+//! captures from `testdata/pcap`: TCP reassembly only works if every
 //! segment of a stream and both directions reach the same ring, which is
 //! what the symmetric `PACKET_FANOUT_HASH` promises.
 
@@ -21,7 +21,7 @@ fn two_rings_give_the_same_totals_as_one() {
         "dnscap/dns.pcap",
         "dnscap/dns6.pcap",
     ] {
-        packets.extend(pcap::read(&shared_pcap(extra)));
+        packets.extend(pcap::read(&capture(extra)));
     }
     let file = dir.path().join("replay.pcap");
     pcap::write(&file, &packets);

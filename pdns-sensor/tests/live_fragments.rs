@@ -22,7 +22,7 @@ fn replay(tag: &str, packets: &mut [pcap::Packet]) -> (Stopped, tempfile::TempDi
 
 #[test]
 fn ipv6_non_first_fragments_are_kept_and_reassembled() {
-    let original = shared_pcap("zeek/ipv6-fragmented-dns.pcap");
+    let original = capture("zeek/ipv6-fragmented-dns.pcap");
     let mut packets = pcap::read(&original);
     let (stopped, _dir) = replay("f6", &mut packets);
     let s = &stopped.stats;
@@ -42,7 +42,7 @@ fn ipv6_non_first_fragments_are_kept_and_reassembled() {
 #[test]
 fn ipv4_fragments_are_reassembled_by_the_kernel() {
     // frags.pcap is raw IPv4: give every packet an Ethernet header.
-    let original = shared_pcap("dnscap/frags.pcap");
+    let original = capture("dnscap/frags.pcap");
     let raw = std::fs::read(&original).unwrap();
     let mut packets = raw_ipv4_packets(&raw);
     assert!(!packets.is_empty());

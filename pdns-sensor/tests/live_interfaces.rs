@@ -19,8 +19,8 @@ fn two_interfaces_into_one_database() {
         ns.sysctl("net.ipv6.conf.default.disable_ipv6=1");
     }
     let captures = [
-        shared_pcap("dnscap/vlan11.pcap"),
-        shared_pcap("dnscap/dnso1tcp.pcap"),
+        capture("dnscap/vlan11.pcap"),
+        capture("dnscap/dnso1tcp.pcap"),
     ];
     let mut files = Vec::new();
     for (i, tx) in senders.iter().enumerate() {

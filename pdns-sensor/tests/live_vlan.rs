@@ -1,7 +1,7 @@
 //! 802.1Q and QinQ frames injected over veth with tcpreplay are decoded.
 //!
-//! The source is the shared `dnscap/vlan11.pcap` (DNS, ICMP and ARP in VLAN
-//! 11); the QinQ variant adds an outer 802.1ad tag (VLAN 200). On receive
+//! The source is `testdata/pcap/dnscap/vlan11.pcap` (DNS, ICMP and ARP in
+//! VLAN 11); the QinQ variant adds an outer 802.1ad tag (VLAN 200). On receive
 //! the kernel strips the outer tag and reports it out of band, so the
 //! single-tagged frames reach the filter untagged and the QinQ frames with
 //! one tag left in band: both paths of the filter and the ring are used.
@@ -23,7 +23,7 @@ fn replay_and_compare_wrapped(
     extra: &[&str],
 ) -> (serde_json::Value, String) {
     require(&["ip", "tcpreplay", "tcpdump", "setpriv"]);
-    let original = shared_pcap("dnscap/vlan11.pcap");
+    let original = capture("dnscap/vlan11.pcap");
     let link = Link::new(tag, false);
     let dir = tempfile::tempdir().unwrap();
     let mut packets = pcap::read(&original);
@@ -90,14 +90,14 @@ fn check_ebpf_counters(s: &serde_json::Value, total: u64) {
 #[test]
 fn single_tagged_frames_are_decoded() {
     let s = replay_and_compare("vlan", false, &[]);
-    let total = pcap::read(&shared_pcap("dnscap/vlan11.pcap")).len() as u64;
+    let total = pcap::read(&capture("dnscap/vlan11.pcap")).len() as u64;
     check_ebpf_counters(&s, total);
 }
 
 #[test]
 fn qinq_frames_are_decoded() {
     let s = replay_and_compare("qinq", true, &[]);
-    let total = pcap::read(&shared_pcap("dnscap/vlan11.pcap")).len() as u64;
+    let total = pcap::read(&capture("dnscap/vlan11.pcap")).len() as u64;
     check_ebpf_counters(&s, total);
 }
 

@@ -3,25 +3,22 @@
 //! The unit tests in `decode::defrag` and `decode::tcp` cover the rules with
 //! synthetic input; these check that the whole decoder finds every DNS
 //! message in captures made by other tools (dnscap, go-dnscollector,
-//! tcpdump and Zeek test suites), read in place from
-//! `/work/shared/testdata/pcap` (or `$PDNS_TESTDATA`).
+//! tcpdump and Zeek test suites), kept in the repository's `testdata/pcap`.
 //!
 //! The expected counts were established independently with tshark 4.x
 //! (`tshark -r FILE -T fields -e dns.flags.response`, counting every
 //! message, several per frame included) and checked against the segment
 //! lists (`-e tcp.seq -e tcp.len -e ip.frag_offset ...`). Where this
-//! decoder must differ from tshark, the test says why. Note that
-//! `testdata/MANIFEST.md` counts *frames* holding DNS, not messages, so it
-//! undercounts captures that pack several messages into one segment.
+//! decoder must differ from tshark, the test says why. Counting the frames
+//! that hold DNS instead (`tshark -Y dns`) undercounts captures that pack
+//! several messages into one segment.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
-use pdns_sensor::decode::{
-    DecodeConfig, DecodeStats, Decoder, DnsPayload, DropReason, Frame, LinkType, Timestamp,
-    Transport,
-};
+use pdns_sensor::decode::{DecodeConfig, DecodeStats, Decoder, DropReason};
+use pdns_sensor::vocab::packet::{DnsMessage, Frame, LinkType, Timestamp, Transport};
 
 /// What the decoder found in one capture.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -32,20 +29,16 @@ struct Found {
     tcp: usize,
 }
 
-fn testdata() -> Option<PathBuf> {
-    let dir = std::env::var_os("PDNS_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/testdata/pcap"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: no test captures at {}", dir.display());
-        None
-    }
+/// The repository's `testdata/pcap`. Fails loudly if it is missing: these
+/// tests must not pass by finding nothing.
+fn testdata() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcap");
+    assert!(dir.is_dir(), "test captures not found at {}", dir.display());
+    dir
 }
 
 /// Counts one DNS message the decoder found.
-fn count(found: &mut Found, dns: DnsPayload<'_>) {
+fn count(found: &mut Found, dns: DnsMessage<'_>) {
     if dns.data.len() < 12 {
         return;
     }
@@ -62,8 +55,8 @@ fn count(found: &mut Found, dns: DnsPayload<'_>) {
 /// Decodes a classic pcap file with a default decoder, then ends the input
 /// as the pipeline does ([`Decoder::finish`]). Also returns the TCP flow
 /// directions still tracked before that end.
-fn decode(name: &str) -> Option<(Found, Decoder, usize)> {
-    let path = testdata()?.join(name);
+fn decode(name: &str) -> (Found, Decoder, usize) {
+    let path = testdata().join(name);
     let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut reader = create_reader(1 << 16, file).expect("a pcap file");
     let mut decoder = Decoder::new(&DecodeConfig::default());
@@ -105,7 +98,7 @@ fn decode(name: &str) -> Option<(Found, Decoder, usize)> {
     let open_flows = decoder.tcp_flows();
     decoder.finish(&mut |dns| count(&mut found, dns));
     assert_eq!(decoder.tcp_flows(), 0, "{name}: flows left after finish");
-    Some((found, decoder, open_flows))
+    (found, decoder, open_flows)
 }
 
 fn found(queries: usize, responses: usize, tcp: usize) -> Found {
@@ -133,9 +126,7 @@ const FRAG_DROPS: [DropReason; 3] = [
 
 /// Asserts the messages found and that no TCP data was lost.
 fn clean_tcp(name: &str, want: Found) {
-    let Some((got, decoder, _)) = decode(name) else {
-        return;
-    };
+    let (got, decoder, _) = decode(name);
     assert_eq!(got, want, "{name}");
     assert_eq!(drops(&decoder.stats, &TCP_DROPS), vec![], "{name}");
 }
@@ -148,14 +139,14 @@ fn tcp_one_connection_many_queries() {
 
 #[test]
 fn tcp_several_messages_in_one_segment() {
-    // One 90-byte segment holds three 28-byte queries (MANIFEST: "2 msgs").
+    // One 90-byte segment holds three 28-byte queries (2 frames hold DNS).
     clean_tcp("dnscap/dnsotcp-many1pkt.pcap", found(3, 1, 4));
 }
 
 #[test]
 fn tcp_messages_across_segment_boundaries() {
     // Two 45-byte segments hold three 30-byte framed queries: the second
-    // query straddles them (MANIFEST: "2 msgs").
+    // query straddles them (2 frames hold DNS).
     clean_tcp("dnscap/dnsotcp-manyopkts.pcap", found(3, 0, 3));
 }
 
@@ -175,9 +166,7 @@ fn tcp_mid_stream_start_without_length_prefix() {
     // earlier, uncaptured segment: its first bytes (the DNS ID 0xe7af) are
     // read as a length, so that query and the next one are lost, as they
     // are for tshark. Both responses start cleanly.
-    let Some((got, _, _)) = decode("dnscap/do1t-nosyn-1nolen.pcap") else {
-        return;
-    };
+    let (got, _, _) = decode("dnscap/do1t-nosyn-1nolen.pcap");
     assert_eq!(got, found(0, 2, 2));
 }
 
@@ -220,9 +209,7 @@ fn tcp_missing_segment_in_the_middle() {
     // completed by frame 17 is found. 6 messages, as tshark (frames 6, 8,
     // 12, 14, 17, 19); one gap per direction; nothing is left for the end
     // of the input.
-    let Some((got, decoder, open)) = decode("dnscap/dnso1tcp-midmiss.pcap") else {
-        return;
-    };
+    let (got, decoder, open) = decode("dnscap/dnso1tcp-midmiss.pcap");
     assert_eq!(got, found(3, 3, 6));
     assert_eq!(
         drops(&decoder.stats, &TCP_DROPS),
@@ -244,9 +231,7 @@ fn tcp_big_hole_resynchronises() {
     // only the 3 queries before the hole are found (as tshark), and no
     // garbage. Gaps: one hole per direction, plus the client's misframed
     // partial "message" still pending at its FIN.
-    let Some((got, decoder, open)) = decode("dnscap/dnso1tcp-bighole.pcap") else {
-        return;
-    };
+    let (got, decoder, open) = decode("dnscap/dnso1tcp-bighole.pcap");
     assert_eq!(got, found(3, 38, 41));
     assert_eq!(
         drops(&decoder.stats, &TCP_DROPS),
@@ -258,9 +243,7 @@ fn tcp_big_hole_resynchronises() {
 #[test]
 fn tcp_mixed_real_trace() {
     // UDP and TCP, IPv4 and IPv6, TC=1 retries over TCP.
-    let Some((got, decoder, _)) = decode("zeek/dns-edns-ecs.pcap") else {
-        return;
-    };
+    let (got, decoder, _) = decode("zeek/dns-edns-ecs.pcap");
     assert_eq!((got.queries, got.responses), (20, 65));
     assert_eq!(drops(&decoder.stats, &TCP_DROPS), vec![]);
 }
@@ -268,9 +251,7 @@ fn tcp_mixed_real_trace() {
 /// Asserts the messages found, the datagrams rebuilt and that no fragment
 /// was dropped.
 fn clean_frags(name: &str, want: Found, reassembled: u64) {
-    let Some((got, decoder, _)) = decode(name) else {
-        return;
-    };
+    let (got, decoder, _) = decode(name);
     assert_eq!(got, want, "{name}");
     assert_eq!(decoder.stats.reassembled_datagrams, reassembled, "{name}");
     assert_eq!(drops(&decoder.stats, &FRAG_DROPS), vec![], "{name}");
@@ -318,9 +299,7 @@ fn ipv6_fragments_with_a_lost_first_fragment() {
     // captured): it stays pending (the capture ends 5 s later, before the
     // 30 s timeout) and its query is answered again, as datagram 2, in
     // three fragments.
-    let Some((got, decoder, _)) = decode("zeek/ipv6-fragmented-dns.pcap") else {
-        return;
-    };
+    let (got, decoder, _) = decode("zeek/ipv6-fragmented-dns.pcap");
     assert_eq!(got, found(3, 2, 0));
     assert_eq!(decoder.stats.reassembled_datagrams, 1);
     assert_eq!(drops(&decoder.stats, &FRAG_DROPS), vec![]);

@@ -6,10 +6,11 @@
 mod common;
 
 use pdns_sensor::aggregate::Aggregator;
-use pdns_sensor::decode::{DecodeConfig, DecodeStats, Decoder, Frame, LinkType, Timestamp};
-use pdns_sensor::extract::{Extractor, Sections};
-use pdns_sensor::store::keys;
-use pdns_sensor::store::value::origin;
+use pdns_sensor::decode::{DecodeConfig, Decoder};
+use pdns_sensor::extract::{ExtractStats, Extractor, Sections};
+use pdns_sensor::vocab::key;
+use pdns_sensor::vocab::packet::{Frame, LinkType, Timestamp};
+use pdns_sensor::vocab::value::Origin;
 use proptest::prelude::*;
 
 fn frames() -> Vec<(LinkType, Vec<u8>)> {
@@ -84,8 +85,8 @@ proptest! {
         let config = DecodeConfig { max_tcp_flows: 4, max_fragment_datagrams: 4, ..DecodeConfig::default() };
         let mut decoder = Decoder::new(&config);
         let mut extractor = Extractor::new(Sections { answer: true, authority: true, additional: true });
-        let mut aggregator = Aggregator::new(1_000_000, origin::WIRE);
-        let mut stats = DecodeStats::default();
+        let mut aggregator = Aggregator::new(1_000_000, Origin::WIRE);
+        let mut stats = ExtractStats::default();
         for (i, (link, data)) in frames.iter().enumerate() {
             let frame = Frame { ts: Timestamp::from_secs(1_000 + i as u64 / 50), link: *link, data };
             decoder.decode(&frame, &mut |payload| extractor.extract(&payload, &mut stats, &mut aggregator));
@@ -93,9 +94,9 @@ proptest! {
             prop_assert!(decoder.pending_fragments() <= 4);
         }
         for (key, _) in aggregator.take().records.iter() {
-            let r = keys::parse_record_key(key).expect("keys we build parse back");
-            let _ = pdns_sensor::render::rdata(r.rtype, r.rdata);
-            let _ = pdns_sensor::name::presentation(r.owner);
+            let r = key::parse_record_key(key).expect("keys we build parse back");
+            let _ = pdns_sensor::vocab::render::rdata(r.rtype, r.rdata);
+            let _ = pdns_sensor::vocab::name::presentation(r.owner);
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Differential test against tshark, an independent DNS decoder: for every
-//! capture in `../shared/testdata/pcap`, the answer-section records of
-//! every DNS response tshark decodes on port 53 — over UDP or reassembled
-//! TCP, fragmented or not, any link type — must be exactly the records we
-//! store, with the same counts (responses carrying them) and the same
-//! first/last capture times. Compared for A, AAAA, CNAME, NS, PTR and MX,
-//! whose rdata tshark prints in a form we can match exactly.
+//! capture in `testdata/pcap`, the answer-section records of every DNS
+//! response tshark decodes on port 53 — over UDP or reassembled TCP,
+//! fragmented or not, any link type — must be exactly the records we store,
+//! with the same counts (responses carrying them) and the same first/last
+//! capture times. Compared for A, AAAA, CNAME, NS, PTR and MX, whose rdata
+//! tshark prints in a form we can match exactly.
 //!
 //! Frames tshark marks malformed, cut short by the snap length, or reaches
 //! only through a tunnel (GRE, VXLAN, Teredo, ERSPAN, an ICMP quote) are out
@@ -142,7 +142,9 @@ fn our_records(pcap: &Path) -> BTreeMap<Key, Seen> {
     common::all_records(&store)
         .into_iter()
         .filter_map(|(name, rtype, data, count, _ttl, first, last)| {
-            let t = pdns_sensor::render::parse_rtype(&rtype).unwrap();
+            let t = pdns_sensor::vocab::render::parse_rtype(&rtype)
+                .unwrap()
+                .to_int();
             matches!(t, 1 | 28 | 5 | 2 | 12 | 15).then(|| ((name, t, data), (count, first, last)))
         })
         .collect()

@@ -1,14 +1,14 @@
 //! Differential test against Zeek: for every pcap ↔ dns.log pair in
-//! `../shared/testdata/pairs.tsv` where Zeek and we record the same thing,
-//! every answer Zeek logged for a response is in our store, reachable from
-//! the logged query through the CNAME chain we stored hop by hop, with the
-//! count Zeek implies (the number of log lines carrying it) and the TTL Zeek
+//! `testdata/pairs.tsv` where Zeek and we record the same thing, every
+//! answer Zeek logged for a response is in our store, reachable from the
+//! logged query through the CNAME chain we stored hop by hop, with the count
+//! Zeek implies (the number of log lines carrying it) and the TTL Zeek
 //! paired with it. NXDOMAIN and no-data lines must appear in our negative
 //! table.
 //!
 //! Zeek logs neither owner nor type per answer and renders each type its own
-//! way (see `zeek-dnslog.md` §1.7); `zeek_string` reproduces that rendering
-//! from our stored wire rdata. Pairs left out, and why:
+//! way; `zeek_string` reproduces that rendering from our stored wire rdata.
+//! Pairs left out, and why:
 //! - GRE / GRE-over-UDP / PPTP / VXLAN pairs: tunnels are not decapsulated
 //!   (optional in the spec); their DNS is inner traffic we skip, counted;
 //! - the two `dnssec/*.log` baselines: not stock Zeek output (a test script
@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use pdns_sensor::name;
 use pdns_sensor::store::{Filter, Selector, Store, StoredRecord};
+use pdns_sensor::vocab::name;
 
 /// One dns.log line, reduced to what we compare.
 #[derive(Debug, Default)]
@@ -167,7 +167,7 @@ fn char_strings(wire: &[u8], tag: &str) -> String {
 /// (`None` for types Zeek does not log).
 fn zeek_string(r: &StoredRecord) -> Option<String> {
     let w = &r.rdata[..];
-    Some(match r.rtype {
+    Some(match r.rtype.to_int() {
         1 => Ipv4Addr::from(<[u8; 4]>::try_from(w).ok()?).to_string(),
         28 => Ipv6Addr::from(<[u8; 16]>::try_from(w).ok()?).to_string(),
         2 | 5 | 12 | 6 => wire_name(w),
@@ -211,7 +211,7 @@ fn zeek_string(r: &StoredRecord) -> Option<String> {
 }
 
 fn owner_key(name: &str) -> Vec<u8> {
-    name::encode_str(if name.is_empty() { "." } else { name }).unwrap()
+    name::encode_presentation(if name.is_empty() { "." } else { name }).unwrap()
 }
 
 /// Our records owned by `query` or by any name its stored CNAMEs lead to.
@@ -227,7 +227,7 @@ fn chain_records(store: &Store, query: &str) -> Vec<StoredRecord> {
         };
         for r in store.records(&sel, &filter) {
             let r = r.unwrap();
-            if r.rtype == 5 {
+            if r.rtype == pdns_sensor::vocab::Rtype::CNAME {
                 let target = owner_key(&wire_name(&r.rdata));
                 if !names.contains(&target) {
                     names.push(target);
@@ -319,7 +319,7 @@ fn check_pair(log: &Path, pcap: &Path, ports: &[u16]) -> usize {
             if candidates.len() == ttls.len() {
                 for (r, ttl) in candidates.iter().zip(ttls) {
                     let e = expected
-                        .entry((r.owner.clone(), r.rtype, r.rdata.clone()))
+                        .entry((r.owner.clone(), r.rtype.to_int(), r.rdata.clone()))
                         .or_insert((0, r.value.count, Vec::new()));
                     e.0 += 1;
                     e.2.push(ttl);
@@ -347,7 +347,7 @@ fn check_pair(log: &Path, pcap: &Path, ports: &[u16]) -> usize {
             let r = store
                 .records(&sel, &Filter::default())
                 .map(Result::unwrap)
-                .find(|r| r.rtype == *rtype && &r.rdata == rdata)
+                .find(|r| r.rtype.to_int() == *rtype && &r.rdata == rdata)
                 .unwrap();
             assert_eq!(
                 r.value.ttl,

@@ -1,7 +1,7 @@
-//! `import-zeek`: the Zeek dns.log baselines in `../shared/testdata` in
-//! place, the differential against `ingest` of the same captures, JSON vs
-//! TSV, idempotence and resumption, malformed logs, follow mode across
-//! rotations and restarts, and import speed.
+//! `import-zeek`: the Zeek dns.log baselines in `testdata/zeek-dnslog`, the
+//! differential against `ingest` of the same captures, JSON vs TSV,
+//! idempotence and resumption, malformed logs, follow mode across rotations
+//! and restarts, and import speed.
 //!
 //! The btest baselines have their `ts` masked (`XXXXXXXXXX.XXXXXX`): as
 //! they are, every data line is counted `bad_ts` (the import still
@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pdns_sensor::cli::DbArgs;
-use pdns_sensor::cli::import_zeek::{self, ImportZeekArgs, ImportZeekReport};
+use pdns_sensor::cli::import_zeek::{self, ImportZeekArgs};
+use pdns_sensor::report::ImportZeekReport;
 use pdns_sensor::source::zeek::follow::{self, FollowConfig};
 use pdns_sensor::source::zeek::{LineSkip, ZeekStats};
-use pdns_sensor::store::value::origin;
 use pdns_sensor::store::{Filter, Selector, Store};
+use pdns_sensor::vocab::value::Origin;
 
 const TS: u64 = 1_600_000_000;
 
@@ -53,11 +54,13 @@ fn args(db: &Path, paths: &[PathBuf]) -> ImportZeekArgs {
         db: DbArgs {
             db: db.to_path_buf(),
         },
+        retention: Default::default(),
         follow: None,
         aggregate_entries: 100_000,
         flush_interval: 5,
         stats_json: None,
         quiet: true,
+        status_interval: 10,
         paths: paths.to_vec(),
     }
 }
@@ -85,7 +88,7 @@ fn write_unmasked(src: &Path, dir: &Path) -> PathBuf {
 }
 
 /// Every record: (name, type, rdata) -> (count, ttl, first, last, origin).
-type Records = BTreeMap<(String, String, String), (u64, u32, u64, u64, u8)>;
+type Records = BTreeMap<(String, String, String), (u64, u32, u64, u64, Origin)>;
 
 fn records(store: &Store) -> Records {
     store
@@ -284,7 +287,7 @@ fn differential_against_ingest() {
                 (w.0, w.1),
                 "{name}: {k:?} count/ttl (zeek, wire)"
             );
-            assert_eq!(z.4, origin::ZEEK, "{name}: {k:?} origin");
+            assert_eq!(z.4, Origin::ZEEK, "{name}: {k:?} origin");
             if name.ends_with(".json.log") {
                 // Real timestamps: same second (query time vs reply time).
                 assert_eq!((z.2, z.3), (w.2, w.3), "{name}: {k:?} first/last");
@@ -461,7 +464,7 @@ fn json_and_tsv_of_the_same_data_give_identical_stores() {
         assert!(recs.contains_key(&("t.example.".into(), "TXT".into(), r#""a,b c\\d""#.into())));
         assert_eq!(
             recs[&("zeek.org.".into(), "A".into(), "192.0.78.150".into())],
-            (1, 60, 1774911641, 1774911641, origin::ZEEK)
+            (1, 60, 1774911641, 1774911641, Origin::ZEEK)
         );
         compared += recs.len();
     }
@@ -867,13 +870,13 @@ impl Follower {
         let stop = Arc::new(AtomicBool::new(false));
         let (db, log, flag) = (db.to_path_buf(), log.to_path_buf(), Arc::clone(&stop));
         let handle = std::thread::spawn(move || {
-            let store = Store::open(&db).unwrap();
+            let store = Arc::new(Store::open(&db).unwrap());
             let config = FollowConfig {
                 poll_interval: Duration::from_millis(50),
                 flush_interval: Duration::from_millis(200),
                 ..FollowConfig::default()
             };
-            follow::follow(&store, &log, &config, &flag).unwrap()
+            follow::follow(store, &log, &config, &flag, |_| {}).unwrap()
         });
         Follower { stop, handle }
     }
@@ -1038,7 +1041,7 @@ fn wire_and_zeek_observations_of_a_record_merge_and_dump_shows_origin() {
     let v = recs[&("zeek.org.".into(), "A".into(), "192.0.78.150".into())];
     assert_eq!(
         (v.0, v.4),
-        (2, origin::WIRE | origin::ZEEK),
+        (2, Origin::WIRE.union(Origin::ZEEK)),
         "one key, both origins"
     );
     let negs = negatives(&reader(&db));

@@ -14,7 +14,7 @@ use anyhow::Result;
 use crate::setup::ebpf_toolchain;
 use crate::sh;
 
-pub fn lint() -> Result<()> {
+pub(crate) fn lint() -> Result<()> {
     sh(Command::new("rustup")
         .args([
             "run",

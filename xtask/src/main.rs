@@ -6,11 +6,13 @@
 //! * `cargo xtask bench [--quick]` — builds release binaries and runs the
 //!   benchmark harness of the `bench` crate.
 //! * `cargo xtask run -- ARGS` — builds and runs the sensor.
+//! * `cargo xtask deb` — builds the Debian package (see `deb.rs`).
 //!
 //! Everything builds in the release profile: RocksDB's C++ is the slowest
 //! part of the build, and one profile means it is compiled once for the
 //! binaries, the tests and the benchmarks alike.
 
+mod deb;
 mod ebpf;
 mod setup;
 
@@ -32,13 +34,15 @@ fn main() -> Result<()> {
         "test" => test(rest),
         "bench" => bench(rest),
         "run" => run(rest),
+        "deb" => deb::run(rest).map(|_| ()),
         "help" | "--help" | "-h" => {
             println!(
-                "cargo xtask <setup|test|bench [--quick]|run -- ARGS>\n\
+                "cargo xtask <setup|test|bench [--quick]|run -- ARGS|deb>\n\
                  setup  install build and test dependencies (Debian 12)\n\
                  test   setup, fmt check, clippy, all tests\n\
                  bench  run the benchmark harness (bench/results/)\n\
-                 run    build and run pdns-sensor with ARGS"
+                 run    build and run pdns-sensor with ARGS\n\
+                 deb    build the Debian package (prints its path)"
             );
             Ok(())
         }

@@ -1,15 +1,14 @@
 //! Installs build and test dependencies on Debian 12, idempotently: each
 //! step first checks whether its result is already there.
 //!
-//! The eBPF side (see `../shared/docs/capture.md` §3) needs three things a
-//! stock Rust install lacks: the nightly toolchain's `rust-src` (the
-//! `bpfel-unknown-none` target has no prebuilt `core`), and `bpf-linker`
-//! built against the *nightly's own* libLLVM, so no Debian LLVM is needed and
-//! the LLVM versions always agree. bpf-linker finds that libLLVM at run time
-//! through its RUNPATH, `/opt/bpf-llvm/lib`, where both the link name and the
-//! SONAME point into the nightly's sysroot. Every nightly update changes the
-//! SONAME, so a stamp file records which one bpf-linker was built for and a
-//! mismatch rebuilds it.
+//! The eBPF side needs three things a stock Rust install lacks: the nightly
+//! toolchain's `rust-src` (the `bpfel-unknown-none` target has no prebuilt
+//! `core`), and `bpf-linker` built against the *nightly's own* libLLVM, so
+//! no Debian LLVM is needed and the LLVM versions always agree. bpf-linker
+//! finds that libLLVM at run time through its RUNPATH, `/opt/bpf-llvm/lib`,
+//! where both the link name and the SONAME point into the nightly's sysroot.
+//! Every nightly update changes the SONAME, so a stamp file records which
+//! one bpf-linker was built for and a mismatch rebuilds it.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,8 +23,10 @@ const BUILD_PACKAGES: [&str; 3] = ["libclang-dev", "clang", "g++"];
 
 /// Debian packages the tests and benchmarks drive: tshark, an independent
 /// decoder to cross-check ours; dnsdbq, the analysts' DNSDB/CIRCL client;
-/// wrk, the HTTP load generator of the query benchmark.
-const TEST_PACKAGES: [&str; 3] = ["tshark", "dnsdbq", "wrk"];
+/// wrk, the HTTP load generator of the query benchmark; curl, the HTTPS
+/// client of the TLS tests, and ca-certificates, whose bundle they
+/// replace with a test CA for dnsdbq (in a mount namespace of its own).
+const TEST_PACKAGES: [&str; 5] = ["tshark", "dnsdbq", "wrk", "curl", "ca-certificates"];
 
 /// Python client libraries of the passive DNS APIs, driven by the API tests
 /// (pymisp for the shipped MISP module).
@@ -35,8 +36,8 @@ const PYTHON_PACKAGES: [(&str, &str); 3] = [
     ("pymisp", "pymisp"),
 ];
 
-/// Peer systems the benchmark measures beside the sensor on the same input
-/// (issue 6): balboa with its RocksDB backend (the storage design we
+/// Peer systems the benchmark measures beside the sensor on the same input:
+/// balboa with its RocksDB backend (the storage design we
 /// follow) and dnscap (DNS-OARC's capture and decode tool); tshark is
 /// already in [`TEST_PACKAGES`]. passivedns is not in Debian: the benchmark
 /// reports it missing unless a `passivedns` binary is on `PATH`.
@@ -56,6 +57,24 @@ const CAPTURE_TEST_PACKAGES: [&str; 6] = [
     "iputils-ping",
 ];
 
+/// Debian packages the manual page tests render with: `man -l` (man-db)
+/// and `groff -man` (groff-base).
+const MANPAGE_TEST_PACKAGES: [&str; 2] = ["man-db", "groff-base"];
+
+/// Debian packages `cargo xtask deb` needs: dpkg-shlibdeps (dpkg-dev),
+/// with which cargo-deb derives the package's library dependencies.
+const PACKAGING_PACKAGES: [&str; 1] = ["dpkg-dev"];
+
+/// Debian packages the package test (`tests/deb_package.rs`) drives:
+/// `systemd-analyze` (systemd; installing it does not make it PID 1) to
+/// verify and score the unit, libseccomp's Python binding to apply the
+/// unit's system call filter the way systemd would, adduser for the
+/// maintainer scripts.
+const DEB_TEST_PACKAGES: [&str; 3] = ["systemd", "python3-seccomp", "adduser"];
+
+/// The pinned cargo-deb release, installed from crates.io.
+const CARGO_DEB: (&str, &str) = ("cargo-deb", "3.8.0");
+
 /// The pinned bpf-linker release (the aya 0.14 line's linker).
 const BPF_LINKER: &str = "bpf-linker@0.13.0";
 
@@ -65,26 +84,53 @@ const BPF_LLVM_PREFIX: &str = "/opt/bpf-llvm";
 /// The toolchain that builds the eBPF object; `pdns-sensor/build.rs` reads
 /// the same variable. Pin it (e.g. `nightly-2026-05-19`) to keep
 /// bpf-linker's libLLVM stable.
-pub fn ebpf_toolchain() -> String {
+pub(crate) fn ebpf_toolchain() -> String {
     std::env::var("PDNS_EBPF_TOOLCHAIN").unwrap_or_else(|_| "nightly".to_string())
 }
 
 /// Everything: build, tests and benchmarks (`cargo xtask setup`, `test`).
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     let wanted: Vec<&str> = BUILD_PACKAGES
         .iter()
         .chain(TEST_PACKAGES.iter())
         .chain(CAPTURE_TEST_PACKAGES.iter())
         .chain(PEER_PACKAGES.iter())
+        .chain(MANPAGE_TEST_PACKAGES.iter())
+        .chain(PACKAGING_PACKAGES.iter())
+        .chain(DEB_TEST_PACKAGES.iter())
         .copied()
         .collect();
     install(&wanted)?;
     python_setup()?;
-    build_toolchain()
+    build_toolchain()?;
+    cargo_deb_setup()
+}
+
+/// What building the Debian package needs (`cargo xtask deb`).
+pub(crate) fn packaging() -> Result<()> {
+    build()?;
+    install(&PACKAGING_PACKAGES)?;
+    cargo_deb_setup()
+}
+
+/// Installs the pinned cargo-deb unless `cargo deb --version` names it.
+fn cargo_deb_setup() -> Result<()> {
+    let (name, version) = CARGO_DEB;
+    let installed = crate::cargo()
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).trim() == format!("{name} {version}")
+        });
+    if !installed {
+        sh(crate::cargo().args(["install", &format!("{name}@{version}"), "--locked"]))?;
+    }
+    Ok(())
 }
 
 /// What building and running the sensor needs (`cargo xtask run`).
-pub fn build() -> Result<()> {
+pub(crate) fn build() -> Result<()> {
     install(&BUILD_PACKAGES)?;
     build_toolchain()
 }

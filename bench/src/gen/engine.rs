@@ -50,7 +50,7 @@ struct Plan {
     packets: u64,
 }
 
-pub struct Engine<'c, W: Write> {
+pub(super) struct Engine<'c, W: Write> {
     cfg: &'c Config,
     rng: Rng,
     zipf: Zipf,
@@ -68,7 +68,7 @@ pub struct Engine<'c, W: Write> {
 }
 
 impl<'c, W: Write> Engine<'c, W> {
-    pub fn new(cfg: &'c Config, sink: W) -> Result<Self> {
+    pub(super) fn new(cfg: &'c Config, sink: W) -> Result<Self> {
         let catalog = Catalog::new(cfg.seed, cfg.names);
         let torture = (0..VICTIMS)
             .map(|v| {
@@ -99,7 +99,7 @@ impl<'c, W: Write> Engine<'c, W> {
         })
     }
 
-    pub fn run(mut self, progress: &mut dyn FnMut(u64)) -> Result<(W, Summary)> {
+    pub(super) fn run(mut self, progress: &mut dyn FnMut(u64)) -> Result<(W, Summary)> {
         let mut next_report = 1 << 16;
         while self.out.w.packets() < self.cfg.packets {
             self.step()?;

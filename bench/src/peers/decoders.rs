@@ -157,9 +157,9 @@ fn dnscap(pcap: &Path, truth: &Summary, dir: &Path) -> Result<DecodeRun> {
     })
 }
 
-/// `passivedns -r FILE` with the record types of peers.md §4 (A, AAAA,
-/// CNAME, DNAME, NAPTR, PTR, RP, SRV, TXT, MX, NS and NXDOMAIN), its logs
-/// and pid file kept in `dir`.
+/// `passivedns -r FILE` logging the record types A, AAAA, CNAME, DNAME,
+/// NAPTR, PTR, RP, SRV, TXT, MX and NS and NXDOMAIN answers
+/// (`-X 46CDNPRSTMnx`), its logs and pid file kept in `dir`.
 fn passivedns(pcap: &Path, dir: &Path) -> Result<DecodeRun> {
     let log = dir.join("passivedns.log");
     let nx = dir.join("nxdomain.log");

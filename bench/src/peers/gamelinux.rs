@@ -29,9 +29,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use pdns_sensor::decode::{DecodeConfig, DecodeStats, Decoder, Frame, Timestamp, link};
-use pdns_sensor::extract::{Extractor, ObservationSink, Sections};
-use pdns_sensor::{name, render, source};
+use pdns_sensor::decode::{DecodeConfig, Decoder, link};
+use pdns_sensor::extract::{ExtractStats, Extractor, Sections};
+use pdns_sensor::source;
+use pdns_sensor::vocab::observation::ObservationSink;
+use pdns_sensor::vocab::packet::{Frame, Timestamp};
+use pdns_sensor::vocab::{OptRcode, Rtype, name, render};
 
 /// One positive observation, ready to print as a gamelinux line.
 #[derive(Clone, Copy, Debug)]
@@ -100,7 +103,7 @@ pub fn observations(
     };
     let mut decoder = Decoder::new(&DecodeConfig::default());
     let mut extractor = Extractor::new(Sections::default());
-    let mut stats = DecodeStats::default();
+    let mut stats = ExtractStats::default();
     let mut sink = Sink {
         f: &mut f,
         max,
@@ -216,7 +219,7 @@ fn representable(s: &str) -> bool {
 }
 
 impl<F: FnMut(&Observation<'_>) -> io::Result<()>> ObservationSink for Sink<'_, F> {
-    fn record(&mut self, owner: &[u8], rtype: u16, rdata: &[u8], ttl: u32, _ts: u64) {
+    fn record(&mut self, owner: &[u8], rtype: Rtype, rdata: &[u8], ttl: u32, _ts: u64) {
         if self.error.is_some() || self.stop.load(Ordering::Relaxed) {
             return;
         }
@@ -226,7 +229,7 @@ impl<F: FnMut(&Observation<'_>) -> io::Result<()>> ObservationSink for Sink<'_, 
             return;
         }
         self.owner.clear();
-        name::to_presentation(owner, &mut self.owner);
+        name::write_presentation(owner, &mut self.owner);
         self.rtype = render::rtype_name(rtype);
         self.rdata = render::rdata(rtype, rdata);
         if !representable(&self.owner) || !representable(&self.rdata) {
@@ -251,7 +254,7 @@ impl<F: FnMut(&Observation<'_>) -> io::Result<()>> ObservationSink for Sink<'_, 
         }
     }
 
-    fn negative(&mut self, _qname: &[u8], _qtype: u16, _rcode: u16, _ts: u64) {}
+    fn negative(&mut self, _qname: &[u8], _qtype: Rtype, _rcode: OptRcode, _ts: u64) {}
 }
 
 #[cfg(test)]
@@ -264,10 +267,13 @@ mod tests {
 
     use super::*;
 
+    /// The repository's `testdata/pcap/REL`, which must exist.
     fn testdata(rel: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/pcap")
-            .join(rel)
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/pcap")
+            .join(rel);
+        assert!(p.exists(), "missing capture {}", p.display());
+        p
     }
 
     fn lines(pcap: &Path, max: u64) -> (Vec<String>, Summary) {

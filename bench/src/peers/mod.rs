@@ -1,5 +1,5 @@
 //! Peer systems measured beside the sensor on the same input in the same
-//! run (issue 6, scenario 4).
+//! run (the peers scenario).
 //!
 //! Each peer module answers two questions: is the peer present on this
 //! machine (if not, why — reported, never faked), and what does it measure

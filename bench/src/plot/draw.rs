@@ -36,7 +36,7 @@ pub(super) fn titled_canvas<'a>(
 /// Draws marker `shape` (0 circle, 1 square, 2 triangle, 3 diamond) at
 /// pixel `(x, y)` of `area`.
 pub(super) fn draw_marker(
-    area: &Area,
+    area: &Area<'_>,
     shape: usize,
     (x, y): (i32, i32),
     color: RGBColor,
@@ -65,7 +65,7 @@ pub(super) enum LegendMark {
 }
 
 /// Draws legend entries top-down into `area`.
-pub(super) fn draw_legend(area: &Area, items: &[(String, RGBColor, LegendMark)]) -> Result<()> {
+pub(super) fn draw_legend(area: &Area<'_>, items: &[(String, RGBColor, LegendMark)]) -> Result<()> {
     let style = text_style(LABEL_SIZE, BLACK, HPos::Left, VPos::Center);
     let x0 = 8;
     for (i, (name, color, mark)) in items.iter().enumerate() {

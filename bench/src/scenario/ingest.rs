@@ -17,9 +17,10 @@ use crate::child::{dir_bytes, run_measured};
 use crate::r#gen::Config;
 use crate::progress;
 use crate::report::{Entry, SENSOR, ratio};
-use crate::sensor::{Stats, ingest_command};
+use crate::sensor::{ingest_command, read_report};
 use crate::table::{Table, num};
 use crate::workload::{Prepared, Workload, prepare};
+use pdns_sensor::report::IngestReport;
 
 pub const NAME: &str = "ingest";
 /// System name of the raw-read baseline entries.
@@ -210,7 +211,7 @@ fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<En
     let stats_path = tmp.path().join("stats.json");
     let cmd = ingest_command(&ctx.sensor, &db, threads, true, &stats_path, &p.pcap);
     let m = run_measured(cmd, tmp.path())?;
-    let stats = Stats::read(&stats_path);
+    let report: Result<IngestReport, String> = read_report(&stats_path);
 
     let mut e = Entry::new(NAME, SENSOR);
     workload_fields(&mut e, p);
@@ -218,20 +219,19 @@ fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<En
     if !m.success() {
         e.notes.push(format!("failed: {}", m.describe_failure()));
     }
-    if let Some(problem) = &stats.problem {
+    if let Err(problem) = &report {
         e.notes.push(problem.clone());
-    } else if !stats.missing().is_empty() {
-        e.notes
-            .push(format!("stats.json lacks: {}", stats.missing().join(", ")));
     }
+    let report = report.ok();
+    let figure = |f: fn(&IngestReport) -> f64| report.as_ref().map(f);
 
     let wall = m.wall.as_secs_f64();
-    let elapsed = stats.get("elapsed_secs").filter(|s| *s > 0.0);
-    let packets = stats.get("packets");
-    let observations = stats.get("observations");
+    let elapsed = figure(|r| r.elapsed_secs).filter(|s| *s > 0.0);
+    let packets = figure(|r| r.totals.packets as f64);
+    let observations = figure(|r| r.totals.observations as f64);
     let db_dir = dir_bytes(&db) as f64;
-    let db_bytes = stats.get("db_bytes");
-    let db_records = stats.get("db_records");
+    let db_bytes = figure(|r| r.db_bytes as f64);
+    let db_records = figure(|r| r.db_records as f64);
     let pps_wall = ratio(
         Some(packets.unwrap_or(p.summary.packets as f64)),
         Some(wall),
@@ -241,7 +241,7 @@ fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<En
     e.set_figure("wall_secs", Some(wall));
     e.set_figure("elapsed_secs", elapsed);
     e.set_figure("packets", packets);
-    e.set_figure("dns_responses", stats.get("dns_responses"));
+    e.set_figure("dns_responses", figure(|r| r.totals.dns_responses as f64));
     e.set_figure("observations", observations);
     e.set_figure("db_bytes", db_bytes);
     e.set_figure("db_records", db_records);
@@ -260,8 +260,22 @@ fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<En
         "cpu_utilisation",
         ratio(Some(m.user_secs + m.sys_secs), Some(wall)),
     );
-    for (k, v) in stats.extra() {
-        e.set_figure(&format!("sensor.{k}"), Some(*v));
+    if let Some(r) = &report {
+        let t = &r.totals;
+        for (k, v) in [
+            ("bytes", t.bytes),
+            ("dns_queries", t.dns_queries),
+            ("record_observations", t.record_observations),
+            ("negative_observations", t.negative_observations),
+            ("records_written", t.records_written),
+            ("negatives_written", t.negatives_written),
+            ("flushes", t.flushes),
+        ] {
+            e.set_figure(&format!("sensor.{k}"), Some(v as f64));
+        }
+        for (reason, n) in &t.drops {
+            e.set_figure(&format!("sensor.drops.{reason}"), Some(*n as f64));
+        }
     }
 
     let raw_pps = Some(raw.packets_per_sec());

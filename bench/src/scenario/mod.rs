@@ -1,8 +1,8 @@
 //! Benchmark scenarios and the `bench run` driver.
 //!
-//! Each scenario (ingest, peers, Zeek import, live capture, queries) is a
-//! module implementing [`Scenario`]: it turns a [`Ctx`] into
-//! report entries plus a summary table. The driver only selects scenarios,
+//! Each scenario (ingest, peers, Zeek import, live capture, queries,
+//! retention) is a module implementing [`Scenario`]: it turns a [`Ctx`]
+//! into report entries plus a summary table. The driver only selects scenarios,
 //! prints their tables and writes the combined [`Report`], so adding one is
 //! a new module and a line in [`registry`].
 
@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod live;
 pub mod peers;
 pub mod queries;
+pub mod retention;
 pub mod zeek_import;
 
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(zeek_import::ZeekImport),
         Box::new(live::Live),
         Box::new(queries::Queries),
+        Box::new(retention::Retention),
     ]
 }
 

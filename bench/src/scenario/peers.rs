@@ -34,10 +34,11 @@ use crate::peers::balboa;
 use crate::peers::decoders::Decoder;
 use crate::progress;
 use crate::report::{Entry, SENSOR, ratio};
-use crate::sensor::{Stats, ingest_command};
+use crate::sensor::{ingest_command, read_report};
 use crate::table::{Table, num};
 use crate::workload::{Prepared, Workload, prepare};
 use crate::wrk::WrkResult;
+use pdns_sensor::report::IngestReport;
 
 pub const NAME: &str = "peers";
 
@@ -185,8 +186,12 @@ fn sensor_entry(ctx: &Ctx, p: &Prepared, dir: &Path) -> Result<(Entry, std::path
         ingest_command(&ctx.sensor, &db, 1, false, &stats_path, &p.pcap),
         &log,
     )?;
-    let stats = Stats::read(&stats_path);
+    let report: Result<IngestReport, String> = read_report(&stats_path);
     let mut e = Entry::new(NAME, SENSOR);
+    if let Err(problem) = &report {
+        e.notes.push(problem.clone());
+    }
+    let report = report.ok();
     workload_fields(&mut e, p);
     e.set_workload("threads", 1);
     if !m.success() {
@@ -203,14 +208,15 @@ fn sensor_entry(ctx: &Ctx, p: &Prepared, dir: &Path) -> Result<(Entry, std::path
     // Positive observations (what balboa is fed) over the sensor's own
     // ingest time — read, decode, store, flush — which, like
     // balboa's clock, leaves out process start-up.
-    let positive = stats.get("record_observations");
-    e.set_figure("observations", stats.get("observations"));
-    e.set_figure("record_observations", positive);
-    e.set_figure("elapsed_secs", stats.get("elapsed_secs"));
+    let positive = report.as_ref().map(|r| r.totals.record_observations as f64);
+    let elapsed = report.as_ref().map(|r| r.elapsed_secs);
     e.set_figure(
-        "observations_per_sec",
-        ratio(positive, stats.get("elapsed_secs")),
+        "observations",
+        report.as_ref().map(|r| r.totals.observations as f64),
     );
+    e.set_figure("record_observations", positive);
+    e.set_figure("elapsed_secs", elapsed);
+    e.set_figure("observations_per_sec", ratio(positive, elapsed));
     e.set_figure("peak_rss_mib", Some(m.max_rss_kib as f64 / 1024.0));
     Ok((e, db))
 }

@@ -11,8 +11,10 @@ use anyhow::Result;
 use super::{Ctx, Outcome, Scenario};
 use crate::child::run_measured;
 use crate::report::{Entry, SENSOR};
+use crate::sensor::read_report;
 use crate::table::{Table, num};
 use crate::zeeklog;
+use pdns_sensor::report::ImportZeekReport;
 
 pub const NAME: &str = "zeek-import";
 
@@ -73,12 +75,15 @@ impl Scenario for ZeekImport {
             if !m.success() {
                 e.notes.push(format!("failed: {}", m.describe_failure()));
             }
-            let s: serde_json::Value = std::fs::read_to_string(&stats)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
-            let secs = s["elapsed_secs"].as_f64().unwrap_or(m.wall.as_secs_f64());
-            let records = s["records_written"].as_f64();
+            let report: Result<ImportZeekReport, String> = read_report(&stats);
+            if let Err(problem) = &report {
+                e.notes.push(problem.clone());
+            }
+            let report = report.ok();
+            let secs = report
+                .as_ref()
+                .map_or(m.wall.as_secs_f64(), |r| r.import.elapsed_secs);
+            let records = report.as_ref().map(|r| r.import.records_written as f64);
             e.set_figure("elapsed_secs", Some(secs));
             e.set_figure("wall_secs", Some(m.wall.as_secs_f64()));
             e.set_figure("lines_per_sec", Some(lines as f64 / secs.max(1e-9)));

@@ -4,19 +4,17 @@
 //! A popular name is answered thousands of times a second; writing a merge
 //! operand for each would make RocksDB do the counting. Each decoder thread
 //! instead keeps a bounded map from store key to [`Value`] and hands the
-//! whole map to the store when it holds `max_entries` keys (or
-//! [`MAX_KEY_BYTES`] of keys) or when the pipeline's flush timer fires, so a
-//! name seen a million times between two flushes costs one merge. Keys are
-//! built in a reusable buffer and only copied (into the [`KeyTable`]'s
-//! arena) when a key is new.
+//! whole map, as a [`Batch`], to the store when it holds `max_entries` keys
+//! (or [`MAX_KEY_BYTES`] of keys) or when the pipeline's flush timer fires,
+//! so a name seen a million times between two flushes costs one merge. Keys
+//! are built in a reusable buffer and only copied (into the batch's
+//! [`KeyTable`] arena) when a key is new.
 
-mod table;
-
-pub use table::KeyTable;
-
-use crate::extract::ObservationSink;
-use crate::store::keys;
-use crate::store::value::Value;
+use crate::vocab::batch::{Batch, KeyTable};
+use crate::vocab::key;
+use crate::vocab::observation::ObservationSink;
+use crate::vocab::value::{Origin, Value};
+use crate::vocab::{OptRcode, Rtype};
 
 /// Key bytes an aggregator holds at most before it asks to be flushed,
 /// whatever its key bound: keys are usually 20–80 bytes, but a hostile
@@ -26,20 +24,18 @@ pub const MAX_KEY_BYTES: usize = 32 << 20;
 
 /// The pre-aggregated observations of one thread since its last flush.
 pub struct Aggregator {
-    pub(crate) records: KeyTable,
-    pub(crate) negatives: KeyTable,
+    batch: Batch,
     max_entries: usize,
-    origin: u8,
+    origin: Origin,
     scratch: Vec<u8>,
 }
 
 impl Aggregator {
     /// An aggregator that asks to be flushed at `max_entries` keys, marking
-    /// its observations with `origin` (see [`crate::store::value::origin`]).
-    pub fn new(max_entries: usize, origin: u8) -> Self {
+    /// its observations with `origin`.
+    pub fn new(max_entries: usize, origin: Origin) -> Self {
         Aggregator {
-            records: KeyTable::default(),
-            negatives: KeyTable::default(),
+            batch: Batch::default(),
             max_entries: max_entries.max(1),
             origin,
             scratch: Vec::with_capacity(512),
@@ -48,7 +44,12 @@ impl Aggregator {
 
     /// Keys held (records and negative answers).
     pub fn len(&self) -> usize {
-        self.records.len() + self.negatives.len()
+        self.batch.len()
+    }
+
+    /// Keys held per table: (records, negative answers).
+    pub fn table_lens(&self) -> (usize, usize) {
+        (self.batch.records.len(), self.batch.negatives.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -57,90 +58,68 @@ impl Aggregator {
 
     /// Whether the map reached its bound and must be flushed now.
     pub fn is_full(&self) -> bool {
-        self.len() >= self.max_entries
-            || self.records.key_bytes() + self.negatives.key_bytes() >= MAX_KEY_BYTES
+        self.len() >= self.max_entries || self.batch.key_bytes() >= MAX_KEY_BYTES
     }
 
     /// Takes everything out, leaving the aggregator empty (with new maps
     /// that allocate as they fill).
-    pub fn take(&mut self) -> Aggregates {
-        Aggregates {
-            records: std::mem::take(&mut self.records),
-            negatives: std::mem::take(&mut self.negatives),
-        }
+    pub fn take(&mut self) -> Batch {
+        std::mem::take(&mut self.batch)
     }
 
-    /// [`take`](Aggregator::take), continuing in `spare` (emptied maps of
-    /// an earlier batch, see [`crate::store::Writer::emptied`]) if given, so
-    /// the maps need not regrow from nothing every batch.
-    pub fn take_reusing(&mut self, spare: Option<Aggregates>) -> Aggregates {
+    /// [`take`](Aggregator::take), continuing in `spare` (an emptied batch
+    /// given back by the store writer) if given, so the maps need not
+    /// regrow from nothing every batch.
+    pub fn take_reusing(&mut self, spare: Option<Batch>) -> Batch {
         let taken = self.take();
         if let Some(spare) = spare {
             debug_assert!(spare.is_empty());
-            self.records = spare.records;
-            self.negatives = spare.negatives;
+            self.batch = spare;
         }
         taken
     }
 
-    fn bump(table: &mut KeyTable, key: &[u8], ts: u64, ttl: u32, origin: u8) {
+    #[inline]
+    fn bump(table: &mut KeyTable, key: &[u8], ts: u64, ttl: u32, origin: Origin) {
         table.upsert(key, |v| v.observe(ts, ttl), || Value::seen(ts, ttl, origin));
     }
 }
 
 impl ObservationSink for Aggregator {
     #[inline]
-    fn record(&mut self, owner: &[u8], rtype: u16, rdata: &[u8], ttl: u32, ts: u64) {
+    fn record(&mut self, owner: &[u8], rtype: Rtype, rdata: &[u8], ttl: u32, ts: u64) {
         self.scratch.clear();
-        keys::record_key(&mut self.scratch, owner, rtype, rdata);
-        Self::bump(&mut self.records, &self.scratch, ts, ttl, self.origin);
+        key::record_key(&mut self.scratch, owner, rtype, rdata);
+        Self::bump(&mut self.batch.records, &self.scratch, ts, ttl, self.origin);
     }
 
     #[inline]
-    fn negative(&mut self, qname: &[u8], qtype: u16, rcode: u16, ts: u64) {
+    fn negative(&mut self, qname: &[u8], qtype: Rtype, rcode: OptRcode, ts: u64) {
         self.scratch.clear();
-        keys::negative_key(&mut self.scratch, qname, qtype, rcode);
-        Self::bump(&mut self.negatives, &self.scratch, ts, 0, self.origin);
-    }
-}
-
-/// A flushed batch of aggregates, keyed by store key.
-#[derive(Default)]
-pub struct Aggregates {
-    pub records: KeyTable,
-    pub negatives: KeyTable,
-}
-
-impl Aggregates {
-    pub fn len(&self) -> usize {
-        self.records.len() + self.negatives.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        key::negative_key(&mut self.scratch, qname, qtype, rcode);
+        Self::bump(&mut self.batch.negatives, &self.scratch, ts, 0, self.origin);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name;
-    use crate::store::value::origin;
+    use crate::vocab::name;
 
     #[test]
     fn repeated_observations_fold_into_one_entry() {
-        let mut agg = Aggregator::new(10, origin::WIRE);
-        let owner = name::encode_str("a.test").unwrap();
-        agg.record(&owner, 1, &[192, 0, 2, 1], 300, 1000);
-        agg.record(&owner, 1, &[192, 0, 2, 1], 250, 1010);
-        agg.record(&owner, 1, &[192, 0, 2, 1], 299, 990);
-        agg.record(&owner, 1, &[192, 0, 2, 2], 300, 1000);
-        agg.negative(&owner, 28, 0, 1005);
+        let mut agg = Aggregator::new(10, Origin::WIRE);
+        let owner = name::encode_presentation("a.test").unwrap();
+        agg.record(&owner, Rtype::A, &[192, 0, 2, 1], 300, 1000);
+        agg.record(&owner, Rtype::A, &[192, 0, 2, 1], 250, 1010);
+        agg.record(&owner, Rtype::A, &[192, 0, 2, 1], 299, 990);
+        agg.record(&owner, Rtype::A, &[192, 0, 2, 2], 300, 1000);
+        agg.negative(&owner, Rtype::AAAA, OptRcode::NOERROR, 1005);
         assert_eq!(agg.len(), 3);
         let out = agg.take();
         assert!(agg.is_empty());
         let mut key = Vec::new();
-        keys::record_key(&mut key, &owner, 1, &[192, 0, 2, 1]);
+        key::record_key(&mut key, &owner, Rtype::A, &[192, 0, 2, 1]);
         assert_eq!(
             *out.records.get(&key).unwrap(),
             Value {
@@ -148,7 +127,7 @@ mod tests {
                 first: 990,
                 last: 1010,
                 ttl: 250,
-                origin: origin::WIRE
+                origin: Origin::WIRE
             }
         );
         assert_eq!(out.negatives.len(), 1);
@@ -156,13 +135,13 @@ mod tests {
 
     #[test]
     fn full_at_key_bytes_whatever_the_key_bound() {
-        let mut agg = Aggregator::new(1_000_000, origin::WIRE);
-        let owner = name::encode_str("txt.test").unwrap();
+        let mut agg = Aggregator::new(1_000_000, Origin::WIRE);
+        let owner = name::encode_presentation("txt.test").unwrap();
         let mut rdata = vec![b'x'; 60_000];
         let mut n = 0u32;
         while !agg.is_full() {
             rdata[..4].copy_from_slice(&n.to_be_bytes());
-            agg.record(&owner, 16, &rdata, 60, 1);
+            agg.record(&owner, Rtype::TXT, &rdata, 60, 1);
             n += 1;
         }
         // Full at the byte bound: about 560 keys, not a million.
@@ -172,11 +151,11 @@ mod tests {
 
     #[test]
     fn full_at_bound() {
-        let mut agg = Aggregator::new(2, origin::WIRE);
-        let owner = name::encode_str("a.test").unwrap();
-        agg.record(&owner, 1, &[1, 1, 1, 1], 1, 1);
+        let mut agg = Aggregator::new(2, Origin::WIRE);
+        let owner = name::encode_presentation("a.test").unwrap();
+        agg.record(&owner, Rtype::A, &[1, 1, 1, 1], 1, 1);
         assert!(!agg.is_full());
-        agg.record(&owner, 1, &[1, 1, 1, 2], 1, 1);
+        agg.record(&owner, Rtype::A, &[1, 1, 1, 2], 1, 1);
         assert!(agg.is_full());
     }
 }

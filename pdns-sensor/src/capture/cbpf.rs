@@ -265,7 +265,7 @@ fn is_vlan(a: &mut Asm, yes: Label, no: Label) {
 }
 
 /// The DNS filter for `ports` (1 to 16 ports).
-pub fn dns_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>, String> {
+pub(super) fn dns_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>, String> {
     if ports.is_empty() {
         return Err("no ports".into());
     }
@@ -305,7 +305,7 @@ pub fn dns_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>, String> {
 
 /// A program that drops everything (used while sockets are being set up
 /// and when capture stops).
-pub fn drop_all() -> Vec<libc::sock_filter> {
+pub(super) fn drop_all() -> Vec<libc::sock_filter> {
     vec![libc::sock_filter {
         code: RET_K,
         jt: 0,
@@ -316,7 +316,7 @@ pub fn drop_all() -> Vec<libc::sock_filter> {
 
 /// Attaches a classic program with `SO_ATTACH_FILTER` (replacing any
 /// filter the socket had).
-pub fn attach(socket: &PacketSocket, program: &[libc::sock_filter]) -> io::Result<()> {
+pub(super) fn attach(socket: &PacketSocket, program: &[libc::sock_filter]) -> io::Result<()> {
     let prog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_ptr() as *mut libc::sock_filter,
@@ -325,9 +325,10 @@ pub fn attach(socket: &PacketSocket, program: &[libc::sock_filter]) -> io::Resul
     socket.setsockopt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
+#[cfg(test)]
 /// Runs a classic program on a packet (the subset [`dns_filter`] emits),
 /// for tests: returns the filter's verdict.
-pub fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
+pub(super) fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
     let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
     let load = |off: usize, n: usize| -> Option<u32> {
         let b = packet.get(off..off + n)?;

@@ -8,16 +8,32 @@
 //! its verdicts are counted per CPU in another map, summed here.
 //!
 //! Loading can fail on old kernels or without CAP_BPF/CAP_SYS_ADMIN. The
-//! sensor then attaches the equivalent classic program from [`super::cbpf`]
+//! sensor then attaches the equivalent classic program from `super::cbpf`
 //! and says so in one log line: it never silently captures everything.
+//!
+//! `--explain-filter N` answers "why is my traffic rejected?": the object's
+//! second program, `pdns_filter_explain`, is loaded instead of the
+//! production one. It classifies with the same code, and for the first N
+//! packets writes one line each through aya-log (its own ring buffer map)
+//! saying which verdict it reached and why. A thread here drains that ring
+//! into the `log` crate, which tracing-subscriber's `tracing-log` bridge
+//! turns into ordinary `INFO` lines on stderr. The production program has
+//! no logging code, so the option costs nothing when it is not given; the
+//! classic filter cannot explain anything, so asking it to is an error.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow, bail};
-use aya::Ebpf;
-use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::SocketFilter;
-use pdns_common::{FilterStats, MAX_PORTS, PORTS_MAP, PROGRAM_NAME, STATS_MAP};
+use aya::{Ebpf, EbpfLoader};
+use pdns_common::{
+    EXPLAIN_MAP, EXPLAIN_PROGRAM_NAME, EXPLAIN_REMAINING, EXPLAIN_TOTAL, FilterStats, MAX_PORTS,
+    PORTS_MAP, PROGRAM_NAME, STATS_MAP,
+};
 
 use super::cbpf;
 use super::socket::PacketSocket;
@@ -36,18 +52,27 @@ pub enum FilterChoice {
 
 /// The filter the capture sockets share.
 pub enum Filter {
-    Ebpf(EbpfFilter),
+    Ebpf(Box<EbpfFilter>),
     Classic(Vec<libc::sock_filter>),
 }
 
 /// The loaded eBPF program and its counters map.
 pub struct EbpfFilter {
     ebpf: Ebpf,
+    /// [`PROGRAM_NAME`] or [`EXPLAIN_PROGRAM_NAME`].
+    program: &'static str,
     stats: PerCpuArray<MapData, [u64; STATS_WORDS]>,
+    /// Drains the explain program's log lines (with `--explain-filter`).
+    _explain: Option<ExplainDrain>,
 }
 
+/// aya-log's ring buffer map (`aya_log_ebpf::macro_support::AYA_LOGS`).
+/// Every object that logs has it, so it is created whichever program is
+/// loaded.
+const LOG_MAP: &str = "AYA_LOGS";
+
 const STATS_WORDS: usize = 6;
-const _: () = assert!(std::mem::size_of::<FilterStats>() == STATS_WORDS * 8);
+const _: () = assert!(size_of::<FilterStats>() == STATS_WORDS * 8);
 
 fn stats_from_words(w: &[u64; STATS_WORDS]) -> FilterStats {
     // Field order of the repr(C) struct in pdns-common.
@@ -67,6 +92,19 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 impl Filter {
     /// Loads the filter for `ports` as `choice` asks.
     pub fn load(choice: FilterChoice, ports: &[u16]) -> Result<Filter> {
+        Filter::load_explaining(choice, ports, None)
+    }
+
+    /// Like [`Filter::load`]; with `Some(n)` (`--explain-filter n`) it loads
+    /// the explain program, which logs its verdict and the reason for it
+    /// for the first `n` packets. That needs the eBPF filter: with
+    /// [`FilterChoice::Classic`], or when eBPF cannot be loaded under
+    /// [`FilterChoice::Auto`], it is an error rather than a silent fallback.
+    pub fn load_explaining(
+        choice: FilterChoice,
+        ports: &[u16],
+        explain: Option<u32>,
+    ) -> Result<Filter> {
         if ports.is_empty() || ports.len() > MAX_PORTS {
             bail!(
                 "between 1 and {MAX_PORTS} ports can be watched, got {}",
@@ -78,11 +116,28 @@ impl Filter {
                 anyhow!("building the classic filter: {e}")
             })?))
         };
+        if let Some(n) = explain {
+            if choice == FilterChoice::Classic {
+                bail!(
+                    "--explain-filter needs the eBPF filter: the classic BPF filter cannot explain \
+                     its verdicts (use --filter auto or --filter ebpf)"
+                );
+            }
+            return EbpfFilter::load(ports, Some(n))
+                .map(|f| Filter::Ebpf(Box::new(f)))
+                .with_context(|| {
+                    format!(
+                        "--explain-filter needs the eBPF filter, and it could not be loaded \
+                         (the classic BPF fallback cannot explain its verdicts){}",
+                        explain_capability_hint()
+                    )
+                });
+        }
         match choice {
             FilterChoice::Classic => classic(),
-            FilterChoice::Ebpf => Ok(Filter::Ebpf(EbpfFilter::load(ports)?)),
-            FilterChoice::Auto => match EbpfFilter::load(ports) {
-                Ok(f) => Ok(Filter::Ebpf(f)),
+            FilterChoice::Ebpf => Ok(Filter::Ebpf(Box::new(EbpfFilter::load(ports, None)?))),
+            FilterChoice::Auto => match EbpfFilter::load(ports, None) {
+                Ok(f) => Ok(Filter::Ebpf(Box::new(f))),
                 Err(e) => {
                     tracing::warn!(
                         "eBPF filter unavailable ({e:#}); falling back to a classic BPF filter \
@@ -126,16 +181,46 @@ impl Filter {
 }
 
 impl EbpfFilter {
-    fn load(ports: &[u16]) -> Result<EbpfFilter> {
+    /// Loads the production program, or with `Some(n)` the explain program
+    /// with a budget of `n` lines and the thread that drains them.
+    fn load(ports: &[u16], explain: Option<u32>) -> Result<EbpfFilter> {
         raise_memlock_limit();
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context("loading the eBPF object")?;
+        let mut loader = EbpfLoader::new();
+        // Enough room for every line, should all of them come in one burst
+        // (aya-log reserves a power of two per record: 512 bytes at most
+        // for these lines); without explaining, the smallest ring (one
+        // page), which nothing writes.
+        loader.map_max_entries(
+            LOG_MAP,
+            explain.map_or(4096, |n| {
+                (n as u64 * 512)
+                    .next_power_of_two()
+                    .clamp(128 << 10, 64 << 20) as u32
+            }),
+        );
+        let mut ebpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object")?;
+        let program = if explain.is_some() {
+            EXPLAIN_PROGRAM_NAME
+        } else {
+            PROGRAM_NAME
+        };
         {
-            let program: &mut SocketFilter = ebpf
-                .program_mut(PROGRAM_NAME)
-                .ok_or_else(|| anyhow!("no program {PROGRAM_NAME} in the eBPF object"))?
+            let prog: &mut SocketFilter = ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("no program {program} in the eBPF object"))?
                 .try_into()
                 .context("the eBPF program is not a socket filter")?;
-            program.load().context("verifying the eBPF program")?;
+            prog.load()
+                .with_context(|| format!("verifying the eBPF program {program}"))?;
+            if let Ok(info) = prog.info() {
+                tracing::debug!(
+                    "eBPF program {program} loaded: {} instructions verified, {} translated bytes",
+                    info.verified_instruction_count().unwrap_or(0),
+                    info.size_translated().unwrap_or(0)
+                );
+            }
         }
         {
             let map = ebpf
@@ -147,18 +232,42 @@ impl EbpfFilter {
                     .with_context(|| format!("adding port {port} to the filter"))?;
             }
         }
+        let explain = match explain {
+            None => None,
+            Some(n) => {
+                let map = ebpf
+                    .map_mut(EXPLAIN_MAP)
+                    .ok_or_else(|| anyhow!("no map {EXPLAIN_MAP} in the eBPF object"))?;
+                let mut budget: Array<_, i64> = Array::try_from(map)?;
+                // The total first: the program reads it only after taking
+                // from the remaining budget.
+                budget.set(EXPLAIN_TOTAL, n as i64, 0)?;
+                budget.set(EXPLAIN_REMAINING, n as i64, 0)?;
+                let drain = ExplainDrain::start(&mut ebpf)?;
+                tracing::info!(
+                    "explaining the kernel filter's verdicts for the first {n} packets \
+                     (program {EXPLAIN_PROGRAM_NAME})"
+                );
+                Some(drain)
+            }
+        };
         let stats = ebpf
             .take_map(STATS_MAP)
             .ok_or_else(|| anyhow!("no map {STATS_MAP} in the eBPF object"))?;
         let stats = PerCpuArray::try_from(stats)?;
-        Ok(EbpfFilter { ebpf, stats })
+        Ok(EbpfFilter {
+            ebpf,
+            program,
+            stats,
+            _explain: explain,
+        })
     }
 
     fn program(&self) -> Result<&SocketFilter> {
         Ok(self
             .ebpf
-            .program(PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("no program {PROGRAM_NAME}"))?
+            .program(self.program)
+            .ok_or_else(|| anyhow!("no program {}", self.program))?
             .try_into()?)
     }
 
@@ -172,6 +281,93 @@ impl EbpfFilter {
             total.add(&stats_from_words(words));
         }
         Ok(total)
+    }
+}
+
+/// The thread that moves the explain program's lines from aya-log's ring
+/// buffer to the `log` crate (and so to stderr). aya-log 0.3's reader is
+/// synchronous, so a plain thread blocking in `poll()` does it; it keeps
+/// working after privileges are dropped (it only reads an open map). On
+/// drop it drains what is left, so no line written before the capture
+/// stopped is lost.
+struct ExplainDrain {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ExplainDrain {
+    fn start(ebpf: &mut Ebpf) -> Result<ExplainDrain> {
+        let mut logger = aya_log::EbpfLogger::init(ebpf)
+            .context("opening the eBPF log ring (aya-log needs kernel 5.8)")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (released, wait_released) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("pdns-explain".into())
+                .spawn(move || {
+                    // Started before the privilege drop, which clears
+                    // only the dropping thread's capabilities when the
+                    // sensor is not root; reading the ring needs none.
+                    super::privileges::release_thread_capabilities();
+                    let _ = released.send(());
+                    loop {
+                        let mut pfd = libc::pollfd {
+                            fd: logger.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd for the duration of the
+                        // call; the descriptor stays open while `logger`
+                        // lives. Errors and timeouts just lead to a flush.
+                        unsafe { libc::poll(&mut pfd, 1, 100) };
+                        logger.flush();
+                        if stop.load(Ordering::Acquire) {
+                            // Whatever arrived since the flush above.
+                            logger.flush();
+                            break;
+                        }
+                    }
+                })
+                .context("starting the eBPF log thread")?
+        };
+        // The drop checks every thread: this one must be done first.
+        let _ = wait_released.recv();
+        Ok(ExplainDrain {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ExplainDrain {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Why the explain program may not load where the production one does:
+/// with CAP_BPF alone the verifier treats the loader as unprivileged for
+/// Spectre purposes and refuses the explain program's stack use ("attempt
+/// to corrupt spilled pointer on stack"); CAP_PERFMON (or CAP_SYS_ADMIN)
+/// lifts that. The systemd unit grants CAP_BPF only.
+fn explain_capability_hint() -> &'static str {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let Ok(caps) = super::privileges::effective_capabilities() else {
+        return "";
+    };
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    if has(CAP_BPF) && !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) {
+        "; the explaining program needs CAP_PERFMON besides CAP_BPF, and this process \
+         lacks it (under the systemd unit, add it to AmbientCapabilities= and \
+         CapabilityBoundingSet= in a drop-in)"
+    } else {
+        ""
     }
 }
 

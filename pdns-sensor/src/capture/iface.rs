@@ -61,18 +61,21 @@ impl Interface {
 }
 
 /// The interface of the IPv4 default route with the lowest metric, else of
-/// the IPv6 default route.
+/// the IPv6 default route. The tables are read under `/proc/self/net`,
+/// where `/proc/net` links: systemd's `ProcSubset=pid` (the packaged unit)
+/// hides `/proc/net` but not the process's own directory.
 pub fn default_route_interface() -> Result<String> {
-    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v4 = std::fs::read_to_string("/proc/self/net/route").unwrap_or_default();
     if let Some(name) = default_v4(&v4) {
         return Ok(name);
     }
-    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/self/net/ipv6_route").unwrap_or_default();
     if let Some(name) = default_v6(&v6) {
         return Ok(name);
     }
     bail!(
-        "no default route found in /proc/net/route or /proc/net/ipv6_route; name one with --interface"
+        "no default route found in /proc/self/net/route or /proc/self/net/ipv6_route; \
+         name one with --interface"
     )
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::RingConfig;
 use super::socket::PacketSocket;
-use crate::decode::Timestamp;
+use crate::vocab::packet::Timestamp;
 
 /// An 802.1Q/802.1ad tag reported out of band by the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

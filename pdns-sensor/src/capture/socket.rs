@@ -46,9 +46,8 @@ impl PacketSocket {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(PacketSocket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(PacketSocket { fd })
     }
 
     /// Sets a socket option from a plain value.

@@ -1,14 +1,18 @@
-//! A ring thread: one ring, one [`Worker`], until told to stop.
+//! A ring thread: one ring, one [`FrameSink`], until told to stop.
 //!
 //! The thread blocks in `poll()` on its ring (100 ms at most, so it notices
-//! the stop flag and can flush an idle worker on time), decodes every frame
-//! of a block in place and only then hands the block back.
+//! the stop flag and can tell an idle sink that time passes), hands every
+//! frame of a block to the sink in place and only then hands the block
+//! back to the kernel.
 //!
 //! Stopping loses nothing that reached the ring: the thread first swaps its
 //! socket's filter for a drop-everything program, so the kernel stops
 //! adding packets, then keeps reading until the kernel has retired the
 //! last, partly filled block (it does so after the ring's retire timeout),
-//! reads the final kernel statistics and flushes the worker.
+//! reads the final kernel statistics and finishes the sink.
+//!
+//! The sensor's sink is the pipeline's worker; the benchmark's bare ring
+//! reader uses a sink that only counts, and so measures exactly this loop.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +23,23 @@ use anyhow::{Context, Result};
 use super::cbpf;
 use super::ring::{Block, Ring};
 use super::stats::RingCounters;
-use crate::decode::{Frame, LinkType};
-use crate::pipeline::{Summary, Worker};
+use crate::vocab::packet::{Frame, LinkType};
+
+/// What a ring thread feeds its frames to.
+pub trait FrameSink {
+    /// What the sink returns when it is finished.
+    type Summary;
+
+    /// One frame, borrowed from the ring block for the duration of the call.
+    fn frame(&mut self, frame: &Frame<'_>) -> Result<()>;
+
+    /// No frame arrived for a while (up to a poll interval): time-based
+    /// work, such as flushing, is due now if ever.
+    fn idle(&mut self) -> Result<()>;
+
+    /// The ring is drained: last chance to write anything held.
+    fn finish(self) -> Result<Self::Summary>;
+}
 
 /// Longest wait in `poll()`.
 const POLL: Duration = Duration::from_millis(100);
@@ -28,31 +47,30 @@ const POLL: Duration = Duration::from_millis(100);
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything a ring thread owns.
-pub struct RingThread {
+pub struct RingThread<S> {
     pub interface: Arc<str>,
     pub ring: Ring,
-    pub worker: Worker,
+    pub sink: S,
     pub counters: Arc<RingCounters>,
     pub stop: Arc<AtomicBool>,
     /// The ring's retire timeout: how long a partly filled block may wait.
     pub retire_timeout: Duration,
 }
 
-impl RingThread {
-    /// Runs until `stop` is set, then drains and flushes.
-    pub fn run(mut self) -> Result<Summary> {
+impl<S: FrameSink> RingThread<S> {
+    /// Runs until `stop` is set, then drains the ring and finishes the
+    /// sink.
+    pub fn run(mut self) -> Result<S::Summary> {
         let mut last_stats = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             match self.ring.next_block(POLL) {
-                Ok(Some(block)) => {
-                    process(&self.interface, &self.counters, &mut self.worker, block)?
-                }
-                Ok(None) => self.worker.tick()?,
+                Ok(Some(block)) => process(&self.counters, &mut self.sink, block)?,
+                Ok(None) => self.sink.idle()?,
                 // A socket error (the interface went down, ...): say so and
                 // go on; the socket captures again when the interface does.
                 Err(e) if e.raw_os_error().is_some_and(|c| c != libc::EBADF) => {
                     tracing::warn!("{}: capture socket error: {e}", self.interface);
-                    self.worker.tick()?;
+                    self.sink.idle()?;
                     std::thread::sleep(POLL);
                 }
                 Err(e) => return Err(e).context("reading the ring"),
@@ -68,24 +86,22 @@ impl RingThread {
         let mut last_block = Instant::now();
         while last_block.elapsed() < quiet {
             if let Some(block) = self.ring.next_block(Duration::from_millis(10))? {
-                process(&self.interface, &self.counters, &mut self.worker, block)?;
+                process(&self.counters, &mut self.sink, block)?;
                 last_block = Instant::now();
             }
         }
         self.read_kernel_stats();
-        Ok(self.worker.finish()?)
+        self.sink.finish()
     }
 
     fn read_kernel_stats(&mut self) {
         match self.ring.socket().take_stats() {
-            Ok(k) => self.counters.add_kernel(&self.interface, k),
+            Ok(k) => self.counters.add_kernel(k),
             Err(e) => tracing::warn!("{}: reading ring statistics: {e}", self.interface),
         }
         let bad = std::mem::take(&mut self.ring.bad_frames);
         if bad > 0 {
-            self.counters
-                .bad_frames
-                .fetch_add(bad, std::sync::atomic::Ordering::Relaxed);
+            self.counters.bad_frames.fetch_add(bad, Ordering::Relaxed);
             tracing::warn!(
                 "{}: {bad} ring frames with impossible offsets skipped",
                 self.interface
@@ -94,26 +110,23 @@ impl RingThread {
     }
 }
 
-/// Decodes every frame of a block; the block goes back to the kernel when
-/// it is dropped at the end, after the last frame.
-fn process(
-    interface: &str,
-    counters: &RingCounters,
-    worker: &mut Worker,
-    block: Block<'_>,
-) -> Result<()> {
+/// Hands every frame of a block to the sink; the block goes back to the
+/// kernel when it is dropped at the end, after the last frame.
+fn process<S: FrameSink>(counters: &RingCounters, sink: &mut S, block: Block<'_>) -> Result<()> {
     let mut frames = 0u64;
+    let mut bytes = 0u64;
     let mut tagged = 0u64;
     for f in block.frames() {
         frames += 1;
+        bytes += f.data.len() as u64;
         tagged += f.vlan.is_some() as u64;
-        worker.process(&Frame {
+        sink.frame(&Frame {
             ts: f.ts,
             link: LinkType::Ethernet,
             data: f.data,
         })?;
     }
     drop(block);
-    counters.add_frames(interface, frames, tagged);
+    counters.add_frames(frames, bytes, tagged);
     Ok(())
 }

@@ -7,10 +7,11 @@ use clap::Args;
 
 use super::DbArgs;
 use crate::dump::{Format, Row, Writer};
-use crate::name;
-use crate::render::parse_rtype;
-use crate::store::query::address_selector;
+use crate::report::DbStats;
+use crate::store::address_selector;
 use crate::store::{Filter, Selector, Store};
+use crate::vocab::name;
+use crate::vocab::render::parse_rtype;
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
@@ -43,10 +44,15 @@ pub struct DumpArgs {
     /// One COF JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print the database's statistics instead of records: per column
+    /// family estimated keys, SST and live bytes, expired counts; the
+    /// retention in force (with `--json`: one JSON object).
+    #[arg(long, conflicts_with_all = ["name", "rdata", "negative", "rtype", "limit"])]
+    pub stats: bool,
 }
 
 fn parse_time(s: &str) -> Result<u64, String> {
-    crate::time::parse(s)
+    crate::vocab::time::parse(s)
 }
 
 /// Turns `--name` into a selector.
@@ -55,7 +61,7 @@ pub fn owner_selector(text: &str) -> Result<Selector> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let name = name::encode_str(rest)?;
+    let name = name::encode_presentation(rest)?;
     Ok(Selector::Owner { name, wildcard })
 }
 
@@ -72,7 +78,7 @@ pub fn rdata_selector(text: &str) -> Result<Selector> {
         None => (false, text),
     };
     Ok(Selector::RdataName {
-        name: name::encode_str(rest)?,
+        name: name::encode_presentation(rest)?,
         wildcard,
     })
 }
@@ -94,8 +100,20 @@ pub fn run(args: &DumpArgs) -> Result<u64> {
         last_after: args.last_after,
         last_before: args.last_before,
     };
-    let store = Store::open_reader(&args.db.db)?;
+    let store = Store::open_reader_with(&args.db.db, super::clock()?)?;
     store.catch_up()?;
+    if args.stats {
+        let stats = DbStats::read(&store);
+        let text = if args.json {
+            serde_json::to_string(&stats)? + "\n"
+        } else {
+            stats.render()
+        };
+        return match io::Write::write_all(&mut io::stdout().lock(), text.as_bytes()) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(0),
+        };
+    }
     let format = if args.json {
         Format::Json
     } else {

@@ -5,7 +5,8 @@
 //! content was imported before is skipped and reported), then, with
 //! `--follow`, the live log is tailed until SIGINT or SIGTERM, after which
 //! it writes what it read and exits. See [`crate::source::zeek`] for the
-//! format handling and the reconstruction rules.
+//! format handling and the reconstruction rules. The file import shows its
+//! progress (see [`super::progress`]); following has no end to show.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,15 +17,20 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DbArgs;
+use super::progress::{Display, Job, Reporter};
+use crate::metrics;
+use crate::report::{ImportZeekReport, RetentionSummary};
 use crate::source::zeek::ZeekStats;
 use crate::source::zeek::follow::{self, FollowConfig, FollowReport};
-use crate::source::zeek::import::{ImportConfig, ImportReport, Importer};
+use crate::source::zeek::import::{ImportConfig, ImportReport, Importer, dns_logs};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct ImportZeekArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub retention: super::RetentionArgs,
     /// Follow this live dns.log (across rotations) after importing PATHs,
     /// until SIGINT/SIGTERM.
     #[arg(long, value_name = "FILE")]
@@ -39,19 +45,16 @@ pub struct ImportZeekArgs {
     /// Write the run's counters as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
-    /// No summary on stderr.
+    /// No progress and no summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Seconds between progress lines on stderr when it is not a terminal
+    /// (a terminal gets a progress bar).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_interval: u64,
     /// dns.log files or directories (TSV or JSON, plain or gzip).
-    #[arg(value_name = "PATH", required_unless_present = "follow")]
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-}
-
-/// What an import-zeek run did.
-#[derive(Debug, Default)]
-pub struct ImportZeekReport {
-    pub import: ImportReport,
-    pub follow: Option<FollowReport>,
 }
 
 pub fn run(args: &ImportZeekArgs) -> Result<()> {
@@ -67,26 +70,60 @@ pub fn run(args: &ImportZeekArgs) -> Result<()> {
 
 /// [`run`] with the stop flag supplied by the caller (tests, `run`).
 pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZeekReport> {
-    let store = Store::open(&args.db.db)
-        .with_context(|| format!("opening database {}", args.db.db.display()))?;
+    // Checked here rather than by clap, which counts only the command line
+    // and the environment: `follow` may come from the configuration file.
+    if args.paths.is_empty() && args.follow.is_none() {
+        anyhow::bail!(
+            "nothing to import: give dns.log files or directories, or --follow FILE \
+             (on the command line, as PDNS_FOLLOW, or as `follow` in [import-zeek] of the \
+             configuration file)"
+        );
+    }
+    let store = Arc::new(Store::open_with(
+        &args.db.db,
+        &args.retention.store_options()?,
+    )?);
     let mut report = ImportZeekReport::default();
     let config = ImportConfig {
         max_entries: args.aggregate_entries,
         flush_interval: Duration::from_secs(args.flush_interval.max(1)),
     };
-    let mut importer = Importer::new(&store, config).context("reading the import bookkeeping")?;
+    let mut importer = Importer::new(Arc::clone(&store), config, metrics::publish_zeek)
+        .context("starting the import")?;
     let mut missing = 0;
+    let mut files = Vec::new();
     for path in &args.paths {
         if !path.exists() {
             tracing::error!("{}: no such file or directory", path.display());
             missing += 1;
             continue;
         }
+        files.extend(dns_logs(path));
+    }
+    let total = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let reporter = Reporter::start(
+        Job {
+            what: "import-zeek",
+            unit: "lines",
+            total: Some(total),
+            progress: importer.read_progress(),
+        },
+        if files.is_empty() {
+            Display::Off
+        } else {
+            Display::choose(args.quiet, args.status_interval)
+        },
+    );
+    for file in &files {
         importer
-            .import_path(path)
+            .import_file(file)
             .context("writing to the database")?;
     }
-    report.import = importer.finish();
+    reporter.finish();
+    report.import = importer.finish().context("writing to the database")?;
     report.import.files_failed += missing;
     if !args.quiet && !args.paths.is_empty() {
         eprint!("{}", render_import(&report.import));
@@ -97,15 +134,25 @@ pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZ
             ..FollowConfig::default()
         };
         tracing::info!("following {} (stop with Ctrl-C)", file.display());
-        let followed = follow::follow(&store, file, &config, stop)?;
+        let followed = follow::follow(
+            Arc::clone(&store),
+            file,
+            &config,
+            stop,
+            metrics::publish_zeek,
+        )?;
         if !args.quiet {
             eprint!("{}", render_follow(&followed));
         }
         report.follow = Some(followed);
     }
-    store.flush().context("flushing the database")?;
+    store.flush()?;
+    report.retention = RetentionSummary::of(&store);
+    if !args.quiet {
+        eprint!("{}", report.retention.render());
+    }
     if let Some(path) = &args.stats_json {
-        write_stats(path, &report)?;
+        super::write_json(path, &report)?;
     }
     let i = &report.import;
     if !args.paths.is_empty()
@@ -115,39 +162,6 @@ pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZ
         anyhow::bail!("no file could be read");
     }
     Ok(report)
-}
-
-fn write_stats(path: &PathBuf, report: &ImportZeekReport) -> Result<()> {
-    let i = &report.import;
-    let mut stats = serde_json::json!({
-        "files_imported": i.files_imported,
-        "files_resumed": i.files_resumed,
-        "files_already_imported": i.files_already_imported,
-        "files_empty": i.files_empty,
-        "files_failed": i.files_failed,
-        "files_damaged": i.files_damaged,
-        "bytes": i.bytes,
-        "records_written": i.records_written,
-        "negatives_written": i.negatives_written,
-        "flushes": i.flushes,
-        "elapsed_secs": i.elapsed.as_secs_f64(),
-        "zeek": i.stats.to_json(),
-    });
-    if let Some(f) = &report.follow {
-        stats["follow"] = serde_json::json!({
-            "files_finished": f.files_finished,
-            "rotations": f.rotations,
-            "truncations": f.truncations,
-            "resumed": f.resumed,
-            "records_written": f.records_written,
-            "negatives_written": f.negatives_written,
-            "flushes": f.flushes,
-            "elapsed_secs": f.elapsed.as_secs_f64(),
-            "zeek": f.stats.to_json(),
-        });
-    }
-    std::fs::write(path, serde_json::to_string_pretty(&stats)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn lines_summary(stats: &ZeekStats, secs: f64) -> String {
@@ -163,7 +177,7 @@ fn lines_summary(stats: &ZeekStats, secs: f64) -> String {
 
 /// The human summary of the file import.
 pub fn render_import(r: &ImportReport) -> String {
-    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let secs = r.elapsed_secs.max(1e-9);
     let mut extra = Vec::new();
     if r.files_already_imported > 0 {
         extra.push(format!(
@@ -205,7 +219,7 @@ pub fn render_import(r: &ImportReport) -> String {
 
 /// The human summary of a follow run.
 pub fn render_follow(r: &FollowReport) -> String {
-    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let secs = r.elapsed_secs.max(1e-9);
     let mut s = format!(
         "followed for {:.1}s{}: {}; {} rotation(s), {} truncation(s); {} records, {} negative answers written\n",
         secs,

@@ -1,18 +1,21 @@
 //! `pdns-sensor ingest FILE...`: pcap/pcapng files into the store, through
-//! the same pipeline live capture uses.
+//! the same pipeline live capture uses, with a progress bar on a terminal
+//! and periodic progress lines otherwise (see [`super::progress`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DbArgs;
-use crate::decode::DropReason;
-use crate::pipeline::{Pipeline, Summary};
+use super::progress::{Display, Job, Reporter};
+use crate::pipeline::Pipeline;
+use crate::report::{IngestReport, PipelineTotals, RetentionSummary};
 use crate::source::pcap;
-use crate::store::{CF_RECORDS, Store};
+use crate::source::progress::ReadProgress;
+use crate::store::{CF_RECORDS, Selector, Store};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -23,52 +26,66 @@ pub struct IngestArgs {
     pub threads: usize,
     #[command(flatten)]
     pub pipeline: super::PipelineArgs,
+    #[command(flatten)]
+    pub retention: super::RetentionArgs,
     /// Compact the database after ingesting (smallest size on disk).
     #[arg(long)]
     pub compact: bool,
     /// Write the run's counters as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
-    /// No summary on stderr.
+    /// No progress and no summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Seconds between progress lines on stderr when it is not a terminal
+    /// (a terminal gets a progress bar).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_interval: u64,
     /// Capture files (pcap or pcapng).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
-/// What an ingest run did.
-#[derive(Debug, Default)]
-pub struct IngestReport {
-    pub summary: Summary,
-    pub files_read: usize,
-    pub files_failed: usize,
-    pub files_truncated: usize,
-    pub elapsed: Duration,
-}
-
 pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     let started = Instant::now();
-    let store = Arc::new(
-        Store::open(&args.db.db)
-            .with_context(|| format!("opening database {}", args.db.db.display()))?,
-    );
+    let store = Arc::new(Store::open_with(
+        &args.db.db,
+        &args.retention.store_options()?,
+    )?);
     let config = args.pipeline.config(args.threads);
-    let mut pipeline =
-        Pipeline::new(&config, Arc::clone(&store)).context("starting the decoder threads")?;
+    let mut pipeline = Pipeline::new(&config, Arc::clone(&store))?;
     let mut report = IngestReport::default();
-    let mut store_error = None;
-    for file in &args.files {
-        let result = pcap::read_file(file, |frame| {
-            if store_error.is_none()
-                && let Err(e) = pipeline.push(frame)
-            {
-                store_error = Some(e);
-            }
+    let mut stopped = false;
+    let progress = Arc::new(ReadProgress::default());
+    // A pipe or a device has no size: no total, no ETA.
+    let sizes: Vec<Option<u64>> = args
+        .files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+        })
+        .collect();
+    let reporter = Reporter::start(
+        Job {
+            what: "ingest",
+            unit: "packets",
+            total: sizes.iter().copied().sum(),
+            progress: Arc::clone(&progress),
+        },
+        Display::choose(args.quiet, args.status_interval),
+    );
+    for (file, size) in args.files.iter().zip(&sizes) {
+        let start = progress.bytes();
+        let result = pcap::read_file_counted(file, &progress, |frame| {
+            stopped = stopped || pipeline.push(frame).is_err();
         });
+        progress.finish_file(start, size.unwrap_or(0));
         match result {
             Ok(read) => {
-                report.files_read += 1;
+                report.files += 1;
                 if read.truncated {
                     report.files_truncated += 1;
                     tracing::warn!(
@@ -90,80 +107,52 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
                 tracing::error!("{e}");
             }
         }
-        if store_error.is_some() {
+        if stopped {
             break;
         }
     }
-    let finished = pipeline.finish();
-    if let Some(e) = store_error {
-        return Err(e).context("writing to the database");
-    }
-    report.summary = finished.context("writing to the database")?;
-    let flush_started = std::time::Instant::now();
-    store.flush().context("flushing the database")?;
+    reporter.finish();
+    // A worker that stopped says why here.
+    report.summary = pipeline.finish().context("writing to the database")?;
+    report.totals = PipelineTotals::from_summary(&report.summary);
+    let flush_started = Instant::now();
+    store.flush()?;
     tracing::debug!("memtables flushed in {:?}", flush_started.elapsed());
     if args.compact {
-        let compact_started = std::time::Instant::now();
+        let compact_started = Instant::now();
         store.compact();
         tracing::debug!("compacted in {:?}", compact_started.elapsed());
     }
-    report.elapsed = started.elapsed();
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.db_bytes = store.disk_bytes()?;
+    report.retention = RetentionSummary::of(&store);
     if let Some(path) = &args.stats_json {
-        write_stats(path, &report, &store, args.compact)?;
+        // Counting every record is exact after a compaction (and costs a
+        // full scan, so only when asked for); otherwise RocksDB estimates.
+        report.db_records = if args.compact {
+            store.records(&Selector::All, &Default::default()).count() as u64
+        } else {
+            store.estimate_keys(CF_RECORDS)?
+        };
+        super::write_json(path, &report)?;
     }
     if !args.quiet {
         eprint!("{}", render_report(&report));
     }
-    if report.files_failed > 0 && report.files_read == 0 {
+    if report.files_failed > 0 && report.files == 0 {
         anyhow::bail!("no file could be read");
     }
     Ok(report)
 }
 
-fn write_stats(path: &PathBuf, report: &IngestReport, store: &Store, exact: bool) -> Result<()> {
-    let d = &report.summary.decode;
-    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
-        .iter()
-        .map(|r| (r.as_str().to_string(), d.dropped(*r).into()))
-        .collect();
-    let db_records = if exact {
-        store
-            .records(&crate::store::Selector::All, &Default::default())
-            .count() as u64
-    } else {
-        store.estimate_keys(CF_RECORDS)?
-    };
-    let stats = serde_json::json!({
-        "files": report.files_read,
-        "files_failed": report.files_failed,
-        "files_truncated": report.files_truncated,
-        "packets": d.frames,
-        "bytes": d.bytes,
-        "dns_queries": d.dns_queries,
-        "dns_responses": d.dns_responses,
-        "observations": d.observations + d.negatives,
-        "record_observations": d.observations,
-        "negative_observations": d.negatives,
-        "records_written": report.summary.records_written,
-        "negatives_written": report.summary.negatives_written,
-        "flushes": report.summary.flushes,
-        "elapsed_secs": report.elapsed.as_secs_f64(),
-        "db_bytes": store.disk_bytes()?,
-        "db_records": db_records,
-        "drops": drops,
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&stats)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 /// The human summary printed after an ingest.
 pub fn render_report(report: &IngestReport) -> String {
-    let d = &report.summary.decode;
-    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let t = &report.totals;
+    let secs = report.elapsed_secs.max(1e-9);
     let mut s = format!(
         "ingested {} file(s){}{} in {:.2}s: {} frames ({:.0}/s), {} DNS responses, {} queries, \
          {} observations -> {} records, {} negative answers written\n",
-        report.files_read,
+        report.files,
         if report.files_truncated > 0 {
             format!(", {} truncated", report.files_truncated)
         } else {
@@ -175,17 +164,18 @@ pub fn render_report(report: &IngestReport) -> String {
             String::new()
         },
         secs,
-        d.frames,
-        d.frames as f64 / secs,
-        d.dns_responses,
-        d.dns_queries,
-        d.observations + d.negatives,
-        report.summary.records_written,
-        report.summary.negatives_written,
+        t.packets,
+        t.packets as f64 / secs,
+        t.dns_responses,
+        t.dns_queries,
+        t.observations,
+        t.records_written,
+        t.negatives_written,
     );
-    let skipped = d.drops_summary();
+    let skipped = t.drops_summary();
     if !skipped.is_empty() {
         s.push_str(&format!("skipped: {skipped}\n"));
     }
+    s.push_str(&report.retention.render());
     s
 }

@@ -1,10 +1,16 @@
 //! The command line: argument definitions and one module per subcommand.
 //! `main.rs` only parses and dispatches, so every command can also be
-//! driven from tests.
+//! driven from tests. Every option can also come from its `PDNS_*`
+//! variable or the configuration file ([`config`]).
 
+pub mod backup;
+pub mod completions;
+pub mod config;
 pub mod dump;
 pub mod import_zeek;
 pub mod ingest;
+pub mod manpages;
+pub mod progress;
 pub mod run;
 pub mod serve;
 
@@ -16,8 +22,19 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "pdns-sensor", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Configuration file (TOML, one table per command; see `config
+    /// check`). Default: /etc/pdns-sensor/pdns-sensor.toml if it exists;
+    /// /dev/null for none.
+    #[arg(long, global = true, env = config::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The command line as the binary parses it: [`Cli`] with a `PDNS_*`
+/// variable for every option (for man pages and completions too).
+pub fn command() -> clap::Command {
+    config::environment(<Cli as clap::CommandFactory>::command())
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +50,15 @@ pub enum Command {
     /// Import Zeek dns.log files (TSV or JSON, plain or gzip), or follow a
     /// live one.
     ImportZeek(import_zeek::ImportZeekArgs),
+    /// Check the configuration file; show what each command would run with.
+    Config(config::ConfigArgs),
+    /// Print the shell completion script (bash, zsh or fish) to stdout.
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages (packaging).
+    #[command(hide = true)]
+    Manpages(manpages::ManpagesArgs),
+    /// Copy the database, consistently, while another process may write it.
+    Backup(backup::BackupArgs),
 }
 
 /// Decoding and pre-aggregation options shared by `ingest` and `run`.
@@ -91,6 +117,45 @@ impl PipelineArgs {
             ..Default::default()
         }
     }
+}
+
+/// Writes a report as pretty JSON (`--stats-json`).
+pub fn write_json(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(report)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `--retention`, for the commands that write (`run`, `ingest`,
+/// `import-zeek`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RetentionArgs {
+    /// Drop records, negative answers and index entries last seen more than
+    /// DAYS days ago (by capture time), now and from then on; `off` keeps
+    /// everything. Recorded in the database: without the option, the
+    /// recorded setting stays in force.
+    #[arg(long, value_name = "DAYS|off", allow_hyphen_values = true, value_parser = parse_retention)]
+    pub retention: Option<crate::store::retention::Retention>,
+}
+
+fn parse_retention(text: &str) -> Result<crate::store::retention::Retention, String> {
+    text.parse()
+}
+
+impl RetentionArgs {
+    /// How a writing command opens its database.
+    pub fn store_options(&self) -> anyhow::Result<crate::store::StoreOptions> {
+        Ok(crate::store::StoreOptions {
+            retention: self.retention,
+            clock: clock()?,
+        })
+    }
+}
+
+/// The clock retention is judged by: the wall clock, unless a test fixes
+/// it (`PDNS_SENSOR_TEST_NOW`).
+pub fn clock() -> anyhow::Result<crate::store::retention::Clock> {
+    crate::store::retention::Clock::from_env().map_err(anyhow::Error::msg)
 }
 
 /// The database location, shared by every command.

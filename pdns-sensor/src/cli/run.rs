@@ -1,12 +1,24 @@
 //! `pdns-sensor run`: live capture on network interfaces.
 //!
-//! Setup happens as root, in this order: open the database, load the
-//! kernel filter, open and map one ring per decoder thread on every
-//! interface and join them into a fanout group, attach the filter, and
-//! only then drop privileges to `--user`. Ring threads are plain OS
-//! threads (see [`crate::capture`]); this thread runs a small tokio
-//! runtime for the control plane: SIGINT/SIGTERM, the once-a-second eBPF
-//! counter publication and the periodic status line.
+//! A run has four parts, one function each:
+//!
+//! 1. **`prepare`**, with privileges, in this order: load the kernel
+//!    filter, bind the API socket, open and map one ring per decoder
+//!    thread on every interface and join them into a fanout group, attach
+//!    the filter, drop privileges to `--user`, and only then open the
+//!    database. The database comes last because RocksDB starts its
+//!    background threads when it opens, and a thread keeps the
+//!    capabilities it was started with when a process sheds its own
+//!    (see the `capture::privileges` module); the rings buffer whatever
+//!    arrives meanwhile.
+//! 2. **`start`**: one ring thread per ring, each feeding a pipeline
+//!    [`Worker`] (see [`crate::capture`]), and the API.
+//! 3. **`control`**: this thread runs a small tokio runtime for the
+//!    control plane — SIGINT/SIGTERM, the once-a-second publication of
+//!    capture counters, the periodic status line — until a signal comes or
+//!    a ring thread gives up.
+//! 4. **`shut_down`** and the report: stop and drain the rings, flush the
+//!    workers and the database, and say what was done.
 //!
 //! On SIGINT or SIGTERM every ring stops taking packets, drains what the
 //! kernel already holds, and its worker flushes every pre-aggregated
@@ -20,6 +32,7 @@
 //! log, which survives a killed process; after a power loss, what the OS
 //! had not yet written back of that log can be lost too.
 
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,19 +41,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pdns_common::FilterStats;
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::DbArgs;
 use crate::capture::filter::{Filter, FilterChoice};
 use crate::capture::iface::{Interface, default_route_interface};
 use crate::capture::privileges::{self, User};
 use crate::capture::ring::Ring;
-use crate::capture::stats::{FilterPublisher, RingCounters, RingTotals};
+use crate::capture::stats::{RingCounters, RingTotals};
 use crate::capture::thread::RingThread;
 use crate::capture::{RingConfig, open_ring};
-use crate::decode::DropReason;
-use crate::metrics::METRICS;
-use crate::pipeline::{Summary, Worker};
+use crate::metrics::{self, CapturePublisher};
+use crate::pipeline::{PipelineConfig, Summary, Worker};
+use crate::report::{PipelineTotals, RetentionSummary, RingReport, RunReport};
+use crate::serve::Api;
 use crate::store::{CF_RECORDS, Store};
 
 #[derive(Debug, Args)]
@@ -56,8 +71,11 @@ pub struct RunArgs {
     pub threads: usize,
     #[command(flatten)]
     pub pipeline: super::PipelineArgs,
+    #[command(flatten)]
+    pub retention: super::RetentionArgs,
     /// After setup, switch to this user (and its group), keeping no
-    /// capabilities. The database directory is given to that user.
+    /// capabilities. The database directory is given to that user. Already
+    /// running as this user (a service with capabilities): drop them.
     #[arg(long, short = 'u', value_name = "USER")]
     pub user: Option<String>,
     /// Bytes per ring block (a power of two).
@@ -72,6 +90,10 @@ pub struct RunArgs {
     /// Kernel filter: eBPF with classic fallback, or one of them only.
     #[arg(long, value_enum, default_value_t = FilterChoice::Auto)]
     pub filter: FilterChoice,
+    /// Log the kernel filter's verdict, and why, for each of the first N
+    /// packets it sees (eBPF only; kernel 5.12 or later).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub explain_filter: Option<u32>,
     /// Seconds between status lines on stderr.
     #[arg(long, default_value_t = 10)]
     pub status_interval: u64,
@@ -88,104 +110,169 @@ pub struct RunArgs {
     pub api: super::serve::ApiArgs,
 }
 
-/// What a capture run did.
-#[derive(Debug, Default)]
-pub struct RunReport {
-    pub summary: Summary,
-    /// Per interface: the sum of its rings.
-    pub interfaces: Vec<(String, RingTotals)>,
-    /// Per ring: its interface and totals (how fanout spread the load).
-    pub rings: Vec<(String, RingTotals)>,
-    /// `"ebpf"` or `"classic"`.
-    pub filter: &'static str,
-    /// eBPF verdicts (None with the classic filter).
-    pub filter_stats: Option<FilterStats>,
-    pub elapsed: Duration,
-}
-
-struct RingHandle {
-    interface: usize,
-    counters: Arc<RingCounters>,
-    handle: JoinHandle<Result<Summary>>,
-}
-
-pub fn run(args: &RunArgs) -> Result<()> {
-    run_report(args).map(|_| ())
-}
-
-pub fn run_report(args: &RunArgs) -> Result<RunReport> {
+/// Runs a capture until SIGINT or SIGTERM; returns what it did.
+pub fn run(args: &RunArgs) -> Result<RunReport> {
     let started = Instant::now();
+    let mut control_plane = ControlPlane::new()?;
+    let prepared = prepare(args, &control_plane.runtime)?;
+    let mut capture = start(prepared, args, &control_plane.runtime)?;
+    let reason = control(&mut control_plane, &mut capture, args);
+    if !args.quiet {
+        eprintln!("pdns-sensor: {reason}: stopping capture, flushing");
+    }
+    tracing::debug!("stopping: {reason}");
+    let mut stopped = shut_down(capture)?;
+    let report = stopped.report(started.elapsed())?;
+    if let (Some(file), Some(path)) = (stopped.stats_file.take(), &args.stats_json) {
+        write_stats(file, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !args.quiet {
+        eprint!("{}", render_report(&report));
+    }
+    drop(stopped.store);
+    match stopped.first_error {
+        Some(e) => Err(e.context("capture failed")),
+        None => Ok(report),
+    }
+}
+
+/// The tokio runtime of the control plane and the signals it waits for
+/// (caught from the start, so a signal during setup is not lost).
+struct ControlPlane {
+    runtime: Runtime,
+    sigint: Signal,
+    sigterm: Signal,
+    /// Caught so that it never ends a capture (`systemctl reload` sends
+    /// it); the API reloads its TLS certificates on it.
+    sighup: Signal,
+}
+
+impl ControlPlane {
+    fn new() -> Result<ControlPlane> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the control runtime")?;
+        let (sigint, sigterm, sighup) = runtime
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::hangup())?,
+                ))
+            })
+            .context("installing the signal handlers")?;
+        Ok(ControlPlane {
+            runtime,
+            sigint,
+            sigterm,
+            sighup,
+        })
+    }
+}
+
+/// Everything set up as root, before any packet is read.
+struct Prepared {
+    store: Arc<Store>,
+    interfaces: Vec<Interface>,
+    /// Each ring with the index of its interface.
+    rings: Vec<(usize, Ring)>,
+    filter: Filter,
+    api: Option<Api>,
+    pipeline: PipelineConfig,
+    ring_config: RingConfig,
+    stats_file: Option<File>,
+}
+
+/// Checks the options and sets everything up that needs privileges, then
+/// drops them (see the module docs for the order).
+fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
     let ring_config = RingConfig {
         block_size: args.ring_block_size,
         block_count: args.ring_blocks,
         retire_timeout_ms: args.ring_timeout_ms,
     };
     ring_config.validate().map_err(anyhow::Error::msg)?;
+    let store_options = args.retention.store_options()?;
     let ports = args.pipeline.ports();
-    let mut names: Vec<String> = Vec::new();
-    for name in &args.interfaces {
-        // The same interface twice would capture every packet twice.
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    if names.is_empty() {
-        names.push(default_route_interface()?);
-    }
-    let interfaces = names
-        .iter()
-        .map(|n| Interface::resolve(n))
-        .collect::<Result<Vec<_>>>()?;
+    let interfaces = interfaces(&args.interfaces)?;
     let user = args.user.as_deref().map(User::lookup).transpose()?;
+    if let Some(user) = &user {
+        privileges::check_can_become(user)?;
+    }
 
-    // The control plane: signals are caught from here on.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the control runtime")?;
-    let (mut sigint, mut sigterm) = runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-        ))
-    })?;
-
-    let store = Arc::new(
-        Store::open(&args.db.db)
-            .with_context(|| format!("opening database {}", args.db.db.display()))?,
-    );
+    // Before anything is created: a filter that cannot do what was asked
+    // (explain with the classic filter) is an error.
+    let filter = Filter::load_explaining(args.filter, &ports, args.explain_filter)?;
     // The API socket is bound before privileges are dropped (a port below
     // 1024 needs them). A taken port is reported, not fatal: capture is the
     // job that must not stop.
     let api = if args.no_api {
         None
     } else {
-        let config = args.api.config()?;
-        match runtime.block_on(tokio::net::TcpListener::bind(config.listen)) {
-            Ok(listener) => Some((listener, config)),
+        match runtime.block_on(Api::bind(args.api.config()?)) {
+            Ok(api) => Some(api),
             Err(e) => {
-                tracing::error!(
-                    "HTTP API not started: cannot listen on {}: {e}",
-                    config.listen
-                );
+                tracing::error!("HTTP API not started: {e:#}");
                 None
             }
         }
     };
-    let filter = Filter::load(args.filter, &ports)?;
-    let config = args.pipeline.config(args.threads);
-    let per_interface = config.thread_count();
+    let pipeline = args.pipeline.config(args.threads);
+    let rings = open_rings(&interfaces, pipeline.thread_count(), &ring_config, &filter)?;
 
-    // Rings: all of an interface's sockets join its fanout group behind a
-    // drop-everything filter; the real filter goes on once the group is
-    // complete.
-    let mut rings: Vec<(usize, Ring)> = Vec::new();
+    // Opened now, while we may still write anywhere.
+    let stats_file = args
+        .stats_json
+        .as_ref()
+        .map(|p| File::create(p).with_context(|| format!("creating {}", p.display())))
+        .transpose()?;
+    if let Some(user) = &user {
+        drop_privileges(user, &args.db.db)?;
+    }
+    let store = Arc::new(Store::open_with(&args.db.db, &store_options)?);
+    Ok(Prepared {
+        store,
+        interfaces,
+        rings,
+        filter,
+        api,
+        pipeline,
+        ring_config,
+        stats_file,
+    })
+}
+
+/// The interfaces asked for, each once, or the default route's.
+fn interfaces(names: &[String]) -> Result<Vec<Interface>> {
+    let mut unique: Vec<String> = Vec::new();
+    for name in names {
+        // The same interface twice would capture every packet twice.
+        if !unique.contains(name) {
+            unique.push(name.clone());
+        }
+    }
+    if unique.is_empty() {
+        unique.push(default_route_interface()?);
+    }
+    unique.iter().map(|n| Interface::resolve(n)).collect()
+}
+
+/// Opens `per_interface` rings on every interface. All of an interface's
+/// sockets join its fanout group behind a drop-everything filter; the real
+/// filter goes on once the group is complete.
+fn open_rings(
+    interfaces: &[Interface],
+    per_interface: usize,
+    config: &RingConfig,
+    filter: &Filter,
+) -> Result<Vec<(usize, Ring)>> {
+    let mut rings = Vec::new();
     for (i, iface) in interfaces.iter().enumerate() {
         let mut group = None;
         let first = rings.len();
         for _ in 0..per_interface {
-            let ring = open_ring(iface, &ring_config, &mut group)
+            let ring = open_ring(iface, config, &mut group)
                 .with_context(|| format!("opening a capture ring on {}", iface.name))?;
             rings.push((i, ring));
         }
@@ -193,55 +280,91 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
             filter.attach(ring.socket())?;
         }
     }
+    Ok(rings)
+}
 
-    // Opened now, while we may still write anywhere.
-    let stats_file = args
-        .stats_json
-        .as_ref()
-        .map(|p| std::fs::File::create(p).with_context(|| format!("creating {}", p.display())))
-        .transpose()?;
-    if let Some(user) = &user {
-        privileges::chown_tree(&args.db.db, user)?;
-        privileges::drop_to(user)?;
-        // RocksDB creates files as it goes: fail now, not at the first flush.
-        let probe = args.db.db.join(".pdns-write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .with_context(|| {
-                format!(
-                    "the database {} is not writable as {} (are its parent directories traversable?)",
-                    args.db.db.display(),
-                    user.name
-                )
-            })?;
-        tracing::info!(
-            "running as {} (uid {}, gid {}), no capabilities",
-            user.name,
-            user.uid,
-            user.gid
-        );
+/// Switches to `user` with no capabilities, giving it the database (made
+/// here if it does not exist yet, while we may still write anywhere), and
+/// checks the database is writable. A sensor already running as `user`
+/// (the systemd unit) only sheds its capabilities: the database is its
+/// own already.
+fn drop_privileges(user: &User, db: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(db).with_context(|| format!("creating {}", db.display()))?;
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != user.uid {
+        privileges::chown_tree(db, user)?;
     }
+    privileges::drop_to(user)?;
+    // RocksDB creates files as it goes: fail now, not at the first flush.
+    let probe = db.join(".pdns-write-probe");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "the database {} is not writable as {} (are its parent directories traversable?)",
+                db.display(),
+                user.name
+            )
+        })?;
+    tracing::info!(
+        "running as {} (uid {}, gid {}), no capabilities",
+        user.name,
+        user.uid,
+        user.gid
+    );
+    Ok(())
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let iface_names: Vec<Arc<str>> = interfaces
+/// One running ring thread.
+struct RingHandle {
+    interface: usize,
+    counters: Arc<RingCounters>,
+    handle: JoinHandle<Result<Summary>>,
+}
+
+/// A running capture.
+struct Capture {
+    store: Arc<Store>,
+    interfaces: Vec<Arc<str>>,
+    threads: Vec<RingHandle>,
+    stop: Arc<AtomicBool>,
+    filter: Filter,
+    publisher: CapturePublisher,
+    stats_file: Option<File>,
+}
+
+/// Starts a ring thread (with its worker) per ring, and the API.
+fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Capture> {
+    let Prepared {
+        store,
+        interfaces,
+        rings,
+        filter,
+        api,
+        pipeline,
+        ring_config,
+        stats_file,
+    } = prepared;
+    let names: Vec<Arc<str>> = interfaces
         .iter()
         .map(|i| Arc::from(i.name.as_str()))
         .collect();
+    let per_interface = rings.len() / interfaces.len().max(1);
+    let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for (n, (i, ring)) in rings.into_iter().enumerate() {
         let counters = Arc::new(RingCounters::default());
-        let worker = RingThread {
-            interface: Arc::clone(&iface_names[i]),
+        let thread = RingThread {
+            interface: Arc::clone(&names[i]),
             ring,
-            worker: Worker::new(&config, Arc::clone(&store), &format!("pdns-store-{n}"))
-                .context("starting a store writer thread")?,
+            sink: Worker::new(&pipeline, Arc::clone(&store), &format!("pdns-store-{n}"))?,
             counters: Arc::clone(&counters),
             stop: Arc::clone(&stop),
             retire_timeout: Duration::from_millis(ring_config.retire_timeout_ms as u64),
         };
         let handle = std::thread::Builder::new()
             .name(format!("pdns-ring-{n}"))
-            .spawn(move || worker.run())
+            .spawn(move || thread.run())
             .context("starting a ring thread")?;
         threads.push(RingHandle {
             interface: i,
@@ -254,29 +377,63 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
         names.join(", "),
         per_interface,
         filter.kind(),
-        ports,
+        args.pipeline.ports(),
         args.db.db.display()
     );
-
-    if let Some((listener, config)) = api {
-        tracing::info!("API listening on http://{}", listener.local_addr()?);
-        let state = Arc::new(crate::serve::AppState {
-            store: Arc::clone(&store),
-            config,
-        });
+    if let Some(api) = api {
+        let store = Arc::clone(&store);
         runtime.spawn(async move {
-            let app = crate::serve::router(state);
-            if let Err(e) = axum::serve(crate::serve::nodelay(listener), app).await {
-                tracing::error!("HTTP API stopped: {e}");
+            if let Err(e) = api.serve(store, std::future::pending()).await {
+                tracing::error!("HTTP API stopped: {e:#}");
             }
         });
     }
+    Ok(Capture {
+        store,
+        interfaces: names,
+        threads,
+        stop,
+        filter,
+        publisher: CapturePublisher::default(),
+        stats_file,
+    })
+}
 
-    // Control loop: until a signal or a ring thread gives up.
-    let mut publisher = FilterPublisher::default();
+impl Capture {
+    /// Publishes the capture counters' increase (rings and eBPF filter);
+    /// returns the filter's verdicts, if it has any.
+    fn publish(&mut self) -> Option<pdns_common::FilterStats> {
+        let interfaces = &self.interfaces;
+        self.publisher.rings(
+            self.threads
+                .iter()
+                .map(|t| (&*interfaces[t.interface], t.counters.totals())),
+        );
+        match self.filter.stats()? {
+            Ok(s) => {
+                self.publisher.filter(s);
+                Some(s)
+            }
+            Err(e) => {
+                tracing::debug!("{e:#}");
+                None
+            }
+        }
+    }
+}
+
+/// The control loop: publishes counters every second and prints the status
+/// line, until a signal or a ring thread gives up; returns why it stopped.
+fn control(plane: &mut ControlPlane, capture: &mut Capture, args: &RunArgs) -> &'static str {
+    let ControlPlane {
+        runtime,
+        sigint,
+        sigterm,
+        sighup,
+    } = plane;
     let mut status = Status::new(args.quiet);
     let status_every = Duration::from_secs(args.status_interval.max(1));
-    let reason = runtime.block_on(async {
+    runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_status = Instant::now();
@@ -284,84 +441,123 @@ pub fn run_report(args: &RunArgs) -> Result<RunReport> {
             tokio::select! {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
+                // The API, if it runs, reloads its certificates on it.
+                _ = sighup.recv() => tracing::debug!("SIGHUP: capture goes on"),
                 _ = tick.tick() => {
-                    publish_filter(&filter, &mut publisher);
-                    if threads.iter().any(|t| t.handle.is_finished()) {
+                    capture.publish();
+                    if capture.threads.iter().any(|t| t.handle.is_finished()) {
                         break "a ring thread stopped";
                     }
                     if last_status.elapsed() >= status_every {
                         last_status = Instant::now();
-                        status.print(&threads, &store);
+                        status.print(&capture.threads, &capture.store);
                     }
                 }
             }
         }
-    });
-    if !args.quiet {
-        eprintln!("pdns-sensor: {reason}: stopping capture, flushing");
-    }
-    tracing::debug!("stopping: {reason}");
-    stop.store(true, Ordering::Release);
+    })
+}
 
-    let mut report = RunReport {
-        filter: filter.kind(),
-        interfaces: names
-            .iter()
-            .map(|n| (n.clone(), RingTotals::default()))
-            .collect(),
-        ..RunReport::default()
-    };
+/// A capture that has stopped: its threads' results, before the report.
+struct Stopped {
+    store: Arc<Store>,
+    filter_kind: &'static str,
+    filter_stats: Option<pdns_common::FilterStats>,
+    /// Per ring: interface and totals.
+    rings: Vec<(Arc<str>, RingTotals)>,
+    summary: Summary,
+    first_error: Option<anyhow::Error>,
+    stats_file: Option<File>,
+}
+
+/// Stops every ring (each drains what the kernel holds and flushes its
+/// worker), waits for them, publishes the last counters and flushes the
+/// database. A ring thread's failure is kept for the end; the others still
+/// finish.
+fn shut_down(mut capture: Capture) -> Result<Stopped> {
+    capture.stop.store(true, Ordering::Release);
+    let mut summary = Summary::default();
     let mut first_error = None;
+    let mut rings = Vec::new();
+    let threads = std::mem::take(&mut capture.threads);
+    let mut finished = Vec::new();
     for t in threads {
         let result = t
             .handle
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a ring thread panicked")));
-        let totals = t.counters.totals();
-        report.interfaces[t.interface].1.add(&totals);
-        report
-            .rings
-            .push((report.interfaces[t.interface].0.clone(), totals));
         match result {
-            Ok(s) => {
-                report.summary.decode.add(&s.decode);
-                report.summary.records_written += s.records_written;
-                report.summary.negatives_written += s.negatives_written;
-                report.summary.flushes += s.flushes;
-            }
+            Ok(s) => summary.add(&s),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
+        rings.push((
+            Arc::clone(&capture.interfaces[t.interface]),
+            t.counters.totals(),
+        ));
+        finished.push((t.interface, t.counters));
     }
-    store.flush().context("flushing the database")?;
-    report.filter_stats = publish_filter(&filter, &mut publisher);
-    report.elapsed = started.elapsed();
-    if let (Some(file), Some(path)) = (stats_file, &args.stats_json) {
-        write_stats(file, &report, &store)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if !args.quiet {
-        eprint!("{}", render_report(&report));
-    }
-    drop(store);
-    if let Some(e) = first_error {
-        return Err(e.context("capture failed"));
-    }
-    Ok(report)
-}
-
-fn publish_filter(filter: &Filter, publisher: &mut FilterPublisher) -> Option<FilterStats> {
-    match filter.stats()? {
-        Ok(s) => {
-            publisher.publish(s);
+    let interfaces = &capture.interfaces;
+    capture.publisher.rings(
+        finished
+            .iter()
+            .map(|(i, counters)| (&*interfaces[*i], counters.totals())),
+    );
+    let filter_stats = match capture.filter.stats() {
+        Some(Ok(s)) => {
+            capture.publisher.filter(s);
             Some(s)
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::debug!("{e:#}");
             None
         }
+        None => None,
+    };
+    capture.store.flush()?;
+    Ok(Stopped {
+        store: capture.store,
+        filter_kind: capture.filter.kind(),
+        filter_stats,
+        rings,
+        summary,
+        first_error,
+        stats_file: capture.stats_file,
+    })
+}
+
+impl Stopped {
+    fn report(&self, elapsed: Duration) -> Result<RunReport> {
+        let mut report = RunReport {
+            filter: self.filter_kind.to_string(),
+            filter_stats: self.filter_stats.map(Into::into),
+            totals: PipelineTotals::from_summary(&self.summary),
+            elapsed_secs: elapsed.as_secs_f64(),
+            db_bytes: self.store.disk_bytes()?,
+            retention: RetentionSummary::of(&self.store),
+            summary: self.summary.clone(),
+            ..RunReport::default()
+        };
+        for (interface, totals) in &self.rings {
+            report
+                .interfaces
+                .entry(interface.to_string())
+                .or_default()
+                .add(totals);
+            report.rings.push(RingReport {
+                interface: interface.to_string(),
+                totals: *totals,
+            });
+        }
+        Ok(report)
     }
+}
+
+fn write_stats(mut file: File, report: &RunReport) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)? + "\n";
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    Ok(())
 }
 
 /// The periodic status line. Packets come from the kernel ring counters
@@ -375,25 +571,13 @@ struct Status {
     responses: u64,
 }
 
-fn dns_responses() -> u64 {
-    ["udp", "tcp"]
-        .iter()
-        .map(|t| {
-            METRICS
-                .dns_messages
-                .with_label_values(&["response", t])
-                .get()
-        })
-        .sum()
-}
-
 impl Status {
     fn new(quiet: bool) -> Status {
         Status {
             quiet,
             at: Instant::now(),
             packets: 0,
-            responses: dns_responses(),
+            responses: metrics::dns_responses(),
         }
     }
 
@@ -405,7 +589,7 @@ impl Status {
         for t in threads {
             total.add(&t.counters.totals());
         }
-        let responses = dns_responses();
+        let responses = metrics::dns_responses();
         let secs = self.at.elapsed().as_secs_f64().max(1e-3);
         let records = store.estimate_keys(CF_RECORDS).unwrap_or(0);
         let db = dir_bytes(store.path());
@@ -438,73 +622,19 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn write_stats(mut file: std::fs::File, report: &RunReport, store: &Store) -> Result<()> {
-    let d = &report.summary.decode;
-    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
-        .iter()
-        .map(|r| (r.as_str().to_string(), d.dropped(*r).into()))
-        .collect();
-    let interfaces: serde_json::Map<String, serde_json::Value> = report
-        .interfaces
-        .iter()
-        .map(|(n, t)| (n.clone(), serde_json::to_value(t).expect("plain struct")))
-        .collect();
-    let rings: Vec<serde_json::Value> = report
-        .rings
-        .iter()
-        .map(|(n, t)| {
-            let mut v = serde_json::to_value(t).expect("plain struct");
-            v["interface"] = n.clone().into();
-            v
-        })
-        .collect();
-    let filter_stats = report.filter_stats.map(|f| {
-        serde_json::json!({
-            "accepted": f.accepted,
-            "accepted_fragments": f.accepted_fragments,
-            "rejected_port": f.rejected_port,
-            "rejected_protocol": f.rejected_protocol,
-            "rejected_not_ip": f.rejected_not_ip,
-            "rejected_malformed": f.rejected_malformed,
-        })
-    });
-    let stats = serde_json::json!({
-        "filter": report.filter,
-        "filter_stats": filter_stats,
-        "interfaces": interfaces,
-        "rings": rings,
-        "packets": d.frames,
-        "bytes": d.bytes,
-        "dns_queries": d.dns_queries,
-        "dns_responses": d.dns_responses,
-        "observations": d.observations + d.negatives,
-        "records_written": report.summary.records_written,
-        "negatives_written": report.summary.negatives_written,
-        "flushes": report.summary.flushes,
-        "elapsed_secs": report.elapsed.as_secs_f64(),
-        "db_bytes": store.disk_bytes()?,
-        "drops": drops,
-    });
-    std::io::Write::write_all(
-        &mut file,
-        (serde_json::to_string_pretty(&stats)? + "\n").as_bytes(),
-    )?;
-    Ok(())
-}
-
 /// The human summary printed at the end of a run.
 pub fn render_report(report: &RunReport) -> String {
-    let d = &report.summary.decode;
+    let t = &report.totals;
     let mut s = format!(
         "captured for {:.1}s: {} frames, {} DNS responses, {} queries, {} observations -> \
          {} records, {} negative answers written\n",
-        report.elapsed.as_secs_f64(),
-        d.frames,
-        d.dns_responses,
-        d.dns_queries,
-        d.observations + d.negatives,
-        report.summary.records_written,
-        report.summary.negatives_written,
+        report.elapsed_secs,
+        t.packets,
+        t.dns_responses,
+        t.dns_queries,
+        t.observations,
+        t.records_written,
+        t.negatives_written,
     );
     for (name, t) in &report.interfaces {
         s.push_str(&format!(
@@ -531,11 +661,12 @@ pub fn render_report(report: &RunReport) -> String {
             report.filter
         )),
     }
-    let skipped = d.drops_summary();
+    let skipped = t.drops_summary();
     if !skipped.is_empty() {
         s.push_str(&format!("skipped: {skipped}\n"));
     }
-    if report.interfaces.iter().any(|(_, t)| t.drops > 0) {
+    s.push_str(&report.retention.render());
+    if report.interfaces.values().any(|t| t.drops > 0) {
         s.push_str(
             "warning: the kernel dropped packets (rings full): raise --ring-blocks or --threads\n",
         );

@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DbArgs;
-use crate::serve::ServeConfig;
 use crate::serve::auth::ApiKeys;
+use crate::serve::tls::Tls;
+use crate::serve::{Api, ServeConfig};
 use crate::store::Store;
 
 /// API options shared by `serve` and `run`.
@@ -20,7 +21,8 @@ pub struct ApiArgs {
     /// Address the HTTP API listens on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// File of API keys (`KEY` or `user:password` per line); without it
+    /// File of API keys (`KEY` or `user:password` per line, optionally
+    /// followed by `name=` `hourly=` `daily=` `results=` quotas); without it
     /// the API is open to whoever can reach the listen address.
     #[arg(long, value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
@@ -39,6 +41,13 @@ pub struct ApiArgs {
     /// COF `sensor_id` on the CIRCL surface.
     #[arg(long)]
     pub sensor_id: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); reloaded,
+    /// with the key, on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ApiArgs {
@@ -46,6 +55,16 @@ impl ApiArgs {
         let keys = match &self.api_key_file {
             Some(p) => Some(ApiKeys::load(p)?),
             None => None,
+        };
+        let results_max = self.results_max.max(1);
+        for label in keys.iter().flat_map(|k| k.results_above(results_max)) {
+            tracing::warn!(
+                "API key {label}: its results= is above --results-max {results_max}, which applies"
+            );
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            _ => None,
         };
         Ok(ServeConfig {
             listen: self.listen,
@@ -56,6 +75,8 @@ impl ApiArgs {
             query_timeout: Duration::from_secs(self.query_timeout.max(1)),
             origin: self.origin.clone(),
             sensor_id: self.sensor_id.clone(),
+            tls,
+            clock: Default::default(),
         })
     }
 }
@@ -70,14 +91,15 @@ pub struct ServeArgs {
 
 pub fn run(args: &ServeArgs) -> Result<()> {
     let config = args.api.config()?;
-    let store = Arc::new(
-        Store::open_reader(&args.db.db)
-            .with_context(|| format!("opening database {}", args.db.db.display()))?,
-    );
+    let store = Arc::new(Store::open_reader_with(&args.db.db, super::clock()?)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(crate::serve::serve(store, config, shutdown_signal()))
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let api = Api::bind(config).await?;
+        api.serve(store, shutdown_signal()).await
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -40,7 +40,7 @@ const FREE_BUFFERS: usize = 16;
 
 /// What identifies the fragments of one datagram (RFC 791, RFC 8200).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FragKey {
+pub(super) enum FragKey {
     V4 {
         src: [u8; 4],
         dst: [u8; 4],
@@ -56,7 +56,7 @@ pub enum FragKey {
 
 /// A reassembled datagram.
 #[derive(Debug)]
-pub struct Datagram {
+pub(super) struct Datagram {
     /// Upper-layer protocol (from the first fragment).
     pub proto: u8,
     /// Transport header and data of the whole datagram.
@@ -188,7 +188,7 @@ fn grow(buf: &mut Vec<u8>, len: usize) {
 }
 
 /// Rebuilds fragmented IPv4 and IPv6 datagrams.
-pub struct Defragmenter {
+pub(super) struct Defragmenter {
     table: HashMap<FragKey, Partial>,
     /// Keys in the order their datagrams were started, with their serial;
     /// entries of datagrams already gone are skipped lazily.
@@ -202,7 +202,7 @@ pub struct Defragmenter {
 impl Defragmenter {
     /// A table of at most `max_datagrams` incomplete datagrams (at least
     /// one), each kept at most `timeout_secs` of capture time.
-    pub fn new(max_datagrams: usize, timeout_secs: u64) -> Self {
+    pub(super) fn new(max_datagrams: usize, timeout_secs: u64) -> Self {
         Defragmenter {
             table: HashMap::new(),
             age: VecDeque::new(),
@@ -220,7 +220,7 @@ impl Defragmenter {
     /// fragment's bytes after the IP header (after the fragment extension
     /// header for IPv6), `proto` the upper-layer protocol number.
     #[allow(clippy::too_many_arguments)]
-    pub fn push(
+    pub(super) fn push(
         &mut self,
         now_secs: u64,
         key: FragKey,
@@ -296,7 +296,7 @@ impl Defragmenter {
 
     /// Evicts datagrams older than the timeout, counting each as
     /// [`DropReason::FragmentTimeout`].
-    pub fn expire(&mut self, now_secs: u64, stats: &mut DecodeStats) {
+    pub(super) fn expire(&mut self, now_secs: u64, stats: &mut DecodeStats) {
         while let Some(&(key, serial)) = self.age.front() {
             match self.table.get(&key) {
                 Some(p) if p.serial == serial => {
@@ -312,17 +312,13 @@ impl Defragmenter {
     }
 
     /// Takes back a finished datagram's buffer for reuse.
-    pub fn recycle(&mut self, datagram: Datagram) {
+    pub(super) fn recycle(&mut self, datagram: Datagram) {
         self.release(datagram.payload);
     }
 
     /// Incomplete datagrams held.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.table.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
     }
 
     /// Drops the oldest incomplete datagram to make room.
@@ -405,7 +401,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].payload, data);
         assert_eq!(out[0].proto, 17);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
 
         let mut rev = frags;
         rev.reverse();
@@ -447,7 +443,7 @@ mod tests {
         forged[3] ^= 0xff;
         assert!(d.push(1, KEY, 17, 16, true, &forged, &mut stats).is_none());
         assert_eq!(stats.dropped(DropReason::FragmentInvalid), 1);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
         // The rest of the datagram does not complete anything.
         assert!(
             d.push(1, KEY, 17, 32, false, &data[32..], &mut stats)
@@ -473,14 +469,14 @@ mod tests {
                 .is_none()
         );
         assert_eq!(stats.dropped(DropReason::FragmentInvalid), 1);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
         // The largest legal offset with a fragment running past 65 535.
         assert!(
             d.push(1, KEY, 17, 65_528, false, &[0; 8], &mut stats)
                 .is_none()
         );
         assert_eq!(stats.dropped(DropReason::FragmentInvalid), 2);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
         // Exactly 65 535 bytes is fine.
         let data = datagram(MAX_DATAGRAM);
         let frags = [(0, true, 32_768), (32_768, false, MAX_DATAGRAM)];
@@ -498,7 +494,7 @@ mod tests {
         // Non-last fragment of 13 bytes.
         assert!(d.push(1, KEY, 17, 16, true, &[0; 13], &mut stats).is_none());
         assert_eq!(stats.dropped(DropReason::FragmentInvalid), 1);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
         // Offset not a multiple of 8 (cannot come from a header, but no panic).
         assert!(d.push(1, KEY, 17, 3, false, &[0; 8], &mut stats).is_none());
         assert_eq!(stats.dropped(DropReason::FragmentInvalid), 2);
@@ -518,7 +514,7 @@ mod tests {
                 .is_none()
         );
         assert_eq!(stats.dropped(DropReason::FragmentInvalid), 1);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
 
         // Data beyond a known end.
         assert!(
@@ -532,7 +528,7 @@ mod tests {
         assert!(d.push(1, KEY, 17, 32, true, &[0; 8], &mut stats).is_none());
         assert!(d.push(1, KEY, 17, 8, false, &[0; 10], &mut stats).is_none());
         assert_eq!(stats.dropped(DropReason::FragmentInvalid), 3);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
     }
 
     #[test]
@@ -584,7 +580,7 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(stats.dropped(DropReason::FragmentTimeout), 1);
         d.expire(1_000, &mut stats);
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
         assert_eq!(stats.dropped(DropReason::FragmentTimeout), 2);
     }
 
@@ -620,7 +616,7 @@ mod tests {
         };
         let out = d.push(1, v6, 17, 0, false, b"whole", &mut stats);
         assert_eq!(out.map(|d| d.payload), Some(b"whole".to_vec()));
-        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
 
         // The protocol is the first fragment's, whatever arrives first.
         let data = datagram(20);

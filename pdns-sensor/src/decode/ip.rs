@@ -13,10 +13,11 @@ use etherparse::{IpNumber, IpSlice, Ipv6ExtensionSlice};
 
 use super::defrag::{Defragmenter, FragKey};
 use super::tcp::TcpReassembler;
-use super::{DecodeStats, DnsPayload, DropReason, FlowKey, PortSet, Timestamp, Transport};
+use super::{DecodeStats, DropReason, FlowKey, PortSet};
+use crate::vocab::packet::{DnsMessage, Timestamp, Transport};
 
 /// What the IP layer needs from the decoder it runs in.
-pub struct Context<'a> {
+pub(super) struct Context<'a> {
     pub ts: Timestamp,
     pub ports: &'a PortSet,
     pub defrag: &'a mut Defragmenter,
@@ -25,7 +26,7 @@ pub struct Context<'a> {
 }
 
 /// Decodes an IP packet (version told by its first nibble).
-pub fn decode(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(DnsPayload<'_>)) {
+pub(super) fn decode(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(DnsMessage<'_>)) {
     if snap_truncated(data) {
         return ctx.stats.drop(DropReason::SnapTruncated);
     }
@@ -126,7 +127,7 @@ fn transport(
     dst: IpAddr,
     proto: IpNumber,
     data: &[u8],
-    emit: &mut dyn FnMut(DnsPayload<'_>),
+    emit: &mut dyn FnMut(DnsMessage<'_>),
 ) {
     match proto {
         IpNumber::UDP => udp(ctx, data, emit),
@@ -135,7 +136,7 @@ fn transport(
     }
 }
 
-fn udp(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(DnsPayload<'_>)) {
+fn udp(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(DnsMessage<'_>)) {
     if data.len() < 8 {
         return ctx.stats.drop(DropReason::TransportMalformed);
     }
@@ -150,7 +151,7 @@ fn udp(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(DnsPayload<'_>))
     if end < 8 || end > data.len() {
         return ctx.stats.drop(DropReason::TransportMalformed);
     }
-    emit(DnsPayload {
+    emit(DnsMessage {
         ts: ctx.ts,
         transport: Transport::Udp,
         data: &data[8..end],
@@ -162,7 +163,7 @@ fn tcp(
     src: IpAddr,
     dst: IpAddr,
     data: &[u8],
-    emit: &mut dyn FnMut(DnsPayload<'_>),
+    emit: &mut dyn FnMut(DnsMessage<'_>),
 ) {
     if data.len() < 20 {
         return ctx.stats.drop(DropReason::TransportMalformed);
@@ -195,7 +196,7 @@ fn tcp(
         &data[header_len..],
         ctx.stats,
         &mut |message| {
-            emit(DnsPayload {
+            emit(DnsMessage {
                 ts,
                 transport: Transport::Tcp,
                 data: message,
@@ -205,7 +206,7 @@ fn tcp(
 }
 
 /// Symmetric hash of the IP addresses of a packet (0 when not IP).
-pub fn address_hash(data: &[u8]) -> u64 {
+pub(super) fn address_hash(data: &[u8]) -> u64 {
     let (a, b): (&[u8], &[u8]) = match data.first().map(|b| b >> 4) {
         Some(4) if data.len() >= 20 => (&data[12..16], &data[16..20]),
         Some(6) if data.len() >= 40 => (&data[8..24], &data[24..40]),

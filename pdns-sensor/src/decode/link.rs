@@ -7,53 +7,7 @@
 //! metadata never reaches this code, so nothing here depends on it.
 
 use super::DropReason;
-
-/// The link types we decode, from the pcap `LINKTYPE_*` registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinkType {
-    /// LINKTYPE_NULL (0): 4-byte address family in the capturing host's
-    /// byte order.
-    Null,
-    /// LINKTYPE_ETHERNET (1).
-    Ethernet,
-    /// LINKTYPE_RAW (101, and the historical 12 and 14): IPv4 or IPv6.
-    Raw,
-    /// LINKTYPE_LOOP (108): like NULL, family in network byte order.
-    Loop,
-    /// LINKTYPE_LINUX_SLL (113).
-    LinuxSll,
-    /// LINKTYPE_IPV4 (228).
-    Ipv4,
-    /// LINKTYPE_IPV6 (229).
-    Ipv6,
-    /// LINKTYPE_LINUX_SLL2 (276).
-    LinuxSll2,
-    /// LINKTYPE_IEEE802_11 (105): 802.11 frames, as in monitor mode.
-    Ieee80211,
-    /// LINKTYPE_IEEE802_11_RADIOTAP (127): radiotap header, then 802.11.
-    Radiotap,
-    /// Anything else; frames of this type are counted and skipped.
-    Other(u32),
-}
-
-impl LinkType {
-    /// Maps a pcap/pcapng link type number.
-    pub fn from_pcap(linktype: u32) -> LinkType {
-        match linktype {
-            0 => LinkType::Null,
-            1 => LinkType::Ethernet,
-            12 | 14 | 101 => LinkType::Raw,
-            108 => LinkType::Loop,
-            113 => LinkType::LinuxSll,
-            228 => LinkType::Ipv4,
-            229 => LinkType::Ipv6,
-            276 => LinkType::LinuxSll2,
-            105 => LinkType::Ieee80211,
-            127 => LinkType::Radiotap,
-            other => LinkType::Other(other),
-        }
-    }
-}
+use crate::vocab::packet::LinkType;
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;

@@ -1,16 +1,16 @@
 //! Decode: from a captured frame to the DNS messages it carries.
 //!
-//! This is the stage every source shares. A [`Frame`] (bytes plus capture
-//! time and link type, borrowed from a pcap buffer or a TPACKET_V3 block)
-//! goes in; zero or more DNS messages come out through a callback, each as a
-//! `&[u8]` that borrows either the frame itself (the common case: one UDP
+//! This is the stage every packet source shares. A [`Frame`] (bytes plus
+//! capture time and link type, borrowed from a pcap buffer or a TPACKET_V3
+//! block) goes in; zero or more [`DnsMessage`]s come out through a
+//! callback, each borrowing either the frame itself (the common case: one UDP
 //! datagram, or one TCP segment holding whole messages) or a reassembly
 //! buffer (IP fragments, DNS messages spanning TCP segments).
 //!
 //! The layers are one module each: [`link`] (Ethernet, VLAN/QinQ, SLL, SLL2,
-//! NULL, raw IP), [`ip`] (IPv4/IPv6 headers via `etherparse`, fragments
-//! handed to [`defrag`]), and the transport, where UDP is trivial and TCP
-//! goes through [`tcp`]. All state a decoder keeps — fragments, TCP flows —
+//! NULL, raw IP), `ip` (IPv4/IPv6 headers via `etherparse`, fragments
+//! handed to `defrag`), and the transport, where UDP is trivial and TCP
+//! goes through `tcp`. All state a decoder keeps — fragments, TCP flows —
 //! is bounded in entries, bytes and time, and everything that is not used is
 //! counted in [`DecodeStats`] under a [`DropReason`].
 //!
@@ -18,47 +18,17 @@
 //! thread and routes packets by [`flow_hash`] so that both directions of a
 //! flow and all fragments of a datagram meet in the same decoder.
 
-pub mod defrag;
-pub mod ip;
+mod defrag;
+mod ip;
 pub mod link;
-pub mod stats;
-pub mod tcp;
+mod stats;
+mod tcp;
 
 use std::net::IpAddr;
 
-pub use link::LinkType;
 pub use stats::{DecodeStats, DropReason};
 
-/// Capture time of a frame: seconds and nanoseconds since the Unix epoch.
-///
-/// Always the capture timestamp (pcap header, ring block), never the wall
-/// clock at decode time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp {
-    pub secs: u64,
-    pub nanos: u32,
-}
-
-impl Timestamp {
-    pub fn from_secs(secs: u64) -> Self {
-        Timestamp { secs, nanos: 0 }
-    }
-}
-
-/// One captured frame, borrowed from wherever the source keeps it.
-#[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
-    pub ts: Timestamp,
-    pub link: LinkType,
-    pub data: &'a [u8],
-}
-
-/// Transport that carried a DNS message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
+use crate::vocab::packet::{DnsMessage, Frame, LinkType, Timestamp, Transport};
 
 /// One direction of a UDP or TCP flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,14 +49,6 @@ impl FlowKey {
             dport: self.sport,
         }
     }
-}
-
-/// A DNS message found in a frame (without the TCP length prefix).
-#[derive(Clone, Copy, Debug)]
-pub struct DnsPayload<'a> {
-    pub ts: Timestamp,
-    pub transport: Transport,
-    pub data: &'a [u8],
 }
 
 /// Limits that bound the memory a decoder may hold.
@@ -158,7 +120,7 @@ impl Decoder {
     /// Also emits, first, the messages that TCP flows gone idle still held
     /// behind a hole (stamped with the second of their flow's last
     /// segment); [`finish`](Decoder::finish) emits the rest at the end.
-    pub fn decode(&mut self, frame: &Frame<'_>, emit: &mut dyn FnMut(DnsPayload<'_>)) {
+    pub fn decode(&mut self, frame: &Frame<'_>, emit: &mut dyn FnMut(DnsMessage<'_>)) {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
         self.newest = self.newest.max(frame.ts);
@@ -171,7 +133,7 @@ impl Decoder {
                 // time of that direction's last segment.
                 self.tcp
                     .expire(self.now, &mut self.stats, &mut |last_seen, message| {
-                        emit(DnsPayload {
+                        emit(DnsMessage {
                             ts: Timestamp::from_secs(last_seen),
                             transport: Transport::Tcp,
                             data: message,
@@ -196,10 +158,10 @@ impl Decoder {
     /// The input has ended: calls `emit` for every complete DNS message
     /// still held behind a hole in a TCP stream (with the capture time of
     /// the newest frame seen), and forgets every TCP flow.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(DnsPayload<'_>)) {
+    pub fn finish(&mut self, emit: &mut dyn FnMut(DnsMessage<'_>)) {
         let ts = self.newest;
         self.tcp.flush_all(&mut self.stats, &mut |message| {
-            emit(DnsPayload {
+            emit(DnsMessage {
                 ts,
                 transport: Transport::Tcp,
                 data: message,

@@ -1,12 +1,13 @@
 //! Per-thread decode counters.
 //!
-//! Decoder threads count in plain integers (no atomics on the hot path) and
-//! hand their totals to the Prometheus registry when they flush; see
-//! [`crate::metrics`]. Every packet that does not become DNS data is counted
-//! under exactly one [`DropReason`], so a user can always tell *why* traffic
-//! was not recorded.
+//! Decoder threads count in plain integers (no atomics on the hot path);
+//! the pipeline takes them at every flush and publishes them. Every frame,
+//! fragment or segment that does not become a DNS message is counted under
+//! exactly one [`DropReason`], so a user can always tell *why* traffic was
+//! not recorded. (What happens to a DNS message after that is counted by
+//! extraction, under its own reasons.)
 
-/// Why a frame, datagram, segment or DNS message was not used.
+/// Why a frame, datagram or segment was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(usize)]
 pub enum DropReason {
@@ -37,23 +38,11 @@ pub enum DropReason {
     TcpGap,
     /// A TCP flow or its buffer evicted because a bound was reached.
     TcpOverflow,
-    /// The DNS message does not parse (bad header, bad name, compression loop,
-    /// record running past the end, ...).
-    DnsMalformed,
-    /// A DNS message whose opcode is not QUERY (UPDATE, NOTIFY, IQUERY...):
-    /// its sections do not hold answers.
-    DnsOpcodeIgnored,
-    /// One resource record whose RDATA does not parse for its type (the
-    /// rest of the message is still used).
-    RecordMalformed,
-    /// A record of a class other than IN, or a meta type (ANY, AXFR...) in
-    /// a section that should hold data.
-    RecordIgnored,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (used for metrics and reports).
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::LinkTruncated,
         DropReason::LinkUnsupported,
         DropReason::NotIp,
@@ -67,10 +56,6 @@ impl DropReason {
         DropReason::FragmentOverflow,
         DropReason::TcpGap,
         DropReason::TcpOverflow,
-        DropReason::DnsMalformed,
-        DropReason::DnsOpcodeIgnored,
-        DropReason::RecordMalformed,
-        DropReason::RecordIgnored,
     ];
 
     /// The label used in metrics and reports.
@@ -89,30 +74,9 @@ impl DropReason {
             DropReason::FragmentOverflow => "fragment_overflow",
             DropReason::TcpGap => "tcp_gap",
             DropReason::TcpOverflow => "tcp_overflow",
-            DropReason::DnsMalformed => "dns_malformed",
-            DropReason::DnsOpcodeIgnored => "dns_opcode_ignored",
-            DropReason::RecordMalformed => "dns_record_malformed",
-            DropReason::RecordIgnored => "dns_record_ignored",
         }
     }
-
-    /// Whether this reason means broken or lost data (as opposed to traffic
-    /// that is simply not ours, like ARP or HTTPS).
-    pub fn is_error(self) -> bool {
-        !matches!(
-            self,
-            DropReason::NotIp
-                | DropReason::NotUdpTcp
-                | DropReason::NotDnsPort
-                | DropReason::DnsOpcodeIgnored
-                | DropReason::RecordIgnored
-        )
-    }
 }
-
-/// RCODEs counted individually (0..=23 are assigned); the last slot is
-/// "other".
-pub const RCODE_SLOTS: usize = 25;
 
 /// Counters one decoder thread keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -123,18 +87,6 @@ pub struct DecodeStats {
     pub bytes: u64,
     /// IP datagrams rebuilt from fragments.
     pub reassembled_datagrams: u64,
-    /// DNS messages found, split by QR bit.
-    pub dns_queries: u64,
-    pub dns_responses: u64,
-    /// Of those, carried over TCP.
-    pub tcp_queries: u64,
-    pub tcp_responses: u64,
-    /// Responses by RCODE (extended RCODEs included); the last slot
-    /// collects everything above.
-    pub rcodes: [u64; RCODE_SLOTS],
-    /// Record observations and negative-answer observations produced.
-    pub observations: u64,
-    pub negatives: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::ALL.len()],
 }
@@ -156,15 +108,6 @@ impl DecodeStats {
         self.frames += other.frames;
         self.bytes += other.bytes;
         self.reassembled_datagrams += other.reassembled_datagrams;
-        self.dns_queries += other.dns_queries;
-        self.dns_responses += other.dns_responses;
-        self.tcp_queries += other.tcp_queries;
-        self.tcp_responses += other.tcp_responses;
-        self.observations += other.observations;
-        self.negatives += other.negatives;
-        for (a, b) in self.rcodes.iter_mut().zip(other.rcodes.iter()) {
-            *a += b;
-        }
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

@@ -420,7 +420,7 @@ struct Ctx<'a> {
 }
 
 /// Reassembles DNS messages from TCP segments, per flow direction.
-pub struct TcpReassembler {
+pub(super) struct TcpReassembler {
     flows: HashMap<FlowKey, Direction>,
     /// Flow directions roughly from least to most recently used: each live
     /// direction appears once, with its serial and the `touched` value it
@@ -441,7 +441,7 @@ impl TcpReassembler {
     /// Tracks at most `max_flows` directions (at least one), buffering at
     /// most `max_buffer` bytes each, forgotten after `idle_secs` of capture
     /// time without a segment.
-    pub fn new(max_flows: usize, max_buffer: usize, idle_secs: u64) -> Self {
+    pub(super) fn new(max_flows: usize, max_buffer: usize, idle_secs: u64) -> Self {
         TcpReassembler {
             flows: HashMap::new(),
             lru: VecDeque::new(),
@@ -462,7 +462,7 @@ impl TcpReassembler {
     /// ACK flag is set. Messages of the other direction that its ACK
     /// releases (see the module documentation) are emitted first.
     #[allow(clippy::too_many_arguments)]
-    pub fn segment(
+    pub(super) fn segment(
         &mut self,
         now_secs: u64,
         key: FlowKey,
@@ -608,7 +608,7 @@ impl TcpReassembler {
     /// held after them emitted, as `emit(last_seen, message)` with the
     /// capture second of the direction's last segment; a partial message
     /// counts as [`DropReason::TcpGap`].
-    pub fn expire(
+    pub(super) fn expire(
         &mut self,
         now_secs: u64,
         stats: &mut DecodeStats,
@@ -639,7 +639,7 @@ impl TcpReassembler {
     /// The input has ended: flushes every direction as a FIN would (holes
     /// given up, the messages held after them emitted, a partial message
     /// counted as [`DropReason::TcpGap`]) and forgets them all.
-    pub fn flush_all(&mut self, stats: &mut DecodeStats, emit: &mut dyn FnMut(&[u8])) {
+    pub(super) fn flush_all(&mut self, stats: &mut DecodeStats, emit: &mut dyn FnMut(&[u8])) {
         // In LRU order, so that the output does not depend on hashing.
         for (key, serial, _) in std::mem::take(&mut self.lru) {
             if self.flows.get(&key).is_some_and(|d| d.serial == serial)
@@ -656,12 +656,8 @@ impl TcpReassembler {
     }
 
     /// Flow directions tracked.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.flows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
     }
 
     /// Evicts least recently used directions (never `keep`) until the table
@@ -774,7 +770,7 @@ mod tests {
             self.r
                 .flush_all(&mut self.stats, &mut |m| out.push(m.to_vec()));
             self.check_bounds();
-            assert!(self.r.is_empty());
+            assert_eq!(self.r.len(), 0);
         }
 
         fn check_bounds(&self) {
@@ -900,9 +896,9 @@ mod tests {
         let (a, b) = (msg(1, 28), msg(2, 28));
         let mut h = Harness::new(16, 1 << 17);
         h.seg(1, key(1), 5000, 0x10, &[]); // bare ACK: not tracked
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
         h.seg(1, key(1), 5000, 0x11, &[]); // bare FIN: not tracked
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
         h.seg(1, key(1), 123_456, 0x18, &framed(&[&a]));
         h.seg(1, key(1), 123_456 + 30, 0x18, &framed(&[&b]));
         assert_eq!(h.out, vec![a, b]);
@@ -966,7 +962,7 @@ mod tests {
         h.seg(1, key(1), ISN, SYN, &[]);
         h.seg(1, key(1), ISN + 1, 0x19, &framed(&[&a])); // data + FIN
         assert_eq!(h.out, vec![a.clone()]);
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
         assert_eq!(h.stats, DecodeStats::default());
 
         // FIN with a hole: the held message is emitted, the hole counted.
@@ -976,7 +972,7 @@ mod tests {
         h.seg(1, key(2), ISN + 1 + 44, 0x11, &[]);
         assert_eq!(h.out, vec![b]);
         assert_eq!(h.drops(DropReason::TcpGap), 1);
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
 
         // FIN in the middle of a message: the partial message is lost.
         h.out.clear();
@@ -984,7 +980,7 @@ mod tests {
         h.seg(1, key(3), 60, 0x11, &[]);
         assert!(h.out.is_empty());
         assert_eq!(h.drops(DropReason::TcpGap), 2);
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
     }
 
     #[test]
@@ -994,14 +990,14 @@ mod tests {
         h.seg(1, key(1), 50, 0, &framed(&[&a])[..10]);
         h.seg(1, key(1), 60, RST, &framed(&[&a])[10..]);
         assert!(h.out.is_empty());
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
         assert_eq!(h.drops(DropReason::TcpGap), 1);
         // RST of an idle, in-sync direction loses nothing.
         h.seg(1, key(2), 50, 0, &framed(&[&a]));
         h.seg(1, key(2), 72, RST, &[]);
         assert_eq!(h.out, vec![a]);
         assert_eq!(h.drops(DropReason::TcpGap), 1);
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
     }
 
     #[test]
@@ -1115,7 +1111,7 @@ mod tests {
         h.seg(200, key(3), 11, 0, &s[10..]);
         assert_eq!(h.out, vec![a.clone(), a]);
         h.expire(261);
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
         assert_eq!(h.drops(DropReason::TcpGap), 1);
     }
 
@@ -1329,7 +1325,7 @@ mod tests {
         h.r.expire(71, &mut h.stats, &mut |t, m| got.push((t, m.to_vec())));
         assert_eq!(got, vec![(10, msgs[3].clone())]);
         assert_eq!(h.drops(DropReason::TcpGap), 1);
-        assert!(h.r.is_empty());
+        assert_eq!(h.r.len(), 0);
         assert_eq!(h.r.holed, 0);
         h.check_bounds();
     }

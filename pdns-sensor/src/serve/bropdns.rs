@@ -17,12 +17,12 @@ use serde_json::json;
 
 use super::engine::{Fences, Lookup, seen_before};
 use super::pattern::{NamePattern, TypeFilter};
-use super::{ApiError, SharedState, auth, circl, stream};
-use crate::name;
-use crate::render;
+use super::{ApiError, SharedState, auth, circl, quota, stream};
 use crate::store::StoredRecord;
-use crate::store::keys::rdata_name_offset;
-use crate::time::format_utc;
+use crate::vocab::key::rdata_name_offset;
+use crate::vocab::name;
+use crate::vocab::render;
+use crate::vocab::time::format_utc;
 
 fn answer(r: &StoredRecord) -> String {
     let mut a = render::rdata(r.rtype, &r.rdata);
@@ -45,7 +45,7 @@ fn lookups(q: &str, like: bool) -> Result<Vec<Lookup>, ApiError> {
     if let Ok(sel) = super::pattern::parse_ip(q) {
         return Ok(vec![Lookup::RdataIp { range: sel }]);
     }
-    let parent = name::encode_str(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let parent = name::encode_presentation(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let below = NamePattern::Below {
         parent,
         apex: true,
@@ -64,10 +64,14 @@ fn lookups(q: &str, like: bool) -> Result<Vec<Lookup>, ApiError> {
     ])
 }
 
-/// Runs lookups in order, each record once.
-fn each(state: &SharedState, lookups: &[Lookup], mut f: impl FnMut(&StoredRecord) -> bool) {
+/// Runs lookups in order, each record once, at most `limit` records.
+fn each(
+    state: &SharedState,
+    lookups: &[Lookup],
+    limit: u64,
+    mut f: impl FnMut(&StoredRecord) -> bool,
+) {
     let deadline = Instant::now() + state.config.query_timeout;
-    let limit = state.config.results_max;
     let mut sent = 0u64;
     for (i, lookup) in lookups.iter().enumerate() {
         let mut go_on = true;
@@ -92,15 +96,23 @@ fn each(state: &SharedState, lookups: &[Lookup], mut f: impl FnMut(&StoredRecord
     }
 }
 
+/// Authenticates and counts a request; gives the caller's result cap.
+fn admit(state: &SharedState, headers: &HeaderMap) -> Result<u64, Box<Response>> {
+    let caller = auth::any(&state.config.keys, headers)?;
+    quota::admit(caller.account(), &state.config.clock).map_err(|e| Box::new(e.into_response()))?;
+    Ok(caller.results_max(&state.config))
+}
+
 /// `GET /dns/{q}` (Python bro-pdns).
-pub async fn python(
+pub(super) async fn python(
     State(state): State<SharedState>,
     Path(q): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = auth::any(&state.config.keys, &headers) {
-        return *r;
-    }
+    let limit = match admit(&state, &headers) {
+        Ok(limit) => limit,
+        Err(r) => return *r,
+    };
     let lookups = match lookups(&q, false) {
         Ok(l) => l,
         Err(e) => return e.into_response(),
@@ -108,7 +120,7 @@ pub async fn python(
     let body = stream::body(move |sink| {
         sink.write("{\"records\": [");
         let mut first = true;
-        each(&state, &lookups, |r| {
+        each(&state, &lookups, limit, |r| {
             let row = json!({
                 "query": query_name(r),
                 "type": render::rtype_name(r.rtype),
@@ -128,14 +140,15 @@ pub async fn python(
 }
 
 /// `GET /dns/{find|like}/{tuples|individual}/{q}` (Go bro-pdns).
-pub async fn go(
+pub(super) async fn go(
     State(state): State<SharedState>,
     Path((search, shape, q)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = auth::any(&state.config.keys, &headers) {
-        return *r;
-    }
+    let limit = match admit(&state, &headers) {
+        Ok(limit) => limit,
+        Err(r) => return *r,
+    };
     let individual = match shape.as_str() {
         "tuples" => false,
         "individual" => true,
@@ -152,7 +165,7 @@ pub async fn go(
         let body = stream::body(move |sink| {
             sink.write("[");
             let mut first = true;
-            each(&state, &lookups, |r| {
+            each(&state, &lookups, limit, |r| {
                 let row = json!({
                     "Query": query_name(r),
                     "Type": render::rtype_name(r.rtype),
@@ -176,7 +189,7 @@ pub async fn go(
     let body = stream::body(move |sink| {
         let mut values: std::collections::BTreeMap<(String, &'static str), (u64, u64, u64)> =
             Default::default();
-        each(&state, &lookups, |r| {
+        each(&state, &lookups, limit, |r| {
             for (value, which) in [(query_name(r), "Q"), (answer(r), "A")] {
                 let e = values.entry((value, which)).or_insert((0, u64::MAX, 0));
                 e.0 += r.value.count;

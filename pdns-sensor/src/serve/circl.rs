@@ -17,16 +17,18 @@ use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::auth::Caller;
 use super::engine::{End, Fences, Lookup, seen_before};
 use super::pattern::{NamePattern, TypeFilter};
-use super::{ApiError, SharedState, auth, params};
-use crate::name;
-use crate::render;
-use crate::store::keys::rdata_name_offset;
+use super::{ApiError, SharedState, auth, params, quota};
 use crate::store::{Selector, StoredRecord};
+use crate::vocab::key::rdata_name_offset;
+use crate::vocab::name;
+use crate::vocab::render;
+use crate::vocab::value::Origin;
 
 /// A COF object in CIRCL's flavour.
-pub fn cof(r: &StoredRecord, origin: &str, sensor_id: Option<&str>) -> Value {
+pub(super) fn cof(r: &StoredRecord, origin: &str, sensor_id: Option<&str>) -> Value {
     let mut m = Map::new();
     m.insert(
         "rrname".into(),
@@ -38,7 +40,7 @@ pub fn cof(r: &StoredRecord, origin: &str, sensor_id: Option<&str>) -> Value {
     let mnemonic = render::rtype_name(r.rtype);
     // COF: a type the server cannot name is sent as a number.
     let rrtype = if mnemonic.starts_with("TYPE") {
-        Value::from(r.rtype)
+        Value::from(r.rtype.to_int())
     } else {
         Value::from(mnemonic)
     };
@@ -60,9 +62,11 @@ pub fn cof(r: &StoredRecord, origin: &str, sensor_id: Option<&str>) -> Value {
 
 /// The configured origin, marked when a record was (also) imported from
 /// Zeek logs rather than seen on the wire.
-pub fn origin_for(origin: &str, bits: u8) -> String {
-    use crate::store::value::origin::{WIRE, ZEEK};
-    match (bits & WIRE != 0, bits & ZEEK != 0) {
+pub(super) fn origin_for(origin: &str, origins: Origin) -> String {
+    match (
+        origins.contains(Origin::WIRE),
+        origins.contains(Origin::ZEEK),
+    ) {
         (false, true) => format!("{origin}#zeek"),
         (true, true) => format!("{origin}#wire+zeek"),
         _ => origin.to_string(),
@@ -88,7 +92,7 @@ fn header_num(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> 
 }
 
 /// The lookups a CIRCL query stands for.
-pub fn lookups(q: &str, rtype: TypeFilter) -> Result<Vec<Lookup>, ApiError> {
+pub(super) fn lookups(q: &str, rtype: TypeFilter) -> Result<Vec<Lookup>, ApiError> {
     if let Ok(ip) = q.parse::<IpAddr>() {
         let range = match ip {
             IpAddr::V4(a) => Selector::Ipv4 { lo: a, hi: a },
@@ -96,7 +100,7 @@ pub fn lookups(q: &str, rtype: TypeFilter) -> Result<Vec<Lookup>, ApiError> {
         };
         return Ok(vec![Lookup::RdataIp { range }]);
     }
-    let owner = name::encode_str(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let owner = name::encode_presentation(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(vec![
         Lookup::Rrset {
             name: NamePattern::Exact(owner.clone()),
@@ -111,11 +115,19 @@ pub fn lookups(q: &str, rtype: TypeFilter) -> Result<Vec<Lookup>, ApiError> {
 }
 
 /// `GET /pdns/query/{q}`
-pub async fn query(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
-    if let Err(r) = auth::circl(&state.config.keys, &headers) {
-        return *r;
+pub(super) async fn query(
+    State(state): State<SharedState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match auth::circl(&state.config.keys, &headers) {
+        Ok(caller) => caller,
+        Err(r) => return *r,
+    };
+    if let Err(e) = quota::admit(caller.account(), &state.config.clock) {
+        return e.into_response();
     }
-    match query_inner(state, &uri, &headers).await {
+    match query_inner(state, &caller, &uri, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -123,6 +135,7 @@ pub async fn query(State(state): State<SharedState>, uri: Uri, headers: HeaderMa
 
 async fn query_inner(
     state: SharedState,
+    caller: &Caller,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -143,7 +156,7 @@ async fn query_inner(
     };
     let page = header_num(headers, "dribble-paginate-count")?.filter(|&n| n > 0);
     let cursor = header_num(headers, "dribble-paginate-cursor")?.unwrap_or(0);
-    let cap = state.config.default_limit.min(state.config.results_max);
+    let cap = caller.default_limit(&state.config);
     let want = page.unwrap_or(cap).min(cap);
     let skip = if page.is_some() { cursor } else { 0 };
     let lookups = lookups(&q, rtype)?;

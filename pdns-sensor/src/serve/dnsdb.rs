@@ -13,14 +13,16 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::auth::Caller;
 use super::engine::{End, Lookup, bailiwick};
 use super::params::{self, parse_query};
 use super::pattern::{NamePattern, TypeFilter, parse_ip, parse_name};
+use super::quota::{self, Window};
 use super::{ApiError, SharedState, auth, stream};
-use crate::name;
-use crate::render;
 use crate::store::StoredRecord;
-use crate::time::format_rfc3339;
+use crate::vocab::name;
+use crate::vocab::render;
+use crate::vocab::time::format_rfc3339;
 
 /// A parsed `lookup`/`summarize` request.
 struct Request {
@@ -42,7 +44,7 @@ fn time_value(t: u64, human: bool) -> Value {
 }
 
 /// A COF object in DNSDB's key set.
-pub fn cof(r: &StoredRecord, rrset: bool, humantime: bool, rdata_array: bool) -> Value {
+pub(super) fn cof(r: &StoredRecord, rrset: bool, humantime: bool, rdata_array: bool) -> Value {
     let mut m = Map::new();
     m.insert("count".into(), r.value.count.into());
     m.insert("time_first".into(), time_value(r.value.first, humantime));
@@ -62,50 +64,6 @@ pub fn cof(r: &StoredRecord, rrset: bool, humantime: bool, rdata_array: bool) ->
         },
     );
     Value::Object(m)
-}
-
-/// The same object as [`cof`], written straight into `out` as one JSON
-/// line: the hot path of large answers, with no intermediate JSON tree.
-pub fn write_cof_line(
-    out: &mut String,
-    r: &StoredRecord,
-    rrset: bool,
-    humantime: bool,
-    framed: bool,
-) {
-    use std::fmt::Write as _;
-    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-    let time = |t: u64| {
-        if humantime {
-            format!("\"{}\"", format_rfc3339(t))
-        } else {
-            t.to_string()
-        }
-    };
-    if framed {
-        out.push_str("{\"obj\":");
-    }
-    let _ = write!(
-        out,
-        "{{\"count\":{},\"time_first\":{},\"time_last\":{},\"rrname\":{},\"rrtype\":{}",
-        r.value.count,
-        time(r.value.first),
-        time(r.value.last),
-        quoted(&name::presentation(&r.owner)),
-        quoted(&render::rtype_name(r.rtype)),
-    );
-    if rrset && let Some(b) = bailiwick(&r.owner) {
-        let _ = write!(out, ",\"bailiwick\":{}", quoted(&b));
-    }
-    let _ = write!(
-        out,
-        ",\"rdata\":[{}]}}",
-        quoted(&render::rdata(r.rtype, &r.rdata))
-    );
-    if framed {
-        out.push('}');
-    }
-    out.push('\n');
 }
 
 /// Accept headers the API can answer: NDJSON, JSON, or anything.
@@ -129,6 +87,7 @@ fn accept_ok(headers: &HeaderMap) -> bool {
 
 fn parse_request(
     state: &SharedState,
+    caller: &Caller,
     verb: &str,
     segs: &[String],
     params: &HashMap<String, String>,
@@ -169,7 +128,7 @@ fn parse_request(
             }
             let wire = decode_hex(hex).ok_or_else(|| bad("raw owner is not hex"))?;
             let mut owner = Vec::new();
-            if !crate::store::keys::wire_name_reversed(&wire, &mut owner) {
+            if !name::encode_wire(&wire, &mut owner) {
                 return Err(bad("raw owner is not a wire-format name"));
             }
             let rtype = TypeFilter::parse(rest.first().copied().unwrap_or("")).map_err(bad)?;
@@ -219,10 +178,11 @@ fn parse_request(
         _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown path")),
     };
     let config = &state.config;
+    let results_max = caller.results_max(config);
     let limit = match params::unsigned(params, "limit")? {
-        None => config.default_limit,
-        Some(0) => config.results_max,
-        Some(n) => n.min(config.results_max),
+        None => caller.default_limit(config),
+        Some(0) => results_max,
+        Some(n) => n.min(results_max),
     };
     let offset = params::unsigned(params, "offset")?.unwrap_or(0);
     if offset > config.offset_max || (verb == "summarize" && offset > 0) {
@@ -265,18 +225,41 @@ fn terminator(end: &End) -> Value {
     }
 }
 
-fn rate_limit(state: &SharedState) -> Value {
-    json!({"rate": {
-        "reset": "n/a",
-        "limit": "unlimited",
-        "remaining": "n/a",
-        "results_max": state.config.results_max,
-        "offset_max": state.config.offset_max,
-    }})
+/// The caller's quota in DNSDB's `rate_limit` shape: the daily window as
+/// `limit`/`remaining`/`reset` and the hourly one as the burst rate
+/// (`burst_size` per `burst_window` seconds); a key with only an hourly
+/// limit reports it as `limit`/`remaining`/`reset`. No limit: `unlimited`.
+fn rate_limit(state: &SharedState, caller: &Caller) -> Value {
+    let now = state.config.clock.now();
+    let standing = |w| caller.account().and_then(|a| a.standing(w, now));
+    let (day, hour) = (standing(Window::Day), standing(Window::Hour));
+    let mut rate = Map::new();
+    match day.or(hour) {
+        Some(s) => {
+            rate.insert("reset".into(), s.reset.into());
+            rate.insert("limit".into(), s.limit.into());
+            rate.insert("remaining".into(), s.remaining.into());
+        }
+        None => {
+            rate.insert("reset".into(), "n/a".into());
+            rate.insert("limit".into(), "unlimited".into());
+            rate.insert("remaining".into(), "n/a".into());
+        }
+    }
+    if let (Some(_), Some(hour)) = (day, hour) {
+        rate.insert("burst_size".into(), hour.limit.into());
+        rate.insert("burst_window".into(), 3600.into());
+    }
+    rate.insert(
+        "results_max".into(),
+        caller.results_max(&state.config).into(),
+    );
+    rate.insert("offset_max".into(), state.config.offset_max.into());
+    json!({ "rate": rate })
 }
 
 /// `GET /dnsdb/v2/...`
-pub async fn v2(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
+pub(super) async fn v2(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
     match v2_inner(state, &uri, &headers) {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -284,7 +267,7 @@ pub async fn v2(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) 
 }
 
 fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Response, ApiError> {
-    auth::dnsdb(&state.config.keys, headers)?;
+    let caller = auth::dnsdb(&state.config.keys, headers)?;
     if !accept_ok(headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -295,9 +278,15 @@ fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Respon
     let segs = params::segments(path)?;
     let params = parse_query(uri.query());
     let verb = segs.first().map(String::as_str).unwrap_or("");
+    // ping and rate_limit cost nothing, as at DNSDB.
+    if !(matches!(verb, "ping" | "rate_limit") && segs.len() == 1) {
+        quota::admit(caller.account(), &state.config.clock)?;
+    }
     match verb {
         "ping" if segs.len() == 1 => Ok(ndjson(format!("{}\n", json!({"ping": "ok"})).into())),
-        "rate_limit" if segs.len() == 1 => Ok(ndjson(format!("{}\n", rate_limit(&state)).into())),
+        "rate_limit" if segs.len() == 1 => {
+            Ok(ndjson(format!("{}\n", rate_limit(&state, &caller)).into()))
+        }
         "regex" | "glob" => {
             // Flex search: not indexed; a well-formed empty answer keeps
             // clients (MISP calls it for non-DNS attributes) working.
@@ -315,7 +304,7 @@ fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Respon
             ))
         }
         "lookup" | "summarize" => {
-            let req = parse_request(&state, verb, &segs[1..], &params)?;
+            let req = parse_request(&state, &caller, verb, &segs[1..], &params)?;
             let summarize = verb == "summarize";
             let deadline = Instant::now() + state.config.query_timeout;
             let body = stream::body(move |sink| {
@@ -358,7 +347,7 @@ fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Respon
 }
 
 /// `GET /lookup/...` (DNSDB API v1): bare COF, 404 when nothing matches.
-pub async fn v1(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
+pub(super) async fn v1(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
     match v1_inner(state, &uri, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -370,7 +359,7 @@ async fn v1_inner(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::dnsdb(&state.config.keys, headers)?;
+    let caller = auth::dnsdb(&state.config.keys, headers)?;
     if !accept_ok(headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -380,11 +369,13 @@ async fn v1_inner(
     let path = uri.path().strip_prefix("/lookup/").unwrap_or("");
     let segs = params::segments(path)?;
     if segs.len() == 1 && segs[0] == "rate_limit" {
-        let text = serde_json::to_string_pretty(&rate_limit(&state)).unwrap_or_default() + "\n";
+        let text =
+            serde_json::to_string_pretty(&rate_limit(&state, &caller)).unwrap_or_default() + "\n";
         return Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response());
     }
+    quota::admit(caller.account(), &state.config.clock)?;
     let params = parse_query(uri.query());
-    let req = parse_request(&state, "lookup", &segs, &params)?;
+    let req = parse_request(&state, &caller, "lookup", &segs, &params)?;
     let deadline = Instant::now() + state.config.query_timeout;
     // Peek: v1 answers 404 when nothing matches, which must be known
     // before the headers go out.

@@ -4,12 +4,14 @@
 
 use std::time::Instant;
 
-use super::pattern::{NamePattern, TypeFilter, label_count};
+use super::pattern::{NamePattern, TypeFilter};
 use crate::store::{Filter, Selector, Store, StoreError, StoredRecord};
+use crate::vocab::Rtype;
+use crate::vocab::name::label_count;
 
 /// What a query selects.
 #[derive(Clone, Debug)]
-pub enum Lookup {
+pub(super) enum Lookup {
     /// Records owned by names matching the pattern (DNSDB `rrset/name`).
     Rrset {
         name: NamePattern,
@@ -27,7 +29,7 @@ pub enum Lookup {
 
 /// Time fences (inclusive, epoch seconds).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Fences {
+pub(super) struct Fences {
     pub first_after: Option<u64>,
     pub first_before: Option<u64>,
     pub last_after: Option<u64>,
@@ -38,7 +40,7 @@ pub struct Fences {
 /// record found by rdata whose owner the list's rrset lookups also match.
 /// Lets surfaces that combine forward and inverse lookups (CIRCL, bro-pdns)
 /// return each record once without remembering what they sent.
-pub fn seen_before(lookups: &[Lookup], index: usize, r: &StoredRecord) -> bool {
+pub(super) fn seen_before(lookups: &[Lookup], index: usize, r: &StoredRecord) -> bool {
     lookups[..index].iter().any(|l| match l {
         Lookup::Rrset { name, rtype, .. } => rtype.matches(r.rtype) && name.matches(&r.owner),
         _ => false,
@@ -47,7 +49,7 @@ pub fn seen_before(lookups: &[Lookup], index: usize, r: &StoredRecord) -> bool {
 
 /// How a record stream ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum End {
+pub(super) enum End {
     /// Everything matching was returned.
     Complete,
     /// Stopped at the result limit; more records match.
@@ -63,8 +65,8 @@ pub enum End {
 /// `example.co.uk.`). Passive data carries no zone cut; this is the COF
 /// "best estimate" DNSDB's `bailiwick` asks for, and `None` when the name is
 /// itself a public suffix or under no known suffix.
-pub fn bailiwick(owner: &[u8]) -> Option<String> {
-    let text = crate::name::presentation(owner);
+pub(super) fn bailiwick(owner: &[u8]) -> Option<String> {
+    let text = crate::vocab::name::presentation(owner);
     let trimmed = text.trim_end_matches('.');
     let domain = psl::domain_str(trimmed)?;
     Some(format!("{domain}."))
@@ -73,7 +75,7 @@ pub fn bailiwick(owner: &[u8]) -> Option<String> {
 impl Lookup {
     /// Runs the lookup, calling `each` per matching record until it returns
     /// false, skipping `offset` matches first and stopping after `limit`.
-    pub fn run(
+    pub(super) fn run(
         &self,
         store: &Store,
         fences: Fences,
@@ -131,7 +133,7 @@ impl Lookup {
         End::Complete
     }
 
-    fn exact_type(&self) -> Option<u16> {
+    fn exact_type(&self) -> Option<Rtype> {
         match self {
             Lookup::Rrset { rtype, .. } | Lookup::RdataName { rtype, .. } => rtype.exact(),
             Lookup::RdataIp { .. } => None,

@@ -9,21 +9,29 @@
 //! | negative answers | `/negative/{name}` | our own: NXDOMAIN/NODATA/SERVFAIL/... |
 //! | metrics | `/metrics` | Prometheus |
 //!
-//! Every query goes through [`engine::Lookup`] with a result cap and a
+//! In clear or over TLS (`tls`: certificates reloaded on SIGHUP; `listen`:
+//! how connections are accepted). With a key file (`auth`), every
+//! credential may carry quotas (`quota`): requests per hour and per day,
+//! records per query; over quota is a 429 in the surface's error shape.
+//!
+//! Every query goes through `engine::Lookup` with a result cap and a
 //! deadline, and every response body is streamed from a blocking reader
-//! thread through a bounded channel ([`stream`]), so memory stays bounded
+//! thread through a bounded channel (`stream`), so memory stays bounded
 //! however many records match. Bad paths, names, CIDRs, types and fences get
 //! the surface's own error shape with a 4xx status.
 
 pub mod auth;
-pub mod bropdns;
-pub mod circl;
-pub mod dnsdb;
-pub mod engine;
-pub mod negative;
-pub mod params;
-pub mod pattern;
-pub mod stream;
+mod bropdns;
+mod circl;
+mod dnsdb;
+mod engine;
+mod listen;
+mod negative;
+mod params;
+mod pattern;
+pub mod quota;
+mod stream;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +44,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::metrics::METRICS;
+use crate::metrics;
 use crate::store::Store;
 
 /// Server settings.
@@ -57,6 +65,10 @@ pub struct ServeConfig {
     pub origin: String,
     /// COF `sensor_id` on the CIRCL surface, if set.
     pub sensor_id: Option<String>,
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<tls::Tls>>,
+    /// The time quotas are counted in.
+    pub clock: quota::Clock,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +82,8 @@ impl Default for ServeConfig {
             query_timeout: Duration::from_secs(30),
             origin: "urn:pdns-sensor".to_string(),
             sensor_id: None,
+            tls: None,
+            clock: quota::Clock::default(),
         }
     }
 }
@@ -87,6 +101,8 @@ pub type SharedState = Arc<AppState>;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -94,6 +110,15 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds `Retry-After: seconds`.
+    fn retry_after(self, seconds: u64) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -105,12 +130,18 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message }).to_string() + "\n";
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -147,62 +178,126 @@ async fn observe(request: Request, next: Next) -> Response {
     let surface = surface(request.uri().path());
     let started = Instant::now();
     let response = next.run(request).await;
-    METRICS
-        .api_requests
-        .with_label_values(&[surface, response.status().as_str()])
-        .inc();
-    METRICS
-        .api_seconds
-        .with_label_values(&[surface])
-        .observe(started.elapsed().as_secs_f64());
+    metrics::publish_api_request(surface, response.status().as_str(), started.elapsed());
     response
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {
-    let store = Arc::clone(&state.store);
+    let state = Arc::clone(&state);
     let text = tokio::task::spawn_blocking(move || {
-        crate::metrics::update_store_gauges(&store);
-        crate::metrics::render()
+        metrics::publish_store(&state.store);
+        if let Some(keys) = &state.config.keys {
+            quota::publish_standing(keys, &state.config.clock);
+        }
+        metrics::render()
     })
     .await
     .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// Streamed bodies go out in several writes; without TCP_NODELAY, Nagle's
-/// algorithm and delayed ACKs hold each small response back ~40 ms.
-pub fn nodelay(listener: tokio::net::TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
+/// The API, bound and ready to serve: `serve` and `run` both start it this
+/// way. Binding comes first so that `run` can take a port below 1024
+/// before it drops privileges, and serving later, over whichever store
+/// the command has.
+pub struct Api {
+    listener: tokio::net::TcpListener,
+    config: ServeConfig,
+    /// SIGHUP, caught from binding on: it reloads the certificates, and
+    /// without TLS it is logged and otherwise ignored (its default action
+    /// would end the process, and `systemctl reload` sends it).
+    hangup: tokio::signal::unix::Signal,
 }
 
-/// Serves until `shutdown` resolves. A reader store (`Store::open_reader`)
-/// is brought up to date with the writer every second.
-pub async fn serve(
-    store: Arc<Store>,
-    config: ServeConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!("API listening on http://{}", listener.local_addr()?);
-    let listener = nodelay(listener);
-    let catch_up = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let store = Arc::clone(&store);
-                let _ = tokio::task::spawn_blocking(move || store.catch_up()).await;
-            }
+impl Api {
+    /// Binds the listen address of `config`.
+    pub async fn bind(config: ServeConfig) -> anyhow::Result<Api> {
+        use anyhow::Context;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        Ok(Api {
+            listener,
+            config,
+            hangup,
         })
-    };
-    let state = Arc::new(AppState { store, config });
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    catch_up.abort();
-    Ok(result?)
+    }
+
+    /// The address actually bound (port 0 asks for any free port).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `store` until `shutdown` resolves. A reader store
+    /// ([`Store::open_reader`]) is brought up to date with the writer every
+    /// second.
+    pub async fn serve(
+        self,
+        store: Arc<Store>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!("API listening on {scheme}://{}", self.local_addr()?);
+        if let Some(keys) = &self.config.keys {
+            quota::publish_keys(keys);
+        }
+        let reload = {
+            let tls = self.config.tls.clone();
+            let mut hangup = self.hangup;
+            Some(tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    let Some(tls) = &tls else {
+                        tracing::info!(
+                            "SIGHUP: nothing to reload (the API serves plain HTTP; SIGHUP reloads \
+                             TLS certificates)"
+                        );
+                        continue;
+                    };
+                    tracing::info!("SIGHUP: reloading the TLS certificate");
+                    let tls = Arc::clone(tls);
+                    // Errors are logged and counted by reload itself.
+                    let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
+                }
+            }))
+        };
+        let catch_up = store.is_reader().then(|| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let store = Arc::clone(&store);
+                    let _ = tokio::task::spawn_blocking(move || store.catch_up()).await;
+                }
+            })
+        });
+        let tls = self.config.tls.clone();
+        let app = router(Arc::new(AppState {
+            store,
+            config: self.config,
+        }));
+        let result = match tls {
+            Some(tls) => {
+                let listener = listen::TlsListener::new(self.listener, tls);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(listen::plain(self.listener), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        for task in [catch_up, reload].into_iter().flatten() {
+            task.abort();
+        }
+        Ok(result?)
+    }
 }

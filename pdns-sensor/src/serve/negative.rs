@@ -12,39 +12,45 @@ use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::auth::Caller;
 use super::params::{self, parse_query};
-use super::{ApiError, SharedState, auth, stream};
-use crate::extract::{negative_rcode_name, parse_negative_rcode};
-use crate::name;
-use crate::render::{parse_rtype, rtype_name};
+use super::{ApiError, SharedState, auth, quota, stream};
 use crate::store::{Filter, Selector};
+use crate::vocab::name;
+use crate::vocab::rcode;
+use crate::vocab::render::{parse_rtype, rtype_name};
 
 /// `GET /negative/{name}`
-pub async fn query(
+pub(super) async fn query(
     State(state): State<SharedState>,
     Path(q): Path<String>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = auth::any(&state.config.keys, &headers) {
-        return *r;
+    let caller = match auth::any(&state.config.keys, &headers) {
+        Ok(caller) => caller,
+        Err(r) => return *r,
+    };
+    if let Err(e) = quota::admit(caller.account(), &state.config.clock) {
+        return e.into_response();
     }
-    match inner(state, &q, &uri) {
+    match inner(state, &caller, &q, &uri) {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn inner(state: SharedState, q: &str, uri: &Uri) -> Result<Response, ApiError> {
+fn inner(state: SharedState, caller: &Caller, q: &str, uri: &Uri) -> Result<Response, ApiError> {
     let params = parse_query(uri.query());
     let (wildcard, rest) = match q.strip_prefix("*.") {
         Some(r) => (true, r),
         None => (false, q),
     };
-    let encoded = name::encode_str(rest).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let encoded =
+        name::encode_presentation(rest).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let rcode = match params.get("rcode").filter(|v| !v.is_empty()) {
         Some(v) => Some(
-            parse_negative_rcode(v)
+            rcode::parse_negative(v)
                 .ok_or_else(|| ApiError::bad_request(format!("unknown rcode {v:?}")))?,
         ),
         None => None,
@@ -57,15 +63,16 @@ fn inner(state: SharedState, q: &str, uri: &Uri) -> Result<Response, ApiError> {
         None => None,
     };
     let fences = params::fences(&params)?;
+    let results_max = caller.results_max(&state.config);
     let limit = params::unsigned(&params, "limit")?
         .map(|l| {
             if l == 0 {
-                state.config.results_max
+                results_max
             } else {
-                l.min(state.config.results_max)
+                l.min(results_max)
             }
         })
-        .unwrap_or(state.config.default_limit);
+        .unwrap_or(caller.default_limit(&state.config));
     let filter = Filter {
         rtype,
         first_after: fences.first_after,
@@ -99,7 +106,7 @@ fn inner(state: SharedState, q: &str, uri: &Uri) -> Result<Response, ApiError> {
                 let line = json!({
                     "rrname": name::presentation(&r.qname),
                     "rrtype": rtype_name(r.qtype),
-                    "rcode": negative_rcode_name(r.rcode),
+                    "rcode": rcode::negative_name(r.rcode),
                     "count": r.value.count,
                     "time_first": r.value.first,
                     "time_last": r.value.last,

@@ -10,7 +10,7 @@ use super::ApiError;
 use super::engine::Fences;
 
 /// Parses a raw query string (`a=1&b=x%20y`), last value wins.
-pub fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
+pub(super) fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -25,7 +25,7 @@ pub fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
 }
 
 /// `true/false`, `True/False`, `t/f`, `1/0`, `yes/no`.
-pub fn boolean(params: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
+pub(super) fn boolean(params: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
     match params.get(key).map(|v| v.to_ascii_lowercase()) {
         None => Ok(false),
         Some(v) => match v.as_str() {
@@ -38,7 +38,10 @@ pub fn boolean(params: &HashMap<String, String>, key: &str) -> Result<bool, ApiE
     }
 }
 
-pub fn unsigned(params: &HashMap<String, String>, key: &str) -> Result<Option<u64>, ApiError> {
+pub(super) fn unsigned(
+    params: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<u64>, ApiError> {
     match params.get(key) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
@@ -67,7 +70,7 @@ fn fence(params: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Api
     Ok(Some(t.max(0) as u64))
 }
 
-pub fn fences(params: &HashMap<String, String>) -> Result<Fences, ApiError> {
+pub(super) fn fences(params: &HashMap<String, String>) -> Result<Fences, ApiError> {
     Ok(Fences {
         first_after: fence(params, "time_first_after")?,
         first_before: fence(params, "time_first_before")?,
@@ -78,7 +81,7 @@ pub fn fences(params: &HashMap<String, String>) -> Result<Fences, ApiError> {
 
 /// Splits a raw URL path into percent-decoded segments (a `%2F` stays
 /// inside its segment).
-pub fn segments(raw: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn segments(raw: &str) -> Result<Vec<String>, ApiError> {
     raw.split('/')
         .map(|s| {
             percent_decode_str(s)

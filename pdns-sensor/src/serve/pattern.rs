@@ -5,13 +5,14 @@
 
 use std::net::IpAddr;
 
-use crate::name;
-use crate::render::parse_rtype;
 use crate::store::Selector;
+use crate::vocab::Rtype;
+use crate::vocab::name;
+use crate::vocab::render::parse_rtype;
 
 /// What a name in a query path matches.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NamePattern {
+pub(super) enum NamePattern {
     /// One name.
     Exact(Vec<u8>),
     /// `*.example.com` (`apex`: example.com itself too, as DNSDB does) or
@@ -33,7 +34,7 @@ pub enum NamePattern {
 impl NamePattern {
     /// Whether a (reversed-encoded) owner matches; for right-hand patterns
     /// only the labels are compared.
-    pub fn matches(&self, owner: &[u8]) -> bool {
+    pub(super) fn matches(&self, owner: &[u8]) -> bool {
         match self {
             NamePattern::Exact(n) => n == owner,
             NamePattern::Below {
@@ -46,11 +47,11 @@ impl NamePattern {
                     return *apex;
                 }
                 owner.starts_with(prefix)
-                    && (!*one_label || label_count(owner) == label_count(parent) + 1)
+                    && (!*one_label || name::label_count(owner) == name::label_count(parent) + 1)
             }
             NamePattern::Forward { prefix, .. } => {
                 let mut forward = Vec::new();
-                crate::store::keys::forward_name(owner, &mut forward);
+                name::forward(owner, &mut forward);
                 forward.starts_with(prefix)
             }
         }
@@ -59,14 +60,14 @@ impl NamePattern {
 
 /// Parses a name with an optional DNSDB wildcard. Also accepts the
 /// rdata-lookup spellings `.example.com` and `www.example.`.
-pub fn parse_name(text: &str) -> Result<NamePattern, String> {
+pub(super) fn parse_name(text: &str) -> Result<NamePattern, String> {
     let t = text.trim();
     let bad = || format!("invalid name {text:?}");
     if let Some(rest) = t
         .strip_prefix("*.")
         .or_else(|| t.strip_prefix('.').filter(|r| !r.is_empty()))
     {
-        let parent = name::encode_str(rest).map_err(|_| bad())?;
+        let parent = name::encode_presentation(rest).map_err(|_| bad())?;
         return Ok(NamePattern::Below {
             parent,
             apex: true,
@@ -74,7 +75,7 @@ pub fn parse_name(text: &str) -> Result<NamePattern, String> {
         });
     }
     if let Some(rest) = t.strip_prefix("+.") {
-        let parent = name::encode_str(rest).map_err(|_| bad())?;
+        let parent = name::encode_presentation(rest).map_err(|_| bad())?;
         return Ok(NamePattern::Below {
             parent,
             apex: false,
@@ -86,9 +87,9 @@ pub fn parse_name(text: &str) -> Result<NamePattern, String> {
         .map(|r| (r, false))
         .or_else(|| t.strip_suffix(".+").map(|r| (r, true)));
     if let Some((rest, one_label)) = right {
-        let reversed = name::encode_str(rest).map_err(|_| bad())?;
+        let reversed = name::encode_presentation(rest).map_err(|_| bad())?;
         let mut forward = Vec::new();
-        crate::store::keys::forward_name(&reversed, &mut forward);
+        name::forward(&reversed, &mut forward);
         forward.pop(); // the root byte: more labels may follow
         return Ok(NamePattern::Forward {
             prefix: forward,
@@ -99,26 +100,39 @@ pub fn parse_name(text: &str) -> Result<NamePattern, String> {
     if t.contains('*') {
         return Err(format!("unsupported wildcard in {text:?}"));
     }
-    Ok(NamePattern::Exact(name::encode_str(t).map_err(|_| bad())?))
+    Ok(NamePattern::Exact(
+        name::encode_presentation(t).map_err(|_| bad())?,
+    ))
 }
 
 /// DNSSEC types that DNSDB's `ANY` leaves out and `ANY-DNSSEC` selects.
-pub const DNSSEC_TYPES: [u16; 10] = [43, 46, 47, 48, 50, 51, 59, 60, 32768, 32769];
+pub(super) const DNSSEC_TYPES: [Rtype; 10] = [
+    Rtype::DS,
+    Rtype::RRSIG,
+    Rtype::NSEC,
+    Rtype::DNSKEY,
+    Rtype::NSEC3,
+    Rtype::NSEC3PARAM,
+    Rtype::CDS,
+    Rtype::CDNSKEY,
+    Rtype::from_int(32768), // TA
+    Rtype::from_int(32769), // DLV
+];
 
 /// A record type selector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TypeFilter {
+pub(super) enum TypeFilter {
     /// Every type (the CIRCL and bro-pdns surfaces).
     All,
     /// Everything but DNSSEC types.
     Any,
     /// DNSSEC types only.
     AnyDnssec,
-    Exact(u16),
+    Exact(Rtype),
 }
 
 impl TypeFilter {
-    pub fn parse(text: &str) -> Result<TypeFilter, String> {
+    pub(super) fn parse(text: &str) -> Result<TypeFilter, String> {
         let t = text.trim();
         if t.is_empty() || t.eq_ignore_ascii_case("ANY") {
             return Ok(TypeFilter::Any);
@@ -131,7 +145,7 @@ impl TypeFilter {
             .ok_or_else(|| format!("unknown record type {text:?}"))
     }
 
-    pub fn matches(self, rtype: u16) -> bool {
+    pub(super) fn matches(self, rtype: Rtype) -> bool {
         match self {
             TypeFilter::All => true,
             TypeFilter::Any => !DNSSEC_TYPES.contains(&rtype),
@@ -141,7 +155,7 @@ impl TypeFilter {
     }
 
     /// The exact type, if one was asked for (lets the store filter).
-    pub fn exact(self) -> Option<u16> {
+    pub(super) fn exact(self) -> Option<Rtype> {
         match self {
             TypeFilter::Exact(t) => Some(t),
             _ => None,
@@ -151,7 +165,7 @@ impl TypeFilter {
 
 /// Parses `198.51.100.0,24`, `198.51.100.0/24`, `2001:db8::1`,
 /// `198.51.100.1-198.51.100.3` into an address range selector.
-pub fn parse_ip(text: &str) -> Result<Selector, String> {
+pub(super) fn parse_ip(text: &str) -> Result<Selector, String> {
     let t = text.trim();
     let bad = || format!("invalid address or range {text:?}");
     if let Some((a, b)) = t.split_once('-') {
@@ -163,21 +177,7 @@ pub fn parse_ip(text: &str) -> Result<Selector, String> {
             _ => Err(bad()),
         };
     }
-    crate::store::query::address_selector(&t.replacen(',', "/", 1)).ok_or_else(bad)
-}
-
-/// Number of labels of a reversed-encoded name.
-pub fn label_count(encoded: &[u8]) -> usize {
-    let mut n = 0;
-    let mut pos = 0;
-    while let Some(&len) = encoded.get(pos) {
-        if len == 0 {
-            break;
-        }
-        n += 1;
-        pos += 1 + len as usize;
-    }
-    n
+    crate::store::address_selector(&t.replacen(',', "/", 1)).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -185,7 +185,7 @@ mod tests {
     use super::*;
 
     fn enc(s: &str) -> Vec<u8> {
-        name::encode_str(s).unwrap()
+        name::encode_presentation(s).unwrap()
     }
 
     #[test]
@@ -230,10 +230,15 @@ mod tests {
     #[test]
     fn types() {
         assert_eq!(TypeFilter::parse("").unwrap(), TypeFilter::Any);
-        assert_eq!(TypeFilter::parse("aaaa").unwrap(), TypeFilter::Exact(28));
+        assert_eq!(
+            TypeFilter::parse("aaaa").unwrap(),
+            TypeFilter::Exact(Rtype::AAAA)
+        );
         assert!(TypeFilter::parse("BOGUS").is_err());
-        assert!(TypeFilter::Any.matches(1) && !TypeFilter::Any.matches(46));
-        assert!(TypeFilter::AnyDnssec.matches(46) && !TypeFilter::AnyDnssec.matches(1));
+        assert!(TypeFilter::Any.matches(Rtype::A) && !TypeFilter::Any.matches(Rtype::RRSIG));
+        assert!(
+            TypeFilter::AnyDnssec.matches(Rtype::RRSIG) && !TypeFilter::AnyDnssec.matches(Rtype::A)
+        );
     }
 
     #[test]

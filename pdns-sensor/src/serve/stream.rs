@@ -2,8 +2,13 @@
 //! the store and pushes chunks of lines through a small channel; the HTTP
 //! side sends them as they come. If the client goes away, the reader stops
 //! at its next line.
+//!
+//! Lines are written into a [`BytesMut`]; a full chunk is split off and
+//! frozen into the [`Bytes`] the body sends, without copying, and the
+//! buffer keeps its remaining capacity for the next chunk.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -13,15 +18,15 @@ const CHUNK: usize = 32 << 10;
 const DEPTH: usize = 8;
 
 /// Where a producer writes its output.
-pub struct Sink {
+pub(super) struct Sink {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-    buf: Vec<u8>,
+    buf: BytesMut,
     closed: bool,
 }
 
 impl Sink {
     /// Appends raw text; returns false once the client is gone.
-    pub fn write(&mut self, text: &str) -> bool {
+    pub(super) fn write(&mut self, text: &str) -> bool {
         if self.closed {
             return false;
         }
@@ -33,13 +38,13 @@ impl Sink {
     }
 
     /// Appends one JSON value and a newline.
-    pub fn line(&mut self, value: &serde_json::Value) -> bool {
+    pub(super) fn line(&mut self, value: &serde_json::Value) -> bool {
         if self.closed {
             return false;
         }
-        // Writing JSON into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.buf, value);
-        self.buf.push(b'\n');
+        // Writing JSON into memory cannot fail.
+        let _ = serde_json::to_writer((&mut self.buf).writer(), value);
+        self.buf.put_u8(b'\n');
         if self.buf.len() >= CHUNK {
             self.flush();
         }
@@ -50,7 +55,8 @@ impl Sink {
         if self.buf.is_empty() || self.closed {
             return;
         }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(CHUNK);
         if self.tx.blocking_send(Ok(chunk)).is_err() {
             self.closed = true;
         }
@@ -64,12 +70,12 @@ impl Drop for Sink {
 }
 
 /// A body fed by `produce`, which runs on a blocking thread.
-pub fn body(produce: impl FnOnce(&mut Sink) + Send + 'static) -> Body {
+pub(super) fn body(produce: impl FnOnce(&mut Sink) + Send + 'static) -> Body {
     let (tx, rx) = mpsc::channel(DEPTH);
     tokio::task::spawn_blocking(move || {
         let mut sink = Sink {
             tx,
-            buf: Vec::with_capacity(CHUNK),
+            buf: BytesMut::with_capacity(CHUNK),
             closed: false,
         };
         produce(&mut sink);

@@ -1,8 +1,14 @@
 //! Capture: where frames come from.
 //!
-//! A source hands [`crate::decode::Frame`]s, borrowed from its own buffers,
-//! to a callback. Files ([`pcap`]) are the first source; live AF_PACKET rings
-//! and Zeek logs feed the same pipeline later.
+//! Sources: where observations come from.
+//!
+//! A packet source hands [`Frame`](crate::vocab::packet::Frame)s, borrowed
+//! from its own buffers, to a callback: capture files ([`pcap`]); live
+//! AF_PACKET rings are in [`crate::capture`]. [`zeek`] reads dns.log files,
+//! which hold no packets, and hands rebuilt responses to the pipeline's
+//! worker at the extraction step. [`progress`] counts how far a source has
+//! read, for the progress shown on long jobs.
 
 pub mod pcap;
+pub mod progress;
 pub mod zeek;

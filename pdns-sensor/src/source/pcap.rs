@@ -13,11 +13,13 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use pcap_parser::pcapng::Block;
 use pcap_parser::{PcapBlockOwned, PcapError};
 
-use crate::decode::{Frame, LinkType, Timestamp};
+use super::progress::{Counted, ITEMS_BATCH, ReadProgress};
+use crate::vocab::packet::{Frame, LinkType, Timestamp};
 
 /// Initial read buffer; grown (up to [`MAX_BUFFER`]) for larger blocks.
 const BUFFER: usize = 1 << 20;
@@ -59,12 +61,36 @@ pub fn read_file(
     path: &Path,
     on_frame: impl FnMut(&Frame<'_>),
 ) -> Result<ReadSummary, SourceError> {
+    read_file_counted(path, &Arc::new(ReadProgress::default()), on_frame)
+}
+
+/// [`read_file`], counting the bytes and packets read in `progress` (bytes
+/// per buffer refill, packets per [`ITEMS_BATCH`]).
+pub(crate) fn read_file_counted(
+    path: &Path,
+    progress: &Arc<ReadProgress>,
+    mut on_frame: impl FnMut(&Frame<'_>),
+) -> Result<ReadSummary, SourceError> {
     let display = path.display().to_string();
     let file = File::open(path).map_err(|source| SourceError::Open {
         path: display.clone(),
         source,
     })?;
-    read(file, &display, on_frame)
+    let mut pending = 0;
+    let result = read(
+        Counted::new(file, Arc::clone(progress)),
+        &display,
+        |frame| {
+            on_frame(frame);
+            pending += 1;
+            if pending == ITEMS_BATCH {
+                progress.add_items(pending);
+                pending = 0;
+            }
+        },
+    );
+    progress.add_items(pending);
+    result
 }
 
 /// Reads a capture from any byte stream (`name` is used in errors).

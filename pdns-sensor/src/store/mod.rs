@@ -1,17 +1,19 @@
 //! Store: the durable passive DNS history, in RocksDB.
 //!
-//! Three column families (see [`keys`] for the layouts): `records` holds one
+//! Three column families (see [`crate::vocab::key`] for the layouts): `records` holds one
 //! entry per (owner, type, rdata), `rdata` is the inverted index for
 //! address and name queries, `negative` holds NXDOMAIN/NODATA/SERVFAIL/...
 //! per (qname, qtype, rcode). All three use the associative merge of
-//! [`value`], so writers only ever append merge operands in batches.
+//! [`crate::vocab::value`], so writers only ever append merge operands in
+//! batches.
 //!
 //! A fourth, `names`, lists every owner name once in forward label order,
 //! so right-hand wildcards (`www.example.*`) are prefix scans too.
 //!
-//! Decoder threads write through a [`Writer`], which commits their batches
-//! on a thread of its own so decoding never waits for RocksDB (see
-//! [`writer`]).
+//! A [`Batch`] is written atomically, together with the bookkeeping
+//! entries it carries, so an importer's position and the data it covers
+//! can never disagree after a crash. The pipeline decides when to write and
+//! on which thread; this module only writes and reads.
 //!
 //! A writer opens the database as the primary. Readers (`dump`, `serve`)
 //! open it as a RocksDB *secondary* instance, which works whether or not a
@@ -20,26 +22,30 @@
 //! The default column family holds `format_version`. A database without it,
 //! or with a version this build does not know, is refused with a clear
 //! error instead of being misread.
+//!
+//! [`retention`] expires old data (compaction filters, the merge operator,
+//! and the read path here all apply one cutoff); [`backup`] copies a
+//! database while it is written.
 
-pub mod keys;
-pub mod query;
-pub mod value;
-pub mod writer;
+pub mod backup;
+mod query;
+pub mod retention;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DB,
-    DBCompressionType, MergeOperands, Options, WriteBatch,
+    DBCompressionType, Options, WriteBatch,
 };
 
-use crate::aggregate::Aggregates;
-use crate::metrics::METRICS;
+use crate::vocab::batch::Batch;
+use crate::vocab::value::Value;
+use crate::vocab::{key, name};
 
-pub use query::{Filter, NegativeRecord, Selector, StoredRecord};
-pub use value::Value;
-pub use writer::Writer;
+pub use query::{Filter, NegativeRecord, Selector, StoredRecord, address_selector};
+use retention::{At, Clock, ExpiredCounts, Retention, RetentionState};
 
 /// The on-disk format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -51,7 +57,14 @@ pub const CF_RDATA: &str = "rdata";
 pub const CF_NEGATIVE: &str = "negative";
 pub const CF_NAMES: &str = "names";
 const DATA_CFS: [&str; 4] = [CF_RECORDS, CF_RDATA, CF_NEGATIVE, CF_NAMES];
+/// Indexes in [`DATA_CFS`], for per-column-family counters.
+const RECORDS: usize = 0;
+const RDATA: usize = 1;
+const NEGATIVE: usize = 2;
+const NAMES: usize = 3;
 
+/// What went wrong with a database: always with its path, what was being
+/// done, and the underlying cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no pdns-sensor database at {0} (create one with `pdns-sensor ingest` or `run`)")]
@@ -62,21 +75,88 @@ pub enum StoreError {
         "database at {path} has format version {found}; this build reads version {FORMAT_VERSION} (upgrade pdns-sensor)"
     )]
     UnknownVersion { path: PathBuf, found: String },
-    #[error("RocksDB: {0}")]
-    Rocks(#[from] rocksdb::Error),
-    #[error("cannot create secondary instance directory: {0}")]
-    Io(#[from] std::io::Error),
+    #[error(
+        "database {0} is in use by another process (one writer at a time; `dump` and `serve` read alongside it)"
+    )]
+    InUse(PathBuf),
+    #[error("database {path}: {action}: {cause}")]
+    Rocks {
+        path: PathBuf,
+        action: &'static str,
+        cause: rocksdb::Error,
+    },
+    #[error("database {path}: {action}: {cause}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        cause: std::io::Error,
+    },
+    #[error(
+        "database {path}: recorded retention setting {found:?} is not a number of days (set it again with --retention DAYS, or --retention off)"
+    )]
+    BadRetention { path: PathBuf, found: String },
+    #[error("{0}")]
+    Clock(String),
+}
+
+impl StoreError {
+    fn rocks(path: &Path, action: &'static str) -> impl FnOnce(rocksdb::Error) -> StoreError {
+        move |cause| StoreError::Rocks {
+            path: path.to_path_buf(),
+            action,
+            cause,
+        }
+    }
+
+    fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+        move |cause| StoreError::Io {
+            path: path.to_path_buf(),
+            action,
+            cause,
+        }
+    }
 }
 
 /// A bookkeeping entry: key (without the `meta/` prefix) and value.
 pub type MetaEntry = (Vec<u8>, Vec<u8>);
 
+/// Merge operands that did not decode, process-wide (the merge operator
+/// runs on RocksDB's threads, with no store at hand).
+static CORRUPT_VALUES: AtomicU64 = AtomicU64::new(0);
+
+/// Stored values or merge operands skipped because they did not decode,
+/// since the process started.
+pub fn corrupt_values() -> u64 {
+    CORRUPT_VALUES.load(Ordering::Relaxed)
+}
+
+fn count_corrupt() {
+    CORRUPT_VALUES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How a database is opened.
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// A writer's retention setting: `None` keeps the one recorded in the
+    /// database (see [`retention`]). Readers always use the recorded one.
+    pub retention: Option<Retention>,
+    /// The time retention is judged by.
+    pub clock: Clock,
+}
+
+/// A key no entry has: deleted in a column family to touch it (see
+/// [`Store::seal`]).
+const SEAL_KEY: &[u8] = b"";
+
 /// An open database.
 pub struct Store {
-    db: DB,
+    /// Stopped first: its thread holds the database too.
+    backup: Option<backup::BackupService>,
+    db: Arc<DB>,
     path: PathBuf,
     /// Holds the secondary instance's own directory while a reader is open.
     _secondary: Option<tempfile::TempDir>,
+    retention: Arc<RetentionState>,
 }
 
 /// What one [`Store::write`] did.
@@ -85,16 +165,31 @@ pub struct WriteStats {
     pub records: usize,
     pub index_entries: usize,
     pub negatives: usize,
+    /// Bookkeeping entries written with the batch.
+    pub checkpoints: usize,
+    /// Size of the RocksDB write batch.
     pub bytes: usize,
+    /// Records (with their index and `names` entries) and negative answers
+    /// last seen before the retention cutoff: not written.
+    pub expired_records: usize,
+    pub expired_negatives: usize,
 }
 
-fn merge_fn(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    value::merge(existing, operands.iter())
-}
-
-fn cf_options() -> Options {
+fn cf_options(state: &Arc<RetentionState>, cf: usize) -> Options {
     let mut opts = Options::default();
-    opts.set_merge_operator_associative("pdns_value_v1", merge_fn);
+    opts.set_merge_operator_associative(
+        "pdns_value_v1",
+        retention::merge_operator(Arc::clone(state)),
+    );
+    opts.set_compaction_filter_factory(retention::ExpiryFilterFactory {
+        state: Arc::clone(state),
+        cf,
+    });
+    // No periodic rewrites unless retention asks for them (set once the
+    // recorded setting is known, see `Store::apply_retention`); RocksDB
+    // would otherwise rewrite every file monthly because a compaction
+    // filter is set.
+    opts.set_periodic_compaction_seconds(0);
     opts.set_compression_type(DBCompressionType::Lz4);
     // Level 0 (memtable flushes) uncompressed: every L0 file is rewritten
     // by the next compaction anyway, which compresses; LZ4 in the flush was
@@ -145,78 +240,313 @@ fn db_options() -> Options {
     // All memtables together stay under this, whatever the input: keeps the
     // sensor's memory bounded (peak RSS target 512 MiB) on huge ingests.
     opts.set_db_write_buffer_size(192 << 20);
+    // A log file is deleted once every column family has flushed what it
+    // holds; the bookkeeping column family takes a few bytes per batch and
+    // would otherwise keep every log since its first entry (RocksDB's
+    // default bound here is 1.5 GiB). Past this, RocksDB flushes it.
+    opts.set_max_total_wal_size(256 << 20);
     opts
 }
 
-fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+fn descriptors(state: &Arc<RetentionState>) -> Vec<ColumnFamilyDescriptor> {
     DATA_CFS
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options()))
+        .enumerate()
+        .map(|(i, name)| ColumnFamilyDescriptor::new(*name, cf_options(state, i)))
         .collect()
 }
 
 impl Store {
-    /// Opens (creating if needed) the database for writing.
+    /// Opens (creating if needed) the database for writing, keeping its
+    /// recorded retention setting, on the wall clock.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the database for writing.
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let exists = path.join("CURRENT").exists();
         if !exists {
-            std::fs::create_dir_all(path)?;
+            std::fs::create_dir_all(path)
+                .map_err(StoreError::io(path, "creating the directory"))?;
         }
-        let db = DB::open_cf_descriptors(&db_options(), path, descriptors())?;
-        let store = Store {
-            db,
+        let retention = Arc::new(RetentionState::new(options.clock.clone()));
+        let db =
+            DB::open_cf_descriptors(&db_options(), path, descriptors(&retention)).map_err(|e| {
+                if is_lock_error(&e) {
+                    StoreError::InUse(path.to_path_buf())
+                } else {
+                    StoreError::rocks(path, "opening")(e)
+                }
+            })?;
+        let mut store = Store {
+            backup: None,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             _secondary: None,
+            retention,
         };
-        match store.db.get(FORMAT_KEY)? {
+        let version = store
+            .db
+            .get(FORMAT_KEY)
+            .map_err(store.error("reading the format version"))?;
+        match version {
             Some(v) => check_version(path, &v)?,
             None if exists && store.has_data()? => {
                 return Err(StoreError::NotOurs(path.to_path_buf()));
             }
-            None => store.db.put(FORMAT_KEY, FORMAT_VERSION.to_string())?,
+            None => store
+                .db
+                .put(FORMAT_KEY, FORMAT_VERSION.to_string())
+                .map_err(store.error("writing the format version"))?,
         }
+        store.apply_retention(options.retention)?;
+        // Opening recovered the log into files (see `seal`): a reader
+        // drops what it replayed of that log once the column families'
+        // log numbers pass the log its seal comes from, so flush once
+        // more, past the recovered log.
+        store.seal()?;
+        store.flush()?;
+        store.backup = backup::BackupService::start(&store.path, Arc::clone(&store.db));
         Ok(store)
     }
 
-    /// Opens the database for reading, alongside any writer.
+    /// Writes a batch that touches every column family and holds nothing
+    /// (deletes of [`SEAL_KEY`]), for readers' sake.
+    ///
+    /// A reader (RocksDB secondary) replays the writer's log into
+    /// memtables of its own, and drops them only when it replays a newer
+    /// batch *for the same column family* from a newer log. When the
+    /// writer flushes — at the end of an `ingest`, or while recovering its
+    /// log as it opens — and then writes nothing more to a column family,
+    /// the reader keeps the replayed memtable beside the flushed file
+    /// holding the same data: merge operands counted twice, an old
+    /// bookkeeping value (the retention setting) shadowing the new one.
+    /// So the writer touches every column family after it flushes (and
+    /// flushes as it opens), and [`Store::batch`] touches the ones a batch
+    /// does not write.
+    fn seal(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete(SEAL_KEY);
+        for name in DATA_CFS {
+            batch.delete_cf(self.cf(name), SEAL_KEY);
+        }
+        self.db.write(batch).map_err(self.error("writing a batch"))
+    }
+
+    /// A writer's retention: records what it was given (or keeps what is
+    /// recorded), then sets up compaction to expire by it.
+    fn apply_retention(&self, given: Option<Retention>) -> Result<(), StoreError> {
+        let recorded = match (self.recorded_retention(), given) {
+            (Ok(r), _) => r,
+            // Given anew: the damaged value is replaced.
+            (Err(e), Some(_)) => {
+                tracing::warn!("{e}; replacing it");
+                None
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let effective = match (given, recorded) {
+            (None, Some(r)) => {
+                tracing::info!("retention {r} (recorded in the database)");
+                r
+            }
+            (None, None) | (Some(Retention::Off), None) => Retention::Off,
+            (Some(Retention::Off), Some(r)) => {
+                self.db
+                    .delete([META_PREFIX, retention::SETTING_KEY].concat())
+                    .map_err(self.error("removing the retention setting"))?;
+                tracing::warn!("retention {r} removed: data is kept from now on");
+                Retention::Off
+            }
+            (Some(given), recorded) => {
+                if recorded != Some(given) {
+                    let days = given.days().unwrap_or(0).to_string();
+                    self.db
+                        .put([META_PREFIX, retention::SETTING_KEY].concat(), days)
+                        .map_err(self.error("recording the retention setting"))?;
+                    match recorded {
+                        Some(r) => tracing::warn!(
+                            "retention changed from {r} to {given} (recorded in the database)"
+                        ),
+                        None => tracing::info!("retention {given} (recorded in the database)"),
+                    }
+                }
+                given
+            }
+        };
+        self.retention.set(effective);
+        let periodic = effective
+            .days()
+            .map_or(0, retention::periodic_compaction_secs)
+            .to_string();
+        for name in DATA_CFS {
+            self.db
+                .set_options_cf(
+                    self.cf(name),
+                    &[("periodic_compaction_seconds", periodic.as_str())],
+                )
+                .map_err(self.error("setting periodic compaction"))?;
+        }
+        self.retention.set_recorded(self.recorded_expired());
+        Ok(())
+    }
+
+    /// The retention setting recorded in the database.
+    fn recorded_retention(&self) -> Result<Option<Retention>, StoreError> {
+        match self.meta_get(retention::SETTING_KEY)? {
+            None => Ok(None),
+            Some(raw) => match retention::parse_recorded(&raw) {
+                Some(r) => Ok(Some(r)),
+                None => Err(StoreError::BadRetention {
+                    path: self.path.clone(),
+                    found: String::from_utf8_lossy(&raw).into_owned(),
+                }),
+            },
+        }
+    }
+
+    /// The expired counts recorded in the database (zero if none or
+    /// unreadable: they are statistics, never a reason to refuse a
+    /// database).
+    fn recorded_expired(&self) -> ExpiredCounts {
+        match self.meta_get(retention::EXPIRED_KEY) {
+            Ok(Some(raw)) => serde_json::from_slice(&raw).unwrap_or_default(),
+            _ => ExpiredCounts::default(),
+        }
+    }
+
+    /// A reader takes the recorded setting and counts (at open and at
+    /// every catch-up, so a writer's change reaches it).
+    fn follow_recorded_retention(&self) -> Result<(), StoreError> {
+        self.retention
+            .set(self.recorded_retention()?.unwrap_or(Retention::Off));
+        self.retention.set_recorded(self.recorded_expired());
+        Ok(())
+    }
+
+    /// The retention in force.
+    pub fn retention(&self) -> Retention {
+        self.retention.setting()
+    }
+
+    /// Epoch seconds before which a last sighting is expired (0: nothing
+    /// is).
+    pub fn retention_cutoff(&self) -> u64 {
+        self.retention.cutoff()
+    }
+
+    /// Entries expired in this database's life, per column family, as its
+    /// writers recorded them (a writer's own count is live; a reader sees
+    /// what the writer last wrote down).
+    pub fn expired(&self) -> ExpiredCounts {
+        self.retention.totals()
+    }
+
+    /// Entries expired by this store since it was opened.
+    pub fn expired_here(&self) -> ExpiredCounts {
+        self.retention.counted()
+    }
+
+    /// The increase of [`Store::expired`] since the last call (for the
+    /// metrics).
+    pub(crate) fn expired_unpublished(&self) -> ExpiredCounts {
+        self.retention.unpublished()
+    }
+
+    /// Writes the expired counts down if they changed (a writer, at
+    /// flushes and after compactions; batches carry them too).
+    fn persist_expired(&self) -> Result<(), StoreError> {
+        if self.is_reader() {
+            return Ok(());
+        }
+        if let Some(value) = self.retention.to_persist() {
+            self.db
+                .put([META_PREFIX, retention::EXPIRED_KEY].concat(), value)
+                .map_err(self.error("recording the expired counts"))?;
+        }
+        Ok(())
+    }
+
+    /// Opens the database for reading, alongside any writer, on the wall
+    /// clock.
     pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        Store::open_reader_with(path, Clock::system())
+    }
+
+    /// Opens the database for reading, alongside any writer; retention is
+    /// judged by `clock`.
+    pub fn open_reader_with(path: &Path, clock: Clock) -> Result<Store, StoreError> {
         if !path.join("CURRENT").exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        let secondary = tempfile::Builder::new().prefix("pdns-reader-").tempdir()?;
+        let secondary = tempfile::Builder::new()
+            .prefix("pdns-reader-")
+            .tempdir()
+            .map_err(StoreError::io(
+                &std::env::temp_dir(),
+                "creating the reader's secondary instance directory",
+            ))?;
         let mut opts = db_options();
         opts.create_if_missing(false);
         opts.create_missing_column_families(false);
         opts.set_max_open_files(-1);
-        let db = DB::open_cf_descriptors_as_secondary(&opts, path, secondary.path(), descriptors())
-            .map_err(|e| {
-                if e.to_string().contains("Column famil") {
-                    StoreError::NotOurs(path.to_path_buf())
-                } else {
-                    StoreError::Rocks(e)
-                }
-            })?;
-        match db.get(FORMAT_KEY)? {
+        let retention = Arc::new(RetentionState::new(clock));
+        let db = DB::open_cf_descriptors_as_secondary(
+            &opts,
+            path,
+            secondary.path(),
+            descriptors(&retention),
+        )
+        .map_err(|e| {
+            if e.to_string().contains("Column famil") {
+                StoreError::NotOurs(path.to_path_buf())
+            } else {
+                StoreError::rocks(path, "opening for reading")(e)
+            }
+        })?;
+        let version = db
+            .get(FORMAT_KEY)
+            .map_err(StoreError::rocks(path, "reading the format version"))?;
+        match version {
             Some(v) => check_version(path, &v)?,
             None => return Err(StoreError::NotOurs(path.to_path_buf())),
         }
-        Ok(Store {
-            db,
+        let store = Store {
+            backup: None,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             _secondary: Some(secondary),
-        })
+            retention,
+        };
+        store.follow_recorded_retention()?;
+        Ok(store)
     }
 
-    /// Brings a reader up to date with the writer's latest commits.
+    /// Whether this is a reader (see [`Store::open_reader`]).
+    pub fn is_reader(&self) -> bool {
+        self._secondary.is_some()
+    }
+
+    /// Brings a reader up to date with the writer's latest commits
+    /// (retention setting included).
     pub fn catch_up(&self) -> Result<(), StoreError> {
         if self._secondary.is_some() {
-            self.db.try_catch_up_with_primary()?;
+            self.db
+                .try_catch_up_with_primary()
+                .map_err(self.error("catching up with the writer"))?;
+            self.follow_recorded_retention()?;
         }
         Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Wraps a RocksDB error with this database's path and the action.
+    pub(crate) fn error(&self, action: &'static str) -> impl FnOnce(rocksdb::Error) -> StoreError {
+        StoreError::rocks(&self.path, action)
     }
 
     fn has_data(&self) -> Result<bool, StoreError> {
@@ -226,7 +556,8 @@ impl Store {
                 .db
                 .iterator_cf(cf, rocksdb::IteratorMode::Start)
                 .next()
-                .transpose()?
+                .transpose()
+                .map_err(self.error("reading"))?
                 .is_some()
             {
                 return Ok(true);
@@ -245,27 +576,18 @@ impl Store {
         &self.db
     }
 
-    /// Writes a batch of aggregates as merge operands, index included, in
-    /// one atomic write.
-    pub fn write(&self, aggregates: &Aggregates) -> Result<WriteStats, StoreError> {
-        if aggregates.is_empty() {
+    /// Writes a batch — aggregates as merge operands, their index entries,
+    /// owner names and the batch's bookkeeping entries — in one atomic
+    /// write.
+    pub fn write(&self, batch: &Batch) -> Result<WriteStats, StoreError> {
+        if batch.is_empty() {
             return Ok(WriteStats::default());
         }
-        let (batch, stats) = self.batch(aggregates);
-        self.commit(batch, &stats)?;
+        let (write, stats) = self.batch(batch);
+        self.db
+            .write(write)
+            .map_err(self.error("writing a batch"))?;
         Ok(stats)
-    }
-
-    fn commit(&self, batch: WriteBatch, stats: &WriteStats) -> Result<(), StoreError> {
-        let started = Instant::now();
-        self.db.write(batch)?;
-        METRICS.store_batches.inc();
-        METRICS.store_batch_bytes.inc_by(stats.bytes as u64);
-        METRICS.aggregator_flushes.inc();
-        METRICS
-            .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
     }
 
     /// Builds the write batch for a set of aggregates.
@@ -273,18 +595,26 @@ impl Store {
     /// Every column family's keys go in sorted: RocksDB's memtable skip list
     /// then inserts each key next to the previous one instead of searching
     /// from the top, which is most of the cost of a batch of new keys.
-    fn batch(&self, aggregates: &Aggregates) -> (WriteBatch, WriteStats) {
+    ///
+    /// Aggregates last seen before the retention cutoff are left out (and
+    /// counted), with their index and `names` entries. Each `names` entry
+    /// carries the combined value of its owner's records, so it expires
+    /// when the last of them does.
+    fn batch(&self, aggregates: &Batch) -> (WriteBatch, WriteStats) {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
         let names = self.cf(CF_NAMES);
+        let cutoff = self.retention.cutoff();
         let mut sorted: Vec<(&[u8], &Value)> = aggregates.records.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut values = Vec::with_capacity(sorted.len() * 16);
         let mut value_at = Vec::with_capacity(sorted.len());
         for (_, v) in &sorted {
             let start = values.len();
-            v.encode(&mut values);
+            if !v.is_expired(cutoff) {
+                v.encode(&mut values);
+            }
             value_at.push(start..values.len());
         }
         // Records, their index entries and owner names, each about a key's
@@ -295,21 +625,53 @@ impl Store {
         let mut stats = WriteStats::default();
         let mut index = KeyList::with_capacity(key_bytes + 8 * sorted.len(), sorted.len());
         let mut forward = KeyList::with_capacity(key_bytes, sorted.len() / 2);
-        let mut last_owner: &[u8] = &[];
-        for (i, (key, _)) in sorted.iter().enumerate() {
+        // One combined value per `names` entry, tagged by position.
+        let mut owner_values: Vec<Value> = Vec::with_capacity(sorted.len() / 2);
+        let mut expired = [0u64; 4];
+        // Sorted keys group records by owner: the current group, and
+        // whether any of its records is fresh (has a `names` entry).
+        let mut group: Option<(&[u8], bool)> = None;
+        let mut scratch = Vec::new();
+        for (i, (key, value)) in sorted.iter().enumerate() {
+            let record = key::parse_record_key(key);
+            if let Some(r) = &record
+                && group.is_none_or(|(owner, _)| owner != r.owner)
+            {
+                if let Some((_, false)) = group {
+                    expired[NAMES] += 1;
+                }
+                group = Some((r.owner, false));
+            }
+            if value.is_expired(cutoff) {
+                expired[RECORDS] += 1;
+                if let Some(r) = &record {
+                    scratch.clear();
+                    expired[RDATA] += u64::from(key::index_key(&mut scratch, r));
+                }
+                continue;
+            }
             batch.merge_cf(records, key, &values[value_at[i].clone()]);
             stats.records += 1;
-            if let Some(record) = keys::parse_record_key(key) {
-                // Sorted keys group records by owner: one `names` entry each.
-                if record.owner != last_owner {
-                    last_owner = record.owner;
-                    forward.push_with(i, |out| keys::forward_name(record.owner, out));
+            if let (Some(record), Some((_, fresh))) = (&record, &mut group) {
+                if *fresh {
+                    let last = owner_values.last_mut().expect("a fresh group has a value");
+                    *last = last.combine(**value);
+                } else {
+                    *fresh = true;
+                    forward.push_with(owner_values.len(), |out| name::forward(record.owner, out));
+                    owner_values.push(**value);
                 }
-                index.push_if(i, |out| keys::index_key(out, &record));
+                index.push_if(i, |out| key::index_key(out, record));
             }
         }
-        for (key, _) in forward.sorted() {
-            batch.put_cf(names, key, []);
+        if let Some((_, false)) = group {
+            expired[NAMES] += 1;
+        }
+        let mut value_buf = Vec::with_capacity(32);
+        for (key, tag) in forward.sorted() {
+            value_buf.clear();
+            owner_values[tag].encode(&mut value_buf);
+            batch.merge_cf(names, key, &value_buf);
         }
         for (key, i) in index.sorted() {
             batch.merge_cf(rdata, key, &values[value_at[i].clone()]);
@@ -317,12 +679,41 @@ impl Store {
         }
         let mut negatives: Vec<(&[u8], &Value)> = aggregates.negatives.iter().collect();
         negatives.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut value_buf = Vec::with_capacity(32);
         for (key, value) in negatives {
+            if value.is_expired(cutoff) {
+                expired[NEGATIVE] += 1;
+                continue;
+            }
             value_buf.clear();
             value.encode(&mut value_buf);
             batch.merge_cf(negative, key, &value_buf);
             stats.negatives += 1;
+        }
+        for (key, value) in &aggregates.checkpoints {
+            batch.put([META_PREFIX, key].concat(), value);
+            stats.checkpoints += 1;
+        }
+        stats.expired_records = expired[RECORDS] as usize;
+        stats.expired_negatives = expired[NEGATIVE] as usize;
+        for (cf, n) in expired.into_iter().enumerate() {
+            self.retention.count(cf, At::Write, n);
+        }
+        // The expired counts ride along whenever they changed (compaction
+        // counts too), so the database keeps them without extra writes.
+        if let Some(counts) = self.retention.to_persist() {
+            batch.put([META_PREFIX, retention::EXPIRED_KEY].concat(), counts);
+        }
+        // Every data column family, for readers (see `seal`; the default
+        // one, with bookkeeping, is flushed only by `flush`, which seals).
+        for (cf, touched) in [
+            (records, stats.records > 0),
+            (rdata, stats.index_entries > 0),
+            (names, !owner_values.is_empty()),
+            (negative, stats.negatives > 0),
+        ] {
+            if !touched {
+                batch.delete_cf(cf, SEAL_KEY);
+            }
         }
         stats.bytes = batch.size_in_bytes();
         (batch, stats)
@@ -330,17 +721,31 @@ impl Store {
 
     /// Flushes memtables and the WAL to disk (called before a clean close).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.persist_expired()?;
         // Start every column family's flush, then wait for each: they run
         // side by side on the flush threads instead of one after another.
+        // The default one (bookkeeping) too: a memtable holding anything
+        // keeps every log file since its oldest entry on disk.
         let mut start = rocksdb::FlushOptions::default();
         start.set_wait(false);
         for name in DATA_CFS {
-            self.db.flush_cf_opt(self.cf(name), &start)?;
+            self.db
+                .flush_cf_opt(self.cf(name), &start)
+                .map_err(self.error("flushing memtables"))?;
         }
+        self.db
+            .flush_opt(&start)
+            .map_err(self.error("flushing memtables"))?;
         for name in DATA_CFS {
-            self.db.flush_cf(self.cf(name))?;
+            self.db
+                .flush_cf(self.cf(name))
+                .map_err(self.error("flushing memtables"))?;
         }
-        self.db.flush_wal(true)?;
+        self.db.flush().map_err(self.error("flushing memtables"))?;
+        self.seal()?;
+        self.db
+            .flush_wal(true)
+            .map_err(self.error("syncing the write-ahead log"))?;
         Ok(())
     }
 
@@ -353,7 +758,29 @@ impl Store {
     ///
     /// The column families are compacted side by side, one thread each
     /// (a manual compaction runs on the calling thread).
+    ///
+    /// With retention, expired entries are deleted (and counted) on the
+    /// way. A compaction filter never sees what a merge produces, so a key
+    /// whose pieces had all expired before any compaction folded them
+    /// comes out of the pass as one expired value: when that happened, a
+    /// second pass deletes them.
     pub fn compact(&self) {
+        let merged_expired = || self.retention.expired_merges.load(Ordering::Relaxed);
+        let before = merged_expired();
+        self.compact_once();
+        if self.retention.cutoff() > 0 && merged_expired() != before {
+            tracing::debug!(
+                "compaction left {} expired merge results: compacting again",
+                merged_expired() - before
+            );
+            self.compact_once();
+        }
+        if let Err(e) = self.persist_expired() {
+            tracing::warn!("{e}");
+        }
+    }
+
+    fn compact_once(&self) {
         std::thread::scope(|scope| {
             for name in DATA_CFS {
                 scope.spawn(move || {
@@ -377,7 +804,8 @@ impl Store {
         for name in DATA_CFS {
             total += self
                 .db
-                .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")?
+                .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+                .map_err(self.error("reading a property"))?
                 .unwrap_or(0);
         }
         Ok(total)
@@ -387,27 +815,9 @@ impl Store {
     /// prefix so it cannot collide with the format version). Used by
     /// importers to remember which files they have read.
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get([META_PREFIX, key].concat())?)
-    }
-
-    /// Writes a bookkeeping entry (see [`Store::meta_get`]).
-    pub fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        Ok(self.db.put([META_PREFIX, key].concat(), value)?)
-    }
-
-    /// Writes aggregates and a bookkeeping entry in one atomic batch, so an
-    /// importer's position and the data it covers can never disagree after a
-    /// crash.
-    pub fn write_with_meta(
-        &self,
-        aggregates: &Aggregates,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<WriteStats, StoreError> {
-        let (mut batch, stats) = self.batch(aggregates);
-        batch.put([META_PREFIX, key].concat(), value);
-        self.commit(batch, &stats)?;
-        Ok(stats)
+        self.db
+            .get([META_PREFIX, key].concat())
+            .map_err(self.error("reading bookkeeping"))
     }
 
     /// Every bookkeeping entry whose key starts with `prefix`.
@@ -418,7 +828,7 @@ impl Store {
             &full,
             rocksdb::Direction::Forward,
         )) {
-            let (k, v) = item?;
+            let (k, v) = item.map_err(self.error("reading bookkeeping"))?;
             if !k.starts_with(&full) {
                 break;
             }
@@ -455,7 +865,8 @@ impl Store {
     pub fn estimate_keys(&self, cf: &str) -> Result<u64, StoreError> {
         Ok(self
             .db
-            .property_int_value_cf(self.cf(cf), "rocksdb.estimate-num-keys")?
+            .property_int_value_cf(self.cf(cf), "rocksdb.estimate-num-keys")
+            .map_err(self.error("reading a property"))?
             .unwrap_or(0))
     }
 }
@@ -502,6 +913,16 @@ impl KeyList {
             .iter()
             .map(move |(range, tag)| (&bytes[range.clone()], *tag))
     }
+}
+
+/// Whether RocksDB refused to open because another process holds the
+/// database's lock file. RocksDB reports it only as text ("IO error: lock
+/// hold by current process" / "While lock file: .../LOCK: Resource
+/// temporarily unavailable").
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let text = e.to_string();
+    text.contains("/LOCK")
+        && (text.contains("temporarily unavailable") || text.contains("lock hold"))
 }
 
 fn check_version(path: &Path, stored: &[u8]) -> Result<(), StoreError> {

@@ -2,17 +2,25 @@
 //! values, and iterators that stream results without loading them all.
 //!
 //! Every selector maps to one contiguous key range of one column family
-//! (see [`super::keys`]), so the cost of a query is the number of keys it
-//! matches, not the size of the database.
+//! (see [`crate::vocab::key`]), so the cost of a query is the number of keys
+//! it matches, not the size of the database.
+//!
+//! This is also the one place that hides expired rows (see
+//! [`super::retention`]): every surface — `dump`, each HTTP API, counts and
+//! summaries — reads through [`Store::records`], [`Store::negatives`] and
+//! [`Store::owners_forward`], so a record, its index entry and its owner's
+//! `names` entry disappear together at the cutoff, whichever of them
+//! compaction has already deleted.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use rocksdb::{DB, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions};
 
-use super::keys::{self, INDEX_IPV4, INDEX_IPV6, INDEX_NAME};
-use super::value::Value;
-use super::{CF_NEGATIVE, CF_RDATA, CF_RECORDS, Store, StoreError};
-use crate::name;
+use super::{CF_NEGATIVE, CF_RDATA, CF_RECORDS, Store, StoreError, count_corrupt};
+use crate::vocab::key::{self, INDEX_IPV4, INDEX_IPV6, INDEX_NAME};
+use crate::vocab::name;
+use crate::vocab::value::Value;
+use crate::vocab::{OptRcode, Rtype};
 
 /// Which keys a query reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +40,7 @@ pub enum Selector {
 /// Conditions on a record besides its key range.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
-    pub rtype: Option<u16>,
+    pub rtype: Option<Rtype>,
     /// Seconds since the epoch; all bounds are inclusive.
     pub first_after: Option<u64>,
     pub first_before: Option<u64>,
@@ -48,7 +56,7 @@ impl Filter {
             && self.last_before.is_none_or(|t| v.last <= t)
     }
 
-    fn matches(&self, rtype: u16, v: &Value) -> bool {
+    fn matches(&self, rtype: Rtype, v: &Value) -> bool {
         self.rtype.is_none_or(|t| t == rtype) && self.time_matches(v)
     }
 }
@@ -56,9 +64,9 @@ impl Filter {
 /// One record as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
-    /// Reversed name encoding (see [`crate::name`]).
+    /// Reversed name encoding (see [`crate::vocab::name`]).
     pub owner: Vec<u8>,
-    pub rtype: u16,
+    pub rtype: Rtype,
     /// Canonical wire form.
     pub rdata: Vec<u8>,
     pub value: Value,
@@ -68,9 +76,9 @@ pub struct StoredRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NegativeRecord {
     pub qname: Vec<u8>,
-    pub qtype: u16,
-    /// 0 = NODATA, otherwise the RCODE.
-    pub rcode: u16,
+    pub qtype: Rtype,
+    /// NOERROR means NODATA, otherwise the (extended) RCODE.
+    pub rcode: OptRcode,
     pub value: Value,
 }
 
@@ -163,28 +171,29 @@ impl Store {
                 (CF_RDATA, range, skip.map(|s| s + 1), true)
             }
         };
+        let cutoff = self.retention_cutoff();
         self.raw_iter(cf, &range).filter_map(move |item| {
             let (key, value) = match item {
                 Ok(kv) => kv,
-                Err(e) => return Some(Err(StoreError::Rocks(e))),
+                Err(e) => return Some(Err(self.error("reading")(e))),
             };
             if skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
                 return None;
             }
             let parsed = if index {
-                keys::parse_index_key(&key)
+                key::parse_index_key(&key)
             } else {
-                keys::parse_record_key(&key)
+                key::parse_record_key(&key)
             };
             let Some(parsed) = parsed else {
-                crate::metrics::corrupt_value();
+                count_corrupt();
                 return None;
             };
             let Some(value) = Value::decode(&value) else {
-                crate::metrics::corrupt_value();
+                count_corrupt();
                 return None;
             };
-            if !filter.matches(parsed.rtype, &value) {
+            if value.is_expired(cutoff) || !filter.matches(parsed.rtype, &value) {
                 return None;
             }
             Some(Ok(StoredRecord {
@@ -221,21 +230,22 @@ impl Store {
             start: vec![0xff; 2],
             end: Some(vec![0xff; 2]),
         });
+        let cutoff = self.retention_cutoff();
         self.raw_iter(CF_NEGATIVE, &range).filter_map(move |item| {
             let (key, value) = match item {
                 Ok(kv) => kv,
-                Err(e) => return Some(Err(StoreError::Rocks(e))),
+                Err(e) => return Some(Err(self.error("reading")(e))),
             };
             if skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
                 return None;
             }
             let (Some(parsed), Some(value)) =
-                (keys::parse_negative_key(&key), Value::decode(&value))
+                (key::parse_negative_key(&key), Value::decode(&value))
             else {
-                crate::metrics::corrupt_value();
+                count_corrupt();
                 return None;
             };
-            if !filter.matches(parsed.qtype, &value) {
+            if value.is_expired(cutoff) || !filter.matches(parsed.qtype, &value) {
                 return None;
             }
             Some(Ok(NegativeRecord {
@@ -250,18 +260,29 @@ impl Store {
 
 impl Store {
     /// Owner names (reversed encoding) whose forward encoding starts with
-    /// `prefix`, from the `names` column family.
+    /// `prefix`, from the `names` column family. An entry carries the
+    /// combined value of its owner's records (none if written before
+    /// retention existed: then it is always listed, and the records it
+    /// leads to are checked as they are read).
     pub fn owners_forward<'a>(
         &'a self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + 'a {
         let range = Range::prefix(prefix.to_vec());
-        self.raw_iter(super::CF_NAMES, &range).map(|item| {
-            let (key, _) = item?;
-            let mut reversed = Vec::with_capacity(key.len());
-            keys::reversed_name(&key, &mut reversed);
-            Ok(reversed)
-        })
+        let cutoff = self.retention_cutoff();
+        self.raw_iter(super::CF_NAMES, &range)
+            .filter_map(move |item| {
+                let (key, value) = match item {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(self.error("reading")(e))),
+                };
+                if Value::decode(&value).is_some_and(|v| v.is_expired(cutoff)) {
+                    return None;
+                }
+                let mut reversed = Vec::with_capacity(key.len());
+                name::from_forward(&key, &mut reversed);
+                Some(Ok(reversed))
+            })
     }
 }
 

@@ -1,65 +1,73 @@
-//! Helpers shared by the integration tests: where the shared test data is,
-//! and ingesting captures into a throw-away database through the same code
-//! path as `pdns-sensor ingest`.
+//! Helpers shared by the integration tests: where the test data is, and
+//! ingesting captures into a throw-away database through the same code
+//! path as `pdns-sensor ingest`; `serve` as a child process (`process`);
+//! a test CA and an HTTPS client (`tls`).
 #![allow(dead_code)]
+
+pub(crate) mod process;
+pub(crate) mod tls;
 
 use std::path::{Path, PathBuf};
 
 use pdns_sensor::cli::DbArgs;
-use pdns_sensor::cli::ingest::{self, IngestArgs, IngestReport};
+use pdns_sensor::cli::ingest::{self, IngestArgs};
 use pdns_sensor::dump::Row;
+use pdns_sensor::report::IngestReport;
 use pdns_sensor::store::{Filter, Selector, Store};
 
-/// `../shared/testdata`, relative to the workspace root. Fails loudly if it
-/// is missing: these tests must not pass by finding nothing.
-pub fn testdata() -> PathBuf {
+/// The repository's `testdata/` (captures, Zeek baselines, `pairs.tsv`;
+/// see its `MANIFEST.md`). Fails loudly if it is missing: these tests must
+/// not pass by finding nothing.
+pub(crate) fn testdata() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dir = root.join("../shared/testdata");
+    let dir = root.join("testdata");
     assert!(
         dir.join("MANIFEST.md").exists(),
-        "shared test data not found at {} (the tests read ../shared/testdata in place)",
+        "test data not found at {} (it is part of the repository: testdata/)",
         dir.display()
     );
     dir
 }
 
-pub fn pcap(rel: &str) -> PathBuf {
+pub(crate) fn pcap(rel: &str) -> PathBuf {
     let p = testdata().join("pcap").join(rel);
     assert!(p.exists(), "missing capture {}", p.display());
     p
 }
 
-pub struct Ingested {
+pub(crate) struct Ingested {
     pub dir: tempfile::TempDir,
     pub report: IngestReport,
 }
 
 impl Ingested {
-    pub fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.dir.path().join("db")
     }
 
-    pub fn store(&self) -> Store {
+    pub(crate) fn store(&self) -> Store {
         Store::open_reader(&self.db()).unwrap()
     }
 }
 
-pub fn args(db: &Path, files: &[PathBuf]) -> IngestArgs {
+pub(crate) fn args(db: &Path, files: &[PathBuf]) -> IngestArgs {
     IngestArgs {
         db: DbArgs {
             db: db.to_path_buf(),
         },
         threads: 1,
         pipeline: Default::default(),
+        retention: Default::default(),
         compact: false,
         stats_json: None,
         quiet: true,
+        status_interval: 10,
         files: files.to_vec(),
     }
 }
 
 /// Ingests files into a fresh database with the given tweaks.
-pub fn ingest_with(files: &[PathBuf], tweak: impl FnOnce(&mut IngestArgs)) -> Ingested {
+pub(crate) fn ingest_with(files: &[PathBuf], tweak: impl FnOnce(&mut IngestArgs)) -> Ingested {
     let dir = tempfile::tempdir().unwrap();
     let mut a = args(&dir.path().join("db"), files);
     tweak(&mut a);
@@ -67,15 +75,34 @@ pub fn ingest_with(files: &[PathBuf], tweak: impl FnOnce(&mut IngestArgs)) -> In
     Ingested { dir, report }
 }
 
-pub fn ingest(files: &[PathBuf]) -> Ingested {
+pub(crate) fn ingest(files: &[PathBuf]) -> Ingested {
     ingest_with(files, |_| {})
+}
+
+/// The binary, hermetic (see [`hermetic`]).
+pub(crate) fn sensor_command() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pdns-sensor"));
+    hermetic(&mut c);
+    c
+}
+
+/// Runs `c` without the `PDNS_*` variables of the caller's environment and
+/// without a configuration file (not even the default path's), with colour
+/// left to the terminal test.
+pub(crate) fn hermetic(c: &mut std::process::Command) -> &mut std::process::Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PDNS_") {
+            c.env_remove(key);
+        }
+    }
+    c.env("PDNS_CONFIG", "/dev/null").env_remove("NO_COLOR")
 }
 
 /// Every record as `(name, type, rdata, count, ttl, first, last)` with text
 /// fields, sorted.
-pub type Line = (String, String, String, u64, u32, u64, u64);
+pub(crate) type Line = (String, String, String, u64, u32, u64, u64);
 
-pub fn records(store: &Store, selector: &Selector) -> Vec<Line> {
+pub(crate) fn records(store: &Store, selector: &Selector) -> Vec<Line> {
     let filter = Filter::default();
     let mut out: Vec<Line> = store
         .records(selector, &filter)
@@ -96,11 +123,11 @@ pub fn records(store: &Store, selector: &Selector) -> Vec<Line> {
     out
 }
 
-pub fn all_records(store: &Store) -> Vec<Line> {
+pub(crate) fn all_records(store: &Store) -> Vec<Line> {
     records(store, &Selector::All)
 }
 
-pub fn negatives(store: &Store) -> Vec<(String, String, String, u64)> {
+pub(crate) fn negatives(store: &Store) -> Vec<(String, String, String, u64)> {
     let filter = Filter::default();
     let mut out: Vec<_> = store
         .negatives(&Selector::All, &filter)
@@ -113,8 +140,8 @@ pub fn negatives(store: &Store) -> Vec<(String, String, String, u64)> {
     out
 }
 
-/// Every capture file under the shared test data.
-pub fn all_pcaps() -> Vec<PathBuf> {
+/// Every capture file under `testdata/pcap`.
+pub(crate) fn all_pcaps() -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![testdata().join("pcap")];
     while let Some(dir) = stack.pop() {
@@ -130,7 +157,7 @@ pub fn all_pcaps() -> Vec<PathBuf> {
     out.sort();
     assert!(
         out.len() > 100,
-        "expected the full shared capture set, found {}",
+        "expected the full capture set of testdata/pcap, found {}",
         out.len()
     );
     out
@@ -138,7 +165,7 @@ pub fn all_pcaps() -> Vec<PathBuf> {
 
 /// Rewrites a capture frame by frame (for variants of real captures, e.g.
 /// an extra VLAN tag) into a classic Ethernet pcap.
-pub fn rewrite_pcap(input: &Path, output: &Path, mut f: impl FnMut(&[u8]) -> Vec<u8>) {
+pub(crate) fn rewrite_pcap(input: &Path, output: &Path, mut f: impl FnMut(&[u8]) -> Vec<u8>) {
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
@@ -159,12 +186,15 @@ pub fn rewrite_pcap(input: &Path, output: &Path, mut f: impl FnMut(&[u8]) -> Vec
 }
 
 /// A running API server over a store, on an ephemeral loopback port.
-pub struct Server {
+pub(crate) struct Server {
     pub addr: std::net::SocketAddr,
     _runtime: tokio::runtime::Runtime,
 }
 
-pub fn serve(store: std::sync::Arc<Store>, config: pdns_sensor::serve::ServeConfig) -> Server {
+pub(crate) fn serve(
+    store: std::sync::Arc<Store>,
+    config: pdns_sensor::serve::ServeConfig,
+) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -187,21 +217,21 @@ pub fn serve(store: std::sync::Arc<Store>, config: pdns_sensor::serve::ServeConf
 }
 
 /// A response: status, headers (lowercase names), body.
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
         self.body
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
@@ -211,7 +241,7 @@ impl Response {
 
 /// A plain HTTP/1.1 GET over a fresh connection (no client library, so the
 /// bytes on the wire are exactly what a test says).
-pub fn get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+pub(crate) fn get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))

@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-pub mod pcap;
+pub(crate) mod pcap;
 
-pub const SENSOR: &str = env!("CARGO_BIN_EXE_pdns-sensor");
+pub(crate) const SENSOR: &str = env!("CARGO_BIN_EXE_pdns-sensor");
 
 /// Fails the test unless it runs as root with every tool it needs.
-pub fn require(tools: &[&str]) {
+pub(crate) fn require(tools: &[&str]) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let euid = status
         .lines()
@@ -46,7 +46,7 @@ pub fn require(tools: &[&str]) {
     }
 }
 
-pub fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])
@@ -56,7 +56,7 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 
 /// Runs a command to completion within `timeout`, failing the test if it
 /// fails or hangs. Returns stdout.
-pub fn run(cmd: &mut Command, timeout: Duration) -> String {
+pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> String {
     let out = output(cmd, timeout);
     assert!(
         out.0.success(),
@@ -69,7 +69,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> String {
 }
 
 /// Runs a command within `timeout`; returns (status, stdout, stderr).
-pub fn output(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, String) {
+pub(crate) fn output(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, String) {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -100,14 +100,14 @@ pub fn output(cmd: &mut Command, timeout: Duration) -> (ExitStatus, String, Stri
 }
 
 /// A child process killed (SIGKILL) and reaped on drop.
-pub struct Proc {
+pub(crate) struct Proc {
     pub child: Child,
     what: String,
     done: bool,
 }
 
 impl Proc {
-    pub fn new(child: Child, what: &str) -> Proc {
+    pub(crate) fn new(child: Child, what: &str) -> Proc {
         Proc {
             child,
             what: what.to_string(),
@@ -115,12 +115,12 @@ impl Proc {
         }
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
     /// Waits at most `timeout` for the process to exit.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -134,7 +134,7 @@ impl Proc {
         }
     }
 
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(self.pid(), sig) };
         assert_eq!(rc, 0, "signalling {}", self.what);
@@ -153,12 +153,12 @@ impl Drop for Proc {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace, deleted on drop.
-pub struct Netns {
+pub(crate) struct Netns {
     pub name: String,
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Netns {
+    pub(crate) fn new(tag: &str) -> Netns {
         let name = format!(
             "pdns-t{}-{}-{tag}",
             std::process::id(),
@@ -174,23 +174,23 @@ impl Netns {
     }
 
     /// A command run inside the namespace.
-    pub fn cmd(&self, program: &str) -> Command {
+    pub(crate) fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name, program]);
         c
     }
 
     /// Runs a command inside the namespace (10 s at most); returns stdout.
-    pub fn run(&self, argv: &[&str]) -> String {
+    pub(crate) fn run(&self, argv: &[&str]) -> String {
         run(self.cmd(argv[0]).args(&argv[1..]), Duration::from_secs(10))
     }
 
-    pub fn sysctl(&self, setting: &str) {
+    pub(crate) fn sysctl(&self, setting: &str) {
         self.run(&["sysctl", "-qw", setting]);
     }
 
     /// The MAC address of an interface inside the namespace.
-    pub fn mac(&self, ifname: &str) -> [u8; 6] {
+    pub(crate) fn mac(&self, ifname: &str) -> [u8; 6] {
         let text = self.run(&["cat", &format!("/sys/class/net/{ifname}/address")]);
         let mut mac = [0u8; 6];
         for (i, part) in text.trim().split(':').enumerate() {
@@ -211,7 +211,7 @@ impl Drop for Netns {
 }
 
 /// Two namespaces joined by a veth pair: `a`/`if_a` and `b`/`if_b`.
-pub struct Link {
+pub(crate) struct Link {
     pub a: Netns,
     pub b: Netns,
     pub if_a: &'static str,
@@ -222,7 +222,7 @@ impl Link {
     /// A veth pair between two fresh namespaces. With `ipv6 = false` IPv6 is
     /// disabled in both, so no neighbour discovery or MLD traffic appears
     /// and packet counts are exact.
-    pub fn new(tag: &str, ipv6: bool) -> Link {
+    pub(crate) fn new(tag: &str, ipv6: bool) -> Link {
         let a = Netns::new(&format!("{tag}a"));
         let b = Netns::new(&format!("{tag}b"));
         if !ipv6 {
@@ -260,18 +260,18 @@ impl Link {
         Link { a, b, if_a, if_b }
     }
 
-    pub fn mac_a(&self) -> [u8; 6] {
+    pub(crate) fn mac_a(&self) -> [u8; 6] {
         [2, 0, 0, 0, 0, 0x0a]
     }
 
-    pub fn mac_b(&self) -> [u8; 6] {
+    pub(crate) fn mac_b(&self) -> [u8; 6] {
         [2, 0, 0, 0, 0, 0x0b]
     }
 
     /// Generated DNS traffic (`pairs` query/response pairs over `names`
     /// names, see [`pcap::dns_traffic`]) addressed from `a` to `b`, written
     /// to `dir/replay.pcap`; returns the file and the expected counts.
-    pub fn traffic_file(
+    pub(crate) fn traffic_file(
         &self,
         dir: &Path,
         pairs: usize,
@@ -286,7 +286,7 @@ impl Link {
 
     /// Replays a pcap from `a` into `b` at top speed (`tcpreplay -K -t`);
     /// returns tcpreplay's output.
-    pub fn replay(&self, file: &Path, loops: u32) -> String {
+    pub(crate) fn replay(&self, file: &Path, loops: u32) -> String {
         let (status, out, err) = output(
             self.a.cmd("tcpreplay").args([
                 "-K",
@@ -305,7 +305,7 @@ impl Link {
 }
 
 /// A running `pdns-sensor run` and its stderr.
-pub struct Sensor {
+pub(crate) struct Sensor {
     pub proc: Proc,
     lines: Arc<Mutex<Vec<String>>>,
     ready: mpsc::Receiver<()>,
@@ -315,7 +315,7 @@ pub struct Sensor {
 }
 
 /// What a stopped sensor left behind.
-pub struct Stopped {
+pub(crate) struct Stopped {
     pub status: ExitStatus,
     pub stderr: String,
     pub stats: serde_json::Value,
@@ -326,13 +326,25 @@ pub struct Stopped {
 impl Sensor {
     /// Starts `pdns-sensor run --db D --stats-json S ARGS` in `ns` and
     /// waits until it captures.
-    pub fn start(ns: &Netns, args: &[&str]) -> Sensor {
+    pub(crate) fn start(ns: &Netns, args: &[&str]) -> Sensor {
         Sensor::start_wrapped(ns, &[], args)
     }
 
     /// Like [`Sensor::start`], with the sensor run through a wrapper
     /// command (e.g. `setpriv` to withhold capabilities).
-    pub fn start_wrapped(ns: &Netns, wrapper: &[&str], args: &[&str]) -> Sensor {
+    pub(crate) fn start_wrapped(ns: &Netns, wrapper: &[&str], args: &[&str]) -> Sensor {
+        Sensor::start_owned(ns, None, wrapper, args)
+    }
+
+    /// Like [`Sensor::start_wrapped`], for a sensor the wrapper starts as
+    /// an unprivileged user: its directory (database, stats) belongs to
+    /// `owner` (uid, gid).
+    pub(crate) fn start_owned(
+        ns: &Netns,
+        owner: Option<(u32, u32)>,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Sensor {
         let dir = tempfile::tempdir().unwrap();
         // Traversable by an unprivileged --user.
         std::fs::set_permissions(
@@ -340,6 +352,9 @@ impl Sensor {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
         let db = dir.path().join("db");
         let stats = dir.path().join("stats.json");
         let mut cmd = match wrapper.split_first() {
@@ -393,12 +408,12 @@ impl Sensor {
         sensor
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 
     /// Sends SIGTERM and waits (30 s at most) for a clean exit.
-    pub fn stop(mut self) -> Stopped {
+    pub(crate) fn stop(mut self) -> Stopped {
         self.proc.signal(libc::SIGTERM);
         let status = self
             .proc
@@ -429,10 +444,10 @@ impl Sensor {
 }
 
 /// `(rrname, rrtype, rdata) -> (count, ttl)` for every stored record.
-pub type Records = BTreeMap<(String, String, String), (u64, u64)>;
+pub(crate) type Records = BTreeMap<(String, String, String), (u64, u64)>;
 
 /// Reads every record with `pdns-sensor dump --json`.
-pub fn dump(db: &Path) -> Records {
+pub(crate) fn dump(db: &Path) -> Records {
     let text = run(
         Command::new(SENSOR).args(["dump", "--json", "--db", db.to_str().unwrap()]),
         Duration::from_secs(60),
@@ -453,7 +468,7 @@ pub fn dump(db: &Path) -> Records {
 }
 
 /// `(qname, qtype, rcode) -> count` from `dump --negative --json`.
-pub fn dump_negative(db: &Path) -> BTreeMap<(String, String, String), u64> {
+pub(crate) fn dump_negative(db: &Path) -> BTreeMap<(String, String, String), u64> {
     let text = run(
         Command::new(SENSOR).args(["dump", "--negative", "--json", "--db", db.to_str().unwrap()]),
         Duration::from_secs(60),
@@ -474,12 +489,12 @@ pub fn dump_negative(db: &Path) -> BTreeMap<(String, String, String), u64> {
 }
 
 /// Counts only (TTL differences aside).
-pub fn counts(r: &Records) -> BTreeMap<(String, String, String), u64> {
+pub(crate) fn counts(r: &Records) -> BTreeMap<(String, String, String), u64> {
     r.iter().map(|(k, v)| (k.clone(), v.0)).collect()
 }
 
 /// Ingests files into a fresh database (the file decoder as reference).
-pub fn ingest(files: &[&Path]) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn ingest(files: &[&Path]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut cmd = Command::new(SENSOR);
@@ -497,7 +512,7 @@ pub fn ingest(files: &[&Path]) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// `tcpdump -r FILE EXPR | wc -l`: an independent count of matching packets.
-pub fn tcpdump_count(file: &Path, expr: &str) -> u64 {
+pub(crate) fn tcpdump_count(file: &Path, expr: &str) -> u64 {
     let out = run(
         Command::new("tcpdump").args(["-nn", "-r", file.to_str().unwrap(), expr]),
         Duration::from_secs(60),
@@ -506,7 +521,7 @@ pub fn tcpdump_count(file: &Path, expr: &str) -> u64 {
 }
 
 /// A number in the stats JSON.
-pub fn num(v: &serde_json::Value, path: &[&str]) -> u64 {
+pub(crate) fn num(v: &serde_json::Value, path: &[&str]) -> u64 {
     let mut cur = v;
     for p in path {
         cur = &cur[*p];
@@ -515,11 +530,11 @@ pub fn num(v: &serde_json::Value, path: &[&str]) -> u64 {
         .unwrap_or_else(|| panic!("no number at {path:?} in {v:#}"))
 }
 
-/// `../shared/testdata/pcap/REL`, which must exist.
-pub fn shared_pcap(rel: &str) -> PathBuf {
+/// The repository's `testdata/pcap/REL`, which must exist.
+pub(crate) fn capture(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/pcap")
+        .join("../testdata/pcap")
         .join(rel);
-    assert!(p.exists(), "missing shared capture {}", p.display());
+    assert!(p.exists(), "missing capture {}", p.display());
     p
 }

@@ -1,19 +1,20 @@
 //! Minimal classic-pcap reading and writing for the live tests: patching
-//! MAC addresses (tcprewrite would turn some into multicast addresses, see
-//! capture.md §8), adding an outer QinQ tag, and generating deterministic
-//! DNS traffic with many flows.
+//! MAC addresses (`tcprewrite --enet-dmac` gives the frames to ::1 the
+//! multicast address 33:33:00:00:00:01, which the receiver then classes as
+//! `PACKET_MULTICAST`), adding an outer QinQ tag, and generating
+//! deterministic DNS traffic with many flows.
 
 use std::path::Path;
 
 /// One packet: capture time (µs) and bytes.
 #[derive(Clone, Debug)]
-pub struct Packet {
+pub(crate) struct Packet {
     pub ts_usec: u64,
     pub data: Vec<u8>,
 }
 
 /// Reads an Ethernet classic pcap (either byte order, µs or ns).
-pub fn read(path: &Path) -> Vec<Packet> {
+pub(crate) fn read(path: &Path) -> Vec<Packet> {
     let b = std::fs::read(path).unwrap();
     let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
     let (le, nanos) = match magic {
@@ -55,7 +56,7 @@ pub fn read(path: &Path) -> Vec<Packet> {
 }
 
 /// Writes an Ethernet classic pcap (µs, little endian).
-pub fn write(path: &Path, packets: &[Packet]) {
+pub(crate) fn write(path: &Path, packets: &[Packet]) {
     let mut b = 0xa1b2c3d4u32.to_le_bytes().to_vec();
     b.extend_from_slice(&2u16.to_le_bytes());
     b.extend_from_slice(&4u16.to_le_bytes());
@@ -75,7 +76,7 @@ pub fn write(path: &Path, packets: &[Packet]) {
 
 /// Rewrites every frame's MAC addresses so the receiving veth sees unicast
 /// frames addressed to it (PACKET_HOST).
-pub fn patch_macs(packets: &mut [Packet], src: [u8; 6], dst: [u8; 6]) {
+pub(crate) fn patch_macs(packets: &mut [Packet], src: [u8; 6], dst: [u8; 6]) {
     for p in packets {
         p.data[0..6].copy_from_slice(&dst);
         p.data[6..12].copy_from_slice(&src);
@@ -84,7 +85,7 @@ pub fn patch_macs(packets: &mut [Packet], src: [u8; 6], dst: [u8; 6]) {
 
 /// Inserts an outer 802.1ad (0x88a8) tag with `vid` after the MACs: a
 /// single-tagged frame becomes QinQ.
-pub fn add_outer_tag(packets: &mut [Packet], vid: u16) {
+pub(crate) fn add_outer_tag(packets: &mut [Packet], vid: u16) {
     for p in packets {
         let mut tag = vec![0x88, 0xa8];
         tag.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
@@ -109,7 +110,7 @@ fn checksum(b: &[u8]) -> u16 {
 }
 
 /// An Ethernet/IPv4/UDP frame (UDP checksum 0: "none", valid for IPv4).
-pub fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 12];
     f.extend_from_slice(&[0x08, 0x00]);
     let total = 20 + 8 + payload.len();
@@ -139,7 +140,7 @@ fn qname(name: &str) -> Vec<u8> {
 }
 
 /// A DNS query for `name` A.
-pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
+pub(crate) fn dns_query(id: u16, name: &str) -> Vec<u8> {
     let mut m = id.to_be_bytes().to_vec();
     m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
     m.extend_from_slice(&qname(name));
@@ -148,7 +149,7 @@ pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
 }
 
 /// A DNS response: `name` A `addr`, TTL 300.
-pub fn dns_response(id: u16, name: &str, addr: [u8; 4]) -> Vec<u8> {
+pub(crate) fn dns_response(id: u16, name: &str, addr: [u8; 4]) -> Vec<u8> {
     let mut m = id.to_be_bytes().to_vec();
     m.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
     m.extend_from_slice(&qname(name));
@@ -164,7 +165,7 @@ pub fn dns_response(id: u16, name: &str, addr: [u8; 4]) -> Vec<u8> {
 /// `nK.example.test`, each always answered with 192.0.2.(K % 250 + 1).
 /// Every 10th pair is followed by a non-DNS datagram (UDP 5353).
 /// Returns the packets and the expected `(name, count)` of the responses.
-pub fn dns_traffic(pairs: usize, names: usize) -> (Vec<Packet>, Vec<(String, u64)>) {
+pub(crate) fn dns_traffic(pairs: usize, names: usize) -> (Vec<Packet>, Vec<(String, u64)>) {
     let mut packets = Vec::with_capacity(pairs * 2 + pairs / 10);
     let mut counts = vec![0u64; names.min(pairs)];
     let server = [192, 0, 2, 1];

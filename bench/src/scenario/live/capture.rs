@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use pdns_sensor::capture::RingConfig;
-use serde_json::Value;
+use pdns_sensor::report::RunReport;
+
+use crate::ringread::RingReadReport;
 
 use super::veth::RX_IF;
 use crate::netns::Netns;
@@ -24,7 +26,7 @@ use crate::report::SENSOR;
 use crate::ringread;
 
 /// System name of the bare ring reader.
-pub const RING_READ: &str = "ring-read";
+pub(super) const RING_READ: &str = "ring-read";
 
 /// Longest wait for a process to start capturing.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,13 +36,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What captures: the sensor or the bare ring reader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum System {
+pub(super) enum System {
     Sensor,
     RingRead,
 }
 
 impl System {
-    pub fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         match self {
             System::Sensor => SENSOR,
             System::RingRead => RING_READ,
@@ -59,7 +61,7 @@ impl System {
 /// The geometry of each capture ring: `blocks` blocks of `block_size`
 /// bytes (`--ring-blocks`, `--ring-block-size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RingSize {
+pub(super) struct RingSize {
     pub blocks: u32,
     pub block_size: u32,
 }
@@ -67,7 +69,7 @@ pub struct RingSize {
 impl RingSize {
     /// The library's default ring, which `pdns-sensor run` uses without
     /// ring flags and `bench ring-read` always uses.
-    pub fn default_ring() -> RingSize {
+    pub(super) fn default_ring() -> RingSize {
         let c = RingConfig::default();
         RingSize {
             blocks: c.block_count,
@@ -76,11 +78,11 @@ impl RingSize {
     }
 
     /// Bytes mapped per ring.
-    pub fn bytes(&self) -> u64 {
+    pub(super) fn bytes(&self) -> u64 {
         u64::from(self.blocks) * u64::from(self.block_size)
     }
 
-    pub fn is_default(&self) -> bool {
+    pub(super) fn is_default(&self) -> bool {
         *self == RingSize::default_ring()
     }
 }
@@ -115,14 +117,14 @@ pub fn binary_size(bytes: u64) -> String {
 
 /// The binaries of both systems.
 #[derive(Clone, Debug)]
-pub struct Programs {
+pub(super) struct Programs {
     pub sensor: PathBuf,
     /// The `bench` binary (for `bench ring-read`), if found.
     pub bench: Option<PathBuf>,
 }
 
 impl Programs {
-    pub fn new(sensor: &Path) -> Programs {
+    pub(super) fn new(sensor: &Path) -> Programs {
         Programs {
             sensor: sensor.to_path_buf(),
             bench: bench_binary(),
@@ -143,7 +145,7 @@ fn bench_binary() -> Option<PathBuf> {
 
 /// What a stopped capture reported.
 #[derive(Clone, Debug, Default)]
-pub struct Captured {
+pub(super) struct Captured {
     pub frames: Option<f64>,
     pub drops: Option<f64>,
     /// Sensor only.
@@ -153,7 +155,7 @@ pub struct Captured {
 }
 
 /// A running capture.
-pub struct Capture {
+pub(super) struct Capture {
     system: System,
     child: Option<Child>,
     log: Option<JoinHandle<String>>,
@@ -164,7 +166,7 @@ pub struct Capture {
 impl Capture {
     /// Starts `system` with `threads` rings of size `ring` on the rx end and
     /// waits until it captures. The ring reader has the default ring only.
-    pub fn start(
+    pub(super) fn start(
         rx: &Netns,
         programs: &Programs,
         system: System,
@@ -260,7 +262,7 @@ impl Capture {
     }
 
     /// SIGTERM, reap (with CPU time), read the stats file.
-    pub fn stop(mut self) -> Result<Captured> {
+    pub(super) fn stop(mut self) -> Result<Captured> {
         let child = self.child.take().context("already stopped")?;
         let pid = child.id() as libc::pid_t;
         // SAFETY: `pid` is our unreaped child, so it cannot be recycled.
@@ -300,9 +302,8 @@ impl Capture {
         let text = std::fs::read_to_string(&self.stats).with_context(|| {
             format!("no stats JSON from {}: {}", self.system.name(), tail(&log))
         })?;
-        let v: Value = serde_json::from_str(&text).context("stats JSON")?;
         let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        let mut c = parse_stats(self.system, &v);
+        let mut c = parse_stats(self.system, &text).context("stats JSON")?;
         c.cpu_secs = tv(usage.ru_utime) + tv(usage.ru_stime);
         Ok(c)
     }
@@ -335,49 +336,66 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
-/// The figures of either system's stats file.
-fn parse_stats(system: System, v: &Value) -> Captured {
-    let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
-    match system {
+/// The figures of either system's stats file, read as its report type.
+fn parse_stats(system: System, text: &str) -> serde_json::Result<Captured> {
+    Ok(match system {
         System::Sensor => {
-            let iface = &v["interfaces"][RX_IF];
+            let report: RunReport = serde_json::from_str(text)?;
+            let iface = report.interfaces.get(RX_IF);
             Captured {
-                frames: f(iface, "frames"),
-                drops: f(iface, "drops"),
-                dns_responses: f(v, "dns_responses"),
+                frames: iface.map(|t| t.frames as f64),
+                drops: iface.map(|t| t.drops as f64),
+                dns_responses: Some(report.totals.dns_responses as f64),
                 cpu_secs: 0.0,
             }
         }
-        System::RingRead => Captured {
-            frames: f(v, "frames"),
-            drops: f(v, "drops"),
-            dns_responses: None,
-            cpu_secs: 0.0,
-        },
-    }
+        System::RingRead => {
+            let report: RingReadReport = serde_json::from_str(text)?;
+            Captured {
+                frames: Some(report.total.frames as f64),
+                drops: Some(report.total.drops as f64),
+                dns_responses: None,
+                cpu_secs: 0.0,
+            }
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pdns_sensor::capture::stats::RingTotals;
 
     #[test]
     fn both_stats_shapes_parse() {
-        let sensor = serde_json::json!({
-            "interfaces": {"veth-b": {"frames": 10, "drops": 2}},
-            "dns_responses": 4
-        });
-        let c = parse_stats(System::Sensor, &sensor);
+        let mut sensor = RunReport::default();
+        sensor.interfaces.insert(
+            RX_IF.to_string(),
+            RingTotals {
+                frames: 10,
+                drops: 2,
+                ..RingTotals::default()
+            },
+        );
+        sensor.totals.dns_responses = 4;
+        let c = parse_stats(System::Sensor, &serde_json::to_string(&sensor).unwrap()).unwrap();
         assert_eq!(
             (c.frames, c.drops, c.dns_responses),
             (Some(10.0), Some(2.0), Some(4.0))
         );
-        let rr = serde_json::json!({"frames": 7, "drops": 0, "rings": []});
-        let c = parse_stats(System::RingRead, &rr);
+        let rr = RingReadReport {
+            total: RingTotals {
+                frames: 7,
+                ..RingTotals::default()
+            },
+            ..RingReadReport::default()
+        };
+        let c = parse_stats(System::RingRead, &serde_json::to_string(&rr).unwrap()).unwrap();
         assert_eq!(
             (c.frames, c.drops, c.dns_responses),
             (Some(7.0), Some(0.0), None)
         );
+        assert!(parse_stats(System::RingRead, "{}").is_err());
         assert_eq!(tail("a\nb\nc\nd\ne\nf\n"), "b\nc\nd\ne\nf");
     }
 

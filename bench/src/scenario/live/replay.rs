@@ -12,7 +12,7 @@ use crate::netns::{Netns, run_bounded};
 
 /// A replay rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rate {
+pub(super) enum Rate {
     /// `--pps=N`.
     Pps(u64),
     /// `--topspeed`.
@@ -21,7 +21,7 @@ pub enum Rate {
 
 impl Rate {
     /// The workload field `rate`: the requested pps, or `"topspeed"`.
-    pub fn value(&self) -> serde_json::Value {
+    pub(super) fn value(&self) -> serde_json::Value {
         match self {
             Rate::Pps(n) => (*n).into(),
             Rate::Top => "topspeed".into(),
@@ -47,7 +47,7 @@ impl fmt::Display for Rate {
 
 /// What tcpreplay says it did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Replayed {
+pub(super) struct Replayed {
     pub packets: Option<f64>,
     pub secs: Option<f64>,
     pub pps: Option<f64>,
@@ -56,7 +56,7 @@ pub struct Replayed {
 /// Sends `packets` packets of `pcap` (looping over it as often as needed)
 /// from the tx namespace at `rate`. The file is preloaded (`-K`), so the
 /// disk is not part of the measurement.
-pub fn replay(
+pub(super) fn replay(
     tx: &Netns,
     pcap: &Path,
     pcap_packets: u64,
@@ -88,7 +88,7 @@ pub fn replay(
 }
 
 /// `Actual: N packets (B bytes) sent in S seconds` and `Rated: ... X pps`.
-pub fn parse_tcpreplay(out: &str) -> Replayed {
+pub(super) fn parse_tcpreplay(out: &str) -> Replayed {
     let mut r = Replayed::default();
     for line in out.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -121,7 +121,7 @@ pub fn parse_tcpreplay(out: &str) -> Replayed {
 /// A copy of a classic little-endian pcap with every frame addressed to the
 /// receiving veth end (so the frames are PACKET_HOST there, as on a real
 /// resolver); returns the number of frames.
-pub fn retarget(src: &Path, dst: &Path) -> Result<u64> {
+pub(super) fn retarget(src: &Path, dst: &Path) -> Result<u64> {
     let mut data = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
     let mut pos = 24;
     let mut frames = 0;

@@ -1,12 +1,13 @@
 //! Following a live `dns.log` across Zeek's rotations, restartably.
 //!
 //! The follower polls (every `poll_interval`, at most 1 s) and imports the
-//! complete lines appended since its last read; a partial last line waits
-//! for its newline. Every `flush_interval` (at most 2 s) it writes the
-//! aggregates together with its read position (see [`super::meta`]) in one
-//! atomic batch, so a restart — after a clean stop or a crash — resumes
-//! exactly after the last line whose data is in the store: nothing is
-//! skipped and nothing counted twice.
+//! complete lines appended since its last read, through a pipeline
+//! [`Worker`]; a partial last line waits for its newline. Every
+//! `flush_interval` (at most 2 s) it writes the aggregates together with
+//! its read position (see [`super::meta`]) in one atomic batch, so a
+//! restart — after a clean stop or a crash — resumes exactly after the last
+//! line whose data is in the store: nothing is skipped and nothing counted
+//! twice.
 //!
 //! Rotation is noticed from the path:
 //!
@@ -41,17 +42,18 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::import::ImportConfig;
 use super::meta::{self, Finished, FollowPosition};
-use super::parser::{Format, LogParser};
-use super::reader::{LineReader, hex};
+use super::parser::Format;
+use super::reader::LineReader;
 use super::{FileParser, Warnings, ZeekStats};
-use crate::aggregate::Aggregator;
-use crate::metrics::METRICS;
-use crate::store::value::origin;
-use crate::store::{Store, StoreError};
+use crate::extract::Outcome;
+use crate::pipeline::{PipelineError, Worker};
+use crate::store::Store;
 
 /// Lines read in one go before the follower checks its timers again.
 const LINES_PER_ROUND: usize = 50_000;
@@ -76,8 +78,9 @@ impl Default for FollowConfig {
 }
 
 /// What a follow run did.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct FollowReport {
+    #[serde(rename = "zeek")]
     pub stats: ZeekStats,
     /// Files read to their end (rotated away or truncated).
     pub files_finished: usize,
@@ -88,7 +91,7 @@ pub struct FollowReport {
     pub records_written: u64,
     pub negatives_written: u64,
     pub flushes: u64,
-    pub elapsed: Duration,
+    pub elapsed_secs: f64,
 }
 
 /// The file being read.
@@ -122,7 +125,6 @@ impl Current {
     fn resume(file: File, pos: &FollowPosition, label: &str) -> io::Result<Result<Current, File>> {
         let md = file.metadata()?;
         let mut cur = Current::fresh(file, md.dev(), md.ino(), label);
-        let mut sink = NullSink;
         let mut stats = ZeekStats::default();
         while cur.lines.pos() < pos.offset {
             let Some(line) = cur.lines.next_line(false)? else {
@@ -132,9 +134,9 @@ impl Current {
             cur.parser.handle(
                 line,
                 cur.line_no,
-                false,
+                true,
                 &mut stats,
-                &mut sink,
+                &mut |_| Outcome::default(),
                 &mut cur.warnings,
             );
         }
@@ -163,19 +165,11 @@ impl Current {
     }
 }
 
-/// Discards observations (replays).
-struct NullSink;
-
-impl crate::extract::ObservationSink for NullSink {
-    fn record(&mut self, _: &[u8], _: u16, _: &[u8], _: u32, _: u64) {}
-    fn negative(&mut self, _: &[u8], _: u16, _: u16, _: u64) {}
-}
-
 /// Why following could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Pipeline(#[from] PipelineError),
     #[error(
         "{0}: compressed; only a plain, growing dns.log can be followed (import archives without --follow)"
     )]
@@ -185,29 +179,31 @@ pub enum FollowError {
 }
 
 /// Follows `path` until `stop` is set, then reads what is there, writes
-/// everything and returns.
+/// everything and returns. `progress` is told the increase of the line
+/// counters at every flush (for metrics).
 pub fn follow(
-    store: &Store,
+    store: Arc<Store>,
     path: &Path,
     config: &FollowConfig,
     stop: &AtomicBool,
+    progress: impl FnMut(&ZeekStats),
 ) -> Result<FollowReport, FollowError> {
     if path.is_dir() {
         return Err(FollowError::Directory(path.to_path_buf()));
     }
     if let Ok(mut file) = File::open(path) {
         let mut magic = [0u8; 2];
-        if std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == [0x1f, 0x8b] {
+        if io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == [0x1f, 0x8b] {
             return Err(FollowError::Compressed(path.to_path_buf()));
         }
     }
-    let mut f = Follower::new(store, path, config)?;
+    let mut f = Follower::new(store, path, config, progress)?;
     f.start()?;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         f.check_file()?;
         let progressed = f.read_available()?;
-        if f.agg.is_full() || (f.dirty && f.last_flush.elapsed() >= f.config.flush_interval) {
+        if f.dirty && f.worker.flush_due() {
             f.flush()?;
         }
         if stopping {
@@ -223,54 +219,65 @@ pub fn follow(
             }
         }
     }
-    f.report.elapsed = f.started.elapsed();
+    let summary = f.worker.finish()?;
+    f.report.records_written = summary.records_written;
+    f.report.negatives_written = summary.negatives_written;
+    f.report.flushes = summary.flushes;
+    f.report.elapsed_secs = f.started.elapsed().as_secs_f64();
     Ok(f.report)
 }
 
-struct Follower<'a> {
-    store: &'a Store,
+struct Follower<P> {
+    store: Arc<Store>,
+    worker: Worker,
     path: PathBuf,
     label: String,
     key: Vec<u8>,
     config: FollowConfig,
-    agg: Aggregator,
     current: Option<Current>,
     finished: Vec<Finished>,
     report: FollowReport,
+    /// Counters as last handed to `progress`.
     published: ZeekStats,
+    progress: P,
     dirty: bool,
-    last_flush: Instant,
     started: Instant,
 }
 
-impl<'a> Follower<'a> {
-    fn new(store: &'a Store, path: &Path, config: &FollowConfig) -> Result<Self, StoreError> {
+impl<P: FnMut(&ZeekStats)> Follower<P> {
+    fn new(
+        store: Arc<Store>,
+        path: &Path,
+        config: &FollowConfig,
+        progress: P,
+    ) -> Result<Self, PipelineError> {
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let mut config = config.clone();
         config.poll_interval = config
             .poll_interval
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         config.flush_interval = config.flush_interval.min(Duration::from_secs(2));
+        let pipeline = ImportConfig::pipeline(config.max_entries, config.flush_interval);
         Ok(Follower {
+            worker: Worker::new(&pipeline, Arc::clone(&store), "pdns-store")?,
             store,
             key: meta::follow_key(&absolute.to_string_lossy()),
             label: path.display().to_string(),
             path: absolute,
-            agg: Aggregator::new(config.max_entries, origin::ZEEK),
             config,
             current: None,
             finished: Vec::new(),
             report: FollowReport::default(),
             published: ZeekStats::default(),
+            progress,
             dirty: false,
-            last_flush: Instant::now(),
             started: Instant::now(),
         })
     }
 
     /// Picks up from the saved position (see the module docs).
-    fn start(&mut self) -> Result<(), StoreError> {
-        let saved: Option<FollowPosition> = meta::get(self.store, &self.key)?;
+    fn start(&mut self) -> Result<(), PipelineError> {
+        let saved: Option<FollowPosition> = meta::get(&self.store, &self.key)?;
         let Some(saved) = saved else {
             tracing::info!(
                 "{}: following from the beginning (no saved position)",
@@ -367,7 +374,7 @@ impl<'a> Follower<'a> {
     }
 
     /// Notices a new, replaced or truncated file.
-    fn check_file(&mut self) -> Result<(), StoreError> {
+    fn check_file(&mut self) -> Result<(), PipelineError> {
         let md = match std::fs::metadata(&self.path) {
             Ok(md) => md,
             Err(_) => return Ok(()), // missing: keep reading what is open
@@ -438,7 +445,7 @@ impl<'a> Follower<'a> {
 
     /// Reads the current file to its very end (a rotated file: its last
     /// line needs no newline) and records it as finished.
-    fn drain_and_finish(&mut self) -> Result<(), StoreError> {
+    fn drain_and_finish(&mut self) -> Result<(), PipelineError> {
         while self.read_lines(true)? {}
         if let Some(mut cur) = self.current.take() {
             cur.warnings.finish();
@@ -460,11 +467,11 @@ impl<'a> Follower<'a> {
     }
 
     /// Imports the complete lines available now; whether any was read.
-    fn read_available(&mut self) -> Result<bool, StoreError> {
+    fn read_available(&mut self) -> Result<bool, PipelineError> {
         self.read_lines(false)
     }
 
-    fn read_lines(&mut self, take_partial: bool) -> Result<bool, StoreError> {
+    fn read_lines(&mut self, take_partial: bool) -> Result<bool, PipelineError> {
         let Some(cur) = &mut self.current else {
             return Ok(false);
         };
@@ -480,21 +487,22 @@ impl<'a> Follower<'a> {
             };
             cur.line_no += 1;
             progressed = true;
+            let worker = &mut self.worker;
             cur.parser.handle(
                 line,
                 cur.line_no,
-                true,
+                false,
                 &mut self.report.stats,
-                &mut self.agg,
+                &mut |response| worker.response(response),
                 &mut cur.warnings,
             );
-            if self.agg.is_full() {
+            if self.worker.is_full() {
                 break;
             }
         }
         if progressed {
             self.dirty = true;
-            if self.agg.is_full() {
+            if self.worker.is_full() {
                 self.flush()?;
             }
         }
@@ -532,39 +540,15 @@ impl<'a> Follower<'a> {
         pos
     }
 
-    /// Writes the aggregates and the position in one batch.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Hands the aggregates and the position to the store in one batch.
+    fn flush(&mut self) -> Result<(), PipelineError> {
         let position = self.position();
-        let aggregates = self.agg.take();
-        let written =
-            self.store
-                .write_with_meta(&aggregates, &self.key, &meta::encode(&position))?;
-        self.report.records_written += written.records as u64;
-        self.report.negatives_written += written.negatives as u64;
-        self.report.flushes += 1;
+        self.worker
+            .flush_with(vec![(self.key.clone(), meta::encode(&position))])?;
         self.dirty = false;
-        self.last_flush = Instant::now();
         let delta = self.report.stats.since(&self.published);
-        METRICS.add_zeek(&delta);
+        (self.progress)(&delta);
         self.published = self.report.stats.clone();
         Ok(())
     }
-}
-
-/// A parser restored from a saved position's header (for tools that want
-/// the header state without the file).
-pub fn parser_of(pos: &FollowPosition) -> LogParser {
-    let format = match pos.format.as_str() {
-        "tsv" => Some(Format::Tsv),
-        "json" => Some(Format::Json),
-        _ => None,
-    };
-    let lines: Vec<Vec<u8>> = pos.header.iter().map(|l| l.as_bytes().to_vec()).collect();
-    LogParser::restore(format, &lines)
-}
-
-/// The SHA-256 (hex) of a byte string, as positions store it.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex(&sha2::Sha256::digest(data))
 }

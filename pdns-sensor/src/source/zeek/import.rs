@@ -5,10 +5,11 @@
 //! (the file's identity, see [`super::meta`]), and only if that content was
 //! never imported does the second pass parse it. The second pass reads
 //! exactly the bytes the first one hashed, so a file still growing is
-//! imported as the prefix that was hashed. Aggregates are written when the
-//! aggregator fills up or the flush interval passes, each time with the
-//! file's bookkeeping entry (`partial`, with the offset reached) in the
-//! same atomic batch; the last batch marks it `done`. A rerun after a
+//! imported as the prefix that was hashed. Lines go through a pipeline
+//! [`Worker`], like every source's observations; a batch is written when
+//! the worker says a flush is due, each time with the file's bookkeeping
+//! entry (`partial`, with the offset reached) in the same atomic batch; the
+//! last batch marks it `done`. A rerun after a
 //! crash therefore resumes at the last committed offset — replaying the
 //! header lines before it — and importing a file again is a no-op that
 //! says "already imported, skipped".
@@ -25,15 +26,16 @@
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::meta::{self, FileRecord, FileState};
 use super::reader::{self, LineReader};
 use super::{FileParser, Warnings, ZeekStats};
-use crate::aggregate::Aggregator;
-use crate::metrics::METRICS;
-use crate::store::value::origin;
-use crate::store::{Store, StoreError};
+use crate::pipeline::{PipelineConfig, PipelineError, Worker};
+use crate::source::progress::{ITEMS_BATCH, ReadProgress};
+use crate::store::Store;
+use crate::vocab::value::Origin;
 
 /// How an import runs.
 #[derive(Clone, Debug)]
@@ -42,6 +44,19 @@ pub struct ImportConfig {
     pub max_entries: usize,
     /// Longest time observations wait in memory before being written.
     pub flush_interval: Duration,
+}
+
+impl ImportConfig {
+    /// The worker a Zeek import runs (no decoding, origin `zeek`).
+    pub(super) fn pipeline(max_entries: usize, flush_interval: Duration) -> PipelineConfig {
+        PipelineConfig {
+            threads: 1,
+            max_entries,
+            flush_interval,
+            origin: Origin::ZEEK,
+            ..PipelineConfig::default()
+        }
+    }
 }
 
 impl Default for ImportConfig {
@@ -54,7 +69,7 @@ impl Default for ImportConfig {
 }
 
 /// What an import did.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ImportReport {
     /// Files read to their end (including resumed ones).
     pub files_imported: usize,
@@ -67,61 +82,79 @@ pub struct ImportReport {
     pub files_failed: usize,
     /// Files cut short by damage (lines before it kept).
     pub files_damaged: usize,
+    #[serde(rename = "zeek")]
     pub stats: ZeekStats,
     /// Decompressed bytes parsed.
     pub bytes: u64,
     pub records_written: u64,
     pub negatives_written: u64,
     pub flushes: u64,
-    pub elapsed: Duration,
+    pub elapsed_secs: f64,
 }
 
 /// Imports files one after another into one store.
 pub struct Importer<'a> {
-    store: &'a Store,
-    config: ImportConfig,
-    agg: Aggregator,
+    store: Arc<Store>,
+    worker: Worker,
     report: ImportReport,
     /// Content hashes of files a follower read to the end.
     followed: HashSet<String>,
+    /// Counters as last handed to `progress`.
     published: ZeekStats,
-    last_flush: Instant,
+    /// Told the counters' increase at every flush.
+    progress: Box<dyn FnMut(&ZeekStats) + 'a>,
+    /// Bytes (as stored: compressed for gzip) and lines read, for the
+    /// progress display.
+    read: Arc<ReadProgress>,
     started: Instant,
 }
 
 impl<'a> Importer<'a> {
-    pub fn new(store: &'a Store, config: ImportConfig) -> Result<Self, StoreError> {
+    /// An importer into `store`; `progress` is told the increase of the
+    /// line counters at every flush (for metrics).
+    pub fn new(
+        store: Arc<Store>,
+        config: ImportConfig,
+        progress: impl FnMut(&ZeekStats) + 'a,
+    ) -> Result<Self, PipelineError> {
+        let pipeline = ImportConfig::pipeline(config.max_entries, config.flush_interval);
         Ok(Importer {
+            followed: meta::followed_files(&store)?,
+            worker: Worker::new(&pipeline, Arc::clone(&store), "pdns-store")?,
             store,
-            agg: Aggregator::new(config.max_entries, origin::ZEEK),
-            config,
             report: ImportReport::default(),
-            followed: meta::followed_files(store)?,
             published: ZeekStats::default(),
-            last_flush: Instant::now(),
+            progress: Box::new(progress),
+            read: Arc::default(),
             started: Instant::now(),
         })
     }
 
+    /// How far the import has read: bytes of the files as stored
+    /// (compressed bytes for gzip logs), counted during the import pass
+    /// (not the hashing one), whole for files skipped; lines.
+    pub fn read_progress(&self) -> Arc<ReadProgress> {
+        Arc::clone(&self.read)
+    }
+
     /// Imports a file, or every dns log below a directory.
-    pub fn import_path(&mut self, path: &Path) -> Result<(), StoreError> {
-        if path.is_dir() {
-            let mut files = Vec::new();
-            collect(path, &mut files, 0);
-            if files.is_empty() {
-                tracing::warn!("{}: no dns*.log* file below this directory", path.display());
-            }
-            for f in files {
-                self.import_file(&f)?;
-            }
-            Ok(())
-        } else {
-            self.import_file(path)
+    pub fn import_path(&mut self, path: &Path) -> Result<(), PipelineError> {
+        for f in dns_logs(path) {
+            self.import_file(&f)?;
         }
+        Ok(())
     }
 
     /// Imports one file (see the module docs).
-    pub fn import_file(&mut self, path: &Path) -> Result<(), StoreError> {
+    pub fn import_file(&mut self, path: &Path) -> Result<(), PipelineError> {
+        let start = self.read.bytes();
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let result = self.import_one(path);
+        self.read.finish_file(start, size);
+        result
+    }
+
+    fn import_one(&mut self, path: &Path) -> Result<(), PipelineError> {
         let label = path.display().to_string();
         let hash = match reader::hash_content(path) {
             Ok(h) => h,
@@ -145,7 +178,9 @@ impl<'a> Importer<'a> {
             return Ok(());
         }
         let key = meta::file_key(&hash.sha256);
-        let prior: Option<FileRecord> = meta::get(self.store, &key)?;
+        // Earlier files' bookkeeping may still be on its way to the store.
+        self.worker.sync()?;
+        let prior: Option<FileRecord> = meta::get(&self.store, &key)?;
         let resume = match &prior {
             Some(r) if r.state == FileState::Done => {
                 tracing::info!(
@@ -170,7 +205,7 @@ impl<'a> Importer<'a> {
             }
             None => 0,
         };
-        let stream = match reader::open(path) {
+        let stream = match reader::open_counted(path, &self.read) {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::error!("{label}: {e}");
@@ -202,22 +237,26 @@ impl<'a> Importer<'a> {
                 }
             };
             line_no += 1;
-            let observe = before >= resume;
+            if line_no.is_multiple_of(ITEMS_BATCH) {
+                self.read.add_items(ITEMS_BATCH);
+            }
+            let worker = &mut self.worker;
             file.handle(
                 line,
                 line_no,
-                observe,
+                before < resume,
                 &mut self.report.stats,
-                &mut self.agg,
+                &mut |response| worker.response(response),
                 &mut warnings,
             );
-            if self.agg.is_full() || self.last_flush.elapsed() >= self.config.flush_interval {
+            if self.worker.flush_due() {
                 record.offset = lines.pos();
                 record.line = line_no;
                 self.flush(&key, &mut record)?;
             }
         }
         warnings.finish();
+        self.read.add_items(line_no % ITEMS_BATCH);
         self.report.bytes += lines.pos().saturating_sub(resume);
         record.offset = lines.pos();
         record.line = line_no;
@@ -249,32 +288,45 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    fn flush(&mut self, key: &[u8], record: &mut FileRecord) -> Result<(), StoreError> {
+    /// Hands what was read to the store with the file's position.
+    fn flush(&mut self, key: &[u8], record: &mut FileRecord) -> Result<(), PipelineError> {
         record.updated = meta::now();
-        let aggregates = self.agg.take();
-        let written = self
-            .store
-            .write_with_meta(&aggregates, key, &meta::encode(record))?;
-        self.report.records_written += written.records as u64;
-        self.report.negatives_written += written.negatives as u64;
-        self.report.flushes += 1;
-        self.last_flush = Instant::now();
+        self.worker
+            .flush_with(vec![(key.to_vec(), meta::encode(record))])?;
         let delta = self.report.stats.since(&self.published);
-        METRICS.add_zeek(&delta);
+        (self.progress)(&delta);
         self.published = self.report.stats.clone();
         Ok(())
     }
 
-    /// Ends the import (everything is already written) and reports.
-    pub fn finish(mut self) -> ImportReport {
-        self.report.elapsed = self.started.elapsed();
-        self.report
+    /// Ends the import: waits until everything is written, and reports.
+    pub fn finish(mut self) -> Result<ImportReport, PipelineError> {
+        let summary = self.worker.finish()?;
+        self.report.records_written = summary.records_written;
+        self.report.negatives_written = summary.negatives_written;
+        self.report.flushes = summary.flushes;
+        self.report.elapsed_secs = self.started.elapsed().as_secs_f64();
+        Ok(self.report)
     }
 }
 
 /// Whether a file found in a directory walk is a Zeek DNS log.
 pub fn is_dns_log_name(name: &str) -> bool {
     name.starts_with("dns") && name.contains(".log")
+}
+
+/// The files a path names: itself, or every dns log below a directory (in
+/// name order; see the module docs).
+pub(crate) fn dns_logs(path: &Path) -> Vec<PathBuf> {
+    if !path.is_dir() {
+        return vec![path.to_path_buf()];
+    }
+    let mut files = Vec::new();
+    collect(path, &mut files, 0);
+    if files.is_empty() {
+        tracing::warn!("{}: no dns*.log* file below this directory", path.display());
+    }
+    files
 }
 
 /// Directory levels walked (a bound against symlink loops).

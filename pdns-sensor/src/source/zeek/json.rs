@@ -43,7 +43,7 @@ struct Line<'a> {
 }
 
 /// Parses one JSON line into `rec`.
-pub fn parse_line(line: &[u8], rec: &mut LogRecord) -> Result<(), LineSkip> {
+pub(super) fn parse_line(line: &[u8], rec: &mut LogRecord) -> Result<(), LineSkip> {
     let parsed: Line<'_> = serde_json::from_slice(line).map_err(|e| {
         if e.is_data() {
             LineSkip::BadValue
@@ -61,7 +61,7 @@ pub fn parse_line(line: &[u8], rec: &mut LogRecord) -> Result<(), LineSkip> {
             }
         }
         Ts::Number(_) => return Err(LineSkip::BadTs),
-        Ts::Text(t) => crate::time::parse(&t).map_err(|_| LineSkip::BadTs)?,
+        Ts::Text(t) => crate::vocab::time::parse(&t).map_err(|_| LineSkip::BadTs)?,
     };
     if let Some(q) = parsed.query {
         unescape_lenient(q.as_bytes(), &mut rec.query);

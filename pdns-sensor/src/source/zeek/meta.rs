@@ -1,7 +1,7 @@
 //! Bookkeeping entries: what was imported, and where a follower stands.
 //!
 //! Both kinds live in the store's bookkeeping space and are written in the
-//! same atomic batch as the data they describe ([`Store::write_with_meta`]),
+//! same atomic batch as the data they describe (`Store::write_with_meta`),
 //! so after a crash the records and the position can never disagree: either
 //! both the data of a batch and the position after it are there, or
 //! neither.

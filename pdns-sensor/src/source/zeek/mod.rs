@@ -3,21 +3,23 @@
 //!
 //! Zeek writes one line per DNS transaction, not per record: the answers are
 //! flattened into a list of strings under the question name, with neither
-//! owner nor type per answer (see `shared/docs/zeek-dnslog.md`). This module
-//! turns such lines back into the observations the wire path produces —
-//! same owner encoding, same canonical rdata — so a record seen both on the
-//! wire and in a log is one key in the store, and merges.
+//! owner nor type per answer (`reconstruct` says what can be rebuilt from
+//! them). This module turns such lines back into the responses the wire
+//! path extracts — same owner encoding, same canonical rdata — and hands
+//! them to the pipeline's worker, which applies the same extraction rules
+//! as to a DNS message: a record seen both on the wire and in a log is one
+//! key in the store, and merges.
 //!
 //! | file | job |
 //! |---|---|
 //! | [`reader`] | open plain or gzip (by magic bytes), hash the content, split lines with bounded memory |
-//! | [`tsv`] | the header-driven TSV format: `#separator`, `#fields`, escapes |
-//! | [`json`] | the JSON-lines format |
-//! | [`parser`] | picks the format of a file and keeps its header state |
-//! | [`reconstruct`] | answers → (owner, type, rdata) observations and negative answers |
+//! | `tsv` | the header-driven TSV format: `#separator`, `#fields`, escapes |
+//! | `json` | the JSON-lines format |
+//! | `parser` | picks the format of a file and keeps its header state |
+//! | `reconstruct` | a line → a [`Response`](crate::extract::Response): owners, types, canonical rdata |
 //! | [`meta`] | the bookkeeping entries that make imports idempotent and follows restartable |
-//! | [`import`] | batch import of files and directories |
-//! | [`follow`] | tailing a live log across rotations |
+//! | [`import`] | batch import of files and directories, through a pipeline worker |
+//! | [`follow`] | tailing a live log across rotations, through a pipeline worker |
 //!
 //! Every data line ends up counted exactly once: imported, or skipped under
 //! one [`LineSkip`] reason; answers that cannot become records are counted
@@ -25,12 +27,12 @@
 
 pub mod follow;
 pub mod import;
-pub mod json;
+mod json;
 pub mod meta;
-pub mod parser;
+mod parser;
 pub mod reader;
-pub mod reconstruct;
-pub mod tsv;
+mod reconstruct;
+mod tsv;
 
 /// One dns.log line, reduced to what an import needs. Filled by the TSV and
 /// JSON parsers; its buffers are reused line after line.
@@ -184,8 +186,10 @@ reasons! {
     }
 }
 
-/// What an import or follow did with the lines it read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What an import or follow did with the lines it read. Serialised with
+/// the skip reasons by name (see [`ZeekCounts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "ZeekCounts", from = "ZeekCounts")]
 pub struct ZeekStats {
     /// Data lines read (header and comment lines are not counted).
     pub lines: u64,
@@ -223,10 +227,6 @@ impl ZeekStats {
 
     pub fn lines_skipped(&self) -> u64 {
         self.line_skips.iter().sum()
-    }
-
-    pub fn answers_skipped(&self) -> u64 {
-        self.answer_skips.iter().sum()
     }
 
     /// Adds another set of counters to this one.
@@ -295,27 +295,60 @@ impl ZeekStats {
         }
         s
     }
+}
 
-    /// The counters as JSON (for `--stats-json` and tests).
-    pub fn to_json(&self) -> serde_json::Value {
-        let lines: serde_json::Map<String, serde_json::Value> = LineSkip::ALL
-            .iter()
-            .map(|r| (r.as_str().to_string(), self.line_skipped(*r).into()))
-            .collect();
-        let answers: serde_json::Map<String, serde_json::Value> = AnswerSkip::ALL
-            .iter()
-            .map(|r| (r.as_str().to_string(), self.answer_skipped(*r).into()))
-            .collect();
-        serde_json::json!({
-            "lines": self.lines,
-            "lines_imported": self.lines_imported,
-            "record_observations": self.records,
-            "negative_observations": self.negatives,
-            "header_errors": self.header_errors,
-            "answers_without_ttl": self.ttl_missing,
-            "skipped_lines": lines,
-            "skipped_answers": answers,
-        })
+/// [`ZeekStats`] as `--stats-json` shows it: skip reasons by name.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ZeekCounts {
+    pub lines: u64,
+    pub lines_imported: u64,
+    pub record_observations: u64,
+    pub negative_observations: u64,
+    pub header_errors: u64,
+    pub answers_without_ttl: u64,
+    pub skipped_lines: std::collections::BTreeMap<String, u64>,
+    pub skipped_answers: std::collections::BTreeMap<String, u64>,
+}
+
+impl From<ZeekStats> for ZeekCounts {
+    fn from(s: ZeekStats) -> ZeekCounts {
+        ZeekCounts {
+            lines: s.lines,
+            lines_imported: s.lines_imported,
+            record_observations: s.records,
+            negative_observations: s.negatives,
+            header_errors: s.header_errors,
+            answers_without_ttl: s.ttl_missing,
+            skipped_lines: LineSkip::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), s.line_skipped(*r)))
+                .collect(),
+            skipped_answers: AnswerSkip::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), s.answer_skipped(*r)))
+                .collect(),
+        }
+    }
+}
+
+impl From<ZeekCounts> for ZeekStats {
+    fn from(c: ZeekCounts) -> ZeekStats {
+        let mut s = ZeekStats {
+            lines: c.lines,
+            lines_imported: c.lines_imported,
+            records: c.record_observations,
+            negatives: c.negative_observations,
+            header_errors: c.header_errors,
+            ttl_missing: c.answers_without_ttl,
+            ..ZeekStats::default()
+        };
+        for (i, r) in LineSkip::ALL.iter().enumerate() {
+            s.line_skips[i] = c.skipped_lines.get(r.as_str()).copied().unwrap_or(0);
+        }
+        for (i, r) in AnswerSkip::ALL.iter().enumerate() {
+            s.answer_skips[i] = c.skipped_answers.get(r.as_str()).copied().unwrap_or(0);
+        }
+        s
     }
 }
 
@@ -337,32 +370,24 @@ impl FileParser {
         }
     }
 
-    /// A parser whose header state was restored (see
-    /// [`parser::LogParser::restore`]).
-    pub fn with_parser(parser: parser::LogParser) -> Self {
-        FileParser {
-            parser,
-            ..FileParser::new()
-        }
-    }
-
-    /// Handles line `line_no` of the file. With `observe` false the line
-    /// only updates the header state (replaying the part of a file that an
-    /// earlier run imported) and nothing is counted.
+    /// Handles line `line_no` of the file: a data line is rebuilt and
+    /// handed to `observe`. With `replay_only` the line only updates the
+    /// header state (replaying the part of a file that an earlier run
+    /// imported) and nothing is counted.
     pub fn handle(
         &mut self,
         line: reader::Line<'_>,
         line_no: u64,
-        observe: bool,
+        replay_only: bool,
         stats: &mut ZeekStats,
-        sink: &mut impl crate::extract::ObservationSink,
+        observe: &mut impl FnMut(&mut crate::extract::Response) -> crate::extract::Outcome,
         warnings: &mut Warnings,
     ) {
         let text = match line {
-            reader::Line::Text(t) if !observe && !self.parser.needs_for_state(t) => return,
+            reader::Line::Text(t) if replay_only && !self.parser.needs_for_state(t) => return,
             reader::Line::Text(t) => t,
             reader::Line::TooLong => {
-                if observe {
+                if !replay_only {
                     stats.lines += 1;
                     stats.skip_line(LineSkip::TooLong);
                     warnings.warn(line_no, || {
@@ -374,20 +399,21 @@ impl FileParser {
         };
         match self.parser.parse(text, &mut self.rec) {
             parser::Outcome::Record => {
-                if observe {
-                    self.recon.observe(&self.rec, stats, sink);
+                if replay_only {
+                    return;
                 }
+                self.recon.observe(&self.rec, stats, observe);
             }
             parser::Outcome::Meta => {}
             parser::Outcome::Skipped(reason) => {
-                if observe {
+                if !replay_only {
                     stats.lines += 1;
                     stats.skip_line(reason);
                     warnings.warn(line_no, || describe(reason).to_string());
                 }
             }
             parser::Outcome::HeaderError(message) => {
-                if observe {
+                if !replay_only {
                     stats.header_errors += 1;
                     warnings.warn(line_no, || format!("bad header line: {message}"));
                 }
@@ -458,16 +484,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    use crate::vocab::name;
+    use crate::vocab::observation::ObservationSink;
+    use crate::vocab::{OptRcode, Rtype};
+
     struct Count(u64);
 
-    impl crate::extract::ObservationSink for Count {
-        fn record(&mut self, owner: &[u8], _: u16, rdata: &[u8], _: u32, _: u64) {
-            assert!(crate::name::split(owner).is_some_and(|(_, rest)| rest.is_empty()));
+    impl ObservationSink for Count {
+        fn record(&mut self, owner: &[u8], _: Rtype, rdata: &[u8], _: u32, _: u64) {
+            assert!(name::split(owner).is_some_and(|(_, rest)| rest.is_empty()));
             assert!(rdata.len() <= 65535);
             self.0 += 1;
         }
-        fn negative(&mut self, qname: &[u8], _: u16, _: u16, _: u64) {
-            assert!(crate::name::split(qname).is_some());
+        fn negative(&mut self, qname: &[u8], _: Rtype, _: OptRcode, _: u64) {
+            assert!(name::split(qname).is_some());
             self.0 += 1;
         }
     }
@@ -488,7 +518,14 @@ mod tests {
         let mut n = 0;
         while let Some(line) = reader.next_line(true).unwrap() {
             n += 1;
-            file.handle(line, n, true, &mut stats, &mut sink, &mut warnings);
+            file.handle(
+                line,
+                n,
+                false,
+                &mut stats,
+                &mut |r| r.observe(&mut sink),
+                &mut warnings,
+            );
         }
         assert_eq!(stats.lines, stats.lines_imported + stats.lines_skipped());
         assert_eq!(sink.0, stats.records + stats.negatives);

@@ -22,9 +22,12 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
+
+use crate::source::progress::{Counted, ReadProgress};
 
 /// Longest line kept; longer ones are skipped and counted.
 pub const MAX_LINE: usize = 1 << 20;
@@ -40,7 +43,19 @@ pub enum Compression {
 
 /// Opens a log, transparently decompressing gzip.
 pub fn open(path: &Path) -> io::Result<(Box<dyn Read + Send>, Compression)> {
-    let mut file = File::open(path)?;
+    stream(File::open(path)?)
+}
+
+/// [`open`], counting the bytes read from the file (compressed, for a gzip
+/// log) in `progress`.
+pub(crate) fn open_counted(
+    path: &Path,
+    progress: &Arc<ReadProgress>,
+) -> io::Result<(Box<dyn Read + Send>, Compression)> {
+    stream(Counted::new(File::open(path)?, Arc::clone(progress)))
+}
+
+fn stream(mut file: impl Read + Send + 'static) -> io::Result<(Box<dyn Read + Send>, Compression)> {
     let mut magic = [0u8; 6];
     let mut n = 0;
     while n < magic.len() {

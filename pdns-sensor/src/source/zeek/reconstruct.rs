@@ -1,8 +1,8 @@
 //! From a dns.log line back to records: owner, type and canonical rdata.
 //!
 //! Zeek logs the answer section as a list of strings under the question
-//! name, with neither owner nor type per answer (`zeek-dnslog.md` §1.7).
-//! What can be rebuilt, and how:
+//! name, with neither owner nor type per answer, each type rendered its own
+//! way by Zeek's base DNS scripts. What can be rebuilt, and how:
 //!
 //! * an IPv4 address is an `A` record, an IPv6 address `AAAA`;
 //! * `TXT <len> <text> ...` / `SPF <len> <text> ...` are TXT / SPF records,
@@ -46,12 +46,12 @@
 //! is stored, as on the wire).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 use super::{AnswerSkip, LineSkip, LogRecord, ZeekStats};
-use crate::extract::ObservationSink;
-
-/// Longest name in wire form.
-const MAX_WIRE_NAME: usize = 255;
+use crate::extract::response::{NoData, NoNegative, Outcome, Response};
+use crate::vocab::name;
+use crate::vocab::{OptRcode, Rtype};
 
 /// What one answer string is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,14 +80,6 @@ enum Role {
     Skip(AnswerSkip),
 }
 
-/// A record waiting to be emitted (ranges into `bytes`).
-struct Pending {
-    owner: std::ops::Range<usize>,
-    rtype: u16,
-    rdata: std::ops::Range<usize>,
-    ttl: u32,
-}
-
 /// Query types whose answers Zeek never puts in `answers`: an empty list
 /// for them is not NODATA.
 fn answers_unlogged(qtype: u16) -> bool {
@@ -99,48 +91,54 @@ fn answers_unlogged(qtype: u16) -> bool {
 
 /// Reusable buffers for rebuilding one line after another.
 #[derive(Default)]
-pub struct Reconstructor {
+pub(super) struct Reconstructor {
     kinds: Vec<Kind>,
-    /// Owners and rdata of the line's records.
-    bytes: Vec<u8>,
-    pending: Vec<Pending>,
-    /// End of the CNAME chain for NXDOMAIN (reversed encoding).
-    chain_end: Vec<u8>,
+    response: Response,
+    /// A CNAME target being re-encoded as the next owner.
     scratch: Vec<u8>,
 }
 
 impl Reconstructor {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Reconstructor {
             kinds: Vec::with_capacity(32),
-            bytes: Vec::with_capacity(2048),
-            pending: Vec::with_capacity(32),
-            chain_end: Vec::with_capacity(256),
+            response: Response::new(),
             scratch: Vec::with_capacity(256),
         }
     }
 
-    /// Turns one parsed line into observations; counts the line as imported
-    /// or skipped (exactly one of the two) and every unusable answer.
-    pub fn observe(
+    /// Rebuilds one parsed line into a response and hands it to `observe`
+    /// (which applies the extraction rules, see
+    /// [`crate::extract::response`]); counts the line as imported or
+    /// skipped (exactly one of the two), its observations, and every
+    /// unusable answer.
+    pub(super) fn observe(
         &mut self,
         rec: &LogRecord,
         stats: &mut ZeekStats,
-        sink: &mut impl ObservationSink,
+        observe: &mut impl FnMut(&mut Response) -> Outcome,
     ) {
         stats.lines += 1;
-        match self.observe_inner(rec, stats, sink) {
+        let result = self.rebuild(rec, stats).and_then(|()| {
+            let outcome = observe(&mut self.response);
+            stats.records += outcome.records as u64;
+            stats.negatives += u64::from(outcome.negative);
+            match outcome.no_negative {
+                Some(NoNegative::NoQtype) => Err(LineSkip::NoQtype),
+                Some(NoNegative::NotNoData(_)) => Err(LineSkip::AnswersNotLogged),
+                Some(NoNegative::NoQuestion) => Err(LineSkip::NoQuery),
+                None if outcome.records == 0 && !outcome.negative => Err(LineSkip::NoUsableAnswer),
+                None => Ok(()),
+            }
+        });
+        match result {
             Ok(()) => stats.lines_imported += 1,
             Err(reason) => stats.skip_line(reason),
         }
     }
 
-    fn observe_inner(
-        &mut self,
-        rec: &LogRecord,
-        stats: &mut ZeekStats,
-        sink: &mut impl ObservationSink,
-    ) -> Result<(), LineSkip> {
+    /// Fills the response from the line, or says why the line is skipped.
+    fn rebuild(&mut self, rec: &LogRecord, stats: &mut ZeekStats) -> Result<(), LineSkip> {
         if rec.opcode.is_some_and(|o| o != 0) {
             return Err(LineSkip::Opcode);
         }
@@ -153,45 +151,23 @@ impl Reconstructor {
         if !rec.has_query {
             return Err(LineSkip::NoQuery);
         }
-        self.bytes.clear();
-        self.pending.clear();
-        let query_start = self.bytes.len();
-        if !encode_reversed(&rec.query, &mut self.bytes) {
+        let response = &mut self.response;
+        response.clear();
+        response.ts = rec.ts;
+        response.rcode = OptRcode::masked_from_int(rcode);
+        response.qtype = rec.qtype.map(Rtype::from_int);
+        response.answer_count = rec.answer_count();
+        if rec.qtype.is_some_and(answers_unlogged) {
+            response.nodata = NoData::NotRecorded;
+        }
+        let query_start = response.len();
+        if !name::encode_dotted(&rec.query, response.buf()) {
             return Err(LineSkip::NoQuery);
         }
-        let query = query_start..self.bytes.len();
-
-        if rec.answer_count() == 0 {
-            let Some(qtype) = rec.qtype else {
-                return Err(LineSkip::NoQtype);
-            };
-            if rcode == 0 && answers_unlogged(qtype) {
-                return Err(LineSkip::AnswersNotLogged);
-            }
-            sink.negative(&self.bytes[query], qtype, rcode, rec.ts);
-            stats.negatives += 1;
-            return Ok(());
-        }
-
+        let query = query_start..response.len();
+        response.set_qname(query.clone());
         self.classify(rec, stats);
-        let chain_end = self.build(rec, query, stats);
-        let emitted = self.emit(rec.ts, stats, sink);
-        // NXDOMAIN after a CNAME chain: the name that does not exist is the
-        // end of the chain (as the wire path files it).
-        let mut negative = false;
-        if rcode == 3
-            && let (Some(end), Some(qtype)) = (chain_end, rec.qtype)
-        {
-            self.chain_end.clear();
-            if crate::store::keys::wire_name_reversed(&self.bytes[end], &mut self.chain_end) {
-                sink.negative(&self.chain_end, qtype, rcode, rec.ts);
-                stats.negatives += 1;
-                negative = true;
-            }
-        }
-        if emitted == 0 && !negative {
-            return Err(LineSkip::NoUsableAnswer);
-        }
+        self.build(rec, query, stats);
         Ok(())
     }
 
@@ -208,16 +184,10 @@ impl Reconstructor {
         }
     }
 
-    /// Walks the answers, appending records to `pending`. Returns the rdata
-    /// range of the last CNAME hop (the chain end), if any.
-    fn build(
-        &mut self,
-        rec: &LogRecord,
-        query: std::ops::Range<usize>,
-        stats: &mut ZeekStats,
-    ) -> Option<std::ops::Range<usize>> {
+    /// Walks the answers, adding their records to the response: a CNAME
+    /// hop's target becomes the owner of what follows.
+    fn build(&mut self, rec: &LogRecord, query: Range<usize>, stats: &mut ZeekStats) {
         let mut owner = query;
-        let mut last_hop = None;
         for i in 0..self.kinds.len() {
             let ttl = match rec.ttls.get(i) {
                 Some(&t) => t,
@@ -227,81 +197,71 @@ impl Reconstructor {
                 }
             };
             let answer = rec.answer(i);
-            let (rtype, rdata) = match self.kinds[i] {
-                Kind::V4(a) => (1, self.push(&a)),
-                Kind::V6(a) => (28, self.push(&a)),
+            let start = self.response.len();
+            let rtype = match self.kinds[i] {
+                Kind::V4(a) => {
+                    self.response.buf().extend_from_slice(&a);
+                    Rtype::A
+                }
+                Kind::V6(a) => {
+                    self.response.buf().extend_from_slice(&a);
+                    Rtype::AAAA
+                }
                 Kind::Text(rtype) => {
-                    let start = self.bytes.len();
-                    if !text_rdata(rtype, answer, &mut self.bytes) {
-                        self.bytes.truncate(start);
+                    if !text_rdata(rtype, answer, self.response.buf()) {
+                        self.response.buf().truncate(start);
                         stats.skip_answer(AnswerSkip::BadTxt);
                         continue;
                     }
-                    (rtype, start..self.bytes.len())
+                    Rtype::from_int(rtype)
                 }
                 Kind::Rrsig(_) | Kind::Skip(_) => continue,
                 Kind::Name => {
-                    let role = self.role(rec.qtype, answer, i);
-                    let start = self.bytes.len();
-                    let rtype = match role {
+                    let rtype = match self.role(rec.qtype, answer, i) {
                         Role::Skip(reason) => {
                             stats.skip_answer(reason);
                             continue;
                         }
-                        Role::CnameHop => 5,
+                        Role::CnameHop => Rtype::CNAME,
                         Role::Record(15) => {
-                            self.bytes.extend_from_slice(&[0, 0]); // preference unknown
-                            15
+                            self.response.buf().extend_from_slice(&[0, 0]); // preference unknown
+                            Rtype::MX
                         }
-                        Role::Record(t) => t,
+                        Role::Record(t) => Rtype::from_int(t),
                     };
-                    let name_start = self.bytes.len();
-                    if !encode_wire(answer, &mut self.bytes) {
-                        self.bytes.truncate(start);
+                    let response = &mut self.response;
+                    let name_start = response.len();
+                    if !name::wire_from_dotted(answer, response.buf()) {
+                        response.buf().truncate(start);
                         stats.skip_answer(AnswerSkip::BadName);
                         continue;
                     }
-                    let rdata = start..self.bytes.len();
-                    if rtype == 5 {
-                        // The target becomes the owner of what follows.
+                    if rtype == Rtype::CNAME {
+                        // The target, reversed, becomes the owner of what
+                        // follows.
+                        let rdata = start..response.len();
                         self.scratch.clear();
-                        if !crate::store::keys::wire_name_reversed(
-                            &self.bytes[name_start..],
+                        if !name::encode_wire(
+                            response.bytes(name_start..rdata.end),
                             &mut self.scratch,
                         ) {
-                            self.bytes.truncate(start);
+                            response.buf().truncate(start);
                             stats.skip_answer(AnswerSkip::BadName);
                             continue;
                         }
-                        let owner_start = self.bytes.len();
-                        self.bytes.extend_from_slice(&self.scratch);
-                        self.pending.push(Pending {
-                            owner: owner.clone(),
-                            rtype,
-                            rdata: rdata.clone(),
-                            ttl,
-                        });
-                        owner = owner_start..self.bytes.len();
-                        last_hop = Some(rdata);
+                        let owner_start = response.len();
+                        response.buf().extend_from_slice(&self.scratch);
+                        let next_owner = owner_start..response.len();
+                        response.push(owner, rtype, rdata, ttl);
+                        owner = next_owner;
                         continue;
                     }
-                    (rtype, rdata)
+                    rtype
                 }
             };
-            self.pending.push(Pending {
-                owner: owner.clone(),
-                rtype,
-                rdata,
-                ttl,
-            });
+            let rdata = start..self.response.len();
+            self.response.push(owner.clone(), rtype, rdata, ttl);
         }
-        last_hop
-    }
-
-    fn push(&mut self, data: &[u8]) -> std::ops::Range<usize> {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(data);
-        start..self.bytes.len()
     }
 
     /// Decides what name answer `i` is (see the module docs).
@@ -341,25 +301,6 @@ impl Reconstructor {
             }
             Some(_) => Role::CnameHop,
         }
-    }
-
-    /// Hands the pending records to the sink, each distinct one once.
-    fn emit(&mut self, ts: u64, stats: &mut ZeekStats, sink: &mut impl ObservationSink) -> usize {
-        let bytes = &self.bytes;
-        let id = |p: &Pending| (p.rtype, &bytes[p.owner.clone()], &bytes[p.rdata.clone()]);
-        let mut emitted = 0;
-        for (i, p) in self.pending.iter().enumerate() {
-            let this = id(p);
-            // Lines hold a handful of answers: a linear scan beats hashing.
-            if self.pending[..i].iter().any(|q| id(q) == this) {
-                continue;
-            }
-            sink.record(this.1, p.rtype, this.2, p.ttl, ts);
-            emitted += 1;
-        }
-        stats.records += emitted as u64;
-        self.pending.clear();
-        emitted
     }
 }
 
@@ -432,62 +373,6 @@ fn is_reverse_name(name: &[u8]) -> bool {
     name.ends_with(b".in-addr.arpa") || name.ends_with(b".ip6.arpa")
 }
 
-/// A dotted name as Zeek logs it (raw label bytes, no trailing dot; one is
-/// tolerated), checked: `None` if a label is empty or longer than 63
-/// bytes, or the name longer than 255 bytes in wire form. Returns the name
-/// without a trailing dot; empty is the root.
-fn checked(name: &[u8]) -> Option<&[u8]> {
-    let name = name.strip_suffix(b".").unwrap_or(name);
-    if name.is_empty() {
-        return Some(name);
-    }
-    let mut wire_len = 1;
-    for label in name.split(is_dot) {
-        if label.is_empty() || label.len() > 63 {
-            return None;
-        }
-        wire_len += 1 + label.len();
-    }
-    (wire_len <= MAX_WIRE_NAME).then_some(name)
-}
-
-fn is_dot(b: &u8) -> bool {
-    *b == b'.'
-}
-
-/// Appends a dotted name in the store's reversed owner encoding (the same
-/// bytes [`crate::name::encode`] gives for the wire name).
-pub fn encode_reversed(name: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(name) = checked(name) else {
-        return false;
-    };
-    if !name.is_empty() {
-        for label in name.rsplit(is_dot) {
-            out.push(label.len() as u8);
-            out.extend(label.iter().map(u8::to_ascii_lowercase));
-        }
-    }
-    out.push(0);
-    true
-}
-
-/// Appends a dotted name in canonical wire form (lowercase, uncompressed),
-/// as names inside rdata are stored.
-pub fn encode_wire(name: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(name) = checked(name) else {
-        return false;
-    };
-    if name.is_empty() {
-        return false; // Zeek drops empty (root) targets; never one here
-    }
-    for label in name.split(is_dot) {
-        out.push(label.len() as u8);
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
-    }
-    out.push(0);
-    true
-}
-
 /// Appends TXT/SPF rdata from Zeek's `TXT <len> <text> TXT <len> <text>`
 /// rendering (each length in bytes, strings joined by a space).
 fn text_rdata(rtype: u16, answer: &[u8], out: &mut Vec<u8>) -> bool {
@@ -527,7 +412,7 @@ fn text_rdata(rtype: u16, answer: &[u8], out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name;
+    use crate::vocab::observation::ObservationSink;
 
     #[derive(Default)]
     struct Collect {
@@ -536,13 +421,17 @@ mod tests {
     }
 
     impl ObservationSink for Collect {
-        fn record(&mut self, owner: &[u8], rtype: u16, rdata: &[u8], ttl: u32, _ts: u64) {
-            self.records
-                .push((name::presentation(owner), rtype, rdata.to_vec(), ttl));
+        fn record(&mut self, owner: &[u8], rtype: Rtype, rdata: &[u8], ttl: u32, _ts: u64) {
+            self.records.push((
+                name::presentation(owner),
+                rtype.to_int(),
+                rdata.to_vec(),
+                ttl,
+            ));
         }
-        fn negative(&mut self, qname: &[u8], qtype: u16, rcode: u16, _ts: u64) {
+        fn negative(&mut self, qname: &[u8], qtype: Rtype, rcode: OptRcode, _ts: u64) {
             self.negatives
-                .push((name::presentation(qname), qtype, rcode));
+                .push((name::presentation(qname), qtype.to_int(), rcode.to_int()));
         }
     }
 
@@ -572,13 +461,13 @@ mod tests {
     fn run(rec: &LogRecord) -> (Collect, ZeekStats) {
         let mut c = Collect::default();
         let mut stats = ZeekStats::default();
-        Reconstructor::new().observe(rec, &mut stats, &mut c);
+        Reconstructor::new().observe(rec, &mut stats, &mut |r| r.observe(&mut c));
         (c, stats)
     }
 
     fn wire(n: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        assert!(encode_wire(n.as_bytes(), &mut out));
+        assert!(name::wire_from_dotted(n.as_bytes(), &mut out));
         out
     }
 
@@ -767,19 +656,10 @@ mod tests {
 
     #[test]
     fn names_encode_like_the_wire_path() {
-        let mut out = Vec::new();
-        assert!(encode_reversed(b"WWW.Example.com", &mut out));
-        assert_eq!(out, name::encode_str("www.example.com").unwrap());
-        out.clear();
-        assert!(encode_reversed(b"", &mut out));
-        assert_eq!(out, vec![0]);
-        out.clear();
-        assert!(!encode_reversed(b"a..b", &mut out));
-        assert!(!encode_reversed(&[b'a'; 64], &mut out));
         let long = vec!["abcdefghi"; 26].join(".");
-        assert!(!encode_reversed(long.as_bytes(), &mut out));
-        out.clear();
-        assert!(encode_wire(b"a\x00b.test", &mut out));
+        let mut out = Vec::new();
+        assert!(!name::encode_dotted(long.as_bytes(), &mut out));
+        assert!(name::wire_from_dotted(b"a\x00b.test", &mut out));
         assert_eq!(out, b"\x03a\x00b\x04test\x00");
     }
 

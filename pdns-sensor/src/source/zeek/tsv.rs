@@ -43,7 +43,7 @@ const REQUIRED: [&str; 3] = ["ts", "query", "answers"];
 
 /// The header state of one TSV file.
 #[derive(Clone, Debug)]
-pub struct TsvHeader {
+pub(super) struct TsvHeader {
     sep: Vec<u8>,
     set_sep: Vec<u8>,
     empty: Vec<u8>,
@@ -71,13 +71,13 @@ impl Default for TsvHeader {
 
 impl TsvHeader {
     /// Whether a usable `#fields` (or plain field-name line) was seen.
-    pub fn has_fields(&self) -> bool {
+    pub(super) fn has_fields(&self) -> bool {
         self.columns.is_some()
     }
 
     /// Takes one `#` line. `Err` explains a header line that cannot be
     /// used; the previous state is kept for the parts it did not change.
-    pub fn header_line(&mut self, line: &[u8]) -> Result<(), String> {
+    pub(super) fn header_line(&mut self, line: &[u8]) -> Result<(), String> {
         let body = &line[1..];
         if let Some(value) = body
             .strip_prefix(b"separator ")
@@ -131,7 +131,7 @@ impl TsvHeader {
     /// seen before any `#fields`: `Some(Ok)` if adopted, `Some(Err)` if it is
     /// a field-name line that lacks needed columns, `None` if it is not a
     /// field-name line at all.
-    pub fn plain_field_line(&mut self, line: &[u8]) -> Option<Result<(), String>> {
+    pub(super) fn plain_field_line(&mut self, line: &[u8]) -> Option<Result<(), String>> {
         let names: Vec<&[u8]> = line.split(|&b| b == b'\t').collect();
         let name_like = |n: &&[u8]| {
             !n.is_empty()
@@ -152,7 +152,7 @@ impl TsvHeader {
     /// Header lines that rebuild this state when fed to
     /// [`TsvHeader::header_line`] (every value byte `\xNN`-escaped, so
     /// they round-trip exactly).
-    pub fn to_header_lines(&self) -> Vec<Vec<u8>> {
+    pub(super) fn to_header_lines(&self) -> Vec<Vec<u8>> {
         let escaped = |v: &[u8]| -> Vec<u8> {
             v.iter()
                 .flat_map(|b| format!("\\x{b:02x}").into_bytes())
@@ -177,7 +177,7 @@ impl TsvHeader {
     }
 
     /// Parses one data line into `rec`.
-    pub fn parse_line(&mut self, line: &[u8], rec: &mut LogRecord) -> Result<(), LineSkip> {
+    pub(super) fn parse_line(&mut self, line: &[u8], rec: &mut LogRecord) -> Result<(), LineSkip> {
         let Some(cols) = &self.columns else {
             return Err(LineSkip::NoHeader);
         };
@@ -309,11 +309,11 @@ fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 
 
 /// A backslash sequence Zeek never writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadEscape;
+pub(super) struct BadEscape;
 
 /// Undoes Zeek's TSV escaping (`\\` and `\xNN`), appending to `out`. Any
 /// other backslash sequence is an error: Zeek never writes one.
-pub fn unescape_into(src: &[u8], out: &mut Vec<u8>) -> Result<(), BadEscape> {
+pub(super) fn unescape_into(src: &[u8], out: &mut Vec<u8>) -> Result<(), BadEscape> {
     let Some(first) = memchr::memchr(b'\\', src) else {
         out.extend_from_slice(src);
         return Ok(());
@@ -365,7 +365,7 @@ fn hex(c: u8) -> Option<u8> {
 }
 
 /// Whole seconds of a Zeek `time`/`interval` (`%.6f`), truncated.
-pub fn parse_secs(v: &[u8]) -> Option<u64> {
+pub(super) fn parse_secs(v: &[u8]) -> Option<u64> {
     let int_end = v.iter().position(|&b| b == b'.').unwrap_or(v.len());
     let (int, frac) = v.split_at(int_end);
     let digits_only = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
@@ -380,11 +380,11 @@ pub fn parse_secs(v: &[u8]) -> Option<u64> {
 }
 
 /// A TTL: seconds, truncated and clamped to u32.
-pub fn parse_ttl(v: &[u8]) -> Option<u32> {
+pub(super) fn parse_ttl(v: &[u8]) -> Option<u32> {
     parse_secs(v).map(|s| s.min(u64::from(u32::MAX)) as u32)
 }
 
-pub fn parse_u16(v: &[u8]) -> Option<u16> {
+pub(super) fn parse_u16(v: &[u8]) -> Option<u16> {
     if v.is_empty() || v.len() > 5 {
         return None;
     }
@@ -399,18 +399,18 @@ pub fn parse_u16(v: &[u8]) -> Option<u16> {
 }
 
 /// A query type from Zeek's `qtype_name` (used when `qtype` is absent).
-pub fn qtype_from_name(name: &[u8]) -> Option<u16> {
+pub(super) fn qtype_from_name(name: &[u8]) -> Option<u16> {
     if name == b"*" {
         return Some(255);
     }
     if let Some(n) = name.strip_prefix(b"query-") {
         return parse_u16(n);
     }
-    crate::render::parse_rtype(std::str::from_utf8(name).ok()?)
+    crate::vocab::render::parse_rtype(std::str::from_utf8(name).ok()?).map(|t| t.to_int())
 }
 
 /// An RCODE from Zeek's `rcode_name` (used when `rcode` is absent).
-pub fn rcode_from_name(name: &[u8]) -> Option<u16> {
+pub(super) fn rcode_from_name(name: &[u8]) -> Option<u16> {
     if let Some(n) = name.strip_prefix(b"rcode-") {
         return parse_u16(n);
     }
@@ -418,7 +418,9 @@ pub fn rcode_from_name(name: &[u8]) -> Option<u16> {
     if text.eq_ignore_ascii_case("NOERROR") {
         return Some(0);
     }
-    crate::extract::parse_negative_rcode(text).filter(|&r| r != 0)
+    crate::vocab::rcode::parse_negative(text)
+        .map(|r| r.to_int())
+        .filter(|&r| r != 0)
 }
 
 #[cfg(test)]

@@ -1,0 +1,274 @@
+//! The pipeline: decode → extract → aggregate → store, on N threads.
+//!
+//! Every source feeds a [`Worker`] (see `worker` for its entry points:
+//! frames, DNS messages, rebuilt responses), which owns one thread's
+//! decoder, extractor, aggregator and store writer thread. This module also
+//! runs several workers side by side for a file source.
+//!
+//! A file source pushes frames into a [`Pipeline`]. With one thread they are
+//! processed inline, in the caller's thread. With more, each frame is copied
+//! into a per-worker batch chosen by [`flow_hash`] — symmetric over the IP
+//! addresses, so both directions of a TCP stream and every fragment of a
+//! datagram reach the same decoder — and batches travel over bounded
+//! channels, so a slow store back-pressures the reader instead of growing
+//! memory. (Live capture runs one [`Worker`] per ring instead, with the
+//! kernel's fanout hash doing this dispatch.)
+//!
+//! [`Pipeline::finish`] flushes everything that is left; nothing pushed
+//! before it is lost.
+
+mod worker;
+mod writer;
+
+pub use worker::Worker;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::decode::{DecodeConfig, DecodeStats, flow_hash};
+use crate::extract::{ExtractStats, Sections};
+use crate::store::{Store, StoreError};
+use crate::vocab::packet::{Frame, LinkType, Timestamp};
+use crate::vocab::value::Origin;
+
+/// Why a pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Writing to the store failed (the database, the action and the
+    /// cause are in the message).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a {0} thread panicked")]
+    Panicked(&'static str),
+    #[error("starting a {0} thread: {1}")]
+    Spawn(&'static str, std::io::Error),
+}
+
+/// How the pipeline runs.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Decoder threads; 0 means one per core.
+    pub threads: usize,
+    pub decode: DecodeConfig,
+    pub sections: Sections,
+    /// Aggregator bound per thread (keys).
+    pub max_entries: usize,
+    /// Longest time (wall clock) observations wait in memory before being
+    /// written: the window a crash can lose.
+    pub flush_interval: Duration,
+    /// Origin stamped on every observation.
+    pub origin: Origin,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            threads: 0,
+            decode: DecodeConfig::default(),
+            sections: Sections::default(),
+            max_entries: 100_000,
+            flush_interval: Duration::from_secs(5),
+            origin: Origin::WIRE,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The number of decoder threads this config asks for.
+    pub fn thread_count(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
+}
+
+/// What a pipeline did, summed over its workers.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub decode: DecodeStats,
+    pub extract: ExtractStats,
+    /// Keys written to the store (after pre-aggregation), per table.
+    pub records_written: u64,
+    pub negatives_written: u64,
+    pub flushes: u64,
+}
+
+impl Summary {
+    /// Adds another worker's totals.
+    pub fn add(&mut self, other: &Summary) {
+        self.decode.add(&other.decode);
+        self.extract.add(&other.extract);
+        self.records_written += other.records_written;
+        self.negatives_written += other.negatives_written;
+        self.flushes += other.flushes;
+    }
+}
+
+/// Frames copied for a worker thread: one buffer, many frames.
+#[derive(Default)]
+struct FrameBatch {
+    bytes: Vec<u8>,
+    frames: Vec<(Timestamp, LinkType, u32, u32)>,
+}
+
+const BATCH_FRAMES: usize = 512;
+const BATCH_BYTES: usize = 512 << 10;
+/// Batches queued per worker: bounds memory at workers × this × BATCH_BYTES.
+const QUEUE_DEPTH: usize = 8;
+
+impl FrameBatch {
+    fn push(&mut self, frame: &Frame<'_>) {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(frame.data);
+        self.frames
+            .push((frame.ts, frame.link, start, frame.data.len() as u32));
+    }
+
+    fn is_full(&self) -> bool {
+        self.frames.len() >= BATCH_FRAMES || self.bytes.len() >= BATCH_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+    }
+}
+
+struct Lane {
+    batch: FrameBatch,
+    tx: Sender<FrameBatch>,
+    handle: JoinHandle<Result<Summary, PipelineError>>,
+}
+
+enum Mode {
+    Inline(Box<Worker>),
+    Threads {
+        lanes: Vec<Lane>,
+        free: Receiver<FrameBatch>,
+    },
+}
+
+/// A running pipeline; push frames, then [`finish`](Pipeline::finish).
+pub struct Pipeline {
+    mode: Mode,
+    /// The error the inline worker stopped at, for `finish` to report.
+    failed: Option<PipelineError>,
+}
+
+/// A worker of the pipeline has stopped; [`Pipeline::finish`] says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl Pipeline {
+    pub fn new(config: &PipelineConfig, store: Arc<Store>) -> Result<Pipeline, PipelineError> {
+        let threads = config.thread_count();
+        if threads <= 1 {
+            return Ok(Pipeline {
+                mode: Mode::Inline(Box::new(Worker::new(config, store, "pdns-store")?)),
+                failed: None,
+            });
+        }
+        let (free_tx, free_rx) =
+            crossbeam_channel::bounded::<FrameBatch>(threads * (QUEUE_DEPTH + 2));
+        let mut lanes = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded::<FrameBatch>(QUEUE_DEPTH);
+            let mut worker = Worker::new(config, Arc::clone(&store), &format!("pdns-store-{i}"))?;
+            let free_tx = free_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("pdns-decode-{i}"))
+                .spawn(move || {
+                    for mut batch in rx {
+                        for &(ts, link, start, len) in &batch.frames {
+                            let data = &batch.bytes[start as usize..(start + len) as usize];
+                            worker.frame(&Frame { ts, link, data })?;
+                        }
+                        batch.clear();
+                        let _ = free_tx.try_send(batch);
+                    }
+                    worker.finish()
+                })
+                .map_err(|e| PipelineError::Spawn("decoder", e))?;
+            lanes.push(Lane {
+                batch: FrameBatch::default(),
+                tx,
+                handle,
+            });
+        }
+        Ok(Pipeline {
+            mode: Mode::Threads {
+                lanes,
+                free: free_rx,
+            },
+            failed: None,
+        })
+    }
+
+    /// Feeds one frame. Returns `Err(Stopped)` once a worker has stopped
+    /// (the store failed): the caller should stop and call
+    /// [`finish`](Pipeline::finish), which says why.
+    pub fn push(&mut self, frame: &Frame<'_>) -> Result<(), Stopped> {
+        match &mut self.mode {
+            Mode::Inline(worker) => {
+                if self.failed.is_some() {
+                    return Err(Stopped);
+                }
+                worker.frame(frame).map_err(|e| {
+                    self.failed = Some(e);
+                    Stopped
+                })
+            }
+            Mode::Threads { lanes, free } => {
+                let n = lanes.len() as u64;
+                let lane = &mut lanes[(flow_hash(frame.link, frame.data) % n) as usize];
+                lane.batch.push(frame);
+                if lane.batch.is_full() {
+                    let next = free.try_recv().unwrap_or_default();
+                    let full = std::mem::replace(&mut lane.batch, next);
+                    if lane.tx.send(full).is_err() {
+                        // The worker stopped: it failed; finish() says why.
+                        return Err(Stopped);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Flushes every worker and waits for them; returns the totals, or the
+    /// first error a worker stopped at.
+    pub fn finish(self) -> Result<Summary, PipelineError> {
+        match self.mode {
+            Mode::Inline(worker) => match self.failed {
+                Some(e) => Err(e),
+                None => worker.finish(),
+            },
+            Mode::Threads { lanes, .. } => {
+                let mut total = Summary::default();
+                let mut first_error = None;
+                for lane in lanes {
+                    if !lane.batch.frames.is_empty() {
+                        let _ = lane.tx.send(lane.batch);
+                    }
+                    drop(lane.tx);
+                    match lane.handle.join() {
+                        Ok(Ok(s)) => total.add(&s),
+                        Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                        Err(_) => {
+                            first_error = first_error.or(Some(PipelineError::Panicked("decoder")))
+                        }
+                    }
+                }
+                match first_error {
+                    Some(e) => Err(e),
+                    None => Ok(total),
+                }
+            }
+        }
+    }
+}
