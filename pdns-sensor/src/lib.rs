@@ -10,6 +10,7 @@
 //! | extract | [`extract`] | DNS messages, rebuilt responses | observations, by the same rules |
 //! | aggregate | [`aggregate`] | observations | bounded batches of per-key values |
 //! | store | [`store`] | batches | RocksDB merges; queries |
+//! | export | [`export`] (to [`clickhouse`]) | batches the store wrote | the same aggregates, in one history for many sensors |
 //! | serve | [`serve`] (HTTP), [`dump`] (CLI) | queries | DNSDB, CIRCL, bro-pdns shapes; tables and COF JSON |
 //!
 //! The stages speak one vocabulary, [`vocab`], and depend on it rather than
@@ -23,8 +24,10 @@
 pub mod aggregate;
 pub mod capture;
 pub mod cli;
+pub mod clickhouse;
 pub mod decode;
 pub mod dump;
+pub mod export;
 pub mod extract;
 mod metrics;
 pub mod pipeline;

@@ -6,7 +6,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use pdns_sensor::cli::{
-    Command, backup, completions, config, dump, import_zeek, ingest, manpages, progress, run, serve,
+    Command, backup, clickhouse_schema, completions, config, dump, export, import_zeek, ingest,
+    manpages, progress, run, serve,
 };
 
 /// Colour in log lines only on a terminal, and never when `NO_COLOR` is
@@ -39,6 +40,8 @@ fn main() -> ExitCode {
         Command::Completions(args) => completions::run(args),
         Command::Manpages(args) => manpages::run(args),
         Command::Backup(args) => backup::run(args).map(|_| ()),
+        Command::Export(args) => export::run_export(args).map(|_| ()),
+        Command::ClickhouseSchema(args) => clickhouse_schema::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -63,6 +63,16 @@ struct Metrics {
     api_tls_handshakes: IntCounterVec,
     api_tls_reloads: IntCounterVec,
     api_tls_expiry: IntGauge,
+    export_rows: IntCounterVec,
+    export_inserts: IntCounterVec,
+    export_bytes: IntCounterVec,
+    export_insert_seconds: Histogram,
+    export_failures: IntCounterVec,
+    export_up: IntGauge,
+    export_backlog: IntGaugeVec,
+    export_backlog_age: IntGauge,
+    export_skipped: IntCounterVec,
+    export_damaged_rows: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -369,6 +379,109 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            export_rows: with_values(
+                counter_vec(
+                    r,
+                    "pdns_export_rows_total",
+                    "Rows ClickHouse acknowledged, by input table (pdns_in, pdns_negative_in).",
+                    &["table"],
+                ),
+                ["pdns_in", "pdns_negative_in"],
+            ),
+            export_inserts: with_values(
+                counter_vec(
+                    r,
+                    "pdns_export_inserts_total",
+                    "Inserts ClickHouse acknowledged, by input table.",
+                    &["table"],
+                ),
+                ["pdns_in", "pdns_negative_in"],
+            ),
+            export_bytes: with_values(
+                counter_vec(
+                    r,
+                    "pdns_export_bytes_total",
+                    "Bytes of RowBinary inserts ClickHouse acknowledged, by input table.",
+                    &["table"],
+                ),
+                ["pdns_in", "pdns_negative_in"],
+            ),
+            export_insert_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "pdns_export_insert_seconds",
+                        "Time from sending an insert to ClickHouse's acknowledgement.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            export_failures: with_values(
+                counter_vec(
+                    r,
+                    "pdns_export_failures_total",
+                    "Failed export attempts (each retried), by kind: unreachable, credentials, \
+                     schema, overloaded, server, refused, spool.",
+                    &["kind"],
+                ),
+                [
+                    "unreachable",
+                    "credentials",
+                    "schema",
+                    "overloaded",
+                    "server",
+                    "refused",
+                    "spool",
+                ],
+            ),
+            export_up: IntGauge::new(
+                "pdns_export_up",
+                "1 if the last export attempt succeeded (or nothing waited), 0 while ClickHouse \
+                 fails; absent without --export-clickhouse.",
+            )
+            .expect("valid metric"),
+            export_backlog: {
+                let g = gauge_vec(
+                    r,
+                    "pdns_export_backlog",
+                    "What the export spool holds, by unit (batches, rows, bytes).",
+                    &["unit"],
+                );
+                for unit in ["batches", "rows", "bytes"] {
+                    g.with_label_values(&[unit]);
+                }
+                g
+            },
+            export_backlog_age: {
+                let g = IntGauge::new(
+                    "pdns_export_backlog_age_seconds",
+                    "Age of the oldest batch waiting in the export spool (0: none waits).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            export_skipped: with_values(
+                counter_vec(
+                    r,
+                    "pdns_export_skipped_total",
+                    "Batches and rows stored locally but not exported because the export spool \
+                     was full (--export-spool-max), by unit (batches, rows); counted over the \
+                     database's life.",
+                    &["unit"],
+                ),
+                ["batches", "rows"],
+            ),
+            export_damaged_rows: counter(
+                r,
+                "pdns_export_damaged_rows_total",
+                "Rows of damaged spool entries that could not be exported (they are in the \
+                 local store).",
+            ),
             registry,
         }
     }
@@ -620,6 +733,79 @@ impl CapturePublisher {
     }
 }
 
+/// The export thread is running: `pdns_export_up` appears (it is absent
+/// in a process that does not export, rather than a misleading 0).
+pub(crate) fn publish_export_up(up: bool) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        let _ = METRICS
+            .registry
+            .register(Box::new(METRICS.export_up.clone()));
+    });
+    METRICS.export_up.set(i64::from(up));
+}
+
+/// An insert ClickHouse acknowledged.
+pub(crate) fn publish_export_insert(table: &str, rows: u64, bytes: u64, took: Duration) {
+    let m = &*METRICS;
+    m.export_rows.with_label_values(&[table]).inc_by(rows);
+    m.export_bytes.with_label_values(&[table]).inc_by(bytes);
+    m.export_inserts.with_label_values(&[table]).inc();
+    m.export_insert_seconds.observe(took.as_secs_f64());
+}
+
+/// A failed export attempt.
+pub(crate) fn publish_export_failure(kind: &str) {
+    METRICS.export_failures.with_label_values(&[kind]).inc();
+}
+
+/// Rows of a damaged spool entry, dropped from export.
+pub(crate) fn publish_export_damaged(rows: u64) {
+    METRICS.export_damaged_rows.inc_by(rows);
+}
+
+/// When the oldest waiting batch was spooled (epoch seconds).
+pub(crate) fn publish_export_oldest(created: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    METRICS
+        .export_backlog_age
+        .set(now.saturating_sub(created) as i64);
+}
+
+/// Skipped counts already published (the spool counts over the
+/// database's life).
+static SKIPPED_PUBLISHED: Mutex<(u64, u64)> = Mutex::new((0, 0));
+
+/// What the export spool holds and has refused.
+pub(crate) fn publish_export_backlog(spool: &crate::store::spool::SpoolStats) {
+    let m = &*METRICS;
+    m.export_backlog
+        .with_label_values(&["batches"])
+        .set(spool.entries as i64);
+    m.export_backlog
+        .with_label_values(&["rows"])
+        .set(spool.rows as i64);
+    m.export_backlog
+        .with_label_values(&["bytes"])
+        .set(spool.bytes as i64);
+    if spool.entries == 0 {
+        m.export_backlog_age.set(0);
+    }
+    let mut published = SKIPPED_PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
+    m.export_skipped
+        .with_label_values(&["batches"])
+        .inc_by(spool.skipped_batches.saturating_sub(published.0));
+    m.export_skipped
+        .with_label_values(&["rows"])
+        .inc_by(spool.skipped_rows.saturating_sub(published.1));
+    *published = (
+        spool.skipped_batches.max(published.0),
+        spool.skipped_rows.max(published.1),
+    );
+}
+
 /// Corrupt values already published (the store counts process-wide).
 static CORRUPT_PUBLISHED: Mutex<u64> = Mutex::new(0);
 
@@ -645,6 +831,9 @@ pub(crate) fn publish_store(store: &Store) {
     METRICS
         .retention_days
         .set(store.retention().days().map_or(0, i64::from));
+    if store.spooling() {
+        publish_export_backlog(&store.spool_stats());
+    }
     let now = crate::store::corrupt_values();
     let mut published = CORRUPT_PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
     METRICS

@@ -18,6 +18,7 @@ use crate::source::zeek::follow::FollowReport;
 use crate::source::zeek::import::ImportReport;
 use crate::store::Store;
 use crate::store::retention::{Expired, ExpiredCounts};
+use crate::store::spool::SpoolStats;
 
 /// The pipeline's totals, as every packet command reports them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +103,10 @@ pub struct IngestReport {
     pub db_records: u64,
     #[serde(default)]
     pub retention: RetentionSummary,
+    /// What was exported to ClickHouse, and what waits (with
+    /// `--export-clickhouse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSummary>,
     /// Every counter of every stage (not serialised).
     #[serde(skip)]
     pub summary: Summary,
@@ -169,6 +174,9 @@ pub struct RunReport {
     pub db_bytes: u64,
     #[serde(default)]
     pub retention: RetentionSummary,
+    /// What was exported to ClickHouse, and what waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSummary>,
     /// Every counter of every stage (not serialised).
     #[serde(skip)]
     pub summary: Summary,
@@ -183,6 +191,9 @@ pub struct ImportZeekReport {
     pub follow: Option<FollowReport>,
     #[serde(default)]
     pub retention: RetentionSummary,
+    /// What was exported to ClickHouse, and what waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSummary>,
 }
 
 /// The retention a writing command ran with, and what it expired.
@@ -311,6 +322,52 @@ impl DbStats {
                 cf.expired.compaction
             ));
         }
+        s
+    }
+}
+
+/// What an exporter left behind when it stopped.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Spool entries (batches) acknowledged by ClickHouse in this run.
+    pub sent_batches: u64,
+    pub sent_rows: u64,
+    pub sent_bytes: u64,
+    /// Failed attempts (each retried).
+    pub failures: u64,
+    /// What the spool still holds, to be sent by the next run on this
+    /// database or by `pdns-sensor export`.
+    pub remaining: SpoolStats,
+    /// Why something remains (the last error), if it does.
+    pub reason: Option<String>,
+}
+
+impl ExportSummary {
+    /// One line for the human summary of a command.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "exported {} rows in {} batches to ClickHouse",
+            self.sent_rows, self.sent_batches
+        );
+        if self.failures > 0 {
+            s.push_str(&format!(" ({} failed attempts retried)", self.failures));
+        }
+        if self.remaining.entries > 0 {
+            s.push_str(&format!(
+                "; {} batches ({} rows) wait in the spool",
+                self.remaining.entries, self.remaining.rows
+            ));
+            if let Some(reason) = &self.reason {
+                s.push_str(&format!(": {reason}"));
+            }
+        }
+        if self.remaining.skipped_rows > 0 {
+            s.push_str(&format!(
+                "; {} rows were never exported because the spool was full",
+                self.remaining.skipped_rows
+            ));
+        }
+        s.push('\n');
         s
     }
 }

@@ -256,7 +256,7 @@ fn a_backup_of_an_idle_database_and_clear_errors() {
     let held = rocksdb::DB::open_cf(
         &rocksdb::Options::default(),
         &db,
-        ["records", "rdata", "negative", "names"],
+        ["records", "rdata", "negative", "names", "spool"],
     )
     .unwrap();
     let started = Instant::now();

@@ -176,7 +176,7 @@ fn unknown_format_versions_are_refused() {
         let raw = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             &db,
-            ["records", "rdata", "negative", "names"],
+            ["records", "rdata", "negative", "names", "spool"],
         )
         .unwrap();
         raw.put(b"format_version", b"99").unwrap();

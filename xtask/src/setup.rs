@@ -61,6 +61,11 @@ const CAPTURE_TEST_PACKAGES: [&str; 6] = [
 /// and `groff -man` (groff-base).
 const MANPAGE_TEST_PACKAGES: [&str; 2] = ["man-db", "groff-base"];
 
+/// Debian packages the ClickHouse tests start servers from: Debian's
+/// ClickHouse 18.16 (the postinst starts nothing without systemd; each test
+/// runs its own server on loopback) and ZooKeeper for replicated tables.
+const CLICKHOUSE_TEST_PACKAGES: [&str; 2] = ["clickhouse-server", "zookeeper"];
+
 /// Debian packages `cargo xtask deb` needs: dpkg-shlibdeps (dpkg-dev),
 /// with which cargo-deb derives the package's library dependencies.
 const PACKAGING_PACKAGES: [&str; 1] = ["dpkg-dev"];
@@ -96,6 +101,7 @@ pub(crate) fn run() -> Result<()> {
         .chain(CAPTURE_TEST_PACKAGES.iter())
         .chain(PEER_PACKAGES.iter())
         .chain(MANPAGE_TEST_PACKAGES.iter())
+        .chain(CLICKHOUSE_TEST_PACKAGES.iter())
         .chain(PACKAGING_PACKAGES.iter())
         .chain(DEB_TEST_PACKAGES.iter())
         .copied()

@@ -31,6 +31,8 @@ pub struct ImportZeekArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub retention: super::RetentionArgs,
+    #[command(flatten)]
+    pub export: super::export::ExportArgs,
     /// Follow this live dns.log (across rotations) after importing PATHs,
     /// until SIGINT/SIGTERM.
     #[arg(long, value_name = "FILE")]
@@ -79,10 +81,11 @@ pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZ
              configuration file)"
         );
     }
-    let store = Arc::new(Store::open_with(
-        &args.db.db,
-        &args.retention.store_options()?,
-    )?);
+    let export = args.export.prepare()?;
+    let mut store = Store::open_with(&args.db.db, &args.retention.store_options()?)?;
+    super::export::attach(export.as_ref(), &mut store)?;
+    let store = Arc::new(store);
+    let export = export.map(|e| e.start(&store)).transpose()?;
     let mut report = ImportZeekReport::default();
     let config = ImportConfig {
         max_entries: args.aggregate_entries,
@@ -146,10 +149,15 @@ pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZ
         }
         report.follow = Some(followed);
     }
+    // Everything is written (and spooled): wait for ClickHouse.
+    report.export = export.map(|e| e.finish());
     store.flush()?;
     report.retention = RetentionSummary::of(&store);
     if !args.quiet {
         eprint!("{}", report.retention.render());
+        if let Some(export) = &report.export {
+            eprint!("{}", export.render());
+        }
     }
     if let Some(path) = &args.stats_json {
         super::write_json(path, &report)?;

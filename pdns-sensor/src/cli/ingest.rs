@@ -28,6 +28,8 @@ pub struct IngestArgs {
     pub pipeline: super::PipelineArgs,
     #[command(flatten)]
     pub retention: super::RetentionArgs,
+    #[command(flatten)]
+    pub export: super::export::ExportArgs,
     /// Compact the database after ingesting (smallest size on disk).
     #[arg(long)]
     pub compact: bool,
@@ -48,10 +50,11 @@ pub struct IngestArgs {
 
 pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     let started = Instant::now();
-    let store = Arc::new(Store::open_with(
-        &args.db.db,
-        &args.retention.store_options()?,
-    )?);
+    let export = args.export.prepare()?;
+    let mut store = Store::open_with(&args.db.db, &args.retention.store_options()?)?;
+    super::export::attach(export.as_ref(), &mut store)?;
+    let store = Arc::new(store);
+    let export = export.map(|e| e.start(&store)).transpose()?;
     let config = args.pipeline.config(args.threads);
     let mut pipeline = Pipeline::new(&config, Arc::clone(&store))?;
     let mut report = IngestReport::default();
@@ -115,6 +118,8 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     // A worker that stopped says why here.
     report.summary = pipeline.finish().context("writing to the database")?;
     report.totals = PipelineTotals::from_summary(&report.summary);
+    // Everything is written (and spooled): wait for ClickHouse.
+    report.export = export.map(|e| e.finish());
     let flush_started = Instant::now();
     store.flush()?;
     tracing::debug!("memtables flushed in {:?}", flush_started.elapsed());
@@ -177,5 +182,8 @@ pub fn render_report(report: &IngestReport) -> String {
         s.push_str(&format!("skipped: {skipped}\n"));
     }
     s.push_str(&report.retention.render());
+    if let Some(export) = &report.export {
+        s.push_str(&export.render());
+    }
     s
 }

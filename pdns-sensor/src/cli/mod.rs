@@ -4,9 +4,11 @@
 //! variable or the configuration file ([`config`]).
 
 pub mod backup;
+pub mod clickhouse_schema;
 pub mod completions;
 pub mod config;
 pub mod dump;
+pub mod export;
 pub mod import_zeek;
 pub mod ingest;
 pub mod manpages;
@@ -37,6 +39,8 @@ pub fn command() -> clap::Command {
     config::environment(<Cli as clap::CommandFactory>::command())
 }
 
+// Parsed once at start-up: a variant's size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Capture DNS live on network interfaces (eBPF filter, AF_PACKET rings).
@@ -59,6 +63,11 @@ pub enum Command {
     Manpages(manpages::ManpagesArgs),
     /// Copy the database, consistently, while another process may write it.
     Backup(backup::BackupArgs),
+    /// Send what the database's export spool holds to ClickHouse, and exit.
+    Export(export::ExportCommandArgs),
+    /// Print the ClickHouse schema (tables and views), or create it on a
+    /// server with --apply.
+    ClickhouseSchema(clickhouse_schema::ClickHouseSchemaArgs),
 }
 
 /// Decoding and pre-aggregation options shared by `ingest` and `run`.

@@ -45,6 +45,7 @@ use tokio::runtime::Runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::DbArgs;
+use super::export::RunningExport;
 use crate::capture::filter::{Filter, FilterChoice};
 use crate::capture::iface::{Interface, default_route_interface};
 use crate::capture::privileges::{self, User};
@@ -54,7 +55,7 @@ use crate::capture::thread::RingThread;
 use crate::capture::{RingConfig, open_ring};
 use crate::metrics::{self, CapturePublisher};
 use crate::pipeline::{PipelineConfig, Summary, Worker};
-use crate::report::{PipelineTotals, RetentionSummary, RingReport, RunReport};
+use crate::report::{ExportSummary, PipelineTotals, RetentionSummary, RingReport, RunReport};
 use crate::serve::Api;
 use crate::store::{CF_RECORDS, Store};
 
@@ -73,6 +74,8 @@ pub struct RunArgs {
     pub pipeline: super::PipelineArgs,
     #[command(flatten)]
     pub retention: super::RetentionArgs,
+    #[command(flatten)]
+    pub export: super::export::ExportArgs,
     /// After setup, switch to this user (and its group), keeping no
     /// capabilities. The database directory is given to that user. Already
     /// running as this user (a service with capabilities): drop them.
@@ -174,6 +177,7 @@ impl ControlPlane {
 /// Everything set up as root, before any packet is read.
 struct Prepared {
     store: Arc<Store>,
+    export: Option<RunningExport>,
     interfaces: Vec<Interface>,
     /// Each ring with the index of its interface.
     rings: Vec<(usize, Ring)>,
@@ -201,6 +205,9 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
         privileges::check_can_become(user)?;
     }
 
+    // ClickHouse checked (and, with --export-required, refused) before
+    // anything is opened.
+    let export = args.export.prepare()?;
     // Before anything is created: a filter that cannot do what was asked
     // (explain with the classic filter) is an error.
     let filter = Filter::load_explaining(args.filter, &ports, args.explain_filter)?;
@@ -230,9 +237,13 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
     if let Some(user) = &user {
         drop_privileges(user, &args.db.db)?;
     }
-    let store = Arc::new(Store::open_with(&args.db.db, &store_options)?);
+    let mut store = Store::open_with(&args.db.db, &store_options)?;
+    super::export::attach(export.as_ref(), &mut store)?;
+    let store = Arc::new(store);
+    let export = export.map(|e| e.start(&store)).transpose()?;
     Ok(Prepared {
         store,
+        export,
         interfaces,
         rings,
         filter,
@@ -325,6 +336,7 @@ struct RingHandle {
 /// A running capture.
 struct Capture {
     store: Arc<Store>,
+    export: Option<RunningExport>,
     interfaces: Vec<Arc<str>>,
     threads: Vec<RingHandle>,
     stop: Arc<AtomicBool>,
@@ -337,6 +349,7 @@ struct Capture {
 fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Capture> {
     let Prepared {
         store,
+        export,
         interfaces,
         rings,
         filter,
@@ -383,13 +396,17 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
     if let Some(api) = api {
         let store = Arc::clone(&store);
         runtime.spawn(async move {
-            if let Err(e) = api.serve(store, std::future::pending()).await {
+            if let Err(e) = api
+                .serve(crate::serve::Backend::Store(store), std::future::pending())
+                .await
+            {
                 tracing::error!("HTTP API stopped: {e:#}");
             }
         });
     }
     Ok(Capture {
         store,
+        export,
         interfaces: names,
         threads,
         stop,
@@ -461,6 +478,7 @@ fn control(plane: &mut ControlPlane, capture: &mut Capture, args: &RunArgs) -> &
 /// A capture that has stopped: its threads' results, before the report.
 struct Stopped {
     store: Arc<Store>,
+    export: Option<ExportSummary>,
     filter_kind: &'static str,
     filter_stats: Option<pdns_common::FilterStats>,
     /// Per ring: interface and totals.
@@ -515,9 +533,12 @@ fn shut_down(mut capture: Capture) -> Result<Stopped> {
         }
         None => None,
     };
+    // Every batch is written (and spooled): wait for ClickHouse.
+    let export = capture.export.take().map(|e| e.finish());
     capture.store.flush()?;
     Ok(Stopped {
         store: capture.store,
+        export,
         filter_kind: capture.filter.kind(),
         filter_stats,
         rings,
@@ -536,6 +557,7 @@ impl Stopped {
             elapsed_secs: elapsed.as_secs_f64(),
             db_bytes: self.store.disk_bytes()?,
             retention: RetentionSummary::of(&self.store),
+            export: self.export.clone(),
             summary: self.summary.clone(),
             ..RunReport::default()
         };

@@ -10,9 +10,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DbArgs;
+use crate::clickhouse::client::{Client, ClientOptions, Target};
+use crate::clickhouse::reader::Reader;
 use crate::serve::auth::ApiKeys;
 use crate::serve::tls::Tls;
-use crate::serve::{Api, ServeConfig};
+use crate::serve::{Api, Backend, ServeConfig};
 use crate::store::Store;
 
 /// API options shared by `serve` and `run`.
@@ -85,13 +87,49 @@ impl ApiArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    /// Serve the central history in ClickHouse instead of a local database
+    /// (http[s]://[USER[:PASSWORD]@]HOST:PORT[/DATABASE]; a read-only user
+    /// is enough).
+    #[arg(long, value_name = "URL")]
+    pub clickhouse: Option<String>,
+    /// File holding the ClickHouse password (first line).
+    #[arg(long, value_name = "FILE")]
+    pub clickhouse_password_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to trust for an https ClickHouse URL.
+    #[arg(long, value_name = "FILE")]
+    pub clickhouse_ca: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiArgs,
 }
 
+/// What `serve` reads: the ClickHouse history if asked, else the database.
+fn backend(args: &ServeArgs, query_timeout: Duration) -> Result<Backend> {
+    let Some(url) = &args.clickhouse else {
+        let store = Store::open_reader_with(&args.db.db, super::clock()?)?;
+        return Ok(Backend::Store(Arc::new(store)));
+    };
+    let target = Target::parse(url, args.clickhouse_password_file.as_deref())?;
+    let client = Client::new(
+        target,
+        &ClientOptions {
+            ca_file: args.clickhouse_ca.clone(),
+            // The API's deadline ends a query; this only bounds a hung
+            // connection.
+            timeout: query_timeout + Duration::from_secs(30),
+        },
+    )?;
+    let reader = Reader::new(client, query_timeout);
+    reader.check()?;
+    tracing::info!(
+        "serving the ClickHouse history at {}",
+        reader.client().target().display()
+    );
+    Ok(Backend::ClickHouse(Arc::new(reader)))
+}
+
 pub fn run(args: &ServeArgs) -> Result<()> {
     let config = args.api.config()?;
-    let store = Arc::new(Store::open_reader_with(&args.db.db, super::clock()?)?);
+    let store = backend(args, config.query_timeout)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -76,7 +76,7 @@ fn each(
     for (i, lookup) in lookups.iter().enumerate() {
         let mut go_on = true;
         lookup.run(
-            &state.store,
+            &state.backend,
             Fences::default(),
             0,
             limit - sent.min(limit),

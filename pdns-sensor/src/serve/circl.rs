@@ -169,7 +169,7 @@ async fn query_inner(
         let mut more = false;
         let mut end = End::Complete;
         for (i, lookup) in lookups.iter().enumerate() {
-            let e = lookup.run(&st.store, Fences::default(), 0, u64::MAX, deadline, |r| {
+            let e = lookup.run(&st.backend, Fences::default(), 0, u64::MAX, deadline, |r| {
                 if seen_before(&lookups, i, r) {
                     return true;
                 }

@@ -309,7 +309,7 @@ fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Respon
             let deadline = Instant::now() + state.config.query_timeout;
             let body = stream::body(move |sink| {
                 sink.line(&json!({"cond": "begin"}));
-                let store = &state.store;
+                let store = &state.backend;
                 if summarize {
                     let (mut count, mut n, mut first, mut last) = (0u64, 0u64, u64::MAX, 0u64);
                     let max_count = req.max_count;
@@ -385,7 +385,7 @@ async fn v1_inner(
         let (fences, offset) = (req.fences, req.offset);
         tokio::task::spawn_blocking(move || {
             let mut any = false;
-            lookup.run(&state.store, fences, offset, 1, deadline, |_| {
+            lookup.run(&state.backend, fences, offset, 1, deadline, |_| {
                 any = true;
                 false
             });
@@ -402,7 +402,7 @@ async fn v1_inner(
     }
     let body = stream::body(move |sink| {
         req.lookup.run(
-            &state.store,
+            &state.backend,
             req.fences,
             req.offset,
             req.limit,

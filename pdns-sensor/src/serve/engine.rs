@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
+use super::backend::{Backend, BackendError};
 use super::pattern::{NamePattern, TypeFilter};
-use crate::store::{Filter, Selector, Store, StoreError, StoredRecord};
+use crate::store::{Filter, Selector, StoredRecord};
 use crate::vocab::Rtype;
 use crate::vocab::name::label_count;
 
@@ -77,7 +78,7 @@ impl Lookup {
     /// false, skipping `offset` matches first and stopping after `limit`.
     pub(super) fn run(
         &self,
-        store: &Store,
+        backend: &Backend,
         fences: Fences,
         offset: u64,
         limit: u64,
@@ -94,7 +95,7 @@ impl Lookup {
         let mut skipped = 0;
         let mut sent = 0;
         let mut checked = 0u32;
-        let mut visit = |r: Result<StoredRecord, StoreError>| -> Option<End> {
+        let mut visit = |r: Result<StoredRecord, BackendError>| -> Option<End> {
             checked = checked.wrapping_add(1);
             if checked.is_multiple_of(256) && Instant::now() >= deadline {
                 return Some(End::TimedOut);
@@ -119,12 +120,12 @@ impl Lookup {
             }
             None
         };
-        for selector in self.selectors(store) {
+        for selector in self.selectors(backend) {
             let selector = match selector {
                 Ok(sel) => sel,
                 Err(e) => return End::Failed(e.to_string()),
             };
-            for r in store.records(&selector, &filter) {
+            for r in backend.records(&selector, &filter) {
                 if let Some(end) = visit(r) {
                     return end;
                 }
@@ -162,8 +163,8 @@ impl Lookup {
     /// the matching owners from the `names` column family.
     fn selectors<'a>(
         &'a self,
-        store: &'a Store,
-    ) -> Box<dyn Iterator<Item = Result<Selector, StoreError>> + 'a> {
+        backend: &'a Backend,
+    ) -> Box<dyn Iterator<Item = Result<Selector, BackendError>> + 'a> {
         match self {
             Lookup::Rrset { name, .. } => match name {
                 NamePattern::Exact(n) => Box::new(std::iter::once(Ok(Selector::Owner {
@@ -192,7 +193,7 @@ impl Lookup {
                     let want = label_count(exact) + 1;
                     let one_label = *one_label;
                     Box::new(
-                        store
+                        backend
                             .owners_forward(prefix)
                             .filter(move |o| match o {
                                 Ok(owner) => {

@@ -21,6 +21,7 @@
 //! the surface's own error shape with a 4xx status.
 
 pub mod auth;
+pub mod backend;
 mod bropdns;
 mod circl;
 mod dnsdb;
@@ -45,7 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::metrics;
-use crate::store::Store;
+pub use backend::Backend;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -90,7 +91,7 @@ impl Default for ServeConfig {
 
 /// Shared by every handler.
 pub struct AppState {
-    pub store: Arc<Store>,
+    pub backend: Backend,
     pub config: ServeConfig,
 }
 
@@ -185,7 +186,9 @@ async fn observe(request: Request, next: Next) -> Response {
 async fn metrics(State(state): State<SharedState>) -> Response {
     let state = Arc::clone(&state);
     let text = tokio::task::spawn_blocking(move || {
-        metrics::publish_store(&state.store);
+        if let Some(store) = state.backend.store() {
+            metrics::publish_store(store);
+        }
         if let Some(keys) = &state.config.keys {
             quota::publish_standing(keys, &state.config.clock);
         }
@@ -230,12 +233,12 @@ impl Api {
         self.listener.local_addr()
     }
 
-    /// Serves `store` until `shutdown` resolves. A reader store
-    /// ([`Store::open_reader`]) is brought up to date with the writer every
+    /// Serves `backend` until `shutdown` resolves. A reader store
+    /// ([`crate::store::Store::open_reader`]) is brought up to date with the writer every
     /// second.
     pub async fn serve(
         self,
-        store: Arc<Store>,
+        backend: Backend,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let scheme = if self.config.tls.is_some() {
@@ -266,8 +269,8 @@ impl Api {
                 }
             }))
         };
-        let catch_up = store.is_reader().then(|| {
-            let store = Arc::clone(&store);
+        let reader = backend.store().filter(|s| s.is_reader()).cloned();
+        let catch_up = reader.map(|store| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
@@ -279,7 +282,7 @@ impl Api {
         });
         let tls = self.config.tls.clone();
         let app = router(Arc::new(AppState {
-            store,
+            backend,
             config: self.config,
         }));
         let result = match tls {

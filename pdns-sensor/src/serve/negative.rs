@@ -94,7 +94,7 @@ fn inner(state: SharedState, caller: &Caller, q: &str, uri: &Uri) -> Result<Resp
         }
         let mut sent = 0;
         for selector in &selectors {
-            for (i, r) in state.store.negatives(selector, &filter).enumerate() {
+            for (i, r) in state.backend.negatives(selector, &filter).enumerate() {
                 if sent >= limit || i % 256 == 0 && Instant::now() >= deadline {
                     return;
                 }

@@ -30,6 +30,7 @@
 pub mod backup;
 mod query;
 pub mod retention;
+pub mod spool;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,8 +45,12 @@ use crate::vocab::batch::Batch;
 use crate::vocab::value::Value;
 use crate::vocab::{key, name};
 
-pub use query::{Filter, NegativeRecord, Selector, StoredRecord, address_selector};
+pub use query::{
+    Filter, KeyRange, KeySpan, NegativeRecord, Selector, StoredRecord, address_selector,
+    names_range,
+};
 use retention::{At, Clock, ExpiredCounts, Retention, RetentionState};
+use spool::{CF_SPOOL, Spool};
 
 /// The on-disk format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -97,6 +102,8 @@ pub enum StoreError {
     BadRetention { path: PathBuf, found: String },
     #[error("{0}")]
     Clock(String),
+    #[error("database {path}: {what} is damaged")]
+    Corrupt { path: PathBuf, what: &'static str },
 }
 
 impl StoreError {
@@ -157,6 +164,8 @@ pub struct Store {
     /// Holds the secondary instance's own directory while a reader is open.
     _secondary: Option<tempfile::TempDir>,
     retention: Arc<RetentionState>,
+    /// Batches waiting for export (see [`spool`]).
+    spool: Spool,
 }
 
 /// What one [`Store::write`] did.
@@ -248,12 +257,18 @@ fn db_options() -> Options {
     opts
 }
 
-fn descriptors(state: &Arc<RetentionState>) -> Vec<ColumnFamilyDescriptor> {
-    DATA_CFS
+/// The column families to open: the data ones, and the export spool
+/// (a writer creates it; a reader opens it if it exists).
+fn descriptors(state: &Arc<RetentionState>, spool: bool) -> Vec<ColumnFamilyDescriptor> {
+    let mut all: Vec<_> = DATA_CFS
         .iter()
         .enumerate()
         .map(|(i, name)| ColumnFamilyDescriptor::new(*name, cf_options(state, i)))
-        .collect()
+        .collect();
+    if spool {
+        all.push(ColumnFamilyDescriptor::new(CF_SPOOL, spool::cf_options()));
+    }
+    all
 }
 
 impl Store {
@@ -271,8 +286,8 @@ impl Store {
                 .map_err(StoreError::io(path, "creating the directory"))?;
         }
         let retention = Arc::new(RetentionState::new(options.clock.clone()));
-        let db =
-            DB::open_cf_descriptors(&db_options(), path, descriptors(&retention)).map_err(|e| {
+        let db = DB::open_cf_descriptors(&db_options(), path, descriptors(&retention, true))
+            .map_err(|e| {
                 if is_lock_error(&e) {
                     StoreError::InUse(path.to_path_buf())
                 } else {
@@ -285,6 +300,7 @@ impl Store {
             path: path.to_path_buf(),
             _secondary: None,
             retention,
+            spool: Spool::none(),
         };
         let version = store
             .db
@@ -301,6 +317,7 @@ impl Store {
                 .map_err(store.error("writing the format version"))?,
         }
         store.apply_retention(options.retention)?;
+        store.load_spool()?;
         // Opening recovered the log into files (see `seal`): a reader
         // drops what it replayed of that log once the column families'
         // log numbers pass the log its seal comes from, so flush once
@@ -378,8 +395,15 @@ impl Store {
         self.retention.set(effective);
         let periodic = effective
             .days()
-            .map_or(0, retention::periodic_compaction_secs)
-            .to_string();
+            .map_or(0, retention::periodic_compaction_secs);
+        // Each change rewrites the OPTIONS file (a fifth of a small
+        // ingest's instructions, four times over): the column families open
+        // with 0, so only retention needs one.
+        if periodic == 0 {
+            self.retention.set_recorded(self.recorded_expired());
+            return Ok(());
+        }
+        let periodic = periodic.to_string();
         for name in DATA_CFS {
             self.db
                 .set_options_cf(
@@ -492,11 +516,14 @@ impl Store {
         opts.create_missing_column_families(false);
         opts.set_max_open_files(-1);
         let retention = Arc::new(RetentionState::new(clock));
+        let has_spool = DB::list_cf(&opts, path)
+            .map(|cfs| cfs.iter().any(|c| c == CF_SPOOL))
+            .unwrap_or(false);
         let db = DB::open_cf_descriptors_as_secondary(
             &opts,
             path,
             secondary.path(),
-            descriptors(&retention),
+            descriptors(&retention, has_spool),
         )
         .map_err(|e| {
             if e.to_string().contains("Column famil") {
@@ -518,6 +545,7 @@ impl Store {
             path: path.to_path_buf(),
             _secondary: Some(secondary),
             retention,
+            spool: Spool::none(),
         };
         store.follow_recorded_retention()?;
         Ok(store)
@@ -583,10 +611,10 @@ impl Store {
         if batch.is_empty() {
             return Ok(WriteStats::default());
         }
-        let (write, stats) = self.batch(batch);
-        self.db
-            .write(write)
-            .map_err(self.error("writing a batch"))?;
+        let cutoff = self.retention.cutoff();
+        let (write, stats) = self.batch(batch, cutoff);
+        let entry = self.spool_encode(batch, cutoff);
+        self.write_spooled(write, entry)?;
         Ok(stats)
     }
 
@@ -600,12 +628,11 @@ impl Store {
     /// counted), with their index and `names` entries. Each `names` entry
     /// carries the combined value of its owner's records, so it expires
     /// when the last of them does.
-    fn batch(&self, aggregates: &Batch) -> (WriteBatch, WriteStats) {
+    fn batch(&self, aggregates: &Batch, cutoff: u64) -> (WriteBatch, WriteStats) {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
         let names = self.cf(CF_NAMES);
-        let cutoff = self.retention.cutoff();
         let mut sorted: Vec<(&[u8], &Value)> = aggregates.records.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut values = Vec::with_capacity(sorted.len() * 16);

@@ -95,32 +95,183 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A key range: start (inclusive) and optional end (exclusive).
-struct Range {
-    start: Vec<u8>,
-    end: Option<Vec<u8>>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    pub start: Vec<u8>,
+    pub end: Option<Vec<u8>>,
 }
 
-impl Range {
-    fn prefix(prefix: Vec<u8>) -> Range {
+impl KeyRange {
+    fn prefix(prefix: Vec<u8>) -> KeyRange {
         let end = prefix_end(&prefix);
-        Range { start: prefix, end }
+        KeyRange { start: prefix, end }
     }
+
+    fn everything() -> KeyRange {
+        KeyRange {
+            start: Vec::new(),
+            end: None,
+        }
+    }
+
+    /// A range no key is in.
+    fn nothing() -> KeyRange {
+        KeyRange {
+            start: vec![0xff; 2],
+            end: Some(vec![0xff; 2]),
+        }
+    }
+}
+
+/// Where the keys a selector matches are: one contiguous range of one
+/// column family (or of the ClickHouse table mirroring it), and how to
+/// read the keys found there. Shared by every backend, so they all select
+/// the same keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySpan {
+    /// Column family: [`CF_RECORDS`], [`CF_RDATA`] or [`CF_NEGATIVE`].
+    pub cf: &'static str,
+    pub range: KeyRange,
+    /// A subtree's range includes its root: a key with a 0 byte here is
+    /// the root itself, which a wildcard skips.
+    skip_at: Option<usize>,
+    /// Whether the keys are index keys (else record or negative keys).
+    index: bool,
 }
 
 /// For a wildcard over `name`: the subtree prefix, whose keys include
 /// `name` itself, which the caller skips (next byte is the root label).
-fn owner_range(name: &[u8], wildcard: bool) -> (Range, Option<usize>) {
+fn owner_range(name: &[u8], wildcard: bool) -> (KeyRange, Option<usize>) {
     if wildcard {
         let prefix = name::subtree_prefix(name).to_vec();
         let skip_at = prefix.len();
-        (Range::prefix(prefix), Some(skip_at))
+        (KeyRange::prefix(prefix), Some(skip_at))
     } else {
-        (Range::prefix(name.to_vec()), None)
+        (KeyRange::prefix(name.to_vec()), None)
+    }
+}
+
+impl Selector {
+    /// Where the records this selector matches are.
+    pub fn span(&self) -> KeySpan {
+        let (cf, range, skip_at, index) = match self {
+            Selector::All => (CF_RECORDS, KeyRange::everything(), None, false),
+            Selector::Owner { name, wildcard } => {
+                let (range, skip) = owner_range(name, *wildcard);
+                (CF_RECORDS, range, skip, false)
+            }
+            Selector::Ipv4 { lo, hi } => {
+                let start = [&[INDEX_IPV4][..], &lo.octets()].concat();
+                let end = prefix_end(&[&[INDEX_IPV4][..], &hi.octets()].concat());
+                (CF_RDATA, KeyRange { start, end }, None, true)
+            }
+            Selector::Ipv6 { lo, hi } => {
+                let start = [&[INDEX_IPV6][..], &lo.octets()].concat();
+                let end = prefix_end(&[&[INDEX_IPV6][..], &hi.octets()].concat());
+                (CF_RDATA, KeyRange { start, end }, None, true)
+            }
+            Selector::RdataName { name, wildcard } => {
+                let (mut range, skip) = owner_range(name, *wildcard);
+                range.start.insert(0, INDEX_NAME);
+                range.end = prefix_end(&range.start);
+                (CF_RDATA, range, skip.map(|s| s + 1), true)
+            }
+        };
+        KeySpan {
+            cf,
+            range,
+            skip_at,
+            index,
+        }
+    }
+
+    /// Where the negative answers this selector matches are (`All` and
+    /// `Owner`; other selectors match none).
+    pub fn negative_span(&self) -> KeySpan {
+        let (range, skip_at) = match self {
+            Selector::All => (KeyRange::everything(), None),
+            Selector::Owner { name, wildcard } => owner_range(name, *wildcard),
+            _ => (KeyRange::nothing(), None),
+        };
+        KeySpan {
+            cf: CF_NEGATIVE,
+            range,
+            skip_at,
+            index: false,
+        }
+    }
+}
+
+/// The range of forward owner names starting with `prefix` (the `names`
+/// column family).
+pub fn names_range(prefix: &[u8]) -> KeyRange {
+    KeyRange::prefix(prefix.to_vec())
+}
+
+impl KeySpan {
+    /// The record a key of this span and its merged value stand for, if
+    /// it is one the selector, the cutoff and the filter let through.
+    /// Undecodable keys are counted as corrupt.
+    pub fn record(
+        &self,
+        key: &[u8],
+        value: Value,
+        cutoff: u64,
+        filter: &Filter,
+    ) -> Option<StoredRecord> {
+        if self.skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
+            return None;
+        }
+        let parsed = if self.index {
+            key::parse_index_key(key)
+        } else {
+            key::parse_record_key(key)
+        };
+        let Some(parsed) = parsed else {
+            count_corrupt();
+            return None;
+        };
+        if value.is_expired(cutoff) || !filter.matches(parsed.rtype, &value) {
+            return None;
+        }
+        Some(StoredRecord {
+            owner: parsed.owner.to_vec(),
+            rtype: parsed.rtype,
+            rdata: parsed.rdata.to_vec(),
+            value,
+        })
+    }
+
+    /// The negative answer a key of this span stands for (as
+    /// [`KeySpan::record`]).
+    pub fn negative(
+        &self,
+        key: &[u8],
+        value: Value,
+        cutoff: u64,
+        filter: &Filter,
+    ) -> Option<NegativeRecord> {
+        if self.skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
+            return None;
+        }
+        let Some(parsed) = key::parse_negative_key(key) else {
+            count_corrupt();
+            return None;
+        };
+        if value.is_expired(cutoff) || !filter.matches(parsed.qtype, &value) {
+            return None;
+        }
+        Some(NegativeRecord {
+            qname: parsed.qname.to_vec(),
+            qtype: parsed.qtype,
+            rcode: parsed.rcode,
+            value,
+        })
     }
 }
 
 impl Store {
-    fn raw_iter(&self, cf: &str, range: &Range) -> DBIteratorWithThreadMode<'_, DB> {
+    fn raw_iter(&self, cf: &str, range: &KeyRange) -> DBIteratorWithThreadMode<'_, DB> {
         let mut opts = ReadOptions::default();
         if let Some(end) = &range.end {
             opts.set_iterate_upper_bound(end.clone());
@@ -140,68 +291,18 @@ impl Store {
         selector: &Selector,
         filter: &'a Filter,
     ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + 'a {
-        let (cf, range, skip_at, index) = match selector {
-            Selector::All => (
-                CF_RECORDS,
-                Range {
-                    start: Vec::new(),
-                    end: None,
-                },
-                None,
-                false,
-            ),
-            Selector::Owner { name, wildcard } => {
-                let (range, skip) = owner_range(name, *wildcard);
-                (CF_RECORDS, range, skip, false)
-            }
-            Selector::Ipv4 { lo, hi } => {
-                let start = [&[INDEX_IPV4][..], &lo.octets()].concat();
-                let end = prefix_end(&[&[INDEX_IPV4][..], &hi.octets()].concat());
-                (CF_RDATA, Range { start, end }, None, true)
-            }
-            Selector::Ipv6 { lo, hi } => {
-                let start = [&[INDEX_IPV6][..], &lo.octets()].concat();
-                let end = prefix_end(&[&[INDEX_IPV6][..], &hi.octets()].concat());
-                (CF_RDATA, Range { start, end }, None, true)
-            }
-            Selector::RdataName { name, wildcard } => {
-                let (mut range, skip) = owner_range(name, *wildcard);
-                range.start.insert(0, INDEX_NAME);
-                range.end = prefix_end(&range.start);
-                (CF_RDATA, range, skip.map(|s| s + 1), true)
-            }
-        };
+        let span = selector.span();
         let cutoff = self.retention_cutoff();
-        self.raw_iter(cf, &range).filter_map(move |item| {
+        self.raw_iter(span.cf, &span.range).filter_map(move |item| {
             let (key, value) = match item {
                 Ok(kv) => kv,
                 Err(e) => return Some(Err(self.error("reading")(e))),
-            };
-            if skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
-                return None;
-            }
-            let parsed = if index {
-                key::parse_index_key(&key)
-            } else {
-                key::parse_record_key(&key)
-            };
-            let Some(parsed) = parsed else {
-                count_corrupt();
-                return None;
             };
             let Some(value) = Value::decode(&value) else {
                 count_corrupt();
                 return None;
             };
-            if value.is_expired(cutoff) || !filter.matches(parsed.rtype, &value) {
-                return None;
-            }
-            Some(Ok(StoredRecord {
-                owner: parsed.owner.to_vec(),
-                rtype: parsed.rtype,
-                rdata: parsed.rdata.to_vec(),
-                value,
-            }))
+            span.record(&key, value, cutoff, filter).map(Ok)
         })
     }
 
@@ -212,49 +313,20 @@ impl Store {
         selector: &Selector,
         filter: &'a Filter,
     ) -> impl Iterator<Item = Result<NegativeRecord, StoreError>> + 'a {
-        let (range, skip_at) = match selector {
-            Selector::All => (
-                Some(Range {
-                    start: Vec::new(),
-                    end: None,
-                }),
-                None,
-            ),
-            Selector::Owner { name, wildcard } => {
-                let (range, skip) = owner_range(name, *wildcard);
-                (Some(range), skip)
-            }
-            _ => (None, None),
-        };
-        let range = range.unwrap_or(Range {
-            start: vec![0xff; 2],
-            end: Some(vec![0xff; 2]),
-        });
+        let span = selector.negative_span();
         let cutoff = self.retention_cutoff();
-        self.raw_iter(CF_NEGATIVE, &range).filter_map(move |item| {
-            let (key, value) = match item {
-                Ok(kv) => kv,
-                Err(e) => return Some(Err(self.error("reading")(e))),
-            };
-            if skip_at.is_some_and(|at| key.get(at) == Some(&0)) {
-                return None;
-            }
-            let (Some(parsed), Some(value)) =
-                (key::parse_negative_key(&key), Value::decode(&value))
-            else {
-                count_corrupt();
-                return None;
-            };
-            if value.is_expired(cutoff) || !filter.matches(parsed.qtype, &value) {
-                return None;
-            }
-            Some(Ok(NegativeRecord {
-                qname: parsed.qname.to_vec(),
-                qtype: parsed.qtype,
-                rcode: parsed.rcode,
-                value,
-            }))
-        })
+        self.raw_iter(CF_NEGATIVE, &span.range)
+            .filter_map(move |item| {
+                let (key, value) = match item {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(self.error("reading")(e))),
+                };
+                let Some(value) = Value::decode(&value) else {
+                    count_corrupt();
+                    return None;
+                };
+                span.negative(&key, value, cutoff, filter).map(Ok)
+            })
     }
 }
 
@@ -268,7 +340,7 @@ impl Store {
         &'a self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + 'a {
-        let range = Range::prefix(prefix.to_vec());
+        let range = names_range(prefix);
         let cutoff = self.retention_cutoff();
         self.raw_iter(super::CF_NAMES, &range)
             .filter_map(move |item| {

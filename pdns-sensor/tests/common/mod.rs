@@ -4,6 +4,7 @@
 //! a test CA and an HTTPS client (`tls`).
 #![allow(dead_code)]
 
+pub(crate) mod clickhouse;
 pub(crate) mod process;
 pub(crate) mod tls;
 
@@ -58,6 +59,7 @@ pub(crate) fn args(db: &Path, files: &[PathBuf]) -> IngestArgs {
         threads: 1,
         pipeline: Default::default(),
         retention: Default::default(),
+        export: Default::default(),
         compact: false,
         stats_json: None,
         quiet: true,
@@ -204,7 +206,10 @@ pub(crate) fn serve(
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = std::sync::Arc::new(pdns_sensor::serve::AppState { store, config });
+    let state = std::sync::Arc::new(pdns_sensor::serve::AppState {
+        backend: pdns_sensor::serve::Backend::Store(store),
+        config,
+    });
     runtime.spawn(async move {
         axum::serve(listener, pdns_sensor::serve::router(state))
             .await
