@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod child;
 pub mod cli;
+pub mod clickhouse;
 pub mod r#gen;
 pub mod netns;
 pub mod peers;

@@ -1,11 +1,12 @@
 //! Benchmark scenarios and the `bench run` driver.
 //!
 //! Each scenario (ingest, peers, Zeek import, live capture, queries,
-//! retention) is a module implementing [`Scenario`]: it turns a [`Ctx`]
+//! retention, export) is a module implementing [`Scenario`]: it turns a [`Ctx`]
 //! into report entries plus a summary table. The driver only selects scenarios,
 //! prints their tables and writes the combined [`Report`], so adding one is
 //! a new module and a line in [`registry`].
 
+pub mod export;
 pub mod ingest;
 pub mod live;
 pub mod peers;
@@ -54,6 +55,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(live::Live),
         Box::new(queries::Queries),
         Box::new(retention::Retention),
+        Box::new(export::Export),
     ]
 }
 
