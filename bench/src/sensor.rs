@@ -6,6 +6,7 @@
 //! error here, not a silently missing figure. A file that is missing or
 //! does not parse becomes a note in the results.
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -51,10 +52,19 @@ impl Drop for Server {
 /// Starts `pdns-sensor serve --db DB` on a free loopback port and waits
 /// (up to 60 s) until it accepts connections.
 pub fn serve(sensor: &Path, db: &Path) -> Result<(Server, u16)> {
+    serve_from(sensor, &[OsStr::new("--db"), db.as_os_str()])
+}
+
+/// Starts `pdns-sensor serve --clickhouse URL` (as [`serve`]).
+pub fn serve_clickhouse(sensor: &Path, url: &str) -> Result<(Server, u16)> {
+    serve_from(sensor, &[OsStr::new("--clickhouse"), OsStr::new(url)])
+}
+
+fn serve_from(sensor: &Path, source: &[&OsStr]) -> Result<(Server, u16)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(sensor)
-        .args(["serve", "--db"])
-        .arg(db)
+        .arg("serve")
+        .args(source)
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),

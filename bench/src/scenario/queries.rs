@@ -11,19 +11,30 @@
 //! `*.example.com` (10 k children), and the CIRCL surface for an exact
 //! name. Targets: p99 under 1 ms for an exact name, 10 ms for a
 //! /24 and 50 ms for the wildcard, on ≥ 10 M records.
+//!
+//! The same records then go to ClickHouse (Debian's 18.16 on this machine:
+//! spooled by the store as a sensor's export would, sent with `pdns-sensor
+//! export`, parts merged) and the same cases run against `serve
+//! --clickhouse`: the central query's latency. Targets there: p99 under
+//! 20 ms for an exact name and 50 ms for a /24.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::process::Command;
+
 use anyhow::Result;
+use pdns_sensor::export::rows::RowEncoder;
 use pdns_sensor::store::Store;
+use pdns_sensor::store::spool::SpoolConfig;
 use pdns_sensor::vocab::batch::Batch;
 use pdns_sensor::vocab::value::{Origin, Value};
 use pdns_sensor::vocab::{Rtype, key, name};
 
 use super::{Ctx, Outcome, Scenario};
+use crate::clickhouse::ClickHouse;
 use crate::report::{Entry, SENSOR};
-use crate::sensor::serve;
+use crate::sensor::{serve, serve_clickhouse};
 use crate::table::{Table, num};
 use crate::wrk::wrk;
 
@@ -52,16 +63,9 @@ fn address(i: u64) -> [u8; 4] {
     [10, (x >> 16) as u8, (x >> 8) as u8, x as u8]
 }
 
-/// Fills (or reuses) a store of `n` records under `dir`.
-fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
-    let db = dir.join(format!("queries-{n}"));
-    let done = db.join("FILLED");
-    if done.exists() {
-        return Ok(db);
-    }
-    let _ = std::fs::remove_dir_all(&db);
-    let store = Store::open(&db)?;
-    let started = Instant::now();
+/// Writes the scenario's records, `n` plus the wildcard's children, in
+/// batches through `write`.
+fn write_records(n: u64, mut write: impl FnMut(&Batch) -> Result<()>) -> Result<()> {
     let mut batch = Batch::default();
     let mut key = Vec::with_capacity(64);
     let value = |i: u64| Value {
@@ -70,11 +74,6 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
         last: 1_700_100_000 + i % 86_400,
         ttl: 300,
         origin: Origin::WIRE,
-    };
-    let flush = |batch: &mut Batch| -> Result<()> {
-        store.write(batch)?;
-        *batch = Batch::default();
-        Ok(())
     };
     for i in 0..n {
         key.clear();
@@ -86,7 +85,8 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
         );
         batch.records.insert(&key, value(i));
         if batch.records.len() >= 200_000 {
-            flush(&mut batch)?;
+            write(&batch)?;
+            batch = Batch::default();
         }
     }
     for c in 0..CHILDREN {
@@ -95,7 +95,20 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
         key::record_key(&mut key, &o, Rtype::A, &[192, 0, 2, (c % 250) as u8]);
         batch.records.insert(&key, value(c));
     }
-    flush(&mut batch)?;
+    write(&batch)
+}
+
+/// Fills (or reuses) a store of `n` records under `dir`.
+fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
+    let db = dir.join(format!("queries-{n}"));
+    let done = db.join("FILLED");
+    if done.exists() {
+        return Ok(db);
+    }
+    let _ = std::fs::remove_dir_all(&db);
+    let store = Store::open(&db)?;
+    let started = Instant::now();
+    write_records(n, |batch| Ok(store.write(batch).map(|_| ())?))?;
     store.flush()?;
     store.compact();
     eprintln!(
@@ -106,6 +119,57 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
     std::fs::write(&done, b"")?;
     Ok(db)
 }
+
+/// Puts the same records into ClickHouse as a sensor would: a store that
+/// spools them, then `pdns-sensor export`; then merges the parts (as the
+/// RocksDB store is compacted).
+fn fill_clickhouse(sensor: &Path, ch: &ClickHouse, n: u64, dir: &Path) -> Result<()> {
+    let started = Instant::now();
+    let url = ch.url("pdns");
+    run_ok(Command::new(sensor).args(["clickhouse-schema", "--apply", &url]))?;
+    let db = dir.join("spooled");
+    let mut store = Store::open(&db)?;
+    store.enable_spool(SpoolConfig {
+        encoder: Box::new(RowEncoder {
+            sensor: "bench".into(),
+        }),
+        max_bytes: u64::MAX,
+    })?;
+    write_records(n, |batch| Ok(store.write(batch).map(|_| ())?))?;
+    store.flush()?;
+    drop(store);
+    run_ok(
+        Command::new(sensor)
+            .args(["export", "--db"])
+            .arg(&db)
+            .args([
+                "--export-clickhouse",
+                &url,
+                "--export-drain-timeout",
+                "3600",
+            ]),
+    )?;
+    for table in ["pdns_records", "pdns_rdata", "pdns_names", "pdns_negative"] {
+        ch.query(&format!("OPTIMIZE TABLE pdns.{table} FINAL"))?;
+    }
+    eprintln!(
+        "exported {n} records to ClickHouse in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_ok(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        anyhow::bail!("{:?}: {}", cmd, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A case: its label, the p99 target on RocksDB and on ClickHouse (ms),
+/// and the paths `wrk` cycles through.
+type Case = (&'static str, Option<f64>, Option<f64>, Vec<String>);
 
 impl Scenario for Queries {
     fn name(&self) -> &'static str {
@@ -120,21 +184,22 @@ impl Scenario for Queries {
         let n = size(ctx.quick);
         std::fs::create_dir_all(&ctx.cache_dir)?;
         let db = fill(&ctx.cache_dir, n)?;
-        let (_server, port) = serve(&ctx.sensor, &db)?;
         let tmp = tempfile::tempdir()?;
         let secs = if ctx.quick { 2 } else { 10 };
         // Deterministic spread of targets over the whole store.
         let pick = |k: u64| k.wrapping_mul(6_364_136_223_846_793_005) % n;
-        let cases: Vec<(&str, Option<f64>, Vec<String>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "exact name (DNSDB rrset)",
                 Some(1.0),
+                Some(20.0),
                 (0..1000)
                     .map(|k| format!("/dnsdb/v2/lookup/rrset/name/{}/A", owner(pick(k))))
                     .collect(),
             ),
             (
                 "one address (DNSDB rdata/ip)",
+                None,
                 None,
                 (0..1000)
                     .map(|k| {
@@ -149,6 +214,7 @@ impl Scenario for Queries {
             (
                 "/24 CIDR (DNSDB rdata/ip)",
                 Some(10.0),
+                Some(50.0),
                 (0..1000)
                     .map(|k| {
                         let a = address(pick(k));
@@ -159,11 +225,13 @@ impl Scenario for Queries {
             (
                 "*.example.com, 10k children",
                 Some(50.0),
+                None,
                 vec!["/dnsdb/v2/lookup/rrset/name/*.example.com/A?limit=20000".to_string()],
             ),
             (
                 "exact name (CIRCL)",
                 Some(1.0),
+                Some(20.0),
                 (0..1000)
                     .map(|k| format!("/pdns/query/{}", owner(pick(k))))
                     .collect(),
@@ -172,6 +240,7 @@ impl Scenario for Queries {
         let mut out = Outcome {
             entries: Vec::new(),
             table: Table::new(&[
+                "backend",
                 "case",
                 "records",
                 "p50 ms",
@@ -181,32 +250,61 @@ impl Scenario for Queries {
                 "req/s",
             ]),
         };
-        for (label, target, paths) in cases {
-            eprintln!("queries: {label}");
-            let r = wrk(port, &paths, secs, tmp.path())?;
-            let mut e = Entry::new(NAME, SENSOR);
-            e.set_workload("label", label);
-            e.set_workload("records", n + CHILDREN);
-            e.set_workload("seconds", secs);
-            e.set_workload("connections", 1);
-            e.set_figure("p50_ms", r.p50);
-            e.set_figure("p90_ms", r.p90);
-            e.set_figure("p99_ms", r.p99);
-            e.set_figure("requests_per_sec", r.rps);
-            e.set_figure("target_p99_ms", target);
-            if r.errors > 0 {
-                e.notes.push(format!("{} non-2xx responses", r.errors));
+        let ch = ClickHouse::start()?;
+        fill_clickhouse(&ctx.sensor, &ch, n, tmp.path())?;
+        let ch_bytes: u64 = ["pdns_records", "pdns_rdata", "pdns_names", "pdns_negative"]
+            .iter()
+            .filter_map(|t| ch.table_bytes("pdns", t))
+            .sum();
+        for backend in ["rocksdb", "clickhouse"] {
+            let (_server, port) = if backend == "rocksdb" {
+                serve(&ctx.sensor, &db)?
+            } else {
+                serve_clickhouse(&ctx.sensor, &ch.url("pdns"))?
+            };
+            for (label, rocks_target, ch_target, paths) in &cases {
+                let target = if backend == "rocksdb" {
+                    *rocks_target
+                } else {
+                    *ch_target
+                };
+                eprintln!("queries: {backend}: {label}");
+                let r = wrk(port, paths, secs, tmp.path())?;
+                let mut e = Entry::new(NAME, SENSOR);
+                e.set_workload("label", format!("{backend}: {label}").as_str());
+                e.set_workload("backend", backend);
+                e.set_workload("records", n + CHILDREN);
+                e.set_workload("seconds", secs);
+                e.set_workload("connections", 1);
+                e.set_figure("p50_ms", r.p50);
+                e.set_figure("p90_ms", r.p90);
+                e.set_figure("p99_ms", r.p99);
+                e.set_figure("requests_per_sec", r.rps);
+                e.set_figure("target_p99_ms", target);
+                if r.errors > 0 {
+                    e.notes.push(format!("{} non-2xx responses", r.errors));
+                }
+                if backend == "clickhouse" && out.entries.len() == cases.len() {
+                    let per = ch_bytes as f64 / (n + CHILDREN) as f64;
+                    e.set_figure("clickhouse_bytes_per_record", Some(per));
+                    e.notes.push(format!(
+                        "ClickHouse holds {ch_bytes} bytes for {} records after merging \
+                         ({per:.1} B per record, every history table)",
+                        n + CHILDREN
+                    ));
+                }
+                out.table.row(vec![
+                    backend.to_string(),
+                    label.to_string(),
+                    (n + CHILDREN).to_string(),
+                    num(r.p50, 3),
+                    num(r.p90, 3),
+                    num(r.p99, 3),
+                    num(target, 0),
+                    num(r.rps, 0),
+                ]);
+                out.entries.push(e);
             }
-            out.table.row(vec![
-                label.to_string(),
-                (n + CHILDREN).to_string(),
-                num(r.p50, 3),
-                num(r.p90, 3),
-                num(r.p99, 3),
-                num(target, 0),
-                num(r.rps, 0),
-            ]);
-            out.entries.push(e);
         }
         Ok(out)
     }
