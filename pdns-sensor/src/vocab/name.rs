@@ -138,37 +138,55 @@ pub fn split(data: &[u8]) -> Option<(&[u8], &[u8])> {
 /// way `dig` prints it (`\DDD` for bytes outside printable ASCII, `\.` and
 /// `\\` escaped).
 pub fn write_presentation(encoded: &[u8], out: &mut String) {
-    let mut labels: [&[u8]; MAX_LABELS] = [&[]; MAX_LABELS];
+    // Label starts, so the labels can be written last to first; offsets
+    // rather than slices keep the array a quarter the size to clear.
+    let mut starts = [0u16; MAX_LABELS];
     let mut n = 0;
     let mut pos = 0;
     while let Some(&len) = encoded.get(pos) {
-        if len == 0 || n == MAX_LABELS {
+        if len == 0 || n == MAX_LABELS || pos > usize::from(u16::MAX) {
             break;
         }
-        let end = (pos + 1 + len as usize).min(encoded.len());
-        labels[n] = &encoded[pos + 1..end];
+        starts[n] = pos as u16;
         n += 1;
-        pos = end;
+        pos = (pos + 1 + len as usize).min(encoded.len());
     }
     if n == 0 {
         out.push('.');
         return;
     }
-    for label in labels[..n].iter().rev() {
-        for &b in label.iter() {
-            match b {
-                b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
+    out.reserve(pos + 1);
+    for &start in starts[..n].iter().rev() {
+        let start = usize::from(start);
+        let end = (start + 1 + usize::from(encoded[start])).min(encoded.len());
+        let label = &encoded[start + 1..end];
+        let plain = label
+            .iter()
+            .all(|&b| matches!(b, 0x21..=0x7e) && !needs_escape(b));
+        if plain {
+            // SAFETY: every byte of `label` is printable ASCII (checked
+            // just above), so it is valid UTF-8; validating it again cost
+            // a third of this function.
+            out.push_str(unsafe { std::str::from_utf8_unchecked(label) });
+        } else {
+            for &b in label {
+                if needs_escape(b) {
                     out.push('\\');
                     out.push(b as char);
-                }
-                0x21..=0x7e => out.push(b as char),
-                _ => {
+                } else if matches!(b, 0x21..=0x7e) {
+                    out.push(b as char);
+                } else {
                     let _ = write!(out, "\\{b:03}");
                 }
             }
         }
         out.push('.');
     }
+}
+
+/// Characters escaped with a backslash in presentation format.
+fn needs_escape(b: u8) -> bool {
+    matches!(b, b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$')
 }
 
 /// Convenience wrapper around [`write_presentation`].
