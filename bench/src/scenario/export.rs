@@ -2,8 +2,10 @@
 //! fast rows reach ClickHouse, measured in one run against Debian's
 //! ClickHouse 18.16 on this machine (server and sensors share its cores).
 //!
-//! One workload (10 k names; 100 k packets with `--quick`, 2 M without),
-//! one decoder thread per sensor:
+//! Two workloads, one decoder thread per sensor: 10 k names, where
+//! aggregation leaves few rows to export, and 1 M names, where nearly every
+//! answer is a new row and ClickHouse does the most work (100 k packets
+//! each with `--quick`, 2 M without):
 //!
 //! 1. `ingest` without export, then with it (the run ends only once
 //!    ClickHouse has acknowledged everything): the sensor's CPU and time
@@ -44,12 +46,11 @@ impl Scenario for Export {
     }
 
     fn run(&self, ctx: &Ctx) -> Result<Outcome> {
-        let w = if ctx.quick {
-            sweep_workload("10k-names", Sweep::Names, 100_000, 10_000, 1_000)
-        } else {
-            sweep_workload("10k-names", Sweep::Names, 2_000_000, 10_000, 1_000)
-        };
-        let p = prepare(&ctx.cache_dir, &w)?;
+        let packets = if ctx.quick { 100_000 } else { 2_000_000 };
+        let workloads = [
+            sweep_workload("10k-names", Sweep::Names, packets, 10_000, 1_000),
+            sweep_workload("1M-names", Sweep::Names, packets, 1_000_000, 1_000),
+        ];
         let ch = ClickHouse::start()?;
         let schema = Command::new(&ctx.sensor)
             .args(["clickhouse-schema", "--apply", &ch.url("pdns")])
@@ -66,6 +67,7 @@ impl Scenario for Export {
         let mut out = Outcome {
             entries: Vec::new(),
             table: Table::new(&[
+                "workload",
                 "step",
                 "sensors",
                 "export",
@@ -84,105 +86,111 @@ impl Scenario for Export {
             ("ingest", 1, Some(url.as_str())),
             ("concurrent", CONCURRENT, Some(url.as_str())),
         ];
-        for (i, (step, sensors, export)) in steps.into_iter().enumerate() {
-            let run = tmp.path().join(format!("step-{i}"));
-            std::fs::create_dir(&run)?;
-            let progress = crate::progress::step(format!(
-                "{} {step}: {sensors} sensor(s), export {}",
-                p.workload.label,
-                if export.is_some() { "on" } else { "off" }
-            ));
-            let runs: Vec<Result<(Measured, Result<IngestReport, String>)>> =
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = (0..sensors)
-                        .map(|n| {
-                            let run = run.join(format!("sensor-{n}"));
-                            let p = &p;
-                            scope.spawn(move || one(ctx, p, &run, n, export))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("a measuring thread panicked"))
-                        .collect()
-                });
-            drop(progress);
-            let mut e = Entry::new(NAME, SENSOR);
-            workload_fields(&mut e, &p);
-            e.set_workload(
-                "label",
-                format!("{} {step} x{sensors}", p.workload.label).as_str(),
-            );
-            e.set_workload("step", step);
-            e.set_workload("sensors", sensors as u64);
-            e.set_workload("export", if export.is_some() { "on" } else { "off" });
-            e.set_workload("threads", 1);
-            let (mut cpu, mut elapsed, mut wall, mut rows, mut packets) =
-                (0.0, 0.0f64, 0.0f64, 0, 0);
-            for r in runs {
-                let (m, report) = r?;
-                if !m.success() {
-                    e.notes.push(format!("failed: {}", m.describe_failure()));
-                }
-                cpu += m.user_secs + m.sys_secs;
-                wall = wall.max(m.wall.as_secs_f64());
-                match report {
-                    Ok(r) => {
-                        elapsed = elapsed.max(r.elapsed_secs);
-                        packets += r.totals.packets;
-                        if let Some(x) = &r.export {
-                            rows += x.sent_rows;
-                            if x.remaining.entries > 0 {
-                                e.notes.push(format!(
-                                    "failed: {} batches left in the spool: {:?}",
-                                    x.remaining.entries, x.reason
-                                ));
+        let mut i = 0;
+        for w in workloads {
+            let p = prepare(&ctx.cache_dir, &w)?;
+            let first = out.entries.len();
+            for (step, sensors, export) in steps {
+                i += 1;
+                let run = tmp.path().join(format!("step-{i}"));
+                std::fs::create_dir(&run)?;
+                let progress = crate::progress::step(format!(
+                    "{} {step}: {sensors} sensor(s), export {}",
+                    p.workload.label,
+                    if export.is_some() { "on" } else { "off" }
+                ));
+                let runs: Vec<Result<(Measured, Result<IngestReport, String>)>> =
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = (0..sensors)
+                            .map(|n| {
+                                let run = run.join(format!("sensor-{n}"));
+                                let p = &p;
+                                scope.spawn(move || one(ctx, p, &run, n, export))
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().expect("a measuring thread panicked"))
+                            .collect()
+                    });
+                drop(progress);
+                let mut e = Entry::new(NAME, SENSOR);
+                workload_fields(&mut e, &p);
+                e.set_workload(
+                    "label",
+                    format!("{} {step} x{sensors}", p.workload.label).as_str(),
+                );
+                e.set_workload("step", step);
+                e.set_workload("sensors", sensors as u64);
+                e.set_workload("export", if export.is_some() { "on" } else { "off" });
+                e.set_workload("threads", 1);
+                let (mut cpu, mut elapsed, mut wall, mut rows, mut packets) =
+                    (0.0, 0.0f64, 0.0f64, 0, 0);
+                for r in runs {
+                    let (m, report) = r?;
+                    if !m.success() {
+                        e.notes.push(format!("failed: {}", m.describe_failure()));
+                    }
+                    cpu += m.user_secs + m.sys_secs;
+                    wall = wall.max(m.wall.as_secs_f64());
+                    match report {
+                        Ok(r) => {
+                            elapsed = elapsed.max(r.elapsed_secs);
+                            packets += r.totals.packets;
+                            if let Some(x) = &r.export {
+                                rows += x.sent_rows;
+                                if x.remaining.entries > 0 {
+                                    e.notes.push(format!(
+                                        "failed: {} batches left in the spool: {:?}",
+                                        x.remaining.entries, x.reason
+                                    ));
+                                }
+                            } else if export.is_some() {
+                                e.notes.push("failed: no export in the report".into());
                             }
-                        } else if export.is_some() {
-                            e.notes.push("failed: no export in the report".into());
+                        }
+                        Err(problem) => e.notes.push(problem),
+                    }
+                }
+                e.set_figure("cpu_secs", Some(cpu / sensors as f64));
+                e.set_figure("elapsed_secs", Some(elapsed));
+                e.set_figure("wall_secs", Some(wall));
+                e.set_figure(
+                    "packets_per_sec",
+                    ratio(Some(packets as f64), Some(elapsed)),
+                );
+                if export.is_some() {
+                    e.set_figure("rows_exported", Some(rows as f64));
+                    e.set_figure("rows_per_sec", ratio(Some(rows as f64), Some(elapsed)));
+                }
+                let off = out.entries[first..]
+                    .iter()
+                    .find(|o| o.workload.get("export").and_then(|v| v.as_str()) == Some("off"));
+                if let (Some(off), Some(_)) = (off, export) {
+                    for (k, figure) in [
+                        ("cpu_vs_off", "cpu_secs"),
+                        ("elapsed_vs_off", "elapsed_secs"),
+                    ] {
+                        if let Some(v) = ratio(e.figure(figure), off.figure(figure)) {
+                            e.ratios.insert(k.into(), v);
                         }
                     }
-                    Err(problem) => e.notes.push(problem),
                 }
+                out.table.row(vec![
+                    p.workload.label.clone(),
+                    step.to_string(),
+                    sensors.to_string(),
+                    if export.is_some() { "on" } else { "off" }.to_string(),
+                    num(e.figure("elapsed_secs"), 3),
+                    num(e.figure("cpu_secs"), 3),
+                    num(e.figure("packets_per_sec"), 0),
+                    num(e.figure("rows_exported"), 0),
+                    num(e.figure("rows_per_sec"), 0),
+                    num(e.ratios.get("cpu_vs_off").copied(), 3),
+                    num(e.ratios.get("elapsed_vs_off").copied(), 3),
+                ]);
+                out.entries.push(e);
             }
-            e.set_figure("cpu_secs", Some(cpu / sensors as f64));
-            e.set_figure("elapsed_secs", Some(elapsed));
-            e.set_figure("wall_secs", Some(wall));
-            e.set_figure(
-                "packets_per_sec",
-                ratio(Some(packets as f64), Some(elapsed)),
-            );
-            if export.is_some() {
-                e.set_figure("rows_exported", Some(rows as f64));
-                e.set_figure("rows_per_sec", ratio(Some(rows as f64), Some(elapsed)));
-            }
-            let off = out
-                .entries
-                .iter()
-                .find(|o| o.workload.get("export").and_then(|v| v.as_str()) == Some("off"));
-            if let (Some(off), Some(_)) = (off, export) {
-                for (k, figure) in [
-                    ("cpu_vs_off", "cpu_secs"),
-                    ("elapsed_vs_off", "elapsed_secs"),
-                ] {
-                    if let Some(v) = ratio(e.figure(figure), off.figure(figure)) {
-                        e.ratios.insert(k.into(), v);
-                    }
-                }
-            }
-            out.table.row(vec![
-                step.to_string(),
-                sensors.to_string(),
-                if export.is_some() { "on" } else { "off" }.to_string(),
-                num(e.figure("elapsed_secs"), 3),
-                num(e.figure("cpu_secs"), 3),
-                num(e.figure("packets_per_sec"), 0),
-                num(e.figure("rows_exported"), 0),
-                num(e.figure("rows_per_sec"), 0),
-                num(e.ratios.get("cpu_vs_off").copied(), 3),
-                num(e.ratios.get("elapsed_vs_off").copied(), 3),
-            ]);
-            out.entries.push(e);
         }
         // What ClickHouse keeps per key, once its parts are merged.
         let _ = ch.query("OPTIMIZE TABLE pdns.pdns_records FINAL");

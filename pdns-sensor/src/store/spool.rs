@@ -131,9 +131,18 @@ fn entry_rows(raw: &[u8]) -> u64 {
         .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
 }
 
+/// Spool entries are large (a batch's rows), written once, read once and
+/// deleted: kept in blob files, the LSM tree holds only their small
+/// references, and compaction never rewrites the rows themselves (blob
+/// garbage collection drops a file once its entries are gone).
 pub(super) fn cf_options() -> Options {
     let mut opts = Options::default();
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_compression_type(rocksdb::DBCompressionType::None);
+    opts.set_enable_blob_files(true);
+    opts.set_min_blob_size(1024);
+    opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
+    opts.set_enable_blob_gc(true);
+    opts.set_blob_gc_age_cutoff(1.0);
     opts
 }
 
