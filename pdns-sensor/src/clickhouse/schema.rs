@@ -151,13 +151,18 @@ impl Layout {
         } else {
             "AggregatingMergeTree()".to_string()
         };
-        let key = match table {
-            RECORDS => "key",
-            RDATA => "index_key",
-            NAMES => "names_key",
-            _ => "key",
+        // The readable columns depend on the key alone, so ordering by
+        // them too changes no order; current ClickHouse refuses columns of
+        // an AggregatingMergeTree that are neither aggregates nor in the
+        // sorting key. The primary index stays the key.
+        let order = match table {
+            RECORDS => "PRIMARY KEY key ORDER BY (key, rrname, rrtype, rdata)",
+            RDATA => "ORDER BY index_key",
+            NAMES => "ORDER BY names_key",
+            _ => "PRIMARY KEY key ORDER BY (key, qname, qtype, rcode)",
         };
-        engine.push_str(&format!(" ORDER BY {key}"));
+        engine.push(' ');
+        engine.push_str(order);
         if !self.replicated && self.dedup_window > 0 {
             engine.push_str(&format!(
                 " SETTINGS non_replicated_deduplication_window = {}",

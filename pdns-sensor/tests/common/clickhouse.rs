@@ -12,12 +12,23 @@ use pdns_sensor::clickhouse::client::{Client, ClientOptions, Target};
 
 const SERVER: &str = "/usr/sbin/clickhouse-server";
 
+/// A free loopback port, never handed out twice in this process.
+///
+/// Tests run as parallel threads, each starting servers that bind their
+/// ports a moment after choosing them: an ephemeral port released by one
+/// could be chosen by another in between. These come from a range below
+/// the kernel's ephemeral ports, per process, from a counter.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 24) as u16 * 500;
+    for _ in 0..500 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 500;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + 500);
 }
 
 pub(crate) struct ClickHouse {
