@@ -7,16 +7,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::clickhouse::Cluster;
+use common::clickhouse::{Cluster, Totals, central, merge};
 use pdns_sensor::store::{Filter, Selector, Store};
 use pdns_sensor::vocab::key;
-use pdns_sensor::vocab::value::{Origin, Value};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -30,15 +28,6 @@ fn ok(out: &Output) -> String {
         text(&out.stderr)
     );
     text(&out.stderr)
-}
-
-type Totals = BTreeMap<Vec<u8>, Value>;
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// Records and negative answers of a local store, by store key.
@@ -83,38 +72,6 @@ fn assert_same(central: &Totals, local: &Totals, what: &str) {
         central.keys().filter(|k| !local.contains_key(*k)).count(),
         differing.join("\n")
     );
-}
-
-fn merge(into: &mut Totals, other: &Totals) {
-    for (k, v) in other {
-        into.entry(k.clone())
-            .and_modify(|x| *x = x.combine(*v))
-            .or_insert(*v);
-    }
-}
-
-/// A history table through its `Distributed` table on one node.
-fn central(cluster: &Cluster, node: usize, table: &str) -> Totals {
-    let out = cluster.nodes[node].query(&format!(
-        "SELECT hex(key), sumMerge(cnt), toUInt32(minMerge(first_seen)), \
-         toUInt32(maxMerge(last_seen)), argMaxMerge(ttl_last), groupBitOrMerge(origin_bits) \
-         FROM pdns.{table} GROUP BY key FORMAT TabSeparated"
-    ));
-    out.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (
-                hex(f[0]),
-                Value {
-                    count: f[1].parse().unwrap(),
-                    first: f[2].parse().unwrap(),
-                    last: f[3].parse().unwrap(),
-                    ttl: f[4].parse().unwrap(),
-                    origin: Origin::from_bits(f[5].parse().unwrap()),
-                },
-            )
-        })
-        .collect()
 }
 
 /// Packets of the Ethernet captures in `testdata/pcap` (classic pcap,
@@ -342,7 +299,7 @@ fn three_sensors_through_node_and_sensor_crashes_add_up_exactly() {
     for node in 0..4 {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let got = central(&cluster, node, "pdns_records");
+            let got = central(&cluster.nodes[node], "pdns_records", "key");
             if got == records {
                 break;
             }
@@ -361,7 +318,7 @@ fn three_sensors_through_node_and_sensor_crashes_add_up_exactly() {
             std::thread::sleep(Duration::from_millis(500));
         }
         assert_eq!(
-            central(&cluster, node, "pdns_negative"),
+            central(&cluster.nodes[node], "pdns_negative", "key"),
             negatives,
             "node {node}"
         );
@@ -438,9 +395,13 @@ fn a_sensor_killed_at_any_moment_loses_nothing_and_counts_nothing_twice() {
         .unwrap());
     let (records, negatives) = local(&db);
     assert!(!records.is_empty());
-    assert_same(&central(&cluster, 0, "pdns_records"), &records, "records");
     assert_same(
-        &central(&cluster, 0, "pdns_negative"),
+        &central(&cluster.nodes[0], "pdns_records", "key"),
+        &records,
+        "records",
+    );
+    assert_same(
+        &central(&cluster.nodes[0], "pdns_negative", "key"),
         &negatives,
         "negatives",
     );

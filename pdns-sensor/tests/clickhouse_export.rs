@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::clickhouse::{ClickHouse, free_port};
+use common::clickhouse::{ClickHouse, Totals, central, free_port, merge};
 use pdns_sensor::store::{Filter, Selector, Store};
 use pdns_sensor::vocab::key;
-use pdns_sensor::vocab::value::{Origin, Value};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -38,39 +37,6 @@ fn s(p: &Path) -> &str {
 }
 
 /// A key's merged aggregate, as both sides report it.
-type Totals = BTreeMap<Vec<u8>, Value>;
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// What a ClickHouse history table holds, merged per key.
-fn central(ch: &ClickHouse, table: &str, key_column: &str) -> Totals {
-    let out = ch.query(&format!(
-        "SELECT hex({key_column}), sumMerge(cnt), toUInt32(minMerge(first_seen)), \
-         toUInt32(maxMerge(last_seen)), argMaxMerge(ttl_last), groupBitOrMerge(origin_bits) \
-         FROM pdns.{table} GROUP BY {key_column} FORMAT TabSeparated"
-    ));
-    out.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (
-                hex(f[0]),
-                Value {
-                    count: f[1].parse().unwrap(),
-                    first: f[2].parse().unwrap(),
-                    last: f[3].parse().unwrap(),
-                    ttl: f[4].parse().unwrap(),
-                    origin: Origin::from_bits(f[5].parse().unwrap()),
-                },
-            )
-        })
-        .collect()
-}
-
 /// What a local store holds, by the same keys: records, index entries,
 /// owner names (only `last` compared), negative answers.
 struct Local {
@@ -111,14 +77,6 @@ fn local(db: &Path) -> Local {
         l.negatives.insert(k, n.value);
     }
     l
-}
-
-fn merge(into: &mut Totals, other: &Totals) {
-    for (k, v) in other {
-        into.entry(k.clone())
-            .and_modify(|x| *x = x.combine(*v))
-            .or_insert(*v);
-    }
 }
 
 fn central_names(ch: &ClickHouse) -> BTreeMap<Vec<u8>, u64> {
@@ -404,6 +362,20 @@ fn what_is_wrong_with_the_target_is_said_at_start_up() {
         stderr.contains("table pdns.pdns_negative_in does not exist"),
         "{stderr}"
     );
+    // A sensor id that cannot be one, before anything is opened.
+    let db = dir.path().join("unnamed");
+    let out = ingest(
+        &db,
+        files,
+        &["--export-clickhouse", &ch.url("pdns"), "--sensor-id", ""],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--sensor-id must be 1 to 255 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!db.exists());
 }
 
 #[test]

@@ -423,3 +423,60 @@ enum Failure {
     Store(StoreError),
     ClickHouse(ClickHouseError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::Aggregator;
+    use crate::clickhouse::client::{ClientOptions, Target};
+    use crate::store::spool::{SpoolConfig, SpoolEncoder};
+    use crate::vocab::batch::Batch;
+    use crate::vocab::observation::ObservationSink;
+    use crate::vocab::value::Origin;
+    use crate::vocab::{Rtype, name};
+
+    /// Spools bytes no exporter can read.
+    struct Garbage;
+
+    impl SpoolEncoder for Garbage {
+        fn encode(&self, _: &Batch, _: u64, out: &mut Vec<u8>) -> u64 {
+            out.extend_from_slice(b"\x07not a payload");
+            3
+        }
+    }
+
+    #[test]
+    fn a_damaged_entry_is_dropped_from_export_and_does_not_block_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .enable_spool(SpoolConfig {
+                encoder: Box::new(Garbage),
+                max_bytes: 1 << 20,
+            })
+            .unwrap();
+        let mut agg = Aggregator::new(100, Origin::WIRE);
+        let owner = name::encode_presentation("damaged.example").unwrap();
+        agg.record(&owner, Rtype::A, &[192, 0, 2, 1], 60, 1_700_000_000);
+        store.write(&agg.take()).unwrap();
+        assert_eq!(store.spool_stats().entries, 1);
+        let store = Arc::new(store);
+        // Never contacted: the entry cannot be sent at all.
+        let client = Client::new(
+            Target::parse("http://127.0.0.1:9/pdns", None).unwrap(),
+            &ClientOptions::default(),
+        )
+        .unwrap();
+        let exporter = Exporter::start(Arc::clone(&store), client, Some(Dedup::None)).unwrap();
+        let summary = exporter.drain(Duration::from_secs(10));
+        assert_eq!(summary.remaining.entries, 0, "{summary:?}");
+        assert_eq!(summary.sent_rows, 0);
+        assert_eq!(summary.failures, 0);
+        // The data itself stays in the store.
+        let filter = crate::store::Filter::default();
+        assert_eq!(
+            store.records(&crate::store::Selector::All, &filter).count(),
+            1
+        );
+    }
+}

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use pdns_sensor::clickhouse::client::{Client, ClientOptions, Target};
+use pdns_sensor::vocab::value::{Origin, Value};
 
 const SERVER: &str = "/usr/sbin/clickhouse-server";
 
@@ -29,6 +32,51 @@ pub(crate) fn free_port() -> u16 {
         }
     }
     panic!("no free port in {base}..{}", base + 500);
+}
+
+/// Aggregates by store key, as both a local store and ClickHouse report
+/// them.
+pub(crate) type Totals = BTreeMap<Vec<u8>, Value>;
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// What a history table of database `pdns` holds on `ch` (through its
+/// `Distributed` table in a cluster), merged per `key_column`.
+pub(crate) fn central(ch: &ClickHouse, table: &str, key_column: &str) -> Totals {
+    let out = ch.query(&format!(
+        "SELECT hex({key_column}), sumMerge(cnt), toUInt32(minMerge(first_seen)), \
+         toUInt32(maxMerge(last_seen)), argMaxMerge(ttl_last), groupBitOrMerge(origin_bits) \
+         FROM pdns.{table} GROUP BY {key_column} FORMAT TabSeparated"
+    ));
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                hex(f[0]),
+                Value {
+                    count: f[1].parse().unwrap(),
+                    first: f[2].parse().unwrap(),
+                    last: f[3].parse().unwrap(),
+                    ttl: f[4].parse().unwrap(),
+                    origin: Origin::from_bits(f[5].parse().unwrap()),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Adds `other`'s aggregates into `into` (the store's merge).
+pub(crate) fn merge(into: &mut Totals, other: &Totals) {
+    for (k, v) in other {
+        into.entry(k.clone())
+            .and_modify(|x| *x = x.combine(*v))
+            .or_insert(*v);
+    }
 }
 
 pub(crate) struct ClickHouse {
