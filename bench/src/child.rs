@@ -52,9 +52,25 @@ impl Measured {
 }
 
 /// Runs `cmd` to completion with stdout/stderr sent to files in `log_dir`.
-pub fn run_measured(mut cmd: Command, log_dir: &Path) -> Result<Measured> {
+pub fn run_measured(cmd: Command, log_dir: &Path) -> Result<Measured> {
+    spawn_measured(cmd, log_dir)?.wait()
+}
+
+/// A child started by [`spawn_measured`], measured until [`Running::wait`]
+/// reaps it; killed and reaped if dropped before.
+pub struct Running {
+    pid: libc::pid_t,
+    start: Instant,
+    sampler: Option<HwmSampler>,
+    err: File,
+    reaped: bool,
+}
+
+/// Starts `cmd` (stdout/stderr sent to files in `log_dir`) for a caller
+/// that has work to do while it runs: signal it, then [`Running::wait`].
+pub fn spawn_measured(mut cmd: Command, log_dir: &Path) -> Result<Running> {
     let out = File::create(log_dir.join("stdout.log"))?;
-    let mut err = File::options()
+    let err = File::options()
         .create(true)
         .truncate(true)
         .read(true)
@@ -65,39 +81,124 @@ pub fn run_measured(mut cmd: Command, log_dir: &Path) -> Result<Measured> {
         .stderr(err.try_clone()?);
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
-    let pid = child.id() as libc::pid_t;
-    let sampler = HwmSampler::start(child.id());
-    let mut status: libc::c_int = 0;
-    // SAFETY: zeroed rusage is a valid out-parameter for wait4.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = loop {
-        // SAFETY: pid is our own unreaped child; pointers are valid for the call.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            continue;
-        }
-        break r;
-    };
-    let wall = start.elapsed();
-    let sampled_kib = sampler.stop();
-    if reaped != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let mut tail = String::new();
-    let len = err.seek(SeekFrom::End(0))?;
-    err.seek(SeekFrom::Start(len.saturating_sub(2000)))?;
-    err.read_to_string(&mut tail).ok();
-    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-    Ok(Measured {
-        exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-        wall,
-        user_secs: tv(usage.ru_utime),
-        sys_secs: tv(usage.ru_stime),
-        max_rss_kib: sampled_kib.unwrap_or(usage.ru_maxrss.max(0) as u64),
-        stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    Ok(Running {
+        pid: child.id() as libc::pid_t,
+        start,
+        sampler: Some(HwmSampler::start(child.id())),
+        err,
+        reaped: false,
     })
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+        // SAFETY: kill(2) with our own unreaped child's pid.
+        if unsafe { libc::kill(self.pid, signal) } != 0 {
+            bail!(
+                "signalling pid {}: {}",
+                self.pid,
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// The last lines the child wrote to stderr so far.
+    pub fn stderr_tail(&mut self) -> String {
+        let mut tail = String::new();
+        let Ok(len) = self.err.seek(SeekFrom::End(0)) else {
+            return tail;
+        };
+        if self
+            .err
+            .seek(SeekFrom::Start(len.saturating_sub(2000)))
+            .is_ok()
+        {
+            self.err.read_to_string(&mut tail).ok();
+        }
+        let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// [`Running::wait`], killing the child (SIGKILL) if it has not exited
+    /// within `limit`.
+    pub fn wait_within(self, limit: Duration) -> Result<Measured> {
+        let pid = self.pid;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let watchdog = std::thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                if Instant::now() >= deadline {
+                    // SAFETY: kill(2); the child is not reaped yet (the
+                    // flag is set right after it is).
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let measured = self.wait();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let _ = watchdog.join();
+        measured
+    }
+
+    /// Waits for the child to exit and says what it cost.
+    pub fn wait(mut self) -> Result<Measured> {
+        let mut status: libc::c_int = 0;
+        // SAFETY: zeroed rusage is a valid out-parameter for wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = loop {
+            // SAFETY: pid is our own unreaped child; pointers are valid for the call.
+            let r = unsafe { libc::wait4(self.pid, &mut status, 0, &mut usage) };
+            if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+                continue;
+            }
+            break r;
+        };
+        let wall = self.start.elapsed();
+        let sampled_kib = self.sampler.take().and_then(HwmSampler::stop);
+        if reaped != self.pid {
+            bail!("wait4 failed: {}", std::io::Error::last_os_error());
+        }
+        self.reaped = true;
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Ok(Measured {
+            exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+            signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+            wall,
+            user_secs: tv(usage.ru_utime),
+            sys_secs: tv(usage.ru_stime),
+            max_rss_kib: sampled_kib.unwrap_or(usage.ru_maxrss.max(0) as u64),
+            stderr_tail: self.stderr_tail(),
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // SAFETY: our own child, not yet reaped: kill it and reap it so it
+        // neither outlives the harness nor stays a zombie.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+        if let Some(s) = self.sampler.take() {
+            s.stop();
+        }
+    }
 }
 
 /// Samples a process's `VmHWM` (peak resident set of its current program)

@@ -22,6 +22,8 @@ use prometheus::{
 use crate::capture::stats::RingTotals;
 use crate::decode::{self, DecodeStats};
 use crate::extract::{self, ExtractStats};
+use crate::source::dnstap::DnstapStats;
+use crate::source::dnstap::message as dnstap_message;
 use crate::source::zeek::{AnswerSkip, LineSkip, ZeekStats};
 use crate::store::{Store, WriteStats};
 
@@ -73,6 +75,17 @@ struct Metrics {
     export_backlog_age: IntGauge,
     export_skipped: IntCounterVec,
     export_damaged_rows: IntCounter,
+    dnstap_frames: IntCounterVec,
+    dnstap_bytes: IntCounter,
+    dnstap_messages: IntCounterVec,
+    dnstap_recorded: IntCounter,
+    dnstap_discarded: IntCounterVec,
+    dnstap_connections: IntCounterVec,
+    dnstap_connections_ended: IntCounterVec,
+    dnstap_handshake_failures: IntCounter,
+    dnstap_connections_open: IntGauge,
+    dnstap_backlog: IntGauge,
+    dnstap_backpressure_seconds: Counter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -482,6 +495,106 @@ impl Metrics {
                 "Rows of damaged spool entries that could not be exported (they are in the \
                  local store).",
             ),
+            dnstap_frames: counter_vec(
+                r,
+                "pdns_dnstap_frames_total",
+                "dnstap data frames received, by the sender's identity (\"\" when it sends none; \
+                 at most 32 identities, then \"other\").",
+                &["identity"],
+            ),
+            dnstap_bytes: counter(
+                r,
+                "pdns_dnstap_bytes_total",
+                "Bytes of dnstap data frames received.",
+            ),
+            dnstap_messages: with_values(
+                counter_vec(
+                    r,
+                    "pdns_dnstap_messages_total",
+                    "dnstap messages decoded, by dnstap message type.",
+                    &["type"],
+                ),
+                (0..dnstap_message::TYPE_SLOTS).map(dnstap_message::type_label),
+            ),
+            dnstap_recorded: counter(
+                r,
+                "pdns_dnstap_recorded_total",
+                "dnstap responses handed to extraction (recorded).",
+            ),
+            dnstap_discarded: with_values(
+                counter_vec(
+                    r,
+                    "pdns_dnstap_discarded_total",
+                    "dnstap frames not recorded, by reason: query (no answers), type_not_selected \
+                     (--dnstap-types), policy (rewritten by RPZ or local data), frame_too_large \
+                     (--dnstap-max-frame), truncated_frame (sender gone mid-frame), protobuf, \
+                     not_message, unknown_type, no_response, no_time.",
+                    &["reason"],
+                ),
+                dnstap_message::Discard::ALL.iter().map(|d| d.as_str()),
+            ),
+            dnstap_connections: with_values(
+                counter_vec(
+                    r,
+                    "pdns_dnstap_connections_total",
+                    "dnstap sender connections: accepted, or refused (over \
+                     --dnstap-max-connections).",
+                    &["result"],
+                ),
+                ["accepted", "refused"],
+            ),
+            dnstap_connections_ended: with_values(
+                counter_vec(
+                    r,
+                    "pdns_dnstap_connections_ended_total",
+                    "dnstap sender connections ended, by how: finished (STOP), closed (no STOP), \
+                     truncated (mid-frame), protocol_error, io_error, shutdown.",
+                    &["how"],
+                ),
+                [
+                    "finished",
+                    "closed",
+                    "truncated",
+                    "protocol_error",
+                    "io_error",
+                    "shutdown",
+                ],
+            ),
+            dnstap_handshake_failures: counter(
+                r,
+                "pdns_dnstap_handshake_failures_total",
+                "dnstap connections that failed the Frame Streams handshake (garbage, wrong content \
+                 type, data before START).",
+            ),
+            dnstap_connections_open: {
+                let g = IntGauge::new(
+                    "pdns_dnstap_connections_open",
+                    "dnstap sender connections open now.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            dnstap_backlog: {
+                let g = IntGauge::new(
+                    "pdns_dnstap_backlog_batches",
+                    "Batches of dnstap responses waiting for the workers (bounded: when full, \
+                     reading from senders pauses).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            dnstap_backpressure_seconds: {
+                let c = Counter::new(
+                    "pdns_dnstap_backpressure_seconds_total",
+                    "Time dnstap connections waited for the workers (the queue was full), summed \
+                     over connections.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             registry,
         }
     }
@@ -862,6 +975,92 @@ pub(crate) fn render() -> String {
         .encode(&METRICS.registry.gather(), &mut out)
         .expect("text encoding into a Vec cannot fail");
     String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+/// Identity labels of `pdns_dnstap_frames_total` made so far (bounded).
+static DNSTAP_IDENTITIES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Distinct sender identities labelled; the rest count as "other".
+const MAX_DNSTAP_IDENTITIES: usize = 32;
+
+/// The label of a sender identity: printable, at most 64 characters, one
+/// of at most [`MAX_DNSTAP_IDENTITIES`].
+fn identity_label(identity: Option<&[u8]>) -> String {
+    let text: String = String::from_utf8_lossy(identity.unwrap_or_default())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let mut known = DNSTAP_IDENTITIES.lock().unwrap_or_else(|e| e.into_inner());
+    if known.contains(&text) {
+        text
+    } else if known.len() < MAX_DNSTAP_IDENTITIES {
+        known.push(text.clone());
+        text
+    } else {
+        "other".to_string()
+    }
+}
+
+/// Publishes a dnstap connection's counters (a delta since its last call).
+pub(crate) fn publish_dnstap(d: &DnstapStats) {
+    let m = &*METRICS;
+    m.dnstap_bytes.inc_by(d.bytes);
+    m.dnstap_recorded.inc_by(d.recorded);
+    for (identity, n) in &d.identities {
+        m.dnstap_frames
+            .with_label_values(&[identity_label(identity.as_deref()).as_str()])
+            .inc_by(*n);
+    }
+    for (slot, n) in d.types.iter().enumerate() {
+        if *n > 0 {
+            m.dnstap_messages
+                .with_label_values(&[dnstap_message::type_label(slot)])
+                .inc_by(*n);
+        }
+    }
+    for reason in dnstap_message::Discard::ALL {
+        let n = d.discarded(reason);
+        if n > 0 {
+            m.dnstap_discarded
+                .with_label_values(&[reason.as_str()])
+                .inc_by(n);
+        }
+    }
+}
+
+/// A dnstap connection accepted or refused.
+pub(crate) fn publish_dnstap_connection(result: &str) {
+    METRICS
+        .dnstap_connections
+        .with_label_values(&[result])
+        .inc();
+}
+
+/// A dnstap connection ended (`how`: see the metric's help).
+pub(crate) fn publish_dnstap_ended(how: &str, handshake_failed: bool) {
+    let m = &*METRICS;
+    m.dnstap_connections_ended.with_label_values(&[how]).inc();
+    if handshake_failed {
+        m.dnstap_handshake_failures.inc();
+    }
+}
+
+/// Open dnstap connections went up or down by `delta`.
+pub(crate) fn publish_dnstap_open(delta: i64) {
+    METRICS.dnstap_connections_open.add(delta);
+}
+
+/// Batches waiting for the dnstap workers.
+pub(crate) fn publish_dnstap_backlog(batches: usize) {
+    METRICS.dnstap_backlog.set(batches as i64);
+}
+
+/// A dnstap connection waited `waited` for room in the queue.
+pub(crate) fn publish_dnstap_backpressure(waited: Duration) {
+    METRICS
+        .dnstap_backpressure_seconds
+        .inc_by(waited.as_secs_f64());
 }
 
 #[cfg(test)]

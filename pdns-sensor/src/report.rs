@@ -107,9 +107,118 @@ pub struct IngestReport {
     /// `--export-clickhouse`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportSummary>,
+    /// What the Frame Streams (dnstap) files among the inputs held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnstap: Option<DnstapReport>,
     /// Every counter of every stage (not serialised).
     #[serde(skip)]
     pub summary: Summary,
+}
+
+/// What dnstap input brought: frames, messages by type, what was
+/// discarded and why, and (for `run`) the sender connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnstapReport {
+    /// Data frames read.
+    pub frames: u64,
+    /// Bytes of data frames.
+    pub bytes: u64,
+    /// Responses handed to extraction.
+    pub recorded: u64,
+    /// Decoded messages by dnstap type (`resolver_response`, …).
+    pub messages: BTreeMap<String, u64>,
+    /// Frames not recorded, by reason (`query`, `policy`, …).
+    pub discarded: BTreeMap<String, u64>,
+    /// Sender connections (`run` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<DnstapConnections>,
+}
+
+impl DnstapReport {
+    pub fn from_stats(
+        stats: &crate::source::dnstap::DnstapStats,
+        connections: Option<DnstapConnections>,
+    ) -> DnstapReport {
+        use crate::source::dnstap::message::{Discard, type_label};
+        DnstapReport {
+            frames: stats.frames,
+            bytes: stats.bytes,
+            recorded: stats.recorded,
+            messages: stats
+                .types
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (type_label(i).to_string(), *n))
+                .collect(),
+            discarded: Discard::ALL
+                .iter()
+                .map(|d| (d.as_str().to_string(), stats.discarded(*d)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            connections,
+        }
+    }
+
+    /// One line for the summaries on stderr.
+    pub fn render(&self) -> String {
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "  dnstap: {} frames, {} responses recorded; messages: {}",
+            self.frames,
+            self.recorded,
+            if self.messages.is_empty() {
+                "none".to_string()
+            } else {
+                list(&self.messages)
+            }
+        );
+        if !self.discarded.is_empty() {
+            s.push_str(&format!("; not recorded: {}", list(&self.discarded)));
+        }
+        s.push('\n');
+        if let Some(c) = &self.connections {
+            s.push_str(&format!(
+                "  dnstap senders: {} connected ({} refused), {} stopped, {} disconnected, \
+                 {} cut mid-frame, {} protocol errors ({} in the handshake), {} I/O errors\n",
+                c.accepted,
+                c.refused,
+                c.finished,
+                c.closed,
+                c.truncated,
+                c.protocol_errors,
+                c.handshake_failures,
+                c.io_errors
+            ));
+        }
+        s
+    }
+}
+
+/// dnstap sender connections, by how they went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnstapConnections {
+    pub accepted: u64,
+    /// Over `--dnstap-max-connections`.
+    pub refused: u64,
+    /// Ended by the sender's STOP.
+    pub finished: u64,
+    /// Closed between frames without STOP.
+    pub closed: u64,
+    /// Closed in the middle of a frame.
+    pub truncated: u64,
+    /// Ended for breaking the protocol (garbage, wrong content type…).
+    pub protocol_errors: u64,
+    /// Of those, before the stream was accepted.
+    pub handshake_failures: u64,
+    pub io_errors: u64,
+    /// Open when the sensor stopped.
+    pub shutdown: u64,
 }
 
 /// The eBPF filter's verdicts (see `pdns_common::FilterStats`).
@@ -177,6 +286,9 @@ pub struct RunReport {
     /// What was exported to ClickHouse, and what waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportSummary>,
+    /// What dnstap senders sent (with `--dnstap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnstap: Option<DnstapReport>,
     /// Every counter of every stage (not serialised).
     #[serde(skip)]
     pub summary: Summary,

@@ -7,6 +7,8 @@
 //!   benchmark harness of the `bench` crate.
 //! * `cargo xtask run -- ARGS` — builds and runs the sensor.
 //! * `cargo xtask deb` — builds the Debian package (see `deb.rs`).
+//! * `cargo xtask gen-dnstap` — regenerates the dnstap protobuf code (see
+//!   `gen_dnstap.rs`).
 //!
 //! Everything builds in the release profile: RocksDB's C++ is the slowest
 //! part of the build, and one profile means it is compiled once for the
@@ -14,6 +16,7 @@
 
 mod deb;
 mod ebpf;
+mod gen_dnstap;
 mod setup;
 
 use std::process::Command;
@@ -35,14 +38,16 @@ fn main() -> Result<()> {
         "bench" => bench(rest),
         "run" => run(rest),
         "deb" => deb::run(rest).map(|_| ()),
+        "gen-dnstap" => gen_dnstap::run(),
         "help" | "--help" | "-h" => {
             println!(
-                "cargo xtask <setup|test|bench [--quick]|run -- ARGS|deb>\n\
+                "cargo xtask <setup|test|bench [--quick]|run -- ARGS|deb|gen-dnstap>\n\
                  setup  install build and test dependencies (Debian 12)\n\
                  test   setup, fmt check, clippy, all tests\n\
                  bench  run the benchmark harness (bench/results/)\n\
                  run    build and run pdns-sensor with ARGS\n\
-                 deb    build the Debian package (prints its path)"
+                 deb    build the Debian package (prints its path)\n\
+                 gen-dnstap  regenerate the committed dnstap protobuf code"
             );
             Ok(())
         }

@@ -66,6 +66,20 @@ const MANPAGE_TEST_PACKAGES: [&str; 2] = ["man-db", "groff-base"];
 /// runs its own server on loopback) and ZooKeeper for replicated tables.
 const CLICKHOUSE_TEST_PACKAGES: [&str; 2] = ["clickhouse-server", "zookeeper"];
 
+/// Debian packages the dnstap tests drive: real dnstap senders (Unbound,
+/// PowerDNS Recursor, BIND) resolving through a real authoritative server
+/// (NSD), `fstrm_capture`/`fstrm_replay` (fstrm-bin) and `dnstap-ldns`, an
+/// independent decoder. Their services are not started (see [`install`]);
+/// each test runs its own servers inside its own network namespaces.
+const DNSTAP_TEST_PACKAGES: [&str; 6] = [
+    "unbound",
+    "nsd",
+    "pdns-recursor",
+    "bind9",
+    "fstrm-bin",
+    "dnstap-ldns",
+];
+
 /// Debian packages `cargo xtask deb` needs: dpkg-shlibdeps (dpkg-dev),
 /// with which cargo-deb derives the package's library dependencies.
 const PACKAGING_PACKAGES: [&str; 1] = ["dpkg-dev"];
@@ -102,6 +116,7 @@ pub(crate) fn run() -> Result<()> {
         .chain(PEER_PACKAGES.iter())
         .chain(MANPAGE_TEST_PACKAGES.iter())
         .chain(CLICKHOUSE_TEST_PACKAGES.iter())
+        .chain(DNSTAP_TEST_PACKAGES.iter())
         .chain(PACKAGING_PACKAGES.iter())
         .chain(DEB_TEST_PACKAGES.iter())
         .copied()
@@ -155,6 +170,11 @@ fn install(wanted: &[&str]) -> Result<()> {
             );
         }
         sh(Command::new("apt-get").args(["update", "-qq"]))?;
+        // Without systemd as PID 1 a package's maintainer scripts start its
+        // service through its init script (a resolver on the host's port
+        // 53, say). The tests start their own servers: forbid it while
+        // installing, as Debian's policy-rc.d interface allows.
+        let _no_services = NoServiceStarts::install();
         sh(Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing)
@@ -340,4 +360,42 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A `/usr/sbin/policy-rc.d` that refuses every service start (exit 101),
+/// removed again on drop; an existing one (container images have one) is
+/// left alone.
+struct NoServiceStarts(Option<&'static str>);
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> NoServiceStarts {
+        use std::os::unix::fs::PermissionsExt;
+        if Path::new(Self::PATH).exists() {
+            return NoServiceStarts(None);
+        }
+        let written = std::fs::write(
+            Self::PATH,
+            "#!/bin/sh\n# cargo xtask setup: start no service while installing\nexit 101\n",
+        )
+        .and_then(|()| {
+            std::fs::set_permissions(Self::PATH, std::fs::Permissions::from_mode(0o755))
+        });
+        match written {
+            Ok(()) => NoServiceStarts(Some(Self::PATH)),
+            Err(e) => {
+                eprintln!("xtask: could not write {}: {e}", Self::PATH);
+                NoServiceStarts(None)
+            }
+        }
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

@@ -1,11 +1,12 @@
 //! Benchmark scenarios and the `bench run` driver.
 //!
 //! Each scenario (ingest, peers, Zeek import, live capture, queries,
-//! retention, export) is a module implementing [`Scenario`]: it turns a [`Ctx`]
-//! into report entries plus a summary table. The driver only selects scenarios,
-//! prints their tables and writes the combined [`Report`], so adding one is
-//! a new module and a line in [`registry`].
+//! retention, export, dnstap) is a module implementing [`Scenario`]: it
+//! turns a [`Ctx`] into report entries plus a summary table. The driver only
+//! selects scenarios, prints their tables and writes the combined
+//! [`Report`], so adding one is a new module and a line in [`registry`].
 
+pub mod dnstap;
 pub mod export;
 pub mod ingest;
 pub mod live;
@@ -56,6 +57,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(queries::Queries),
         Box::new(retention::Retention),
         Box::new(export::Export),
+        Box::new(dnstap::Dnstap::default()),
     ]
 }
 

@@ -1,6 +1,8 @@
 //! `pdns-sensor ingest FILE...`: pcap/pcapng files into the store, through
-//! the same pipeline live capture uses, with a progress bar on a terminal
-//! and periodic progress lines otherwise (see [`super::progress`]).
+//! the same pipeline live capture uses, and dnstap Frame Streams files
+//! (recognised by their content) through the same worker at the extraction
+//! step, with a progress bar on a terminal and periodic progress lines
+//! otherwise (see [`super::progress`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +13,9 @@ use clap::Args;
 
 use super::DbArgs;
 use super::progress::{Display, Job, Reporter};
-use crate::pipeline::Pipeline;
-use crate::report::{IngestReport, PipelineTotals, RetentionSummary};
+use crate::pipeline::{Pipeline, PipelineConfig, Summary, Worker};
+use crate::report::{DnstapReport, IngestReport, PipelineTotals, RetentionSummary};
+use crate::source::dnstap::{self, DnstapStats};
 use crate::source::pcap;
 use crate::source::progress::ReadProgress;
 use crate::store::{CF_RECORDS, Selector, Store};
@@ -30,6 +33,8 @@ pub struct IngestArgs {
     pub retention: super::RetentionArgs,
     #[command(flatten)]
     pub export: super::export::ExportArgs,
+    #[command(flatten)]
+    pub dnstap: super::dnstap::DnstapReadArgs,
     /// Compact the database after ingesting (smallest size on disk).
     #[arg(long)]
     pub compact: bool,
@@ -43,7 +48,8 @@ pub struct IngestArgs {
     /// (a terminal gets a progress bar).
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub status_interval: u64,
-    /// Capture files (pcap or pcapng).
+    /// Capture files (pcap or pcapng) or dnstap Frame Streams files (as
+    /// written by fstrm_capture or BIND's dnstap-output file).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -80,8 +86,27 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
         },
         Display::choose(args.quiet, args.status_interval),
     );
+    let mut dnstap_input = DnstapInput::default();
     for (file, size) in args.files.iter().zip(&sizes) {
         let start = progress.bytes();
+        if dnstap::file::detect(file).unwrap_or(false) {
+            let result = dnstap_input.read(file, args, &config, &store, &progress);
+            progress.finish_file(start, size.unwrap_or(0));
+            match result {
+                Ok(truncated) => {
+                    report.files += 1;
+                    report.files_truncated += usize::from(truncated);
+                }
+                Err(e) => {
+                    report.files_failed += 1;
+                    tracing::error!("{e:#}");
+                }
+            }
+            if dnstap_input.failed {
+                break;
+            }
+            continue;
+        }
         let result = pcap::read_file_counted(file, &progress, |frame| {
             stopped = stopped || pipeline.push(frame).is_err();
         });
@@ -117,6 +142,12 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     reporter.finish();
     // A worker that stopped says why here.
     report.summary = pipeline.finish().context("writing to the database")?;
+    if let Some(summary) = dnstap_input.finish()? {
+        report.summary.add(&summary);
+    }
+    if dnstap_input.files > 0 {
+        report.dnstap = Some(DnstapReport::from_stats(&dnstap_input.stats, None));
+    }
     report.totals = PipelineTotals::from_summary(&report.summary);
     // Everything is written (and spooled): wait for ClickHouse.
     report.export = export.map(|e| e.finish());
@@ -177,6 +208,9 @@ pub fn render_report(report: &IngestReport) -> String {
         t.records_written,
         t.negatives_written,
     );
+    if let Some(dnstap) = &report.dnstap {
+        s.push_str(&dnstap.render());
+    }
     let skipped = t.drops_summary();
     if !skipped.is_empty() {
         s.push_str(&format!("skipped: {skipped}\n"));
@@ -186,4 +220,109 @@ pub fn render_report(report: &IngestReport) -> String {
         s.push_str(&export.render());
     }
     s
+}
+
+/// The dnstap files of an ingest: read in this thread into one worker of
+/// their own (its records marked as dnstap's), made at the first such file.
+#[derive(Default)]
+struct DnstapInput {
+    worker: Option<Worker>,
+    stats: DnstapStats,
+    files: usize,
+    /// The worker stopped (the store failed): `finish` says why.
+    failed: bool,
+    error: Option<crate::pipeline::PipelineError>,
+}
+
+impl DnstapInput {
+    /// Reads one Frame Streams file; true if it was cut short.
+    fn read(
+        &mut self,
+        file: &std::path::Path,
+        args: &IngestArgs,
+        config: &PipelineConfig,
+        store: &Arc<Store>,
+        progress: &ReadProgress,
+    ) -> Result<bool> {
+        let worker = match &mut self.worker {
+            Some(w) => w,
+            None => {
+                let config = PipelineConfig {
+                    origin: crate::vocab::value::Origin::DNSTAP,
+                    ..config.clone()
+                };
+                self.worker.insert(Worker::new(
+                    &config,
+                    Arc::clone(store),
+                    "pdns-store-dnstap",
+                )?)
+            }
+        };
+        let dnstap = args.dnstap.config();
+        let mut error = None;
+        let mut pending = 0u64;
+        let read = dnstap::file::read_file(
+            file,
+            dnstap.max_frame,
+            dnstap.selection,
+            |n| progress.add_bytes(n),
+            |response| {
+                if error.is_some() {
+                    return;
+                }
+                pending += 1;
+                if pending == 4096 {
+                    progress.add_items(pending);
+                    pending = 0;
+                }
+                let message = crate::vocab::packet::DnsMessage {
+                    ts: response.ts,
+                    transport: response.transport,
+                    data: &response.dns,
+                };
+                if let Err(e) = worker.message(&message) {
+                    error = Some(e);
+                }
+            },
+        )
+        .with_context(|| format!("reading {}", file.display()))?;
+        progress.add_items(pending);
+        self.files += 1;
+        self.stats.add(&read.stats);
+        if let Some(e) = error {
+            self.failed = true;
+            self.error = Some(e);
+        }
+        use dnstap::receiver::Ending;
+        Ok(match read.ending {
+            Ending::Finished | Ending::Closed => false,
+            Ending::Truncated => {
+                tracing::warn!(
+                    "{}: file is truncated; kept the {} frames before the cut",
+                    file.display(),
+                    read.stats.frames
+                );
+                true
+            }
+            Ending::Protocol(e) => {
+                tracing::warn!(
+                    "{}: not read past a Frame Streams error ({e}); kept the {} frames before it",
+                    file.display(),
+                    read.stats.frames
+                );
+                true
+            }
+        })
+    }
+
+    /// Flushes the worker; its totals, or the error it stopped at.
+    fn finish(&mut self) -> Result<Option<Summary>> {
+        if let Some(e) = self.error.take() {
+            return Err(anyhow::Error::new(e).context("writing to the database"));
+        }
+        match self.worker.take() {
+            Some(w) => Ok(Some(w.finish().context("writing to the database")?)),
+            None => Ok(None),
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod clickhouse_schema;
 pub mod completions;
 pub mod config;
+pub mod dnstap;
 pub mod dump;
 pub mod export;
 pub mod import_zeek;
@@ -43,9 +44,10 @@ pub fn command() -> clap::Command {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Capture DNS live on network interfaces (eBPF filter, AF_PACKET rings).
+    /// Capture DNS live on network interfaces (eBPF filter, AF_PACKET rings)
+    /// and/or receive it from DNS servers over dnstap.
     Run(run::RunArgs),
-    /// Read pcap/pcapng files into the database.
+    /// Read pcap/pcapng and dnstap (Frame Streams) files into the database.
     Ingest(ingest::IngestArgs),
     /// Print stored records (works while another process writes).
     Dump(dump::DumpArgs),

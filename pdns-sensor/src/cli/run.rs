@@ -1,4 +1,10 @@
-//! `pdns-sensor run`: live capture on network interfaces.
+//! `pdns-sensor run`: live capture on network interfaces, and dnstap from
+//! DNS servers.
+//!
+//! With `--dnstap` the run also listens for dnstap senders (see
+//! [`crate::source::dnstap`]); with `--dnstap` and no `--interface` it
+//! captures nothing: no filter is loaded, no ring opened, and no
+//! privilege is needed beyond what the socket paths ask for.
 //!
 //! A run has four parts, one function each:
 //!
@@ -55,8 +61,10 @@ use crate::capture::thread::RingThread;
 use crate::capture::{RingConfig, open_ring};
 use crate::metrics::{self, CapturePublisher};
 use crate::pipeline::{PipelineConfig, Summary, Worker};
+use crate::report::DnstapReport;
 use crate::report::{ExportSummary, PipelineTotals, RetentionSummary, RingReport, RunReport};
 use crate::serve::Api;
+use crate::source::dnstap::{DnstapService, Listener};
 use crate::store::{CF_RECORDS, Store};
 
 #[derive(Debug, Args)]
@@ -76,6 +84,8 @@ pub struct RunArgs {
     pub retention: super::RetentionArgs,
     #[command(flatten)]
     pub export: super::export::ExportArgs,
+    #[command(flatten)]
+    pub dnstap: super::dnstap::DnstapArgs,
     /// After setup, switch to this user (and its group), keeping no
     /// capabilities. The database directory is given to that user. Already
     /// running as this user (a service with capabilities): drop them.
@@ -181,7 +191,9 @@ struct Prepared {
     interfaces: Vec<Interface>,
     /// Each ring with the index of its interface.
     rings: Vec<(usize, Ring)>,
-    filter: Filter,
+    /// None when nothing is captured (dnstap only).
+    filter: Option<Filter>,
+    dnstap: Vec<Listener>,
     api: Option<Api>,
     pipeline: PipelineConfig,
     ring_config: RingConfig,
@@ -199,7 +211,16 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
     ring_config.validate().map_err(anyhow::Error::msg)?;
     let store_options = args.retention.store_options()?;
     let ports = args.pipeline.ports();
-    let interfaces = interfaces(&args.interfaces)?;
+    // dnstap alone: no capture at all.
+    let capture = !args.interfaces.is_empty() || !args.dnstap.enabled();
+    if !capture && args.explain_filter.is_some() {
+        anyhow::bail!("--explain-filter needs a capture: add --interface");
+    }
+    let interfaces = if capture {
+        interfaces(&args.interfaces)?
+    } else {
+        Vec::new()
+    };
     let user = args.user.as_deref().map(User::lookup).transpose()?;
     if let Some(user) = &user {
         privileges::check_can_become(user)?;
@@ -210,7 +231,14 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
     let export = args.export.prepare()?;
     // Before anything is created: a filter that cannot do what was asked
     // (explain with the classic filter) is an error.
-    let filter = Filter::load_explaining(args.filter, &ports, args.explain_filter)?;
+    let filter = capture
+        .then(|| Filter::load_explaining(args.filter, &ports, args.explain_filter))
+        .transpose()?;
+    // The dnstap sockets too (a path under /run may need root).
+    let dnstap = args.dnstap.bind()?;
+    if let Some(user) = &user {
+        give_sockets(&dnstap, user)?;
+    }
     // The API socket is bound before privileges are dropped (a port below
     // 1024 needs them). A taken port is reported, not fatal: capture is the
     // job that must not stop.
@@ -226,7 +254,10 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
         }
     };
     let pipeline = args.pipeline.config(args.threads);
-    let rings = open_rings(&interfaces, pipeline.thread_count(), &ring_config, &filter)?;
+    let rings = match &filter {
+        Some(filter) => open_rings(&interfaces, pipeline.thread_count(), &ring_config, filter)?,
+        None => Vec::new(),
+    };
 
     // Opened now, while we may still write anywhere.
     let stats_file = args
@@ -247,11 +278,24 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
         interfaces,
         rings,
         filter,
+        dnstap,
         api,
         pipeline,
         ring_config,
         stats_file,
     })
+}
+
+/// Gives the dnstap socket files to the user the run switches to, so that
+/// it can remove them at the end.
+fn give_sockets(listeners: &[Listener], user: &User) -> Result<()> {
+    for l in listeners {
+        if let Listener::Unix { path, .. } = l {
+            std::os::unix::fs::chown(path, Some(user.uid), None)
+                .with_context(|| format!("giving {} to {}", path.display(), user.name))?;
+        }
+    }
+    Ok(())
 }
 
 /// The interfaces asked for, each once, or the default route's.
@@ -340,7 +384,8 @@ struct Capture {
     interfaces: Vec<Arc<str>>,
     threads: Vec<RingHandle>,
     stop: Arc<AtomicBool>,
-    filter: Filter,
+    filter: Option<Filter>,
+    dnstap: Option<DnstapService>,
     publisher: CapturePublisher,
     stats_file: Option<File>,
 }
@@ -353,6 +398,7 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         interfaces,
         rings,
         filter,
+        dnstap,
         api,
         pipeline,
         ring_config,
@@ -385,14 +431,26 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
             handle,
         });
     }
-    tracing::info!(
-        "capturing DNS on {} ({} ring(s) each, {} filter, ports {:?}) into {}",
-        names.join(", "),
-        per_interface,
-        filter.kind(),
-        args.pipeline.ports(),
-        args.db.db.display()
-    );
+    if let Some(filter) = &filter {
+        tracing::info!(
+            "capturing DNS on {} ({} ring(s) each, {} filter, ports {:?}) into {}",
+            names.join(", "),
+            per_interface,
+            filter.kind(),
+            args.pipeline.ports(),
+            args.db.db.display()
+        );
+    }
+    let dnstap = if dnstap.is_empty() {
+        None
+    } else {
+        Some(DnstapService::start(
+            dnstap,
+            args.dnstap.config(),
+            &pipeline,
+            Arc::clone(&store),
+        )?)
+    };
     if let Some(api) = api {
         let store = Arc::clone(&store);
         runtime.spawn(async move {
@@ -411,6 +469,7 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         threads,
         stop,
         filter,
+        dnstap,
         publisher: CapturePublisher::default(),
         stats_file,
     })
@@ -426,7 +485,10 @@ impl Capture {
                 .iter()
                 .map(|t| (&*interfaces[t.interface], t.counters.totals())),
         );
-        match self.filter.stats()? {
+        if let Some(dnstap) = &self.dnstap {
+            dnstap.publish();
+        }
+        match self.filter.as_ref()?.stats()? {
             Ok(s) => {
                 self.publisher.filter(s);
                 Some(s)
@@ -465,6 +527,9 @@ fn control(plane: &mut ControlPlane, capture: &mut Capture, args: &RunArgs) -> &
                     if capture.threads.iter().any(|t| t.handle.is_finished()) {
                         break "a ring thread stopped";
                     }
+                    if capture.dnstap.as_ref().is_some_and(DnstapService::failed) {
+                        break "a dnstap worker stopped";
+                    }
                     if last_status.elapsed() >= status_every {
                         last_status = Instant::now();
                         status.print(&capture.threads, &capture.store);
@@ -483,6 +548,7 @@ struct Stopped {
     filter_stats: Option<pdns_common::FilterStats>,
     /// Per ring: interface and totals.
     rings: Vec<(Arc<str>, RingTotals)>,
+    dnstap: Option<DnstapReport>,
     summary: Summary,
     first_error: Option<anyhow::Error>,
     stats_file: Option<File>,
@@ -522,7 +588,19 @@ fn shut_down(mut capture: Capture) -> Result<Stopped> {
             .iter()
             .map(|(i, counters)| (&*interfaces[*i], counters.totals())),
     );
-    let filter_stats = match capture.filter.stats() {
+    let mut dnstap = None;
+    if let Some(service) = capture.dnstap.take() {
+        let outcome = service.stop();
+        summary.add(&outcome.summary);
+        if let Some(e) = outcome.error {
+            first_error.get_or_insert(anyhow::Error::new(e).context("recording dnstap"));
+        }
+        dnstap = Some(DnstapReport::from_stats(
+            &outcome.stats,
+            Some(outcome.connections),
+        ));
+    }
+    let filter_stats = match capture.filter.as_ref().and_then(Filter::stats) {
         Some(Ok(s)) => {
             capture.publisher.filter(s);
             Some(s)
@@ -539,9 +617,10 @@ fn shut_down(mut capture: Capture) -> Result<Stopped> {
     Ok(Stopped {
         store: capture.store,
         export,
-        filter_kind: capture.filter.kind(),
+        filter_kind: capture.filter.as_ref().map_or("none", Filter::kind),
         filter_stats,
         rings,
+        dnstap,
         summary,
         first_error,
         stats_file: capture.stats_file,
@@ -558,6 +637,7 @@ impl Stopped {
             db_bytes: self.store.disk_bytes()?,
             retention: RetentionSummary::of(&self.store),
             export: self.export.clone(),
+            dnstap: self.dnstap.clone(),
             summary: self.summary.clone(),
             ..RunReport::default()
         };
@@ -665,7 +745,11 @@ pub fn render_report(report: &RunReport) -> String {
             t.packets, t.drops, t.freezes, t.frames, t.vlan_tagged
         ));
     }
+    if let Some(dnstap) = &report.dnstap {
+        s.push_str(&dnstap.render());
+    }
     match &report.filter_stats {
+        _ if report.filter == "none" => {}
         Some(f) => s.push_str(&format!(
             "  eBPF filter: kept {} ({} DNS port, {} fragments), rejected {} \
              (port {}, protocol {}, not IP {}, malformed {})\n",

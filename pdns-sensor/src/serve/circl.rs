@@ -60,16 +60,13 @@ pub(super) fn cof(r: &StoredRecord, origin: &str, sensor_id: Option<&str>) -> Va
     Value::Object(m)
 }
 
-/// The configured origin, marked when a record was (also) imported from
-/// Zeek logs rather than seen on the wire.
+/// The configured origin, marked when a record did not (only) come from
+/// the wire: `ORIGIN#zeek`, `ORIGIN#dnstap`, `ORIGIN#wire+zeek`…
 pub(super) fn origin_for(origin: &str, origins: Origin) -> String {
-    match (
-        origins.contains(Origin::WIRE),
-        origins.contains(Origin::ZEEK),
-    ) {
-        (false, true) => format!("{origin}#zeek"),
-        (true, true) => format!("{origin}#wire+zeek"),
-        _ => origin.to_string(),
+    if origins == Origin::WIRE || origins == Origin::default() {
+        origin.to_string()
+    } else {
+        format!("{origin}#{}", origins.names().join("+"))
     }
 }
 

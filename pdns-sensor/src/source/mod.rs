@@ -6,9 +6,12 @@
 //! from its own buffers, to a callback: capture files ([`pcap`]); live
 //! AF_PACKET rings are in [`crate::capture`]. [`zeek`] reads dns.log files,
 //! which hold no packets, and hands rebuilt responses to the pipeline's
-//! worker at the extraction step. [`progress`] counts how far a source has
+//! worker at the extraction step. [`dnstap`] receives DNS messages from
+//! DNS servers (sockets, and files for `ingest`) and hands them to the
+//! worker at the same step. [`progress`] counts how far a source has
 //! read, for the progress shown on long jobs.
 
+pub mod dnstap;
 pub mod pcap;
 pub mod progress;
 pub mod zeek;

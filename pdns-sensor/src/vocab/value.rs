@@ -28,9 +28,15 @@ impl Origin {
     pub const WIRE: Origin = Origin(1);
     /// Imported from a Zeek dns.log.
     pub const ZEEK: Origin = Origin(2);
+    /// Sent by a DNS server over dnstap.
+    pub const DNSTAP: Origin = Origin(4);
 
     /// Every named origin with its name, in output order.
-    const NAMED: [(Origin, &'static str); 2] = [(Origin::WIRE, "wire"), (Origin::ZEEK, "zeek")];
+    const NAMED: [(Origin, &'static str); 3] = [
+        (Origin::WIRE, "wire"),
+        (Origin::ZEEK, "zeek"),
+        (Origin::DNSTAP, "dnstap"),
+    ];
 
     /// The stored byte.
     pub fn bits(self) -> u8 {
@@ -52,7 +58,7 @@ impl Origin {
         self.0 & other.0 == other.0
     }
 
-    /// The names of the origins in this set (`wire`, `zeek`).
+    /// The names of the origins in this set (`wire`, `zeek`, `dnstap`).
     pub fn names(self) -> Vec<&'static str> {
         Self::NAMED
             .iter()

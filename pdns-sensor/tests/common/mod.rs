@@ -60,6 +60,7 @@ pub(crate) fn args(db: &Path, files: &[PathBuf]) -> IngestArgs {
         pipeline: Default::default(),
         retention: Default::default(),
         export: Default::default(),
+        dnstap: Default::default(),
         compact: false,
         stats_json: None,
         quiet: true,

@@ -7,6 +7,8 @@
 //!   `setpriv`, with the user's groups, exactly the unit's capability set
 //!   as inheritable, ambient and bounding set, and no-new-privs.
 //! * **File system** (`ProtectSystem=strict`, `StateDirectory=`,
+//!   `RuntimeDirectory=` (made under /run for the unit's user, as systemd
+//!   does at start),
 //!   `ReadWritePaths=`, `ProtectHome=`, `PrivateTmp=`, `PrivateDevices=`,
 //!   `ProtectKernelTunables=`, `ProtectKernelModules=`,
 //!   `ProtectKernelLogs=`, `ProtectControlGroups=`, `ProcSubset=`,
@@ -42,7 +44,7 @@ use std::process::Command;
 use super::unit::Service;
 
 /// Settings the sandbox rebuilds.
-const EMULATED: [&str; 33] = [
+const EMULATED: [&str; 35] = [
     "ExecStart",
     "User",
     "Group",
@@ -51,6 +53,8 @@ const EMULATED: [&str; 33] = [
     "NoNewPrivileges",
     "StateDirectory",
     "StateDirectoryMode",
+    "RuntimeDirectory",
+    "RuntimeDirectoryMode",
     "ReadWritePaths",
     "WorkingDirectory",
     "UMask",
@@ -171,6 +175,19 @@ fn quote(s: &str) -> String {
 /// The root shell that lays out the file system, then executes `"$@"`.
 fn mount_script(unit: &Service) -> String {
     let mut s = String::from("set -eu\nmount --make-rprivate /\n");
+    // RuntimeDirectory=: made fresh at start, owned by the unit's user
+    // (before anything is made read-only).
+    let user = unit.get("User").expect("the unit names a User=");
+    let group = unit.get("Group").unwrap_or(user);
+    let mode = unit.get("RuntimeDirectoryMode").unwrap_or("0755");
+    for d in unit.list("RuntimeDirectory") {
+        let q = quote(&format!("/run/{d}"));
+        s += &format!(
+            "rm -rf {q}\nmkdir -p {q}\nchown {}:{} {q}\nchmod {mode} {q}\n",
+            quote(user),
+            quote(group)
+        );
+    }
     if unit.yes("PrivateTmp") {
         s += "for d in /tmp /var/tmp; do mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs \"$d\"; done\n";
     }
@@ -237,6 +254,11 @@ done
         .iter()
         .map(|d| format!("/var/lib/{d}"))
         .collect();
+    writable.extend(
+        unit.list("RuntimeDirectory")
+            .iter()
+            .map(|d| format!("/run/{d}")),
+    );
     writable.extend(unit.list("ReadWritePaths"));
     for path in &writable {
         let q = quote(path);

@@ -162,7 +162,10 @@ fn table(
 fn toml_value(arg: &Arg, values: &[String]) -> String {
     let one = |v: &String| {
         let bare = (layer::is_switch(arg) && (v == "true" || v == "false"))
-            || (layer::is_integer(arg) && v.parse::<i128>().is_ok());
+            || (layer::is_integer(arg)
+                && v.parse::<i128>().is_ok()
+                // A leading zero is no TOML integer (a file mode: "0660").
+                && (v == "0" || !v.trim_start_matches('-').starts_with('0')));
         if bare {
             v.clone()
         } else {
