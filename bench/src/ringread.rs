@@ -86,7 +86,7 @@ pub fn run(args: &RingReadArgs) -> Result<()> {
     };
     let mut group = None;
     let rings = (0..count)
-        .map(|_| open_ring(&iface, &config, &mut group))
+        .map(|_| open_ring(&iface, &config, &mut group, filter.fanout()))
         .collect::<Result<Vec<_>>>()
         .with_context(|| format!("opening a capture ring on {}", iface.name))?;
     for ring in &rings {

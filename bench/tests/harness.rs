@@ -64,6 +64,7 @@ fn run(sensor: PathBuf, root: &Path) -> (Vec<Entry>, String) {
     let scenarios: Vec<Box<dyn Scenario>> = vec![Box::new(Ingest {
         workloads: Some(tiny()),
         threads: Some(vec![1, 0]),
+        tunnelled: Some(false),
     })];
     let results = root.join("results");
     run_scenarios(&scenarios, &ctx, &results).unwrap();

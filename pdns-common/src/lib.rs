@@ -68,6 +68,52 @@ pub const PORTS_MAP: &str = "PDNS_PORTS";
 /// Name of the counters map: `PerCpuArray<FilterStats>` with one entry.
 pub const STATS_MAP: &str = "PDNS_STATS";
 
+/// Name of the fanout program in the eBPF object: a socket filter program
+/// that `PACKET_FANOUT_EBPF` runs to pick a ring. It walks the packet with
+/// the filter's own classification code (tunnels included) and returns a
+/// symmetric hash of the innermost IP addresses it reached: of the packet
+/// inside the tunnels the filter opens, or of the first IP header that is a
+/// fragment (its fragments, which carry no inner headers past the first,
+/// must meet), or of the outer packet when it is not tunnelled. Both
+/// directions of a flow hash alike (the two addresses are ordered before
+/// mixing), even when a mirror sends them from different outer addresses.
+/// Packets without IP hash to 0.
+pub const FANOUT_PROGRAM_NAME: &str = "pdns_fanout";
+
+/// Name of the tunnel port map: `HashMap<u16 (UDP destination port, host
+/// order), u8 (a `TUNNEL_*` kind)>`, at most [`MAX_TUNNEL_PORTS`] entries,
+/// filled by userspace from `--vxlan-port` and `--geneve-port` (empty with
+/// `--no-tunnels`).
+pub const TUNNEL_PORTS_MAP: &str = "PDNS_TUNNEL_PORTS";
+
+/// [`TUNNEL_PORTS_MAP`] value: VXLAN (RFC 7348) on this port.
+pub const TUNNEL_VXLAN: u8 = 1;
+
+/// [`TUNNEL_PORTS_MAP`] value: Geneve (RFC 8926) on this port.
+pub const TUNNEL_GENEVE: u8 = 2;
+
+/// Most UDP tunnel ports (VXLAN and Geneve together).
+pub const MAX_TUNNEL_PORTS: usize = 16;
+
+/// Name of the settings map: `Array<u32>` with [`CONFIG_SLOTS`] entries.
+pub const CONFIG_MAP: &str = "PDNS_CONFIG";
+
+/// Index of the flags word in [`CONFIG_MAP`].
+pub const CONFIG_FLAGS: u32 = 0;
+
+/// Entries of [`CONFIG_MAP`].
+pub const CONFIG_SLOTS: u32 = 1;
+
+/// Flag in [`CONFIG_FLAGS`]: look into GRE (IP protocol 47): IP, Ethernet
+/// (0x6558) and ERSPAN I, II and III. Unset (`--no-tunnels`), GRE is just
+/// another protocol that is not UDP or TCP.
+pub const FLAG_GRE: u32 = 1;
+
+/// Most tunnels inside one another that the filter opens: the userspace
+/// decoder's limit too, so a packet nested deeper, which the decoder would
+/// drop (`tunnel_too_deep`), is rejected in the kernel as malformed.
+pub const MAX_TUNNEL_DEPTH: usize = 4;
+
 /// Most in-band VLAN tags (802.1Q, 802.1ad, 0x9100) the filter walks. The
 /// kernel strips the outermost tag on receive, so two in band means a
 /// triple-tagged frame on the wire.
@@ -96,6 +142,23 @@ pub struct FilterStats {
     pub rejected_not_ip: u64,
     /// Too short, too many tags or extension headers: dropped.
     pub rejected_malformed: u64,
+    /// Tunnelled (VXLAN or Geneve on their ports, GRE, ERSPAN), with UDP
+    /// or TCP on a watched port inside: kept.
+    pub accepted_tunnel: u64,
+    /// Tunnelled, and a fragment inside (a non-first one, or a first
+    /// fragment cut before the filter could see the ports): kept for
+    /// userspace to reassemble.
+    pub accepted_tunnel_fragments: u64,
+    /// Tunnelled, with UDP or TCP to and from other ports inside: dropped.
+    pub rejected_tunnel_port: u64,
+    /// Tunnelled, with no UDP or TCP over IP inside (ICMP, ARP, ...), or
+    /// a tunnel payload that is not looked into (an unknown GRE protocol,
+    /// GRE version 1 or with routing, a Geneve protocol other than
+    /// Ethernet or IP, an ERSPAN III frame other than Ethernet): dropped.
+    pub rejected_tunnel_protocol: u64,
+    /// Tunnelled, with a truncated or lying tunnel header or inner packet,
+    /// or nested deeper than [`MAX_TUNNEL_DEPTH`]: dropped.
+    pub rejected_tunnel_malformed: u64,
 }
 
 impl FilterStats {
@@ -107,15 +170,29 @@ impl FilterStats {
         self.rejected_protocol += other.rejected_protocol;
         self.rejected_not_ip += other.rejected_not_ip;
         self.rejected_malformed += other.rejected_malformed;
+        self.accepted_tunnel += other.accepted_tunnel;
+        self.accepted_tunnel_fragments += other.accepted_tunnel_fragments;
+        self.rejected_tunnel_port += other.rejected_tunnel_port;
+        self.rejected_tunnel_protocol += other.rejected_tunnel_protocol;
+        self.rejected_tunnel_malformed += other.rejected_tunnel_malformed;
     }
 
     /// Packets kept.
     pub fn kept(&self) -> u64 {
-        self.accepted + self.accepted_fragments
+        self.accepted
+            + self.accepted_fragments
+            + self.accepted_tunnel
+            + self.accepted_tunnel_fragments
     }
 
     /// Packets dropped in the kernel.
     pub fn rejected(&self) -> u64 {
-        self.rejected_port + self.rejected_protocol + self.rejected_not_ip + self.rejected_malformed
+        self.rejected_port
+            + self.rejected_protocol
+            + self.rejected_not_ip
+            + self.rejected_malformed
+            + self.rejected_tunnel_port
+            + self.rejected_tunnel_protocol
+            + self.rejected_tunnel_malformed
     }
 }

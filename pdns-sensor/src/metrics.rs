@@ -36,6 +36,7 @@ struct Metrics {
     dns_messages: IntCounterVec,
     dns_responses_by_rcode: IntCounterVec,
     reassembled_datagrams: IntCounter,
+    decapsulated: IntCounterVec,
     observations: IntCounterVec,
     aggregator_entries: IntGaugeVec,
     aggregator_flushes: IntCounter,
@@ -241,6 +242,16 @@ impl Metrics {
                 r,
                 "pdns_ip_reassembled_datagrams_total",
                 "IP datagrams rebuilt from fragments.",
+            ),
+            decapsulated: with_values(
+                counter_vec(
+                    r,
+                    "pdns_decapsulated_total",
+                    "Tunnelled packets opened by the decoder, by encapsulation: vxlan, geneve, \
+                     gre_ip (IP in GRE), gre_teb (Ethernet in GRE), erspan1, erspan2, erspan3.",
+                    &["encap"],
+                ),
+                decode::Encap::ALL.iter().map(|e| e.as_str()),
             ),
             observations: counter_vec(
                 r,
@@ -609,6 +620,14 @@ pub(crate) fn publish_decode(d: &DecodeStats) {
     m.frames.inc_by(d.frames);
     m.frame_bytes.inc_by(d.bytes);
     m.reassembled_datagrams.inc_by(d.reassembled_datagrams);
+    for encap in decode::Encap::ALL {
+        let n = d.decapsulated[encap as usize];
+        if n > 0 {
+            m.decapsulated
+                .with_label_values(&[encap.as_str()])
+                .inc_by(n);
+        }
+    }
     for reason in decode::DropReason::ALL {
         let n = d.dropped(reason);
         if n > 0 {
@@ -831,6 +850,11 @@ impl CapturePublisher {
         for (kind, n) in [
             ("port", d(now.accepted, l.accepted)),
             ("fragment", d(now.accepted_fragments, l.accepted_fragments)),
+            ("tunnel_port", d(now.accepted_tunnel, l.accepted_tunnel)),
+            (
+                "tunnel_fragment",
+                d(now.accepted_tunnel_fragments, l.accepted_tunnel_fragments),
+            ),
         ] {
             m.filter_accepted.with_label_values(&[kind]).inc_by(n);
         }
@@ -839,6 +863,18 @@ impl CapturePublisher {
             ("protocol", d(now.rejected_protocol, l.rejected_protocol)),
             ("not_ip", d(now.rejected_not_ip, l.rejected_not_ip)),
             ("malformed", d(now.rejected_malformed, l.rejected_malformed)),
+            (
+                "tunnel_port",
+                d(now.rejected_tunnel_port, l.rejected_tunnel_port),
+            ),
+            (
+                "tunnel_protocol",
+                d(now.rejected_tunnel_protocol, l.rejected_tunnel_protocol),
+            ),
+            (
+                "tunnel_malformed",
+                d(now.rejected_tunnel_malformed, l.rejected_tunnel_malformed),
+            ),
         ] {
             m.filter_rejected.with_label_values(&[reason]).inc_by(n);
         }

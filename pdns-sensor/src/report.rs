@@ -40,6 +40,10 @@ pub struct PipelineTotals {
     pub flushes: u64,
     /// Every drop reason (decoding and extraction), zeros included.
     pub drops: BTreeMap<String, u64>,
+    /// Tunnelled packets opened, by encapsulation (`vxlan`, `geneve`,
+    /// `gre_ip`, `gre_teb`, `erspan1`, `erspan2`, `erspan3`), zeros included.
+    #[serde(default)]
+    pub decapsulated: BTreeMap<String, u64>,
 }
 
 impl PipelineTotals {
@@ -66,6 +70,10 @@ impl PipelineTotals {
             negatives_written: s.negatives_written,
             flushes: s.flushes,
             drops,
+            decapsulated: decode::Encap::ALL
+                .iter()
+                .map(|e| (e.as_str().to_string(), d.decapsulated[*e as usize]))
+                .collect(),
         }
     }
 
@@ -230,6 +238,18 @@ pub struct FilterVerdicts {
     pub rejected_protocol: u64,
     pub rejected_not_ip: u64,
     pub rejected_malformed: u64,
+    /// Tunnelled packets (see `pdns_common::FilterStats`); absent in
+    /// reports written before tunnels were looked into.
+    #[serde(default)]
+    pub accepted_tunnel: u64,
+    #[serde(default)]
+    pub accepted_tunnel_fragments: u64,
+    #[serde(default)]
+    pub rejected_tunnel_port: u64,
+    #[serde(default)]
+    pub rejected_tunnel_protocol: u64,
+    #[serde(default)]
+    pub rejected_tunnel_malformed: u64,
 }
 
 impl From<pdns_common::FilterStats> for FilterVerdicts {
@@ -241,6 +261,11 @@ impl From<pdns_common::FilterStats> for FilterVerdicts {
             rejected_protocol: f.rejected_protocol,
             rejected_not_ip: f.rejected_not_ip,
             rejected_malformed: f.rejected_malformed,
+            accepted_tunnel: f.accepted_tunnel,
+            accepted_tunnel_fragments: f.accepted_tunnel_fragments,
+            rejected_tunnel_port: f.rejected_tunnel_port,
+            rejected_tunnel_protocol: f.rejected_tunnel_protocol,
+            rejected_tunnel_malformed: f.rejected_tunnel_malformed,
         }
     }
 }
@@ -248,12 +273,21 @@ impl From<pdns_common::FilterStats> for FilterVerdicts {
 impl FilterVerdicts {
     /// Packets kept.
     pub fn kept(&self) -> u64 {
-        self.accepted + self.accepted_fragments
+        self.accepted
+            + self.accepted_fragments
+            + self.accepted_tunnel
+            + self.accepted_tunnel_fragments
     }
 
     /// Packets dropped in the kernel.
     pub fn rejected(&self) -> u64 {
-        self.rejected_port + self.rejected_protocol + self.rejected_not_ip + self.rejected_malformed
+        self.rejected_port
+            + self.rejected_protocol
+            + self.rejected_not_ip
+            + self.rejected_malformed
+            + self.rejected_tunnel_port
+            + self.rejected_tunnel_protocol
+            + self.rejected_tunnel_malformed
     }
 }
 

@@ -10,6 +10,10 @@
 //! RESOLVER_RESPONSE only unless told otherwise: client responses, which
 //! include cache hits, would make the counts differ.
 //!
+//! Two more message types from two more senders: dnsdist's
+//! CLIENT_RESPONSE (cache hits included) must be what dig was told, and
+//! NSD's AUTH_RESPONSE what a capture of NSD's interface holds.
+//!
 //! See `dnstap_support` for the setup and what it took to get each sender
 //! to log promptly and completely.
 
@@ -267,10 +271,7 @@ fn unbound_unix_equals_upstream_capture() {
     );
     let unbound = Unbound::start(
         &lab,
-        &UnboundSetup {
-            dnstap: DnstapTarget::Unix(socket.clone()),
-            tcp_upstream: false,
-        },
+        &UnboundSetup::tapping(DnstapTarget::Unix(socket.clone())),
     );
     sensor.wait_metric(
         "pdns_dnstap_connections_open",
@@ -340,8 +341,8 @@ fn unbound_tcp() {
     let unbound = Unbound::start(
         &lab,
         &UnboundSetup {
-            dnstap: target.clone(),
             tcp_upstream: true,
+            ..UnboundSetup::tapping(target.clone())
         },
     );
     sensor.wait_metric(
@@ -399,13 +400,7 @@ fn fstrm_capture_file_ingest_equals_live() {
         UPSTREAM_FILTER,
         &dir.path().join("upstream.pcap"),
     );
-    let unbound = Unbound::start(
-        &lab,
-        &UnboundSetup {
-            dnstap: DnstapTarget::Unix(socket),
-            tcp_upstream: false,
-        },
-    );
+    let unbound = Unbound::start(&lab, &UnboundSetup::tapping(DnstapTarget::Unix(socket)));
     run_queries(&lab);
     let last_query = Instant::now();
     let upstream = Upstream::of(&capture.stop());
@@ -684,13 +679,7 @@ fn unbound_client_responses_when_asked() {
         &[DnstapTarget::Unix(socket.clone())],
         &["--dnstap-types", "client-response"],
     );
-    let unbound = Unbound::start(
-        &lab,
-        &UnboundSetup {
-            dnstap: DnstapTarget::Unix(socket),
-            tcp_upstream: false,
-        },
-    );
+    let unbound = Unbound::start(&lab, &UnboundSetup::tapping(DnstapTarget::Unix(socket)));
     let answers = run_queries(&lab);
     sensor.wait_metric(
         "pdns_dnstap_messages_total",
@@ -732,4 +721,238 @@ fn unbound_client_responses_when_asked() {
         Some(&2)
     );
     tap.assert_origin(&["dnstap"]);
+}
+
+/// dnsdist in front of Unbound (which logs nothing) with a packet cache:
+/// every answer dnsdist sends is a CLIENT_RESPONSE, the backend's and the
+/// cache's alike, so the sensor asked for client responses stores exactly
+/// what dig was told, each answer once per query. A capture of the
+/// dnsdist-backend exchanges on loopback shows that some answers did come
+/// from the cache.
+#[test]
+fn dnsdist_client_responses() {
+    require_senders();
+    let lab = Lab::new("tapd");
+    let _nsd = Nsd::start(&lab);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dnstap.sock");
+    let mut sensor = DnstapSensor::start(
+        lab.res(),
+        &[DnstapTarget::Unix(socket.clone())],
+        &["--dnstap-types", "client-response"],
+    );
+    let backend_capture = Tcpdump::start(
+        lab.res(),
+        "lo",
+        &format!("host {BACKEND} and port 53"),
+        &dir.path().join("backend.pcap"),
+    );
+    let _unbound = Unbound::start(
+        &lab,
+        &UnboundSetup {
+            dnstap: None,
+            tcp_upstream: false,
+            interface: BACKEND,
+        },
+    );
+    let dnsdist = Dnsdist::start(&lab, BACKEND, &DnstapTarget::Unix(socket));
+    sensor.wait_metric(
+        "pdns_dnstap_connections_open",
+        &[],
+        1.0,
+        Duration::from_secs(20),
+    );
+
+    let answers = run_queries(&lab);
+    let clients = QUERIES.len() as u64;
+    let backend = ingest(&[&backend_capture.stop()]);
+    let misses = num(&backend.stats, &["dns_responses"]);
+    // www A and www AAAA are asked twice over UDP: the repeats are cache
+    // hits. (txt TXT is asked again over TCP: dnsdist 1.7 caches UDP and
+    // TCP answers apart, so that one goes to the backend.)
+    assert!(
+        misses + 2 <= clients,
+        "{misses} of {clients} queries went to the backend: {:#}",
+        backend.stats
+    );
+    // dnsdist flushes once a second and loses what it has not flushed
+    // when stopped: wait for every answer first.
+    sensor.wait_metric(
+        "pdns_dnstap_messages_total",
+        &CLIENT_RESPONSE,
+        clients as f64,
+        Duration::from_secs(30),
+    );
+    dnsdist.stop();
+    sensor.wait_metric_eq(
+        "pdns_dnstap_connections_open",
+        &[],
+        0.0,
+        Duration::from_secs(20),
+    );
+    let metrics = sensor.metrics();
+    let stopped = sensor.stop();
+
+    // One connection, CLIENT_RESPONSE only, one per query, each recorded;
+    // the connection ended without STOP (dnsdist exits at once).
+    let messages = |t: &str| counter(&metrics, "pdns_dnstap_messages_total", &[("type", t)]);
+    assert_eq!(
+        messages("client_response"),
+        clients,
+        "{}",
+        dnstap_metrics(&metrics)
+    );
+    assert_counters(&metrics, clients, 0, 1, Ending::Close);
+    assert_eq!(
+        counter(
+            &metrics,
+            "pdns_dnstap_frames_total",
+            &[("identity", "dnsdist")]
+        ),
+        clients,
+        "{}",
+        dnstap_metrics(&metrics)
+    );
+
+    let tap = Stored::read(&stopped.db);
+    assert_same_counts(
+        "client responses stored",
+        &tap.normalised_counts(),
+        "dig's answers",
+        &told(&answers),
+    );
+    // Asked twice, told twice (once from the cache), stored twice.
+    assert_eq!(
+        tap.record_counts()
+            .get(&rr("www.example.test.", "AAAA", "2001:db8::80")),
+        Some(&2),
+        "{:#?}",
+        tap.records
+    );
+    assert_eq!(
+        tap.negative_counts()
+            .get(&rr("nx.example.test.", "A", "NXDOMAIN")),
+        Some(&1),
+        "{:#?}",
+        tap.negatives
+    );
+    tap.assert_origin(&["dnstap"]);
+}
+
+/// NSD logs AUTH_RESPONSE (and AUTH_QUERY) to the sensor, which stores
+/// auth responses by default; dig asks NSD directly over the link, and a
+/// capture of NSD's interface is the oracle: the tap's records and
+/// negative answers equal the wire's, and both equal what dig was told.
+#[test]
+fn nsd_auth_responses() {
+    require_senders();
+    let lab = Lab::new("tapn");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dnstap.sock");
+    // The sensor runs next to NSD; it could be anywhere the socket is.
+    let mut sensor = DnstapSensor::start(lab.auth(), &[DnstapTarget::Unix(socket.clone())], &[]);
+    let capture = Tcpdump::start(
+        lab.auth(),
+        lab.auth_if(),
+        "port 53",
+        &dir.path().join("auth.pcap"),
+    );
+    let nsd = Nsd::start_dnstap(&lab, &socket);
+    sensor.wait_metric(
+        "pdns_dnstap_connections_open",
+        &[],
+        1.0,
+        Duration::from_secs(20),
+    );
+
+    let answers = run_auth_queries(&lab);
+    let clients = QUERIES.len() as u64;
+    let wire = ingest(&[&capture.stop()]);
+    assert_eq!(
+        num(&wire.stats, &["dns_responses"]),
+        clients,
+        "{:#}",
+        wire.stats
+    );
+    // NSD's collector flushes about once a second; on SIGTERM it flushes
+    // the rest and ends with STOP (nothing lost), but wait anyway so the
+    // counters are complete while the connection is open.
+    sensor.wait_metric(
+        "pdns_dnstap_messages_total",
+        &[("type", "auth_response")],
+        clients as f64,
+        Duration::from_secs(30),
+    );
+    nsd.stop();
+    sensor.wait_metric_eq(
+        "pdns_dnstap_connections_open",
+        &[],
+        0.0,
+        Duration::from_secs(20),
+    );
+    let metrics = sensor.metrics();
+    let stopped = sensor.stop();
+
+    let messages = |t: &str| counter(&metrics, "pdns_dnstap_messages_total", &[("type", t)]);
+    let dnstap = dnstap_metrics(&metrics);
+    assert_eq!(messages("auth_response"), clients, "{dnstap}");
+    assert_eq!(messages("auth_query"), clients, "{dnstap}");
+    assert_counters(&metrics, clients, 0, 1, Ending::Stop);
+    assert_eq!(
+        counter(
+            &metrics,
+            "pdns_dnstap_frames_total",
+            &[("identity", "nsd-test")]
+        ),
+        2 * clients,
+        "{dnstap}"
+    );
+
+    let tap = Stored::read(&stopped.db);
+    let wire = Stored::read(&wire.db);
+    assert_same_counts(
+        "dnstap from NSD",
+        &tap.record_counts(),
+        "the capture of NSD's interface",
+        &wire.record_counts(),
+    );
+    assert_same_counts(
+        "dnstap from NSD (negative answers)",
+        &tap.negative_counts(),
+        "the capture of NSD's interface (negative answers)",
+        &wire.negative_counts(),
+    );
+    assert_same_counts(
+        "dnstap from NSD",
+        &tap.normalised_counts(),
+        "dig's answers",
+        &told(&answers),
+    );
+    for (key, n) in [
+        (rr("nx.example.test.", "A", "NXDOMAIN"), 1),
+        (rr("nodata.example.test.", "AAAA", "NODATA"), 1),
+    ] {
+        assert_eq!(
+            tap.negative_counts().get(&key),
+            Some(&n),
+            "{key:?}: {:#?}",
+            tap.negatives
+        );
+    }
+    let counts = tap.record_counts();
+    for (key, n) in [
+        // Asked twice, answered twice: an authoritative server has no cache.
+        (rr("www.example.test.", "AAAA", "2001:db8::80"), 2),
+        // NSD follows ext's CNAME into other.test, which it serves too.
+        (rr("ext.example.test.", "CNAME", "www.other.test."), 1),
+        (rr("www.other.test.", "AAAA", "2001:db8:1::180"), 2),
+        (
+            rr("80.2.0.192.in-addr.arpa.", "PTR", "www.example.test."),
+            1,
+        ),
+    ] {
+        assert_eq!(counts.get(&key), Some(&n), "{key:?}: {counts:#?}");
+    }
+    tap.assert_origin(&["dnstap"]);
+    wire.assert_origin(&["wire"]);
 }

@@ -1,7 +1,7 @@
 //! `run` started the way the systemd unit starts it: as an unprivileged
 //! user holding only the capabilities capture needs (CAP_NET_RAW for the
-//! rings, CAP_BPF for the eBPF filter, as ambient capabilities), with
-//! `--user` naming that same user. It loads the eBPF filter, opens its
+//! rings, CAP_BPF and CAP_PERFMON for the eBPF filter, as ambient
+//! capabilities), with `--user` naming that same user. It loads the eBPF filter, opens its
 //! rings, sheds the capabilities — on every thread, RocksDB's included —
 //! and captures everything.
 
@@ -62,7 +62,7 @@ fn service_user_with_capabilities_captures_and_then_holds_none() {
     let link = Link::new("svc", false);
     let pairs = 20_000;
     let (file, expected) = link.traffic_file(dir.path(), pairs, 500);
-    let wrapper = as_nobody_with("+net_raw,+bpf");
+    let wrapper = as_nobody_with("+net_raw,+bpf,+perfmon");
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let sensor = Sensor::start_owned(
         &link.b,

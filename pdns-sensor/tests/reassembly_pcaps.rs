@@ -296,12 +296,16 @@ fn ipv6_fragmented_udp() {
 #[test]
 fn ipv6_fragments_with_a_lost_first_fragment() {
     // Datagram 1 arrives as its last fragment only (the rest was not
-    // captured): it stays pending (the capture ends 5 s later, before the
-    // 30 s timeout) and its query is answered again, as datagram 2, in
-    // three fragments.
+    // captured): it stays pending until the capture ends (5 s later, before
+    // the 30 s timeout), and is then counted as timed out: its fragments
+    // will never come. Its query is answered again, as datagram 2, in three
+    // fragments.
     let (got, decoder, _) = decode("zeek/ipv6-fragmented-dns.pcap");
     assert_eq!(got, found(3, 2, 0));
     assert_eq!(decoder.stats.reassembled_datagrams, 1);
-    assert_eq!(drops(&decoder.stats, &FRAG_DROPS), vec![]);
-    assert_eq!(decoder.pending_fragments(), 1);
+    assert_eq!(
+        drops(&decoder.stats, &FRAG_DROPS),
+        vec![(DropReason::FragmentTimeout, 1)]
+    );
+    assert_eq!(decoder.pending_fragments(), 0);
 }

@@ -6,11 +6,13 @@
 //! capture times. Compared for A, AAAA, CNAME, NS, PTR and MX, whose rdata
 //! tshark prints in a form we can match exactly.
 //!
-//! Frames tshark marks malformed, cut short by the snap length, or reaches
-//! only through a tunnel (GRE, VXLAN, Teredo, ERSPAN, an ICMP quote) are out
-//! of scope here: we do not decapsulate, and we reject malformed or
-//! truncated messages whole where tshark shows what it could read. A file with such
-//! frames is compared only if none of them is a port-53 DNS response.
+//! DNS inside the tunnels the decoder opens (VXLAN, Geneve, GRE, ERSPAN,
+//! nested) is compared like any other. Frames tshark marks malformed, cut
+//! short by the snap length, or reaches only through a tunnel we do not open
+//! (Teredo, GTP, GRE in UDP, PPTP's PPP in GRE, an ICMP quote) are out of
+//! scope: we reject malformed or truncated messages whole where tshark shows
+//! what it could read. A file with such frames is compared only if none of
+//! them is a port-53 DNS response.
 //! tshark is installed by `cargo xtask setup`; without it this test fails.
 
 mod common;
@@ -70,13 +72,9 @@ fn tshark_records(pcap: &Path) -> Option<BTreeMap<Key, Seen>> {
     for packet in packets.as_array().unwrap() {
         let layers = &packet["_source"]["layers"];
         let protocols = field(&layers["frame"], "frame.protocols").unwrap_or("");
-        let ip_layers = protocols
-            .split(':')
-            .filter(|p| *p == "ip" || *p == "ipv6")
-            .count();
         let cut_short =
             field(&layers["frame"], "frame.len") != field(&layers["frame"], "frame.cap_len");
-        if ip_layers != 1
+        if !through_opened_tunnels(protocols)
             || cut_short
             || layers.get("_ws.malformed").is_some()
             || protocols.contains("_ws.malformed")
@@ -134,6 +132,41 @@ fn tshark_records(pcap: &Path) -> Option<BTreeMap<Key, Seen>> {
         }
     }
     Some(records)
+}
+
+/// Whether every layer of a frame's protocol chain up to its last IP
+/// header is one the decoder goes through: link layers, IP, and the
+/// tunnels it opens (VXLAN or Geneve in UDP, GRE, ERSPAN).
+fn through_opened_tunnels(protocols: &str) -> bool {
+    let layers: Vec<&str> = protocols.split(':').collect();
+    let Some(last_ip) = layers.iter().rposition(|p| *p == "ip" || *p == "ipv6") else {
+        return false;
+    };
+    let path = &layers[..last_ip];
+    let opened = |p: &&str| {
+        matches!(
+            *p,
+            "eth"
+                | "ethertype"
+                | "vlan"
+                | "sll"
+                | "null"
+                | "raw"
+                | "ip"
+                | "ipv6"
+                | "gre"
+                | "erspan"
+                | "vxlan"
+                | "geneve"
+        ) || *p == "udp"
+    };
+    // UDP only as the carrier of VXLAN or Geneve (not GRE in UDP, Teredo...).
+    let udp_ok = path
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p == "udp")
+        .all(|(i, _)| matches!(path.get(i + 1), Some(&"vxlan") | Some(&"geneve")));
+    path.iter().all(opened) && udp_ok
 }
 
 fn our_records(pcap: &Path) -> BTreeMap<Key, Seen> {

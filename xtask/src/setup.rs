@@ -68,14 +68,17 @@ const CLICKHOUSE_TEST_PACKAGES: [&str; 2] = ["clickhouse-server", "zookeeper"];
 
 /// Debian packages the dnstap tests drive: real dnstap senders (Unbound,
 /// PowerDNS Recursor, BIND) resolving through a real authoritative server
-/// (NSD), `fstrm_capture`/`fstrm_replay` (fstrm-bin) and `dnstap-ldns`, an
+/// (NSD, which logs AUTH_RESPONSE itself: Debian builds it with dnstap),
+/// dnsdist in front of Unbound (CLIENT_RESPONSE),
+/// `fstrm_capture`/`fstrm_replay` (fstrm-bin) and `dnstap-ldns`, an
 /// independent decoder. Their services are not started (see [`install`]);
 /// each test runs its own servers inside its own network namespaces.
-const DNSTAP_TEST_PACKAGES: [&str; 6] = [
+const DNSTAP_TEST_PACKAGES: [&str; 7] = [
     "unbound",
     "nsd",
     "pdns-recursor",
     "bind9",
+    "dnsdist",
     "fstrm-bin",
     "dnstap-ldns",
 ];

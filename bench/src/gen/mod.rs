@@ -17,6 +17,7 @@ pub mod packet;
 pub mod pcap;
 pub mod rng;
 pub mod template;
+pub mod tunnel;
 pub mod zipf;
 
 use std::fs::File;

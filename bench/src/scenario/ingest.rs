@@ -5,8 +5,14 @@
 //! for just reading the file) and one sensor run per thread setting, each
 //! into a fresh database, so figures can be read as a fraction of the
 //! ceiling and compared across cardinality and parallelism.
+//!
+//! Each workload is also ingested once more, at the first thread setting,
+//! with every frame wrapped in VXLAN over IPv4 (system
+//! [`TUNNELLED`], ratio `packets_per_sec_vs_plain`): what tunnel
+//! decapsulation costs, next to the plain run of the same workload.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::Value;
@@ -25,6 +31,8 @@ use pdns_sensor::report::IngestReport;
 pub const NAME: &str = "ingest";
 /// System name of the raw-read baseline entries.
 pub const RAW_READ: &str = "raw-read";
+/// System name of the runs over the VXLAN-tunnelled copy of a workload.
+pub const TUNNELLED: &str = "pdns-sensor tunnelled (VXLAN)";
 
 /// The ingest scenario; `workloads`/`threads` override the defaults (tests).
 #[derive(Clone, Debug, Default)]
@@ -32,6 +40,8 @@ pub struct Ingest {
     pub workloads: Option<Vec<Workload>>,
     /// Thread settings passed as `--threads` (0 = all cores).
     pub threads: Option<Vec<u32>>,
+    /// Whether to add the tunnelled (VXLAN) run (default: yes).
+    pub tunnelled: Option<bool>,
 }
 
 /// The default sweeps: name cardinality (1 k → 1 M distinct names at 1 000
@@ -154,12 +164,27 @@ impl Scenario for Ingest {
             let base = raw_entry(&p, &raw);
             table_row(&mut out.table, &base);
             out.entries.push(base);
-            for &t in &threads {
+            for (i, &t) in threads.iter().enumerate() {
                 let step = progress::step(format!("ingest {} --threads {t}", w.label));
-                let e = sensor_run(ctx, &p, t, &raw)?;
+                let e = sensor_run(ctx, &p, &p.pcap, SENSOR, t, &raw)?;
                 drop(step);
                 table_row(&mut out.table, &e);
+                let plain_pps = e.figure("packets_per_sec");
                 out.entries.push(e);
+                if i == 0 && self.tunnelled.unwrap_or(true) {
+                    let vxlan = vxlan_copy(&p)?;
+                    let step = progress::step(format!("ingest {} (VXLAN) --threads {t}", w.label));
+                    let mut e = sensor_run(ctx, &p, &vxlan, TUNNELLED, t, &raw)?;
+                    drop(step);
+                    e.set_workload("encap", "vxlan");
+                    if let Some(r) =
+                        ratio(e.figure("packets_per_sec"), plain_pps).filter(|r| r.is_finite())
+                    {
+                        e.ratios.insert("packets_per_sec_vs_plain".into(), r);
+                    }
+                    table_row(&mut out.table, &e);
+                    out.entries.push(e);
+                }
             }
         }
         Ok(out)
@@ -203,17 +228,42 @@ fn raw_entry(p: &Prepared, raw: &RawRead) -> Entry {
     e
 }
 
-/// One sensor `ingest` run into a fresh database.
-fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<Entry> {
+/// The VXLAN-tunnelled copy of a workload's pcap, cached beside it.
+fn vxlan_copy(p: &Prepared) -> Result<PathBuf> {
+    let path = p.pcap.with_extension("vxlan.pcap");
+    let fresh = |q: &Path| -> Option<bool> {
+        Some(
+            fs::metadata(q).ok()?.modified().ok()?
+                >= fs::metadata(&p.pcap).ok()?.modified().ok()?,
+        )
+    };
+    if fresh(&path) != Some(true) {
+        let tmp = p.pcap.with_extension("vxlan.pcap.tmp");
+        crate::r#gen::tunnel::vxlan_pcap(&p.pcap, &tmp, 4242)?;
+        fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// One sensor `ingest` run of `pcap` (the workload's, or a copy of it)
+/// into a fresh database.
+fn sensor_run(
+    ctx: &Ctx,
+    p: &Prepared,
+    pcap: &Path,
+    system: &str,
+    threads: u32,
+    raw: &RawRead,
+) -> Result<Entry> {
     let tmp = tempfile::Builder::new().prefix("pdns-bench-").tempdir()?;
     let db = tmp.path().join("db");
     fs::create_dir(&db)?;
     let stats_path = tmp.path().join("stats.json");
-    let cmd = ingest_command(&ctx.sensor, &db, threads, true, &stats_path, &p.pcap);
+    let cmd = ingest_command(&ctx.sensor, &db, threads, true, &stats_path, pcap);
     let m = run_measured(cmd, tmp.path())?;
     let report: Result<IngestReport, String> = read_report(&stats_path);
 
-    let mut e = Entry::new(NAME, SENSOR);
+    let mut e = Entry::new(NAME, system);
     workload_fields(&mut e, p);
     e.set_workload("threads", threads);
     if !m.success() {
@@ -275,6 +325,16 @@ fn sensor_run(ctx: &Ctx, p: &Prepared, threads: u32, raw: &RawRead) -> Result<En
         }
         for (reason, n) in &t.drops {
             e.set_figure(&format!("sensor.drops.{reason}"), Some(*n as f64));
+        }
+        if system == TUNNELLED {
+            // Frames the decoder opened: every frame when decapsulation
+            // works (`decapsulated` of the ingest report).
+            let decapsulated = serde_json::to_value(r).ok().and_then(|v| {
+                v.get("decapsulated")?
+                    .as_object()
+                    .map(|m| m.values().filter_map(Value::as_u64).sum::<u64>())
+            });
+            e.set_figure("sensor.decapsulated", decapsulated.map(|n| n as f64));
         }
     }
 

@@ -10,6 +10,17 @@
 //! (hop-by-hop, routing or destination options) or one fragment header;
 //! longer chains are dropped. Everything else is dropped.
 //!
+//! Tunnels: classic BPF cannot follow a variable-length chain of headers
+//! (Geneve options, GRE flags, VLAN tags and IPv4 options inside, all with
+//! one index register), so tunnel traffic is kept whole, not looked into:
+//! UDP to a VXLAN or Geneve destination port and, unless `--no-tunnels`,
+//! GRE (IP protocol 47, ERSPAN included), wherever UDP and TCP are looked
+//! at (IPv4, IPv6 directly or after one extension or fragment header). It
+//! never rejects tunnelled DNS; the userspace decoder opens the tunnels and
+//! counts what it drops. On a mirror session carrying mostly non-DNS
+//! traffic that costs ring space the eBPF filter would save, which is why
+//! the fallback says so when it is taken.
+//!
 //! The program is generated for the port set (one `jeq` per port and
 //! direction) by a small assembler with labels (`Asm`), which checks that
 //! every conditional jump fits the 8-bit offsets classic BPF allows.
@@ -17,6 +28,7 @@
 use std::collections::HashMap;
 use std::io;
 
+use super::filter::Tunnels;
 use super::socket::PacketSocket;
 
 /// Keep the whole packet.
@@ -152,6 +164,48 @@ impl Asm {
         self.stmt(RET_K, ACCEPT);
     }
 
+    /// Accepts if A is `value`; falls through otherwise (A unchanged).
+    fn accept_if(&mut self, value: u32) {
+        let (yes, no) = (self.label(), self.label());
+        self.jump(JEQ_K, value, yes, no);
+        self.mark(yes);
+        self.stmt(RET_K, ACCEPT);
+        self.mark(no);
+    }
+
+    /// Accepts GRE (A is the IP protocol) when tunnels are looked into.
+    fn accept_gre(&mut self, t: &Tunnel) {
+        if t.gre {
+            self.accept_if(IPPROTO_GRE);
+        }
+    }
+
+    /// Accepts UDP to a tunnel port: reloads the protocol with `proto`; if
+    /// UDP, loads the destination port with `dport` and accepts if it is a
+    /// VXLAN or Geneve port. Falls through otherwise; X is preserved.
+    fn accept_udp_tunnel(&mut self, t: &Tunnel, proto: (u16, u32), dport: (u16, u32)) {
+        if t.udp_ports.is_empty() {
+            return;
+        }
+        let (check, skip, accept) = (self.label(), self.label(), self.label());
+        self.stmt(proto.0, proto.1);
+        self.jump(JEQ_K, 17, check, skip);
+        self.mark(check);
+        self.stmt(dport.0, dport.1);
+        for (j, &p) in t.udp_ports.iter().enumerate() {
+            if j + 1 == t.udp_ports.len() {
+                self.jump(JEQ_K, p as u32, accept, skip);
+            } else {
+                let next = self.label();
+                self.jump(JEQ_K, p as u32, accept, next);
+                self.mark(next);
+            }
+        }
+        self.mark(accept);
+        self.stmt(RET_K, ACCEPT);
+        self.mark(skip);
+    }
+
     /// Jumps to `yes` if A is UDP or TCP, else falls through to `no`.
     fn udp_or_tcp(&mut self, yes: Label, no: Label) {
         let next = self.label();
@@ -162,7 +216,7 @@ impl Asm {
 
     /// The IPv4/IPv6 part for an Ethernet payload starting at `l3`; the
     /// EtherType is at `l3 - 2`.
-    fn network(&mut self, ports: &[u16], l3: u32) {
+    fn network(&mut self, ports: &[u16], t: &Tunnel, l3: u32) {
         let v4 = self.label();
         let v6 = self.label();
         let reject = self.label();
@@ -179,6 +233,7 @@ impl Asm {
         let v4_l4 = self.label();
         let v4_reject = self.label();
         self.stmt(LD_B_ABS, l3 + 9);
+        self.accept_gre(t);
         self.udp_or_tcp(v4_l4, v4_reject);
         self.mark(v4_reject);
         self.stmt(RET_K, 0);
@@ -191,6 +246,7 @@ impl Asm {
         self.stmt(RET_K, ACCEPT);
         self.mark(whole);
         self.stmt(LDX_B_MSH, l3);
+        self.accept_udp_tunnel(t, (LD_B_ABS, l3 + 9), (LD_H_IND, l3 + 2));
         self.ports(ports, [(LD_H_IND, l3), (LD_H_IND, l3 + 2)]);
 
         // IPv6
@@ -201,6 +257,7 @@ impl Asm {
         let v6_reject = self.label();
         let (n1, n2, n3, n4) = (self.label(), self.label(), self.label(), self.label());
         self.stmt(LD_B_ABS, l3 + 6);
+        self.accept_gre(t);
         self.jump(JEQ_K, 17, direct, n1);
         self.mark(n1);
         self.jump(JEQ_K, 6, direct, n2);
@@ -218,6 +275,7 @@ impl Asm {
 
         self.mark(direct);
         self.stmt(LDX_IMM, 0);
+        self.accept_udp_tunnel(t, (LD_B_ABS, l3 + 6), (LD_H_IND, l3 + 42));
         self.ports(ports, [(LD_H_IND, l3 + 40), (LD_H_IND, l3 + 42)]);
 
         self.mark(fragment);
@@ -231,11 +289,13 @@ impl Asm {
         self.stmt(RET_K, ACCEPT);
         self.mark(first);
         self.stmt(LD_B_ABS, l3 + 40);
+        self.accept_gre(t);
         self.udp_or_tcp(frag_l4, frag_reject);
         self.mark(frag_reject);
         self.stmt(RET_K, 0);
         self.mark(frag_l4);
         self.stmt(LDX_IMM, 0);
+        self.accept_udp_tunnel(t, (LD_B_ABS, l3 + 40), (LD_H_IND, l3 + 50));
         self.ports(ports, [(LD_H_IND, l3 + 48), (LD_H_IND, l3 + 50)]);
 
         self.mark(ext);
@@ -246,10 +306,12 @@ impl Asm {
         self.stmt(ALU_LSH_K, 3);
         self.stmt(TAX, 0);
         self.stmt(LD_B_ABS, l3 + 40);
+        self.accept_gre(t);
         self.udp_or_tcp(ext_l4, ext_reject);
         self.mark(ext_reject);
         self.stmt(RET_K, 0);
         self.mark(ext_l4);
+        self.accept_udp_tunnel(t, (LD_B_ABS, l3 + 40), (LD_H_IND, l3 + 42));
         self.ports(ports, [(LD_H_IND, l3 + 40), (LD_H_IND, l3 + 42)]);
     }
 }
@@ -264,11 +326,33 @@ fn is_vlan(a: &mut Asm, yes: Label, no: Label) {
     a.jump(JEQ_K, 0x9100, yes, no);
 }
 
-/// The DNS filter for `ports` (1 to 16 ports).
-pub(super) fn dns_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>, String> {
+/// What the classic filter keeps whole as tunnel traffic.
+struct Tunnel {
+    /// VXLAN and Geneve destination ports.
+    udp_ports: Vec<u16>,
+    gre: bool,
+}
+
+const IPPROTO_GRE: u32 = 47;
+
+/// The DNS filter for `ports` (1 to 16 ports), keeping the traffic of
+/// `tunnels` whole.
+pub(super) fn dns_filter(
+    ports: &[u16],
+    tunnels: &Tunnels,
+) -> Result<Vec<libc::sock_filter>, String> {
     if ports.is_empty() {
         return Err("no ports".into());
     }
+    let t = Tunnel {
+        udp_ports: tunnels
+            .udp_ports()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
+        gre: tunnels.gre,
+    };
     let mut a = Asm::default();
     let blocks = [a.label(), a.label(), a.label()];
     let (tag1, tag2, to0, to1, to2, reject) = (
@@ -298,7 +382,7 @@ pub(super) fn dns_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>, String
     a.stmt(RET_K, 0);
     for (tags, block) in blocks.into_iter().enumerate() {
         a.mark(block);
-        a.network(ports, 14 + 4 * tags as u32);
+        a.network(ports, &t, 14 + 4 * tags as u32);
     }
     a.assemble()
 }
@@ -414,7 +498,7 @@ mod tests {
 
     #[test]
     fn keeps_dns_and_drops_the_rest() {
-        let prog = dns_filter(&[53]).unwrap();
+        let prog = dns_filter(&[53], &Tunnels::none()).unwrap();
         let keep = |p: &[u8]| run(&prog, p) != 0;
         for tags in [&[][..], &[0x8100], &[0x88a8, 0x8100]] {
             assert!(keep(&eth(tags, 0x0800, &ipv4(17, 5, 0, 40000, 53))));
@@ -467,11 +551,74 @@ mod tests {
     }
 
     #[test]
+    fn tunnel_traffic_is_kept_whole() {
+        let tunnels = Tunnels {
+            vxlan_ports: vec![4789, 8472],
+            geneve_ports: vec![6081],
+            gre: true,
+        };
+        let prog = dns_filter(&[53], &tunnels).unwrap();
+        let none = dns_filter(&[53], &Tunnels::none()).unwrap();
+        let keep = |p: &[u8]| run(&prog, p) != 0;
+        let keep_none = |p: &[u8]| run(&none, p) != 0;
+        let hbh = (0u8, vec![0u8; 8]);
+        let first = (44u8, vec![0u8, 0, 0, 1, 0, 0, 0, 1]);
+        for tags in [&[][..], &[0x8100], &[0x88a8, 0x8100]] {
+            for dport in [4789, 8472, 6081] {
+                // Whatever is inside (here: nothing that parses).
+                let v4 = eth(tags, 0x0800, &ipv4(17, 5, 0, 50000, dport));
+                let v4_options = eth(tags, 0x0800, &ipv4(17, 7, 0, 50000, dport));
+                let v6 = eth(tags, 0x86dd, &ipv6(&[], 17, 50000, dport));
+                let v6_ext = eth(
+                    tags,
+                    0x86dd,
+                    &ipv6(std::slice::from_ref(&hbh), 17, 50000, dport),
+                );
+                let v6_frag = eth(
+                    tags,
+                    0x86dd,
+                    &ipv6(std::slice::from_ref(&first), 17, 50000, dport),
+                );
+                for p in [&v4, &v4_options, &v6, &v6_ext, &v6_frag] {
+                    assert!(keep(p), "UDP to {dport} behind {tags:?}");
+                    assert!(!keep_none(p), "--no-tunnels, UDP to {dport}");
+                }
+                // Only UDP, and only the destination port.
+                assert!(!keep(&eth(tags, 0x0800, &ipv4(6, 5, 0, 50000, dport))));
+                assert!(!keep(&eth(tags, 0x0800, &ipv4(17, 5, 0, dport, 50000))));
+                assert!(!keep(&eth(tags, 0x86dd, &ipv6(&[], 6, 50000, dport))));
+            }
+            for gre in [
+                eth(tags, 0x0800, &ipv4(47, 5, 0, 0x2000, 0x6558)),
+                eth(tags, 0x0800, &ipv4(47, 6, 0x2000, 0, 0x88be)),
+                eth(tags, 0x86dd, &ipv6(&[], 47, 0, 0x0800)),
+                eth(
+                    tags,
+                    0x86dd,
+                    &ipv6(std::slice::from_ref(&hbh), 47, 0, 0x22eb),
+                ),
+                eth(
+                    tags,
+                    0x86dd,
+                    &ipv6(std::slice::from_ref(&first), 47, 0, 0x86dd),
+                ),
+            ] {
+                assert!(keep(&gre), "GRE behind {tags:?}");
+                assert!(!keep_none(&gre), "--no-tunnels, GRE");
+            }
+            // DNS and the rest as before.
+            assert!(keep(&eth(tags, 0x0800, &ipv4(17, 5, 0, 40000, 53))));
+            assert!(!keep(&eth(tags, 0x0800, &ipv4(17, 5, 0, 40000, 4790))));
+            assert!(!keep(&eth(tags, 0x0800, &ipv4(1, 5, 0, 0, 0))));
+        }
+    }
+
+    #[test]
     fn several_ports_fit_the_jump_offsets() {
         let ports: Vec<u16> = (0..pdns_common::MAX_PORTS as u16)
             .map(|i| 5300 + i)
             .collect();
-        let prog = dns_filter(&ports).unwrap();
+        let prog = dns_filter(&ports, &Tunnels::default()).unwrap();
         let keep = |p: &[u8]| run(&prog, p) != 0;
         for &p in &ports {
             assert!(keep(&eth(&[0x8100], 0x0800, &ipv4(17, 5, 0, 1, p))));

@@ -20,8 +20,21 @@
 //! turns into ordinary `INFO` lines on stderr. The production program has
 //! no logging code, so the option costs nothing when it is not given; the
 //! classic filter cannot explain anything, so asking it to is an error.
+//!
+//! Tunnels ([`Tunnels`]): the eBPF filter opens VXLAN and Geneve on their
+//! UDP ports (a map filled from `--vxlan-port` and `--geneve-port`) and GRE
+//! with ERSPAN (a flag), and classifies the packet inside like any other;
+//! `--no-tunnels` leaves the map empty and the flag clear. The classic
+//! fallback keeps tunnel traffic whole (see `super::cbpf`).
+//!
+//! The same object has the fanout program ([`FANOUT_PROGRAM_NAME`]): with
+//! the eBPF filter the capture sockets join a `PACKET_FANOUT_EBPF` group
+//! that runs it ([`Filter::fanout`]), so both directions of a flow inside
+//! a tunnel meet in one ring even when their outer addresses differ. With
+//! the classic filter, `PACKET_FANOUT_HASH` (the kernel's symmetric flow
+//! hash, of the outer addresses and ports).
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -31,8 +44,9 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::SocketFilter;
 use aya::{Ebpf, EbpfLoader};
 use pdns_common::{
-    EXPLAIN_MAP, EXPLAIN_PROGRAM_NAME, EXPLAIN_REMAINING, EXPLAIN_TOTAL, FilterStats, MAX_PORTS,
-    PORTS_MAP, PROGRAM_NAME, STATS_MAP,
+    CONFIG_FLAGS, CONFIG_MAP, EXPLAIN_MAP, EXPLAIN_PROGRAM_NAME, EXPLAIN_REMAINING, EXPLAIN_TOTAL,
+    FANOUT_PROGRAM_NAME, FLAG_GRE, FilterStats, MAX_PORTS, MAX_TUNNEL_PORTS, PORTS_MAP,
+    PROGRAM_NAME, STATS_MAP, TUNNEL_GENEVE, TUNNEL_PORTS_MAP, TUNNEL_VXLAN,
 };
 
 use super::cbpf;
@@ -50,6 +64,74 @@ pub enum FilterChoice {
     Classic,
 }
 
+/// The tunnels the kernel filter looks into (the decoder's options:
+/// `--vxlan-port`, `--geneve-port`, `--no-tunnels`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tunnels {
+    /// UDP destination ports of VXLAN.
+    pub vxlan_ports: Vec<u16>,
+    /// UDP destination ports of Geneve.
+    pub geneve_ports: Vec<u16>,
+    /// GRE (IP protocol 47), ERSPAN included.
+    pub gre: bool,
+}
+
+impl Default for Tunnels {
+    /// The decoder's defaults: VXLAN on 4789, Geneve on 6081, GRE.
+    fn default() -> Self {
+        Tunnels {
+            vxlan_ports: vec![crate::decode::DEFAULT_VXLAN_PORT],
+            geneve_ports: vec![crate::decode::DEFAULT_GENEVE_PORT],
+            gre: true,
+        }
+    }
+}
+
+impl Tunnels {
+    /// No tunnel is looked into (`--no-tunnels`).
+    pub fn none() -> Tunnels {
+        Tunnels {
+            vxlan_ports: Vec::new(),
+            geneve_ports: Vec::new(),
+            gre: false,
+        }
+    }
+
+    /// Each UDP tunnel port with its kind (`TUNNEL_VXLAN`, `TUNNEL_GENEVE`);
+    /// a port named for both is VXLAN, as in the decoder.
+    pub(crate) fn udp_ports(&self) -> Result<Vec<(u16, u8)>> {
+        let mut ports: Vec<(u16, u8)> = Vec::new();
+        for &p in &self.vxlan_ports {
+            if !ports.iter().any(|&(q, _)| q == p) {
+                ports.push((p, TUNNEL_VXLAN));
+            }
+        }
+        for &p in &self.geneve_ports {
+            if !ports.iter().any(|&(q, _)| q == p) {
+                ports.push((p, TUNNEL_GENEVE));
+            }
+        }
+        if ports.len() > MAX_TUNNEL_PORTS {
+            bail!(
+                "at most {MAX_TUNNEL_PORTS} VXLAN and Geneve ports together can be watched, got {}",
+                ports.len()
+            );
+        }
+        Ok(ports)
+    }
+}
+
+/// How the capture sockets of an interface share its packets.
+#[derive(Clone, Copy, Debug)]
+pub enum Fanout<'a> {
+    /// `PACKET_FANOUT_HASH`: the kernel's symmetric flow hash of the outer
+    /// packet.
+    Hash,
+    /// `PACKET_FANOUT_EBPF` running this program (the fanout program:
+    /// innermost addresses).
+    Ebpf(BorrowedFd<'a>),
+}
+
 /// The filter the capture sockets share.
 pub enum Filter {
     Ebpf(Box<EbpfFilter>),
@@ -61,6 +143,8 @@ pub struct EbpfFilter {
     ebpf: Ebpf,
     /// [`PROGRAM_NAME`] or [`EXPLAIN_PROGRAM_NAME`].
     program: &'static str,
+    /// Whether the fanout program loaded.
+    fanout: bool,
     stats: PerCpuArray<MapData, [u64; STATS_WORDS]>,
     /// Drains the explain program's log lines (with `--explain-filter`).
     _explain: Option<ExplainDrain>,
@@ -71,7 +155,7 @@ pub struct EbpfFilter {
 /// loaded.
 const LOG_MAP: &str = "AYA_LOGS";
 
-const STATS_WORDS: usize = 6;
+const STATS_WORDS: usize = 11;
 const _: () = assert!(size_of::<FilterStats>() == STATS_WORDS * 8);
 
 fn stats_from_words(w: &[u64; STATS_WORDS]) -> FilterStats {
@@ -83,6 +167,11 @@ fn stats_from_words(w: &[u64; STATS_WORDS]) -> FilterStats {
         rejected_protocol: w[3],
         rejected_not_ip: w[4],
         rejected_malformed: w[5],
+        accepted_tunnel: w[6],
+        accepted_tunnel_fragments: w[7],
+        rejected_tunnel_port: w[8],
+        rejected_tunnel_protocol: w[9],
+        rejected_tunnel_malformed: w[10],
     }
 }
 
@@ -90,9 +179,10 @@ fn stats_from_words(w: &[u64; STATS_WORDS]) -> FilterStats {
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pdns-ebpf"));
 
 impl Filter {
-    /// Loads the filter for `ports` as `choice` asks.
+    /// Loads the filter for `ports` as `choice` asks, looking into the
+    /// default tunnels.
     pub fn load(choice: FilterChoice, ports: &[u16]) -> Result<Filter> {
-        Filter::load_explaining(choice, ports, None)
+        Filter::load_explaining(choice, ports, &Tunnels::default(), None)
     }
 
     /// Like [`Filter::load`]; with `Some(n)` (`--explain-filter n`) it loads
@@ -103,6 +193,7 @@ impl Filter {
     pub fn load_explaining(
         choice: FilterChoice,
         ports: &[u16],
+        tunnels: &Tunnels,
         explain: Option<u32>,
     ) -> Result<Filter> {
         if ports.is_empty() || ports.len() > MAX_PORTS {
@@ -111,10 +202,11 @@ impl Filter {
                 ports.len()
             );
         }
+        tunnels.udp_ports()?;
         let classic = || -> Result<Filter> {
-            Ok(Filter::Classic(cbpf::dns_filter(ports).map_err(|e| {
-                anyhow!("building the classic filter: {e}")
-            })?))
+            Ok(Filter::Classic(cbpf::dns_filter(ports, tunnels).map_err(
+                |e| anyhow!("building the classic filter: {e}"),
+            )?))
         };
         if let Some(n) = explain {
             if choice == FilterChoice::Classic {
@@ -123,7 +215,7 @@ impl Filter {
                      its verdicts (use --filter auto or --filter ebpf)"
                 );
             }
-            return EbpfFilter::load(ports, Some(n))
+            return EbpfFilter::load(ports, tunnels, Some(n))
                 .map(|f| Filter::Ebpf(Box::new(f)))
                 .with_context(|| {
                     format!(
@@ -135,14 +227,19 @@ impl Filter {
         }
         match choice {
             FilterChoice::Classic => classic(),
-            FilterChoice::Ebpf => Ok(Filter::Ebpf(Box::new(EbpfFilter::load(ports, None)?))),
-            FilterChoice::Auto => match EbpfFilter::load(ports, None) {
+            FilterChoice::Ebpf => Ok(Filter::Ebpf(Box::new(EbpfFilter::load(
+                ports, tunnels, None,
+            )?))),
+            FilterChoice::Auto => match EbpfFilter::load(ports, tunnels, None) {
                 Ok(f) => Ok(Filter::Ebpf(Box::new(f))),
                 Err(e) => {
                     tracing::warn!(
-                        "eBPF filter unavailable ({e:#}); falling back to a classic BPF filter \
+                        "eBPF filter unavailable ({e:#}){}; falling back to a classic BPF filter \
                          (ports {ports:?} either direction, UDP/TCP, IPv4/IPv6, fragments; \
-                         at most 2 in-band VLAN tags and 1 IPv6 extension header; no kernel counters)"
+                         at most 2 in-band VLAN tags and 1 IPv6 extension header; tunnel traffic \
+                         kept whole, not looked into; no kernel counters); capture rings share \
+                         packets by PACKET_FANOUT_HASH (outer addresses)",
+                        filter_capability_hint()
                     );
                     classic()
                 }
@@ -171,6 +268,15 @@ impl Filter {
         }
     }
 
+    /// How the capture sockets share packets: the fanout program with the
+    /// eBPF filter, else the kernel's flow hash.
+    pub fn fanout(&self) -> Fanout<'_> {
+        match self {
+            Filter::Ebpf(f) => f.fanout_program().map_or(Fanout::Hash, Fanout::Ebpf),
+            Filter::Classic(_) => Fanout::Hash,
+        }
+    }
+
     /// The kernel filter's counters summed over CPUs (eBPF only).
     pub fn stats(&self) -> Option<Result<FilterStats>> {
         match self {
@@ -183,7 +289,7 @@ impl Filter {
 impl EbpfFilter {
     /// Loads the production program, or with `Some(n)` the explain program
     /// with a budget of `n` lines and the thread that drains them.
-    fn load(ports: &[u16], explain: Option<u32>) -> Result<EbpfFilter> {
+    fn load(ports: &[u16], tunnels: &Tunnels, explain: Option<u32>) -> Result<EbpfFilter> {
         raise_memlock_limit();
         let mut loader = EbpfLoader::new();
         // Enough room for every line, should all of them come in one burst
@@ -232,6 +338,33 @@ impl EbpfFilter {
                     .with_context(|| format!("adding port {port} to the filter"))?;
             }
         }
+        {
+            let map = ebpf
+                .map_mut(TUNNEL_PORTS_MAP)
+                .ok_or_else(|| anyhow!("no map {TUNNEL_PORTS_MAP} in the eBPF object"))?;
+            let mut map: HashMap<_, u16, u8> = HashMap::try_from(map)?;
+            for (port, kind) in tunnels.udp_ports()? {
+                map.insert(port, kind, 0)
+                    .with_context(|| format!("adding tunnel port {port} to the filter"))?;
+            }
+            let map = ebpf
+                .map_mut(CONFIG_MAP)
+                .ok_or_else(|| anyhow!("no map {CONFIG_MAP} in the eBPF object"))?;
+            let mut config: Array<_, u32> = Array::try_from(map)?;
+            let flags = if tunnels.gre { FLAG_GRE } else { 0 };
+            config.set(CONFIG_FLAGS, flags, 0)?;
+        }
+        let fanout = match load_fanout(&mut ebpf) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "eBPF fanout program unavailable ({e:#}); capture rings share packets by \
+                     PACKET_FANOUT_HASH (outer addresses: both directions of a tunnelled flow \
+                     may reach different rings)"
+                );
+                false
+            }
+        };
         let explain = match explain {
             None => None,
             Some(n) => {
@@ -258,6 +391,7 @@ impl EbpfFilter {
         Ok(EbpfFilter {
             ebpf,
             program,
+            fanout,
             stats,
             _explain: explain,
         })
@@ -271,6 +405,15 @@ impl EbpfFilter {
             .try_into()?)
     }
 
+    /// The fanout program's descriptor, if it loaded.
+    fn fanout_program(&self) -> Option<BorrowedFd<'_>> {
+        if !self.fanout {
+            return None;
+        }
+        let prog: &SocketFilter = self.ebpf.program(FANOUT_PROGRAM_NAME)?.try_into().ok()?;
+        Some(prog.fd().ok()?.as_fd())
+    }
+
     /// Sums the per-CPU counters. Works after privileges are dropped on
     /// kernels ≥ 6.5, where map operations on an open descriptor need no
     /// capability.
@@ -282,6 +425,25 @@ impl EbpfFilter {
         }
         Ok(total)
     }
+}
+
+/// Loads (verifies) the fanout program of the object.
+fn load_fanout(ebpf: &mut Ebpf) -> Result<()> {
+    let prog: &mut SocketFilter = ebpf
+        .program_mut(FANOUT_PROGRAM_NAME)
+        .ok_or_else(|| anyhow!("no program {FANOUT_PROGRAM_NAME} in the eBPF object"))?
+        .try_into()
+        .context("the fanout program is not a socket filter")?;
+    prog.load()
+        .with_context(|| format!("verifying the eBPF program {FANOUT_PROGRAM_NAME}"))?;
+    if let Ok(info) = prog.info() {
+        tracing::debug!(
+            "eBPF program {FANOUT_PROGRAM_NAME} loaded: {} instructions verified, {} translated bytes",
+            info.verified_instruction_count().unwrap_or(0),
+            info.size_translated().unwrap_or(0)
+        );
+    }
+    Ok(())
 }
 
 /// The thread that moves the explain program's lines from aya-log's ring
@@ -347,6 +509,32 @@ impl Drop for ExplainDrain {
             let _ = thread.join();
         }
     }
+}
+
+/// Why the filter may not load: with CAP_BPF but without CAP_PERFMON the
+/// verifier also walks every speculative path (Spectre v1 hardening for
+/// loaders it treats as unprivileged), and the tunnel-aware filter then
+/// exceeds its budget of a million instructions ("Argument list too long").
+fn filter_capability_hint() -> &'static str {
+    if lacks_perfmon() {
+        "; the eBPF filter needs CAP_PERFMON besides CAP_BPF, and this process lacks it \
+         (the packaged unit grants both)"
+    } else {
+        ""
+    }
+}
+
+/// Whether the process holds CAP_BPF but neither CAP_PERFMON nor
+/// CAP_SYS_ADMIN.
+fn lacks_perfmon() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let Ok(caps) = super::privileges::effective_capabilities() else {
+        return false;
+    };
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    has(CAP_BPF) && !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN)
 }
 
 /// Why the explain program may not load where the production one does:

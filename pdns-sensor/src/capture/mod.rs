@@ -14,10 +14,15 @@
 //!   with a TPACKET_V3 receive ring ([`ring`]) and feeds one
 //!   [`FrameSink`](thread::FrameSink) — in `run`, a pipeline
 //!   [`Worker`](crate::pipeline::Worker). The sockets of an interface form a
-//!   `PACKET_FANOUT_HASH` group ([`socket`]): the kernel's flow hash is
-//!   symmetric, so a query, its response and every segment of a TCP stream
-//!   reach the same thread, and `PACKET_FANOUT_FLAG_DEFRAG` reassembles IPv4
-//!   fragments before the hash (and the filter) sees them.
+//!   fanout group ([`socket`]) whose hash is symmetric, so a query, its
+//!   response and every segment of a TCP stream reach the same thread, and
+//!   `PACKET_FANOUT_FLAG_DEFRAG` reassembles IPv4 fragments before the hash
+//!   (and the filter) sees them. With the eBPF filter the group is
+//!   `PACKET_FANOUT_EBPF`, running the object's fanout program: a hash of
+//!   the innermost IP addresses, so both directions of a flow inside a
+//!   tunnel meet even when a mirror sends them from different outer
+//!   addresses or ports. With the classic filter, `PACKET_FANOUT_HASH` (the
+//!   kernel's flow hash of the outer packet).
 //! * **Zero copy.** Frames are decoded straight out of the mapped blocks. A
 //!   block is handed back to the kernel only when every frame borrowed from
 //!   it has gone through the worker; the borrow checker enforces this (a
@@ -53,10 +58,12 @@ pub mod thread;
 use anyhow::{Context, Result};
 
 /// Opens one TPACKET_V3 ring on `iface` and joins it to the interface's
-/// `PACKET_FANOUT_HASH` group, in the order [`socket`] describes (steps 1
-/// to 5). `group` is `None` for the first ring of an interface (the kernel
-/// then picks a unique group id) and holds that id afterwards; pass the
-/// same `group` for the interface's other rings.
+/// fanout group, in the order [`socket`] describes (steps 1 to 5), in the
+/// mode `fanout` says ([`filter::Filter::fanout`]: the eBPF fanout program
+/// with the eBPF filter, `PACKET_FANOUT_HASH` otherwise). `group` is `None`
+/// for the first ring of an interface (the kernel then picks a unique group
+/// id) and holds that id afterwards; pass the same `group` and `fanout` for
+/// the interface's other rings.
 ///
 /// The ring receives nothing yet: its socket carries a drop-everything
 /// filter until the caller attaches the real one ([`filter::Filter::attach`]),
@@ -65,6 +72,7 @@ pub fn open_ring(
     iface: &iface::Interface,
     config: &RingConfig,
     group: &mut Option<u16>,
+    fanout: filter::Fanout<'_>,
 ) -> Result<ring::Ring> {
     let socket =
         socket::PacketSocket::open().context("opening an AF_PACKET socket (needs CAP_NET_RAW)")?;
@@ -78,7 +86,7 @@ pub fn open_ring(
     ring.socket().bind(iface.index).context("binding")?;
     *group = Some(
         ring.socket()
-            .join_fanout_hash(*group, iface.loopback)
+            .join_fanout(*group, iface.loopback, fanout)
             .context("joining the fanout group")?,
     );
     Ok(ring)

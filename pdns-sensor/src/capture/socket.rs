@@ -9,7 +9,9 @@
 //!    only (on a real interface the resolver's own outgoing answers are
 //!    exactly what we want), `PACKET_RX_RING` and the mapping ([`Ring`]);
 //! 4. `bind` to the interface with `ETH_P_ALL`: delivery starts here;
-//! 5. `PACKET_FANOUT` (it needs a bound, running socket);
+//! 5. `PACKET_FANOUT` (it needs a bound, running socket), and for a
+//!    `PACKET_FANOUT_EBPF` group its program (`PACKET_FANOUT_DATA`, once,
+//!    by the socket that created the group);
 //! 6. the real filter, once every socket of the interface is in the group.
 //!
 //! Steps 2 and 6 close a window a naive order leaves open: between `bind`
@@ -21,6 +23,8 @@
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::filter::Fanout;
 
 /// An AF_PACKET socket.
 #[derive(Debug)]
@@ -107,17 +111,35 @@ impl PacketSocket {
         }
     }
 
-    /// Joins a fanout group in hash mode, with IPv4 defragmentation so that
-    /// fragments hash (and are filtered) as one datagram. With `None` the
-    /// kernel creates a group with an id unique in the network namespace
-    /// (`PACKET_FANOUT_FLAG_UNIQUEID`), so another process can never join
-    /// ours by accident; the id is returned for the other sockets.
+    /// Joins a fanout group in hash mode (see [`PacketSocket::join_fanout`]).
+    pub fn join_fanout_hash(&self, group: Option<u16>, ignore_outgoing: bool) -> io::Result<u16> {
+        self.join_fanout(group, ignore_outgoing, Fanout::Hash)
+    }
+
+    /// Joins a fanout group, with IPv4 defragmentation so that fragments
+    /// are hashed (and filtered) as one datagram; the kernel applies it
+    /// before any mode's demultiplexing, `PACKET_FANOUT_EBPF` included.
+    /// With `None` the kernel creates a group with an id unique in the
+    /// network namespace (`PACKET_FANOUT_FLAG_UNIQUEID`), so another process
+    /// can never join ours by accident; the id is returned for the other
+    /// sockets. In [`Fanout::Ebpf`] mode the socket that creates the group
+    /// gives it its program; until then the group sends everything to its
+    /// first socket (which drops everything during setup).
     ///
     /// `ignore_outgoing` must be repeated here for loopback: once a socket
     /// is in a group, the kernel consults the group's flag, not the
     /// socket's `PACKET_IGNORE_OUTGOING`.
-    pub fn join_fanout_hash(&self, group: Option<u16>, ignore_outgoing: bool) -> io::Result<u16> {
-        let mut mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+    pub fn join_fanout(
+        &self,
+        group: Option<u16>,
+        ignore_outgoing: bool,
+        fanout: Fanout<'_>,
+    ) -> io::Result<u16> {
+        let kind = match fanout {
+            Fanout::Hash => libc::PACKET_FANOUT_HASH,
+            Fanout::Ebpf(_) => libc::PACKET_FANOUT_EBPF,
+        };
+        let mut mode = kind | libc::PACKET_FANOUT_FLAG_DEFRAG;
         if ignore_outgoing {
             mode |= libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
         }
@@ -128,6 +150,10 @@ impl PacketSocket {
         self.setsockopt(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
         if let Some(id) = group {
             return Ok(id);
+        }
+        if let Fanout::Ebpf(prog) = fanout {
+            let fd: u32 = prog.as_raw_fd() as u32;
+            self.setsockopt(libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fd)?;
         }
         let mut value: libc::c_int = 0;
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;

@@ -88,6 +88,18 @@ pub struct PipelineArgs {
     /// crash can lose.
     #[arg(long, default_value_t = 5)]
     pub flush_interval: u64,
+    /// UDP port of VXLAN tunnels looked into (mirrored traffic, e.g. AWS
+    /// VPC Traffic Mirroring); repeat for several (default 4789).
+    #[arg(long = "vxlan-port", value_name = "PORT")]
+    pub vxlan_ports: Vec<u16>,
+    /// UDP port of Geneve tunnels looked into; repeat for several (default
+    /// 6081).
+    #[arg(long = "geneve-port", value_name = "PORT")]
+    pub geneve_ports: Vec<u16>,
+    /// Do not look into tunnels (VXLAN, Geneve, GRE, ERSPAN): tunnelled
+    /// packets are counted and skipped.
+    #[arg(long)]
+    pub no_tunnels: bool,
 }
 
 impl Default for PipelineArgs {
@@ -97,6 +109,9 @@ impl Default for PipelineArgs {
             sections: Default::default(),
             aggregate_entries: 100_000,
             flush_interval: 5,
+            vxlan_ports: Vec::new(),
+            geneve_ports: Vec::new(),
+            no_tunnels: false,
         }
     }
 }
@@ -114,12 +129,41 @@ impl PipelineArgs {
         ports
     }
 
+    /// The VXLAN ports asked for, or the default (none with
+    /// `--no-tunnels`).
+    pub fn vxlan_ports(&self) -> Vec<u16> {
+        self.tunnel_ports(&self.vxlan_ports, crate::decode::DEFAULT_VXLAN_PORT)
+    }
+
+    /// The Geneve ports asked for, or the default (none with
+    /// `--no-tunnels`).
+    pub fn geneve_ports(&self) -> Vec<u16> {
+        self.tunnel_ports(&self.geneve_ports, crate::decode::DEFAULT_GENEVE_PORT)
+    }
+
+    fn tunnel_ports(&self, asked: &[u16], default: u16) -> Vec<u16> {
+        if self.no_tunnels {
+            return Vec::new();
+        }
+        let mut ports = if asked.is_empty() {
+            vec![default]
+        } else {
+            asked.to_vec()
+        };
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     /// The pipeline these options describe, with `threads` decoder threads.
     pub fn config(&self, threads: usize) -> crate::pipeline::PipelineConfig {
         crate::pipeline::PipelineConfig {
             threads,
             decode: crate::decode::DecodeConfig {
                 ports: self.ports(),
+                vxlan_ports: self.vxlan_ports(),
+                geneve_ports: self.geneve_ports(),
+                tunnels: !self.no_tunnels,
                 ..Default::default()
             },
             sections: self.sections,

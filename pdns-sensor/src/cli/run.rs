@@ -52,7 +52,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::DbArgs;
 use super::export::RunningExport;
-use crate::capture::filter::{Filter, FilterChoice};
+use crate::capture::filter::{Fanout, Filter, FilterChoice, Tunnels};
 use crate::capture::iface::{Interface, default_route_interface};
 use crate::capture::privileges::{self, User};
 use crate::capture::ring::Ring;
@@ -232,7 +232,14 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
     // Before anything is created: a filter that cannot do what was asked
     // (explain with the classic filter) is an error.
     let filter = capture
-        .then(|| Filter::load_explaining(args.filter, &ports, args.explain_filter))
+        .then(|| {
+            Filter::load_explaining(
+                args.filter,
+                &ports,
+                &filter_tunnels(&args.pipeline),
+                args.explain_filter,
+            )
+        })
         .transpose()?;
     // The dnstap sockets too (a path under /run may need root).
     let dnstap = args.dnstap.bind()?;
@@ -286,6 +293,18 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
     })
 }
 
+/// The tunnels the kernel filter looks into: the decoder's.
+fn filter_tunnels(pipeline: &super::PipelineArgs) -> Tunnels {
+    if pipeline.no_tunnels {
+        return Tunnels::none();
+    }
+    Tunnels {
+        vxlan_ports: pipeline.vxlan_ports(),
+        geneve_ports: pipeline.geneve_ports(),
+        gre: true,
+    }
+}
+
 /// Gives the dnstap socket files to the user the run switches to, so that
 /// it can remove them at the end.
 fn give_sockets(listeners: &[Listener], user: &User) -> Result<()> {
@@ -327,7 +346,7 @@ fn open_rings(
         let mut group = None;
         let first = rings.len();
         for _ in 0..per_interface {
-            let ring = open_ring(iface, config, &mut group)
+            let ring = open_ring(iface, config, &mut group, filter.fanout())
                 .with_context(|| format!("opening a capture ring on {}", iface.name))?;
             rings.push((i, ring));
         }
@@ -432,11 +451,16 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         });
     }
     if let Some(filter) = &filter {
+        let fanout = match filter.fanout() {
+            Fanout::Ebpf(_) => "eBPF fanout (innermost addresses)",
+            Fanout::Hash => "hash fanout",
+        };
         tracing::info!(
-            "capturing DNS on {} ({} ring(s) each, {} filter, ports {:?}) into {}",
+            "capturing DNS on {} ({} ring(s) each, {} filter, {}, ports {:?}) into {}",
             names.join(", "),
             per_interface,
             filter.kind(),
+            fanout,
             args.pipeline.ports(),
             args.db.db.display()
         );
@@ -751,16 +775,22 @@ pub fn render_report(report: &RunReport) -> String {
     match &report.filter_stats {
         _ if report.filter == "none" => {}
         Some(f) => s.push_str(&format!(
-            "  eBPF filter: kept {} ({} DNS port, {} fragments), rejected {} \
-             (port {}, protocol {}, not IP {}, malformed {})\n",
+            "  eBPF filter: kept {} ({} DNS port, {} fragments, {} tunnelled DNS port, \
+             {} tunnelled fragments), rejected {} (port {}, protocol {}, not IP {}, \
+             malformed {}, tunnelled: port {}, protocol {}, malformed {})\n",
             f.kept(),
             f.accepted,
             f.accepted_fragments,
+            f.accepted_tunnel,
+            f.accepted_tunnel_fragments,
             f.rejected(),
             f.rejected_port,
             f.rejected_protocol,
             f.rejected_not_ip,
-            f.rejected_malformed
+            f.rejected_malformed,
+            f.rejected_tunnel_port,
+            f.rejected_tunnel_protocol,
+            f.rejected_tunnel_malformed
         )),
         None => s.push_str(&format!(
             "  {} filter (no kernel counters)\n",

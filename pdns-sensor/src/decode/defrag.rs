@@ -46,11 +46,15 @@ pub(super) enum FragKey {
         dst: [u8; 4],
         id: u16,
         proto: u8,
+        /// The tunnels the fragments came through (0: none): the same
+        /// addresses and id in two tunnels are two datagrams.
+        tunnel: u64,
     },
     V6 {
         src: [u8; 16],
         dst: [u8; 16],
         id: u32,
+        tunnel: u64,
     },
 }
 
@@ -321,6 +325,16 @@ impl Defragmenter {
         self.table.len()
     }
 
+    /// The input has ended: every incomplete datagram is given up and
+    /// counted as timed out (its missing fragments will never come).
+    pub(super) fn abandon_all(&mut self, stats: &mut DecodeStats) {
+        for _ in 0..self.table.len() {
+            stats.drop(DropReason::FragmentTimeout);
+        }
+        self.table.clear();
+        self.age.clear();
+    }
+
     /// Drops the oldest incomplete datagram to make room.
     fn evict_oldest(&mut self, stats: &mut DecodeStats) {
         while let Some((key, serial)) = self.age.pop_front() {
@@ -361,6 +375,7 @@ mod tests {
         dst: [198, 51, 100, 7],
         id: 0x1234,
         proto: 17,
+        tunnel: 0,
     };
 
     fn key(id: u16) -> FragKey {
@@ -369,6 +384,7 @@ mod tests {
             dst: [198, 51, 100, 7],
             id,
             proto: 17,
+            tunnel: 0,
         }
     }
 
@@ -613,6 +629,7 @@ mod tests {
             src: [1; 16],
             dst: [2; 16],
             id: 7,
+            tunnel: 0,
         };
         let out = d.push(1, v6, 17, 0, false, b"whole", &mut stats);
         assert_eq!(out.map(|d| d.payload), Some(b"whole".to_vec()));
@@ -629,6 +646,7 @@ mod tests {
             dst: [2; 4],
             id: 7,
             proto: 17,
+            tunnel: 0,
         };
         assert!(d.push(1, v4, 17, 0, true, &data[..8], &mut stats).is_none());
         assert_eq!(d.len(), 2);

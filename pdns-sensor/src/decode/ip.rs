@@ -13,6 +13,7 @@ use etherparse::{IpNumber, IpSlice, Ipv6ExtensionSlice};
 
 use super::defrag::{Defragmenter, FragKey};
 use super::tcp::TcpReassembler;
+use super::tunnel::{self, TunnelConfig, TunnelId};
 use super::{DecodeStats, DropReason, FlowKey, PortSet};
 use crate::vocab::packet::{DnsMessage, Timestamp, Transport};
 
@@ -23,6 +24,11 @@ pub(super) struct Context<'a> {
     pub defrag: &'a mut Defragmenter,
     pub tcp: &'a mut TcpReassembler,
     pub stats: &'a mut DecodeStats,
+    pub tunnels: &'a TunnelConfig,
+    /// The tunnels the packet being decoded came through (0: none).
+    pub tunnel: TunnelId,
+    /// How many tunnels deep it is.
+    pub depth: u8,
 }
 
 /// Decodes an IP packet (version told by its first nibble).
@@ -49,6 +55,7 @@ pub(super) fn decode(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(Dn
                 dst: h.destination(),
                 id: h.identification(),
                 proto: payload.ip_number.0,
+                tunnel: ctx.tunnel,
             };
             (
                 key,
@@ -73,6 +80,7 @@ pub(super) fn decode(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(Dn
                 src: h.source(),
                 dst: h.destination(),
                 id: frag.identification(),
+                tunnel: ctx.tunnel,
             };
             (
                 key,
@@ -132,6 +140,7 @@ fn transport(
     match proto {
         IpNumber::UDP => udp(ctx, data, emit),
         IpNumber::TCP => tcp(ctx, src, dst, data, emit),
+        IpNumber::GRE if ctx.tunnels.enabled => tunnel::gre(ctx, data, emit),
         _ => ctx.stats.drop(DropReason::NotUdpTcp),
     }
 }
@@ -142,7 +151,16 @@ fn udp(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(DnsMessage<'_>))
     }
     let sport = u16::from_be_bytes([data[0], data[1]]);
     let dport = u16::from_be_bytes([data[2], data[3]]);
-    if !ctx.ports.contains(sport) && !ctx.ports.contains(dport) {
+    // From a DNS port it is DNS, even to a client port that is a tunnel's
+    // (resolvers pick source ports from the whole range); else a tunnel's
+    // destination port opens it.
+    let dns_source = ctx.ports.contains(sport);
+    let tunnel = if dns_source {
+        None
+    } else {
+        ctx.tunnels.udp(dport)
+    };
+    if tunnel.is_none() && !dns_source && !ctx.ports.contains(dport) {
         return ctx.stats.drop(DropReason::NotDnsPort);
     }
     let len = u16::from_be_bytes([data[4], data[5]]) as usize;
@@ -150,6 +168,9 @@ fn udp(ctx: &mut Context<'_>, data: &[u8], emit: &mut dyn FnMut(DnsMessage<'_>))
     let end = if len == 0 { data.len() } else { len };
     if end < 8 || end > data.len() {
         return ctx.stats.drop(DropReason::TransportMalformed);
+    }
+    if let Some(tunnel) = tunnel {
+        return tunnel::udp(ctx, tunnel, &data[8..end], emit);
     }
     emit(DnsMessage {
         ts: ctx.ts,
@@ -185,6 +206,7 @@ fn tcp(
         dst,
         sport,
         dport,
+        tunnel: ctx.tunnel,
     };
     let ts = ctx.ts;
     ctx.tcp.segment(

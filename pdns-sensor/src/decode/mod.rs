@@ -23,10 +23,12 @@ mod ip;
 pub mod link;
 mod stats;
 mod tcp;
+mod tunnel;
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-pub use stats::{DecodeStats, DropReason};
+pub use stats::{DecodeStats, DropReason, Encap};
 
 use crate::vocab::packet::{DnsMessage, Frame, LinkType, Timestamp, Transport};
 
@@ -37,6 +39,10 @@ pub struct FlowKey {
     pub dst: IpAddr,
     pub sport: u16,
     pub dport: u16,
+    /// The tunnels the packet came through (0: none), see
+    /// [`tunnel::TunnelId`]: the same addresses in two tunnels are two
+    /// flows.
+    pub tunnel: u64,
 }
 
 impl FlowKey {
@@ -47,6 +53,7 @@ impl FlowKey {
             dst: self.src,
             sport: self.dport,
             dport: self.sport,
+            tunnel: self.tunnel,
         }
     }
 }
@@ -67,7 +74,17 @@ pub struct DecodeConfig {
     pub max_tcp_buffer: usize,
     /// Seconds (capture time) an idle TCP flow is kept.
     pub tcp_idle_secs: u64,
+    /// Whether tunnels (VXLAN, Geneve, GRE, ERSPAN) are looked into.
+    pub tunnels: bool,
+    /// UDP destination ports of VXLAN and Geneve tunnels.
+    pub vxlan_ports: Vec<u16>,
+    pub geneve_ports: Vec<u16>,
 }
+
+/// IANA's VXLAN port (RFC 7348).
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+/// IANA's Geneve port (RFC 8926).
+pub const DEFAULT_GENEVE_PORT: u16 = 6081;
 
 impl Default for DecodeConfig {
     fn default() -> Self {
@@ -78,6 +95,9 @@ impl Default for DecodeConfig {
             max_tcp_flows: 16_384,
             max_tcp_buffer: 2 * 65_538,
             tcp_idle_secs: 120,
+            tunnels: true,
+            vxlan_ports: vec![DEFAULT_VXLAN_PORT],
+            geneve_ports: vec![DEFAULT_GENEVE_PORT],
         }
     }
 }
@@ -85,6 +105,7 @@ impl Default for DecodeConfig {
 /// Turns frames into DNS messages, keeping fragment and TCP state.
 pub struct Decoder {
     ports: PortSet,
+    tunnels: tunnel::TunnelConfig,
     defrag: defrag::Defragmenter,
     tcp: tcp::TcpReassembler,
     /// Capture second of the newest frame, drives expiry.
@@ -99,6 +120,7 @@ impl Decoder {
     pub fn new(config: &DecodeConfig) -> Self {
         Decoder {
             ports: PortSet::new(&config.ports),
+            tunnels: tunnel::TunnelConfig::new(config),
             defrag: defrag::Defragmenter::new(
                 config.max_fragment_datagrams,
                 config.fragment_timeout_secs,
@@ -151,14 +173,19 @@ impl Decoder {
             defrag: &mut self.defrag,
             tcp: &mut self.tcp,
             stats: &mut self.stats,
+            tunnels: &self.tunnels,
+            tunnel: 0,
+            depth: 0,
         };
         ip::decode(&mut ctx, l3, emit);
     }
 
     /// The input has ended: calls `emit` for every complete DNS message
     /// still held behind a hole in a TCP stream (with the capture time of
-    /// the newest frame seen), and forgets every TCP flow.
+    /// the newest frame seen), forgets every TCP flow, and counts every
+    /// incomplete IP datagram as timed out.
     pub fn finish(&mut self, emit: &mut dyn FnMut(DnsMessage<'_>)) {
+        self.defrag.abandon_all(&mut self.stats);
         let ts = self.newest;
         self.tcp.flush_all(&mut self.stats, &mut |message| {
             emit(DnsMessage {
@@ -200,15 +227,66 @@ impl PortSet {
     }
 }
 
-/// A symmetric hash of a frame's IP addresses, for dispatching frames to
-/// decoder threads.
+/// Dispatches frames to decoder threads: a symmetric hash of a frame's IP
+/// addresses — of the innermost packet when it is tunnelled.
 ///
 /// Only the addresses are hashed (not the ports), so that non-first IP
 /// fragments, which carry no ports, land with their first fragment, and both
-/// directions of a flow land together. Frames without IP hash to 0.
-pub fn flow_hash(link: LinkType, data: &[u8]) -> u64 {
-    let Ok(l3) = link::strip(link, data) else {
-        return 0;
-    };
-    ip::address_hash(l3)
+/// directions of a flow land together. A tunnelled packet is hashed by the
+/// addresses inside, so both directions of an inner flow meet even when a
+/// mirror sends them from different outer addresses. An outer packet that
+/// is fragmented is opened only in its first fragment: the hasher remembers
+/// where the first fragment went and sends the later ones of the same
+/// datagram there (a later fragment that arrives before its first goes by
+/// the outer addresses, and that datagram is then lost: counted as a
+/// fragment timeout). Frames without IP hash to 0.
+pub struct FlowHasher {
+    tunnels: tunnel::TunnelConfig,
+    /// Hashes given to the first fragments of tunnelled datagrams, by
+    /// (outer source, destination, identification); bounded.
+    first_fragments: HashMap<(u128, u128, u32), u64>,
+    order: VecDeque<(u128, u128, u32)>,
+}
+
+/// Outer datagrams whose dispatch the hasher remembers.
+const REMEMBERED_FRAGMENTS: usize = 4096;
+
+impl FlowHasher {
+    pub fn new(config: &DecodeConfig) -> FlowHasher {
+        FlowHasher {
+            tunnels: tunnel::TunnelConfig::new(config),
+            first_fragments: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn hash(&mut self, link: LinkType, data: &[u8]) -> u64 {
+        let Ok(l3) = link::strip(link, data) else {
+            return 0;
+        };
+        if !self.tunnels.enabled {
+            return ip::address_hash(l3);
+        }
+        let Some((src, dst, id, first)) = tunnel::fragment_id(l3) else {
+            return ip::address_hash(tunnel::innermost(&self.tunnels, l3));
+        };
+        let key = (src, dst, id);
+        if !first {
+            return match self.first_fragments.get(&key) {
+                Some(hash) => *hash,
+                None => ip::address_hash(l3),
+            };
+        }
+        let inner = tunnel::innermost(&self.tunnels, l3);
+        let hash = ip::address_hash(inner);
+        if inner.as_ptr() != l3.as_ptr() && self.first_fragments.insert(key, hash).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > REMEMBERED_FRAGMENTS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.first_fragments.remove(&old);
+            }
+        }
+        hash
+    }
 }

@@ -38,11 +38,19 @@ pub enum DropReason {
     TcpGap,
     /// A TCP flow or its buffer evicted because a bound was reached.
     TcpOverflow,
+    /// A tunnel header (VXLAN, Geneve, GRE, ERSPAN) cut short, with bad
+    /// flags or a length running past the packet.
+    TunnelMalformed,
+    /// Tunnels nested deeper than the decoder follows (a loop, or hostile).
+    TunnelTooDeep,
+    /// A tunnel we do not open: an unknown GRE protocol, GRE version 1
+    /// (PPTP), GRE source routing, an ERSPAN frame that is not Ethernet.
+    TunnelUnsupported,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (used for metrics and reports).
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::LinkTruncated,
         DropReason::LinkUnsupported,
         DropReason::NotIp,
@@ -56,6 +64,9 @@ impl DropReason {
         DropReason::FragmentOverflow,
         DropReason::TcpGap,
         DropReason::TcpOverflow,
+        DropReason::TunnelMalformed,
+        DropReason::TunnelTooDeep,
+        DropReason::TunnelUnsupported,
     ];
 
     /// The label used in metrics and reports.
@@ -74,6 +85,9 @@ impl DropReason {
             DropReason::FragmentOverflow => "fragment_overflow",
             DropReason::TcpGap => "tcp_gap",
             DropReason::TcpOverflow => "tcp_overflow",
+            DropReason::TunnelMalformed => "tunnel_malformed",
+            DropReason::TunnelTooDeep => "tunnel_too_deep",
+            DropReason::TunnelUnsupported => "tunnel_unsupported",
         }
     }
 }
@@ -87,8 +101,56 @@ pub struct DecodeStats {
     pub bytes: u64,
     /// IP datagrams rebuilt from fragments.
     pub reassembled_datagrams: u64,
+    /// Tunnelled packets opened, by [`Encap`] (`Encap as usize`).
+    pub decapsulated: [u64; Encap::ALL.len()],
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::ALL.len()],
+}
+
+/// The encapsulations the decoder opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum Encap {
+    /// VXLAN (RFC 7348): Ethernet over UDP.
+    Vxlan,
+    /// Geneve (RFC 8926): Ethernet or IP over UDP, with options.
+    Geneve,
+    /// IPv4 or IPv6 directly in GRE (RFC 2784/2890).
+    GreIp,
+    /// Ethernet in GRE (transparent Ethernet bridging, 0x6558: gretap).
+    GreTeb,
+    /// ERSPAN type I: Ethernet in GRE 0x88BE, no ERSPAN header.
+    Erspan1,
+    /// ERSPAN type II: GRE 0x88BE with a sequence number, 8-byte header.
+    Erspan2,
+    /// ERSPAN type III: GRE 0x22EB, 12-byte header (and an optional 8-byte
+    /// platform-specific one).
+    Erspan3,
+}
+
+impl Encap {
+    pub const ALL: [Encap; 7] = [
+        Encap::Vxlan,
+        Encap::Geneve,
+        Encap::GreIp,
+        Encap::GreTeb,
+        Encap::Erspan1,
+        Encap::Erspan2,
+        Encap::Erspan3,
+    ];
+
+    /// The label used in metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encap::Vxlan => "vxlan",
+            Encap::Geneve => "geneve",
+            Encap::GreIp => "gre_ip",
+            Encap::GreTeb => "gre_teb",
+            Encap::Erspan1 => "erspan1",
+            Encap::Erspan2 => "erspan2",
+            Encap::Erspan3 => "erspan3",
+        }
+    }
 }
 
 impl DecodeStats {
@@ -108,6 +170,9 @@ impl DecodeStats {
         self.frames += other.frames;
         self.bytes += other.bytes;
         self.reassembled_datagrams += other.reassembled_datagrams;
+        for (a, b) in self.decapsulated.iter_mut().zip(other.decapsulated.iter()) {
+            *a += b;
+        }
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

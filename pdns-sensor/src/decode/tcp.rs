@@ -694,6 +694,7 @@ mod tests {
             dst: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 53)),
             sport: port,
             dport: 53,
+            tunnel: 0,
         }
     }
 

@@ -7,7 +7,7 @@
 //!
 //! A file source pushes frames into a [`Pipeline`]. With one thread they are
 //! processed inline, in the caller's thread. With more, each frame is copied
-//! into a per-worker batch chosen by [`flow_hash`] — symmetric over the IP
+//! into a per-worker batch chosen by [`FlowHasher`] — symmetric over the IP
 //! addresses, so both directions of a TCP stream and every fragment of a
 //! datagram reach the same decoder — and batches travel over bounded
 //! channels, so a slow store back-pressures the reader instead of growing
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::decode::{DecodeConfig, DecodeStats, flow_hash};
+use crate::decode::{DecodeConfig, DecodeStats, FlowHasher};
 use crate::extract::{ExtractStats, Sections};
 use crate::store::{Store, StoreError};
 use crate::vocab::packet::{Frame, LinkType, Timestamp};
@@ -150,6 +150,7 @@ enum Mode {
     Threads {
         lanes: Vec<Lane>,
         free: Receiver<FrameBatch>,
+        hasher: FlowHasher,
     },
 }
 
@@ -204,6 +205,7 @@ impl Pipeline {
             mode: Mode::Threads {
                 lanes,
                 free: free_rx,
+                hasher: FlowHasher::new(&config.decode),
             },
             failed: None,
         })
@@ -223,9 +225,13 @@ impl Pipeline {
                     Stopped
                 })
             }
-            Mode::Threads { lanes, free } => {
+            Mode::Threads {
+                lanes,
+                free,
+                hasher,
+            } => {
                 let n = lanes.len() as u64;
-                let lane = &mut lanes[(flow_hash(frame.link, frame.data) % n) as usize];
+                let lane = &mut lanes[(hasher.hash(frame.link, frame.data) % n) as usize];
                 lane.batch.push(frame);
                 if lane.batch.is_full() {
                     let next = free.try_recv().unwrap_or_default();

@@ -7,6 +7,7 @@
 pub(crate) mod clickhouse;
 pub(crate) mod process;
 pub(crate) mod tls;
+pub(crate) mod tunnel;
 
 use std::path::{Path, PathBuf};
 

@@ -1,15 +1,19 @@
 //! Real dnstap senders for the dnstap tests (`dnstap_*.rs`): an
-//! authoritative server with known zones, recursive resolvers that log
-//! dnstap (Unbound, PowerDNS Recursor, BIND), `fstrm_capture` as a
-//! reference receiver, `tcpdump` on the resolver's upstream link, `dig`
-//! as the client and `dnstap-ldns` as an independent decoder.
+//! authoritative server with known zones (NSD, which can log
+//! AUTH_RESPONSE itself), recursive resolvers that log dnstap (Unbound,
+//! PowerDNS Recursor, BIND), dnsdist in front of a resolver (logging
+//! CLIENT_RESPONSE), `fstrm_capture` as a reference receiver, `tcpdump`
+//! on the resolver's upstream link, `dig` as the client and
+//! `dnstap-ldns` as an independent decoder.
 //!
 //! Why: a dnstap RESOLVER_RESPONSE message carries the very response the
 //! resolver received from upstream. A packet capture of the resolver's
 //! upstream link, read by the sensor's (long tested) wire decoder, is thus
 //! an independent oracle: the records and counts stored from the dnstap
 //! stream must equal the ones stored from the capture. `dnstap-ldns -y`
-//! (ldns, not our protobuf code) is a second one for files.
+//! (ldns, not our protobuf code) is a second one for files. Likewise an
+//! AUTH_RESPONSE is what the authoritative server sent (a capture of its
+//! interface), and a CLIENT_RESPONSE what the client got (dig's output).
 //!
 //! Like `live_support` (which a test crate must include too: this module
 //! uses its `Netns`, `Link`, `run`, `output` and `SENSOR`), everything is
@@ -20,8 +24,8 @@
 //! by a guard that kills or deletes it on drop; daemons run in their own
 //! process group, which the guard signals as a whole (NSD forks). Every
 //! wait has a deadline. Root and the Debian packages `nsd unbound
-//! pdns-recursor bind9 fstrm-bin dnstap-ldns dnsutils tcpdump iproute2`
-//! are required; without them the tests fail, they never skip.
+//! pdns-recursor bind9 dnsdist fstrm-bin dnstap-ldns dnsutils tcpdump
+//! iproute2` are required; without them the tests fail, they never skip.
 //!
 //! # What was learned setting this up by hand (Debian 12)
 //!
@@ -81,6 +85,36 @@
 //!   unix "PATH";` works with `fstrm_capture` too (bidirectional, STOP and
 //!   FINISH on shutdown, nothing lost). BIND adds a COOKIE to its upstream
 //!   queries; NSD 4.6 answers without one.
+//! * NSD 4.6 as a dnstap sender (Debian builds it `--enable-dnstap`,
+//!   see `nsd -v`): `dnstap: dnstap-enable: yes`, `dnstap-socket-path:
+//!   PATH` (a Unix socket is the only transport of 4.6),
+//!   `dnstap-log-auth-query-messages` / `-auth-response-messages: yes`.
+//!   A collector process holds one bidirectional Frame Streams connection
+//!   (libfstrm); messages leave within about a second; **on SIGTERM it
+//!   flushes everything, sends STOP and waits for FINISH**: nothing is
+//!   lost. It follows a CNAME into another zone it serves
+//!   (`ext.example.test AAAA` comes with `www.other.test AAAA`). Readiness
+//!   without queries (a probe would be logged, and over loopback it would
+//!   not be on the captured link): listening sockets and "nsd started"
+//!   in its log.
+//! * dnsdist 1.7 (`dnsdist --supervised --disable-syslog -C CONF`:
+//!   foreground, no console on stdin, no control socket unless
+//!   `controlSocket()` is configured; `--check-config -C CONF` runs the
+//!   Lua without connecting the logger). `newFrameStreamUnixLogger(PATH)`
+//!   or `newFrameStreamTcpLogger("IP:PORT")` (one bidirectional
+//!   connection), `addResponseAction(AllRule(),
+//!   DnstapLogResponseAction("dnsdist", fstl))` and
+//!   `addCacheHitResponseAction(...)` with the same action: one
+//!   CLIENT_RESPONSE per answer sent, UDP and TCP, from the backend or
+//!   the packet cache (`newPacketCache(N, {...})`,
+//!   `getPool(""):setCache(pc)`; dig's EDNS cookies do not prevent hits,
+//!   but UDP and TCP answers are cached apart). The default health check
+//!   (`a.root-servers.net A`) gets SERVFAIL from a resolver without a
+//!   route to the root, which marks the backend down (queries are then
+//!   dropped): `newServer{...}:setUp()` forces it up and stops the checks.
+//!   `setSecurityPollSuffix("")`: no security poll. **SIGTERM kills it
+//!   (no handler): no STOP, nothing flushed**; messages leave about 1 s
+//!   after the answer, so wait for them before stopping it.
 //! * `fstrm_capture -t protobuf:dnstap.Dnstap -u PATH | -a IP -p PORT -w
 //!   FILE -dddd`: creates the socket itself; **buffers the file in stdio**
 //!   (nothing to see in it before it exits on SIGTERM); with `-dddd` it
@@ -126,8 +160,10 @@ pub(crate) const AUTH_V6: &str = "2001:db8:53::1";
 /// The resolver's addresses on the upstream link (namespace RES).
 pub(crate) const RES_V4: &str = "198.51.100.2";
 pub(crate) const RES_V6: &str = "2001:db8:53::2";
-/// Where resolvers listen for `dig`, inside RES.
+/// Where resolvers (and dnsdist) listen for `dig`, inside RES.
 pub(crate) const RESOLVER: &str = "127.0.0.1";
+/// Where a resolver behind dnsdist listens, inside RES.
+pub(crate) const BACKEND: &str = "127.0.0.2";
 /// Where the sensor's API listens, inside the sensor's namespace.
 pub(crate) const SENSOR_API: &str = "127.0.0.1:8081";
 /// tcpdump filter for the resolver's upstream DNS traffic.
@@ -138,16 +174,18 @@ pub(crate) fn require_senders() {
     crate::live_support::require(&["ip", "ss", "dig", "tcpdump"]);
     for tool in [
         "nsd",
+        "nsd-checkconf",
         "unbound",
         "pdns_recursor",
         "named",
+        "dnsdist",
         "fstrm_capture",
         "dnstap-ldns",
     ] {
         assert!(
             which(tool).is_some(),
             "the dnstap tests need `{tool}`: apt-get install nsd unbound pdns-recursor bind9 \
-             fstrm-bin dnstap-ldns dnsutils tcpdump iproute2"
+             dnsdist fstrm-bin dnstap-ldns dnsutils tcpdump iproute2"
         );
     }
 }
@@ -330,6 +368,11 @@ impl Lab {
     pub(crate) fn upstream_if(&self) -> &'static str {
         self.link.if_b
     }
+
+    /// The authoritative server's side of the link.
+    pub(crate) fn auth_if(&self) -> &'static str {
+        self.link.if_a
+    }
 }
 
 /// Whether `ss -Hln{proto}` in `ns` lists `local` (e.g. `127.0.0.1:53`).
@@ -416,7 +459,21 @@ pub(crate) struct Nsd {
 }
 
 impl Nsd {
+    /// NSD without dnstap, ready once it answers (probed over AUTH's
+    /// loopback, so no probe crosses the captured link).
     pub(crate) fn start(lab: &Lab) -> Nsd {
+        Nsd::start_with(lab, None)
+    }
+
+    /// NSD logging AUTH_QUERY and AUTH_RESPONSE to the Unix socket
+    /// `socket` (NSD 4.6 knows no other dnstap transport). Not probed
+    /// with queries, which would be logged too: ready once it has loaded
+    /// its zones and listens.
+    pub(crate) fn start_dnstap(lab: &Lab, socket: &Path) -> Nsd {
+        Nsd::start_with(lab, Some(socket))
+    }
+
+    fn start_with(lab: &Lab, dnstap: Option<&Path>) -> Nsd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let mut conf = format!(
@@ -440,17 +497,67 @@ remote-control:
     control-enable: no
 "
         );
+        if let Some(socket) = dnstap {
+            conf += &format!(
+                "dnstap:
+    dnstap-enable: yes
+    dnstap-socket-path: \"{}\"
+    dnstap-send-identity: yes
+    dnstap-identity: \"nsd-test\"
+    dnstap-send-version: yes
+    dnstap-log-auth-query-messages: yes
+    dnstap-log-auth-response-messages: yes
+",
+                socket.display()
+            );
+        }
         for (zone, text, _) in ZONES {
             std::fs::write(dir.path().join(format!("{zone}.zone")), text).unwrap();
             conf += &format!("zone:\n    name: {zone}\n    zonefile: {zone}.zone\n");
         }
         let conf_path = dir.path().join("nsd.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        run(
+            Command::new("nsd-checkconf").arg(&conf_path),
+            Duration::from_secs(10),
+        );
         let mut daemon = Daemon::spawn(
             lab.auth().cmd("nsd").arg("-d").arg("-c").arg(&conf_path),
             "nsd",
             &dir.path().join("nsd.out"),
         );
+        let nsd_log = dir.path().join("nsd.log");
+        let logs = |daemon: &Daemon| {
+            format!(
+                "{}\n{}",
+                daemon.log(),
+                std::fs::read_to_string(&nsd_log).unwrap_or_default()
+            )
+        };
+        if dnstap.is_some() {
+            // The sockets are bound before the zones are read and the
+            // server child forked; a query arriving in between waits in
+            // the socket buffer. "nsd started" comes once all is loaded.
+            for (proto, local) in [
+                ('u', format!("{AUTH_V4}:53")),
+                ('u', format!("[{AUTH_V6}]:53")),
+                ('t', format!("{AUTH_V4}:53")),
+                ('t', format!("[{AUTH_V6}]:53")),
+            ] {
+                wait_listening(lab.auth(), &mut daemon, proto, &local);
+            }
+            wait_for(Duration::from_secs(20), || {
+                daemon.assert_running();
+                let log = std::fs::read_to_string(&nsd_log).unwrap_or_default();
+                let loaded = ZONES
+                    .iter()
+                    .all(|(zone, _, _)| log.contains(&format!("zone {zone} read with success")));
+                ready(loaded && log.contains("nsd started"), || {
+                    format!("nsd did not start:\n{}", logs(&daemon))
+                })
+            });
+            return Nsd { daemon, dir };
+        }
         // Asked from AUTH itself (loopback), so no probe crosses the
         // captured link.
         for server in [AUTH_V4, AUTH_V6] {
@@ -461,15 +568,20 @@ remote-control:
                     answer.status == "NOERROR" && !answer.answers.is_empty(),
                     || {
                         format!(
-                            "nsd does not answer on {server} ({answer:?}):\n{}\n{}",
-                            daemon.log(),
-                            std::fs::read_to_string(dir.path().join("nsd.log")).unwrap_or_default()
+                            "nsd does not answer on {server} ({answer:?}):\n{}",
+                            logs(&daemon)
                         )
                     },
                 )
             });
         }
         Nsd { daemon, dir }
+    }
+
+    /// SIGTERM; NSD's dnstap collector flushes what it holds, sends STOP
+    /// and waits for FINISH: nothing is lost.
+    pub(crate) fn stop(mut self) {
+        self.daemon.terminate(Duration::from_secs(20));
     }
 }
 
@@ -496,13 +608,28 @@ impl DnstapTarget {
 /// Unbound's options beyond the common ones.
 #[derive(Clone, Debug)]
 pub(crate) struct UnboundSetup {
-    pub dnstap: DnstapTarget,
+    /// Where to log every message type; `None`: no dnstap (behind dnsdist).
+    pub dnstap: Option<DnstapTarget>,
     /// Query upstream over TCP (`tcp-upstream: yes`).
     pub tcp_upstream: bool,
+    /// Where it listens (port 53): [`RESOLVER`], or [`BACKEND`] behind
+    /// dnsdist.
+    pub interface: &'static str,
+}
+
+impl UnboundSetup {
+    /// dnstap to `target`, upstream over UDP, listening on [`RESOLVER`].
+    pub(crate) fn tapping(target: DnstapTarget) -> UnboundSetup {
+        UnboundSetup {
+            dnstap: Some(target),
+            tcp_upstream: false,
+            interface: RESOLVER,
+        }
+    }
 }
 
 /// Unbound in RES with stub zones to NSD, logging every dnstap message
-/// type (the sensor must pick RESOLVER_RESPONSE out of them).
+/// type (the sensor must pick RESOLVER_RESPONSE out of them), or none.
 pub(crate) struct Unbound {
     pub daemon: Daemon,
     dir: tempfile::TempDir,
@@ -513,10 +640,11 @@ impl Unbound {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let tcp_upstream = if setup.tcp_upstream { "yes" } else { "no" };
+        let interface = setup.interface;
         let mut conf = format!(
             "server:
     verbosity: 1
-    interface: {RESOLVER}
+    interface: {interface}
     port: 53
     do-ip4: yes
     do-ip6: yes
@@ -546,29 +674,9 @@ remote-control:
         for (zone, _, addr) in ZONES {
             conf += &format!("stub-zone:\n    name: \"{zone}\"\n    stub-addr: {addr}\n");
         }
-        conf += "dnstap:\n    dnstap-enable: yes\n";
-        match &setup.dnstap {
-            DnstapTarget::Unix(path) => {
-                conf += &format!("    dnstap-socket-path: \"{}\"\n", path.display());
-            }
-            DnstapTarget::Tcp(addr) => {
-                conf += &format!(
-                    "    dnstap-ip: \"{}@{}\"\n    dnstap-tls: no\n",
-                    addr.ip(),
-                    addr.port()
-                );
-            }
+        if let Some(target) = &setup.dnstap {
+            conf += &unbound_dnstap(target);
         }
-        conf += "    dnstap-bidirectional: yes
-    dnstap-send-identity: yes
-    dnstap-send-version: yes
-    dnstap-log-resolver-query-messages: yes
-    dnstap-log-resolver-response-messages: yes
-    dnstap-log-client-query-messages: yes
-    dnstap-log-client-response-messages: yes
-    dnstap-log-forwarder-query-messages: yes
-    dnstap-log-forwarder-response-messages: yes
-";
         let conf_path = dir.path().join("unbound.conf");
         std::fs::write(&conf_path, conf).unwrap();
         run(
@@ -580,7 +688,7 @@ remote-control:
             "unbound",
             &dir.path().join("unbound.log"),
         );
-        wait_listening(lab.res(), &mut daemon, 'u', &format!("{RESOLVER}:53"));
+        wait_listening(lab.res(), &mut daemon, 'u', &format!("{interface}:53"));
         wait_for(Duration::from_secs(20), || {
             daemon.assert_running();
             let log = daemon.log();
@@ -596,6 +704,33 @@ remote-control:
     pub(crate) fn stop(mut self) {
         self.daemon.terminate(Duration::from_secs(20));
     }
+}
+
+/// Unbound's `dnstap:` section: every message type to `target`.
+fn unbound_dnstap(target: &DnstapTarget) -> String {
+    let mut conf = String::from("dnstap:\n    dnstap-enable: yes\n");
+    match target {
+        DnstapTarget::Unix(path) => {
+            conf += &format!("    dnstap-socket-path: \"{}\"\n", path.display());
+        }
+        DnstapTarget::Tcp(addr) => {
+            conf += &format!(
+                "    dnstap-ip: \"{}@{}\"\n    dnstap-tls: no\n",
+                addr.ip(),
+                addr.port()
+            );
+        }
+    }
+    conf + "    dnstap-bidirectional: yes
+    dnstap-send-identity: yes
+    dnstap-send-version: yes
+    dnstap-log-resolver-query-messages: yes
+    dnstap-log-resolver-response-messages: yes
+    dnstap-log-client-query-messages: yes
+    dnstap-log-client-response-messages: yes
+    dnstap-log-forwarder-query-messages: yes
+    dnstap-log-forwarder-response-messages: yes
+"
 }
 
 /// PowerDNS Recursor in RES with forward zones to NSD, dnstap to a Unix
@@ -746,6 +881,78 @@ controls {{ }};
     /// SIGTERM; named closes the dnstap output (the file is complete).
     pub(crate) fn stop(mut self) {
         self.daemon.terminate(Duration::from_secs(30));
+    }
+}
+
+/// dnsdist in RES on [`RESOLVER`] (UDP and TCP), in front of the
+/// resolver at `backend`, with a packet cache, logging a CLIENT_RESPONSE
+/// for every answer it sends, from the backend
+/// (`addResponseAction`) or from its cache (`addCacheHitResponseAction`).
+pub(crate) struct Dnsdist {
+    pub daemon: Daemon,
+    dir: tempfile::TempDir,
+}
+
+impl Dnsdist {
+    pub(crate) fn start(lab: &Lab, backend: &str, dnstap: &DnstapTarget) -> Dnsdist {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = match dnstap {
+            DnstapTarget::Unix(p) => format!("newFrameStreamUnixLogger(\"{}\")", p.display()),
+            DnstapTarget::Tcp(a) => format!("newFrameStreamTcpLogger(\"{a}\")"),
+        };
+        // The backend is forced up: the default health check asks
+        // a.root-servers.net, which the resolver cannot reach (SERVFAIL),
+        // and a backend marked down gets no queries. Forced up, it is not
+        // checked at all. No security polling (no route to it anyway).
+        let conf = format!(
+            "setSecurityPollSuffix(\"\")
+setLocal(\"{RESOLVER}:53\")
+newServer({{address=\"{backend}:53\", name=\"backend\"}}):setUp()
+pc = newPacketCache(10000, {{maxTTL=86400, minTTL=0}})
+getPool(\"\"):setCache(pc)
+fstl = {logger}
+addResponseAction(AllRule(), DnstapLogResponseAction(\"dnsdist\", fstl))
+addCacheHitResponseAction(AllRule(), DnstapLogResponseAction(\"dnsdist\", fstl))
+"
+        );
+        let conf_path = dir.path().join("dnsdist.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        // Runs the Lua configuration without connecting the logger.
+        run(
+            Command::new("dnsdist")
+                .arg("--check-config")
+                .arg("-C")
+                .arg(&conf_path),
+            Duration::from_secs(10),
+        );
+        // --supervised: foreground without a console on stdin; no
+        // controlSocket() in the configuration, so no control socket.
+        let mut daemon = Daemon::spawn(
+            lab.res()
+                .cmd("dnsdist")
+                .args(["--supervised", "--disable-syslog", "-C"])
+                .arg(&conf_path),
+            "dnsdist",
+            &dir.path().join("dnsdist.log"),
+        );
+        wait_listening(lab.res(), &mut daemon, 'u', &format!("{RESOLVER}:53"));
+        wait_listening(lab.res(), &mut daemon, 't', &format!("{RESOLVER}:53"));
+        Dnsdist { daemon, dir }
+    }
+
+    /// SIGTERM: dnsdist 1.7 has no handler for it and dies of the signal
+    /// at once, without STOP (the receiver sees EOF) and without flushing:
+    /// call this only once the receiver has everything.
+    pub(crate) fn stop(mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self
+            .daemon
+            .stop_with(libc::SIGTERM, Duration::from_secs(20));
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGTERM),
+            "dnsdist failed ({status}) after SIGTERM:\n{}",
+            self.daemon.log()
+        );
     }
 }
 
@@ -1068,6 +1275,50 @@ pub(crate) fn run_queries(lab: &Lab) -> Vec<DigAnswer> {
             answer
         })
         .collect()
+}
+
+/// Sends every query of [`QUERIES`] straight to the authoritative server
+/// (`+norec`, from RES over the link, each zone at its address of
+/// [`ZONES`]), checking the status, and that an answer holds records when
+/// one is expected: an authoritative server does not follow a CNAME into
+/// another zone, so the rdata a resolver would add may be missing. Returns
+/// the answers.
+pub(crate) fn run_auth_queries(lab: &Lab) -> Vec<DigAnswer> {
+    QUERIES
+        .iter()
+        .map(|query| {
+            let server = ZONES
+                .iter()
+                .find(|(zone, _, _)| {
+                    query.name == *zone || query.name.ends_with(&format!(".{zone}"))
+                })
+                .map(|(_, _, addr)| *addr)
+                .unwrap_or_else(|| panic!("no zone for {query:?}"));
+            let mut extra = vec!["+norec"];
+            if query.tcp {
+                extra.push("+tcp");
+            }
+            let answer = dig_raw(lab.res(), server, query.name, query.rtype, &extra);
+            assert_eq!(answer.status, query.status, "{query:?}: {answer:?}");
+            assert_eq!(
+                answer.answers.is_empty(),
+                query.expect.is_empty(),
+                "{query:?}: {answer:?}"
+            );
+            answer
+        })
+        .collect()
+}
+
+/// The answer records of `answers` (rdata normalised), counted.
+pub(crate) fn told(answers: &[DigAnswer]) -> BTreeMap<Rr, u64> {
+    let mut counts = BTreeMap::new();
+    for answer in answers {
+        for record in &answer.answers {
+            *counts.entry(normalise(record)).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 // ---------------------------------------------------------------------
