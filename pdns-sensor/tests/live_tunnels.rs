@@ -332,28 +332,12 @@ fn ring_of(a: [u8; 4], b: [u8; 4], rings: u32) -> u32 {
     h % rings
 }
 
-fn csum(b: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in b.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            (c[0] as u16) << 8
-        };
-        sum += w as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
     ip[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
     ip.extend_from_slice(&src);
     ip.extend_from_slice(&dst);
-    let c = csum(&ip);
+    let c = pcap::checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     ip.extend_from_slice(payload);
     ip
@@ -381,7 +365,7 @@ fn tcp(
     pseudo.extend_from_slice(&[0, 6]);
     pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
     pseudo.extend_from_slice(&t);
-    let c = csum(&pseudo);
+    let c = pcap::checksum(&pseudo);
     t[16..18].copy_from_slice(&c.to_be_bytes());
     ipv4(src, dst, 6, &t)
 }

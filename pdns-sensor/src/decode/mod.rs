@@ -267,8 +267,11 @@ impl FlowHasher {
         if !self.tunnels.enabled {
             return ip::address_hash(l3);
         }
-        let Some((src, dst, id, first)) = tunnel::fragment_id(l3) else {
-            return ip::address_hash(tunnel::innermost(&self.tunnels, l3));
+        let Ok(outer) = etherparse::IpSlice::from_slice(l3) else {
+            return ip::address_hash(l3);
+        };
+        let Some((src, dst, id, first)) = tunnel::fragment_id(&outer) else {
+            return ip::address_hash(tunnel::innermost(&self.tunnels, l3, &outer));
         };
         let key = (src, dst, id);
         if !first {
@@ -277,7 +280,7 @@ impl FlowHasher {
                 None => ip::address_hash(l3),
             };
         }
-        let inner = tunnel::innermost(&self.tunnels, l3);
+        let inner = tunnel::innermost(&self.tunnels, l3, &outer);
         let hash = ip::address_hash(inner);
         if inner.as_ptr() != l3.as_ptr() && self.first_fragments.insert(key, hash).is_none() {
             self.order.push_back(key);

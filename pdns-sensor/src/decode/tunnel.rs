@@ -285,35 +285,42 @@ fn enter(
     (ctx.tunnel, ctx.depth) = outer;
 }
 
-/// The innermost IP packet inside the tunnels an IP packet carries, for
-/// dispatching by inner addresses (see `FlowHasher`): the packet itself
+/// The innermost IP packet inside the tunnels a parsed IP packet carries,
+/// for dispatching by inner addresses (see `FlowHasher`): the packet itself
 /// when it carries no tunnel or is not well formed. A first fragment is
 /// looked into as far as its headers go (the inner headers are in it); a
 /// later fragment carries no tunnel header and is returned as it is.
-pub(super) fn innermost<'a>(config: &TunnelConfig, mut l3: &'a [u8]) -> &'a [u8] {
+pub(super) fn innermost<'a>(
+    config: &TunnelConfig,
+    mut l3: &'a [u8],
+    ip: &etherparse::IpSlice<'a>,
+) -> &'a [u8] {
     if !config.enabled {
         return l3;
     }
+    let mut opened = open_headers(config, ip);
     for _ in 0..MAX_DEPTH {
-        let Some(opened) = open_headers(config, l3) else {
+        let Some(o) = opened else {
             break;
         };
-        let inner = match opened.inner {
+        let inner = match o.inner {
             Inner::Ip(packet) => Some(packet),
             Inner::Ethernet(frame) => link::strip(LinkType::Ethernet, frame).ok(),
         };
-        match inner {
-            Some(inner) => l3 = inner,
-            None => break,
-        }
+        let Some(inner) = inner else {
+            break;
+        };
+        l3 = inner;
+        opened = etherparse::IpSlice::from_slice(l3)
+            .ok()
+            .and_then(|ip| open_headers(config, &ip));
     }
     l3
 }
 
 /// The tunnel an IP packet (or the first fragment of one) carries, if any.
-fn open_headers<'a>(config: &TunnelConfig, l3: &'a [u8]) -> Option<Opened<'a>> {
-    let ip = etherparse::IpSlice::from_slice(l3).ok()?;
-    if fragment_offset(&ip) != 0 {
+fn open_headers<'a>(config: &TunnelConfig, ip: &etherparse::IpSlice<'a>) -> Option<Opened<'a>> {
+    if fragment_offset(ip) != 0 {
         return None;
     }
     let payload = ip.payload();
@@ -343,15 +350,15 @@ fn fragment_offset(ip: &etherparse::IpSlice<'_>) -> u16 {
     }
 }
 
-/// Identifies the fragments of one outer IP datagram: addresses and
-/// identification (`None` for a packet that is not a fragment).
-pub(super) fn fragment_id(l3: &[u8]) -> Option<(u128, u128, u32, bool)> {
-    let ip = etherparse::IpSlice::from_slice(l3).ok()?;
+/// Identifies the fragments of one IP datagram: addresses, identification,
+/// and whether this is the first fragment (`None` for a packet that is not
+/// a fragment).
+pub(super) fn fragment_id(ip: &etherparse::IpSlice<'_>) -> Option<(u128, u128, u32, bool)> {
     if !ip.payload().fragmented {
         return None;
     }
-    let first = fragment_offset(&ip) == 0;
-    match &ip {
+    let first = fragment_offset(ip) == 0;
+    match ip {
         etherparse::IpSlice::Ipv4(v4) => {
             let h = v4.header();
             Some((

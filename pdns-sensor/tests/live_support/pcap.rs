@@ -93,7 +93,8 @@ pub(crate) fn add_outer_tag(packets: &mut [Packet], vid: u16) {
     }
 }
 
-fn checksum(b: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071) of `b`.
+pub(crate) fn checksum(b: &[u8]) -> u16 {
     let mut sum = 0u32;
     for c in b.chunks(2) {
         let w = if c.len() == 2 {
