@@ -18,13 +18,14 @@ pub struct DumpArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// Owner name; `*.example.com` for everything below example.com.
-    #[arg(long)]
+    /// (A name may begin with `-`: `--name -dash.example.`.)
+    #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
     /// Record type (A, AAAA, MX, TYPE65280, ...).
     #[arg(long = "type", value_name = "TYPE")]
     pub rtype: Option<String>,
     /// Rdata: an address, a CIDR block, or a name (`*.example.com` allowed).
-    #[arg(long, conflicts_with = "name")]
+    #[arg(long, conflicts_with = "name", allow_hyphen_values = true)]
     pub rdata: Option<String>,
     /// Show the negative-answer table (NXDOMAIN, NODATA, SERVFAIL, ...).
     #[arg(long, conflicts_with = "rdata")]
