@@ -588,7 +588,18 @@ impl Store {
         let mut block = Block::default();
         let mut reversed = Vec::new();
         let mut hits = Vec::new();
+        let mut started = false;
         loop {
+            // A scan always makes progress (one block), and stops at the
+            // deadline only while there is more to read.
+            if !it.valid() {
+                it.status().map_err(self.error("reading"))?;
+                return Ok(Scan::Complete);
+            }
+            if started && clock.expired_now() {
+                return Ok(Scan::TimedOut);
+            }
+            started = true;
             block.clear();
             while block.text.len() < BLOCK_BYTES {
                 let Some(key) = it.key() else {
@@ -633,9 +644,6 @@ impl Store {
                         return Ok(Scan::Stopped);
                     }
                 }
-            }
-            if clock.expired_now() {
-                return Ok(Scan::TimedOut);
             }
         }
     }
