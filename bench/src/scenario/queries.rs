@@ -14,7 +14,8 @@
 //! (RocksDB only): an unanchored regex that must read every owner name
 //! (target: under 1 s), a prefix-anchored regex (a few ranges of the
 //! `names` column family), and a suffix regex and the glob
-//! `*.example.com.` (one subtree of `records`, 10 k results).
+//! `*.example.com.` (one subtree of `records`, 10 k results), and an rdata
+//! regex (every record read and its rdata rendered).
 //!
 //! The same records then go to ClickHouse (Debian's 18.16 on this machine:
 //! spooled by the store as a sensor's export would, sent with `pdns-sensor
@@ -67,9 +68,9 @@ fn address(i: u64) -> [u8; 4] {
     [10, (x >> 16) as u8, (x >> 8) as u8, x as u8]
 }
 
-/// A Flex search path over owner names, the pattern percent-encoded as
-/// dnsdb2 sends it.
-fn flex_path(kind: &str, pattern: &str) -> String {
+/// A Flex search path (`kind` regex or glob, `target` rrnames or rdata),
+/// the pattern percent-encoded as dnsdb2 sends it.
+fn flex_path(kind: &str, target: &str, pattern: &str) -> String {
     let encoded: String = pattern
         .bytes()
         .map(|b| match b {
@@ -79,7 +80,7 @@ fn flex_path(kind: &str, pattern: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    format!("/dnsdb/v2/{kind}/rrnames/{encoded}")
+    format!("/dnsdb/v2/{kind}/{target}/{encoded}")
 }
 
 /// Writes the scenario's records, `n` plus the wildcard's children, in
@@ -254,25 +255,31 @@ impl Scenario for Queries {
                 "Flex regex h12345[0-9]*\\.d (all names)",
                 Some(1000.0),
                 None,
-                vec![flex_path("regex", r"h12345[0-9]*\.d")],
+                vec![flex_path("regex", "rrnames", r"h12345[0-9]*\.d")],
             ),
             (
                 "Flex regex ^h4242[0-9]*\\. (name prefix)",
                 Some(50.0),
                 None,
-                vec![flex_path("regex", r"^h4242[0-9]*\.")],
+                vec![flex_path("regex", "rrnames", r"^h4242[0-9]*\.")],
             ),
             (
                 "Flex regex c[0-9]+\\.example\\.com\\.$ (10k)",
                 Some(50.0),
                 None,
-                vec![flex_path("regex", r"c[0-9]+\.example\.com\.$") + "?limit=20000"],
+                vec![flex_path("regex", "rrnames", r"c[0-9]+\.example\.com\.$") + "?limit=20000"],
             ),
             (
                 "Flex glob *.example.com. (10k)",
                 Some(50.0),
                 None,
-                vec![flex_path("glob", "*.example.com.") + "?limit=20000"],
+                vec![flex_path("glob", "rrnames", "*.example.com.") + "?limit=20000"],
+            ),
+            (
+                "Flex regex rdata ^10\\.1\\.2\\. (all records)",
+                None,
+                None,
+                vec![flex_path("regex", "rdata", r"^10\.1\.2\.")],
             ),
             (
                 "exact name (CIRCL)",
