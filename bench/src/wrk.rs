@@ -136,7 +136,10 @@ pub fn run_script(
     };
     let out = cmd
         // One connection: latency of a query, not of a queue of them.
-        .args(["-t1", "-c1", &format!("-d{secs}s"), "--latency", "-s"])
+        // wrk's default 2 s timeout would drop slow queries (a Flex scan
+        // of a large store) from the figures instead of measuring them.
+        .args(["-t1", "-c1", &format!("-d{secs}s"), "--timeout", "60s"])
+        .args(["--latency", "-s"])
         .arg(&file)
         .arg(format!("http://127.0.0.1:{port}"))
         .output()

@@ -87,6 +87,8 @@ struct Metrics {
     dnstap_connections_open: IntGauge,
     dnstap_backlog: IntGauge,
     dnstap_backpressure_seconds: Counter,
+    flex_queries: IntCounterVec,
+    flex_scanned: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -606,6 +608,23 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            flex_queries: counter_vec(
+                r,
+                "pdns_flex_queries_total",
+                "DNSDB Flex searches, by kind (regex/glob), target (rrnames/rdata) and outcome \
+                 (complete, limited, timeout, failed, disconnected, unsupported).",
+                &["kind", "target", "outcome"],
+            ),
+            flex_scanned: with_values(
+                counter_vec(
+                    r,
+                    "pdns_flex_scanned_total",
+                    "What Flex searches read: owner names matched against a pattern (names) and \
+                     records read (records).",
+                    &["what"],
+                ),
+                ["names", "records"],
+            ),
             registry,
         }
     }
@@ -750,6 +769,25 @@ pub(crate) fn publish_api_key(label: &str, limited: &[&str]) {
     for window in limited {
         m.api_quota_refusals.with_label_values(&[label, window]);
     }
+}
+
+/// Counts one Flex search and what it read.
+pub(crate) fn publish_flex_query(
+    kind: &str,
+    target: &str,
+    outcome: &str,
+    scanned: crate::store::flex::ScanStats,
+) {
+    let m = &*METRICS;
+    m.flex_queries
+        .with_label_values(&[kind, target, outcome])
+        .inc();
+    m.flex_scanned
+        .with_label_values(&["names"])
+        .inc_by(scanned.names);
+    m.flex_scanned
+        .with_label_values(&["records"])
+        .inc_by(scanned.records);
 }
 
 /// Counts one request admitted under a key's quota.

@@ -520,8 +520,10 @@ fn d10_every_stream_ends_with_a_terminator() {
 }
 
 #[test]
-fn flex_paths_answer_empty_streams() {
+fn flex_globs_are_anchored_and_answer_flex_objects() {
     let (_d, s) = server();
+    // As at DNSDB, a glob matches the whole name, trailing dot included:
+    // without the dot nothing matches.
     let r = common::get(
         s.addr,
         "/dnsdb/v2/glob/rrnames/*.example.com/A",
@@ -529,6 +531,57 @@ fn flex_paths_answer_empty_streams() {
     );
     assert_eq!((r.status, objs(&r).len()), (200, 0));
     assert_eq!(cond(&r), "succeeded");
+    let r = common::get(
+        s.addr,
+        "/dnsdb/v2/glob/rrnames/*.example.com./A",
+        &[NDJSON, KEY],
+    );
+    assert_eq!(r.status, 200);
+    let found = objs(&r);
+    assert!(
+        found.contains(&json!({"rrname":"www.example.com.","rrtype":"A","count":15,"time_first":1700000000,"time_last":1700086400})),
+        "{}",
+        r.body
+    );
+    assert_eq!(cond(&r), "succeeded");
+}
+
+#[test]
+fn flex_scans_end_limited_at_the_query_timeout() {
+    let (_d, store) = fixture();
+    // More names than one search block and more records than one clock
+    // check, so the scan has somewhere to stop.
+    let mut batch = Batch::default();
+    for i in 0..5000u32 {
+        let mut k = Vec::new();
+        key::record_key(
+            &mut k,
+            &name::encode_presentation(&format!("host-{i}.example.org")).unwrap(),
+            Rtype::A,
+            &i.to_be_bytes(),
+        );
+        batch
+            .records
+            .insert(&k, Rec::seen(1700000000, 60, Origin::WIRE));
+    }
+    store.write(&batch).unwrap();
+    let config = ServeConfig {
+        query_timeout: std::time::Duration::from_nanos(1),
+        ..ServeConfig::default()
+    };
+    let s = common::serve(store, config);
+    for path in [
+        "/dnsdb/v2/regex/rrnames/nomatch",
+        "/dnsdb/v2/regex/rdata/nomatch",
+    ] {
+        let r = common::get(s.addr, path, &[NDJSON]);
+        assert_eq!(
+            r.lines().last().unwrap(),
+            &json!({"cond": "limited", "msg": "Query time limit reached"}),
+            "{path}: {}",
+            r.body
+        );
+    }
 }
 
 #[test]

@@ -199,6 +199,19 @@ fn every_surface_answers_the_same_from_clickhouse_as_from_the_union_store() {
         "{answered} of {}",
         queries.len()
     );
+    // Flex search reads a local store only; the central API says so in a
+    // well-formed stream that clients take as incomplete.
+    let flex = common::get(central.addr(), "/dnsdb/v2/regex/rrnames/google", &[]);
+    assert_eq!(flex.status, 200);
+    assert_eq!(
+        flex.body,
+        "{\"cond\":\"begin\"}\n{\"cond\":\"limited\",\"msg\":\"Flex search is not available on the ClickHouse backend\"}\n"
+    );
+    assert!(
+        common::get(local.addr(), "/dnsdb/v2/regex/rrnames/google", &[])
+            .body
+            .contains("\"obj\"")
+    );
 }
 
 #[test]

@@ -29,11 +29,22 @@ const BUILD_PACKAGES: [&str; 3] = ["libclang-dev", "clang", "g++"];
 const TEST_PACKAGES: [&str; 5] = ["tshark", "dnsdbq", "wrk", "curl", "ca-certificates"];
 
 /// Python client libraries of the passive DNS APIs, driven by the API tests
-/// (pymisp for the shipped MISP module).
-const PYTHON_PACKAGES: [(&str, &str); 3] = [
-    ("dnsdb2", "dnsdb2"),
-    ("pypdns", "pypdns"),
-    ("pymisp", "pymisp"),
+/// (pymisp for the shipped MISP module): package, module to import, and
+/// whether to install it without its dependencies. misp-modules is there
+/// for its unmodified `farsight_passivedns` module (the Flex tests); the
+/// package depends on dozens of libraries for its other modules, so it
+/// comes alone, with what that module and the package's loader import
+/// (dnsdb2, pymisp, psutil).
+const PYTHON_PACKAGES: [(&str, &str, bool); 5] = [
+    ("dnsdb2", "dnsdb2", false),
+    ("pypdns", "pypdns", false),
+    ("pymisp", "pymisp", false),
+    ("psutil", "psutil", false),
+    (
+        "misp-modules",
+        "misp_modules.modules.expansion.farsight_passivedns",
+        true,
+    ),
 ];
 
 /// Peer systems the benchmark measures beside the sensor on the same input:
@@ -198,27 +209,26 @@ fn build_toolchain() -> Result<()> {
 
 /// Installs the Python API clients with pip unless they import already.
 fn python_setup() -> Result<()> {
-    for (package, module) in PYTHON_PACKAGES {
+    for (package, module, no_deps) in PYTHON_PACKAGES {
         let present = Command::new("python3")
             .args(["-c", &format!("import {module}")])
             .output()
             .is_ok_and(|o| o.status.success());
         if !present {
+            let deps: &[&str] = if no_deps { &["--no-deps"] } else { &[] };
             let pip = || {
                 Command::new("python3")
-                    .args(["-m", "pip", "install", "--quiet", package])
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .args(deps)
+                    .arg(package)
                     .status()
             };
             // Debian's own python3 refuses plain pip installs (PEP 668).
             if !pip().is_ok_and(|s| s.success()) {
-                sh(Command::new("python3").args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--break-system-packages",
-                    package,
-                ]))?;
+                sh(Command::new("python3")
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .args(deps)
+                    .args(["--break-system-packages", package]))?;
             }
         }
     }

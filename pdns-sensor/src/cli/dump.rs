@@ -9,6 +9,7 @@ use super::DbArgs;
 use crate::dump::{Format, Row, Writer};
 use crate::report::DbStats;
 use crate::store::address_selector;
+use crate::store::flex::{Pattern, ScanStats, Syntax};
 use crate::store::{Filter, Selector, Store};
 use crate::vocab::name;
 use crate::vocab::render::parse_rtype;
@@ -27,6 +28,15 @@ pub struct DumpArgs {
     /// Rdata: an address, a CIDR block, or a name (`*.example.com` allowed).
     #[arg(long, conflicts_with = "name", allow_hyphen_values = true)]
     pub rdata: Option<String>,
+    /// Records whose owner name matches this regex (DNSDB Flex: RE2
+    /// syntax, unanchored, case-insensitive, against the name with its
+    /// trailing dot, e.g. `\.example\.com\.$`).
+    #[arg(long, value_name = "REGEX", conflicts_with_all = ["name", "rdata", "negative", "glob"])]
+    pub regex: Option<String>,
+    /// Records whose owner name matches this glob (DNSDB Flex: the whole
+    /// name with its trailing dot, `*` `?` `[...]`, e.g. `*.example.com.`).
+    #[arg(long, value_name = "GLOB", conflicts_with_all = ["name", "rdata", "negative"])]
+    pub glob: Option<String>,
     /// Show the negative-answer table (NXDOMAIN, NODATA, SERVFAIL, ...).
     #[arg(long, conflicts_with = "rdata")]
     pub negative: bool,
@@ -48,7 +58,7 @@ pub struct DumpArgs {
     /// Print the database's statistics instead of records: per column
     /// family estimated keys, SST and live bytes, expired counts; the
     /// retention in force (with `--json`: one JSON object).
-    #[arg(long, conflicts_with_all = ["name", "rdata", "negative", "rtype", "limit"])]
+    #[arg(long, conflicts_with_all = ["name", "rdata", "negative", "rtype", "limit", "regex", "glob"])]
     pub stats: bool,
 }
 
@@ -123,8 +133,38 @@ pub fn run(args: &DumpArgs) -> Result<u64> {
     let stdout = io::stdout().lock();
     let mut writer = Writer::new(BufWriter::new(stdout), format, args.negative);
     let limit = args.limit.unwrap_or(u64::MAX);
+    let flex = match (&args.regex, &args.glob) {
+        (Some(r), _) => Some(Pattern::new(Syntax::Regex, r)?),
+        (None, Some(g)) => Some(Pattern::new(Syntax::Glob, g)?),
+        (None, None) => None,
+    };
     let result: Result<()> = (|| {
-        if args.negative {
+        if let Some(pattern) = &flex {
+            let (mut left, mut failed) = (limit, None);
+            store.flex_owner_records(
+                pattern,
+                None,
+                &filter,
+                None,
+                &mut ScanStats::default(),
+                |r| {
+                    if left == 0 {
+                        return false;
+                    }
+                    left -= 1;
+                    match writer.push(Row::record(r)) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
+                    }
+                },
+            )?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+        } else if args.negative {
             for r in store.negatives(&selector, &filter).take(limit as usize) {
                 writer.push(Row::negative(&r?))?;
             }

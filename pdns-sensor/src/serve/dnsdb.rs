@@ -35,7 +35,7 @@ struct Request {
     max_count: Option<u64>,
 }
 
-fn time_value(t: u64, human: bool) -> Value {
+pub(super) fn time_value(t: u64, human: bool) -> Value {
     if human {
         Value::String(format_rfc3339(t))
     } else {
@@ -212,11 +212,11 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn ndjson(body: axum::body::Body) -> Response {
+pub(super) fn ndjson(body: axum::body::Body) -> Response {
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 
-fn terminator(end: &End) -> Value {
+pub(super) fn terminator(end: &End) -> Value {
     match end {
         End::Complete => json!({"cond": "succeeded"}),
         End::Limited => json!({"cond": "limited", "msg": "Result limit reached"}),
@@ -287,22 +287,7 @@ fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Respon
         "rate_limit" if segs.len() == 1 => {
             Ok(ndjson(format!("{}\n", rate_limit(&state, &caller)).into()))
         }
-        "regex" | "glob" => {
-            // Flex search: not indexed; a well-formed empty answer keeps
-            // clients (MISP calls it for non-DNS attributes) working.
-            match segs.get(1).map(String::as_str) {
-                Some("rrnames" | "rdata") if segs.len() >= 3 => {}
-                _ => return Err(ApiError::bad_request("malformed flex path")),
-            }
-            Ok(ndjson(
-                format!(
-                    "{}\n{}\n",
-                    json!({"cond": "begin"}),
-                    json!({"cond": "succeeded"})
-                )
-                .into(),
-            ))
-        }
+        "regex" | "glob" => super::flex::dnsdb(state, &caller, &segs, &params),
         "lookup" | "summarize" => {
             let req = parse_request(&state, &caller, verb, &segs[1..], &params)?;
             let summarize = verb == "summarize";

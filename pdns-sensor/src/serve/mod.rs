@@ -26,6 +26,7 @@ mod bropdns;
 mod circl;
 mod dnsdb;
 mod engine;
+mod flex;
 mod listen;
 mod negative;
 mod params;

@@ -28,6 +28,7 @@
 //! database while it is written.
 
 pub mod backup;
+pub mod flex;
 mod query;
 pub mod retention;
 pub mod spool;

@@ -184,8 +184,64 @@ pub fn write_presentation(encoded: &[u8], out: &mut String) {
     }
 }
 
+/// [`write_presentation`] for a *forward* encoding (a `names` key), as
+/// bytes: the same text, without reversing the labels first (Flex search
+/// renders every name of the store this way).
+pub fn write_presentation_forward(forward_name: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut pos = 0;
+    // A plain loop (no label iterator): this runs once per stored name.
+    while let Some(&len) = forward_name.get(pos) {
+        if len == 0 {
+            break;
+        }
+        let end = (pos + 1 + usize::from(len)).min(forward_name.len());
+        let label = &forward_name[pos + 1..end];
+        if label.iter().all(|&b| PLAIN[usize::from(b)]) {
+            out.extend_from_slice(label);
+        } else {
+            for &b in label {
+                if needs_escape(b) {
+                    out.extend_from_slice(&[b'\\', b]);
+                } else if matches!(b, 0x21..=0x7e) {
+                    out.push(b);
+                } else {
+                    let _ = write!(ByteWriter(out), "\\{b:03}");
+                }
+            }
+        }
+        out.push(b'.');
+        pos = end;
+    }
+    if out.len() == start {
+        out.push(b'.');
+    }
+}
+
+/// Bytes written as they are in presentation format (a table: checking
+/// two conditions per byte was most of [`write_presentation_forward`]).
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        t[b] = !needs_escape(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// `fmt::Write` into a byte vector.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Characters escaped with a backslash in presentation format.
-fn needs_escape(b: u8) -> bool {
+const fn needs_escape(b: u8) -> bool {
     matches!(b, b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$')
 }
 
@@ -376,6 +432,18 @@ mod tests {
     fn odd_bytes_are_escaped() {
         let encoded = [4, b'a', b'.', 0xff, b' ', 0];
         assert_eq!(presentation(&encoded), "a\\.\\255\\032.");
+        // The forward renderer gives the same text.
+        for reversed in [
+            encode_presentation("www.Example.com").unwrap(),
+            vec![4, b'a', b'.', 0xff, b' ', 2, b'x', b'@', 0],
+            vec![0],
+        ] {
+            let mut fwd = Vec::new();
+            forward(&reversed, &mut fwd);
+            let mut text = Vec::new();
+            write_presentation_forward(&fwd, &mut text);
+            assert_eq!(String::from_utf8(text).unwrap(), presentation(&reversed));
+        }
     }
 
     #[test]
