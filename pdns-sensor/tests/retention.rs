@@ -90,6 +90,7 @@ fn options(clock: &Clock, retention: Option<Retention>) -> StoreOptions {
     StoreOptions {
         retention,
         clock: clock.clone(),
+        ..StoreOptions::default()
     }
 }
 
