@@ -2,9 +2,9 @@
 //! registrable domain, it records `{domain, first_seen, rrname, rrtype}`.
 //!
 //! **Where.** The `nod` column family (layouts in [`crate::vocab::key`]):
-//! per domain a `d` entry (is it known, since when) and a `t` entry (the
-//! feed in first-seen order). Both hold the same
-//! [`NodEntry`](crate::vocab::nod::NodEntry). They are plain puts, not
+//! per domain a `d` entry (is it known, since when: its first-seen time,
+//! eight bytes) and a `t` entry (the feed in first-seen order, holding the
+//! [`NodEntry`](crate::vocab::nod::NodEntry)). They are plain puts, not
 //! merges, and no compaction filter runs: entries never expire with
 //! retention. "First ever seen" is history, and a domain whose records
 //! expired and that comes back is not new; it costs one pair of small
@@ -376,8 +376,9 @@ impl Store {
         Some(u64::from_be_bytes(raw.try_into().ok()?))
     }
 
-    /// The recorded entries of `candidates`' domains (`None`: unknown).
-    fn nod_recorded(&self, candidates: &[Candidate]) -> Result<Vec<Option<NodEntry>>, StoreError> {
+    /// The recorded first-seen times of `candidates`' domains (`None`:
+    /// unknown).
+    fn nod_recorded(&self, candidates: &[Candidate]) -> Result<Vec<Option<u64>>, StoreError> {
         let Some(cf) = self.nod_cf() else {
             return Ok(vec![None; candidates.len()]);
         };
@@ -393,7 +394,7 @@ impl Store {
             .batched_multi_get_cf(cf, &keys, true)
             .into_iter()
             .map(|r| {
-                r.map(|v| v.and_then(|v| NodEntry::decode(&v)))
+                r.map(|v| v.and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?))))
                     .map_err(self.error("reading newly observed domains"))
             })
             .collect()
@@ -427,8 +428,8 @@ impl Store {
         let mut out = Vec::new();
         for (c, r) in candidates.into_iter().zip(recorded) {
             match r {
-                Some(r) if r.first_seen <= c.entry.first_seen => {
-                    known.push((c.domain.into_boxed_slice(), r.first_seen));
+                Some(r) if r <= c.entry.first_seen => {
+                    known.push((c.domain.into_boxed_slice(), r));
                 }
                 _ => out.push(c),
             }
@@ -467,14 +468,14 @@ impl Store {
         let mut buf = Vec::new();
         let mut value = Vec::new();
         for (mut c, r) in candidates.into_iter().zip(recorded) {
-            match &r {
-                Some(r) if r.first_seen <= c.entry.first_seen => {
-                    written.push((c.domain.into_boxed_slice(), r.first_seen));
+            match r {
+                Some(r) if r <= c.entry.first_seen => {
+                    written.push((c.domain.into_boxed_slice(), r));
                     continue;
                 }
                 Some(r) => {
                     buf.clear();
-                    key::nod_time_key(&mut buf, r.first_seen, &c.domain);
+                    key::nod_time_key(&mut buf, r, &c.domain);
                     write.delete_cf(cf, &buf);
                     changes.moved += 1;
                 }
@@ -486,11 +487,11 @@ impl Store {
             if r.is_none() && c.entry.warmup {
                 changes.new_warmup += 1;
             }
-            value.clear();
-            c.entry.encode(&mut value);
             buf.clear();
             key::nod_domain_key(&mut buf, &c.domain);
-            write.put_cf(cf, &buf, &value);
+            write.put_cf(cf, &buf, c.entry.first_seen.to_be_bytes());
+            value.clear();
+            c.entry.encode(&mut value);
             buf.clear();
             key::nod_time_key(&mut buf, c.entry.first_seen, &c.domain);
             write.put_cf(cf, &buf, &value);
@@ -575,11 +576,18 @@ impl Store {
         };
         let mut k = Vec::new();
         key::nod_domain_key(&mut k, domain);
-        Ok(self
-            .db
-            .get_cf(cf, &k)
-            .map_err(self.error("reading newly observed domains"))?
-            .and_then(|v| NodEntry::decode(&v)))
+        let read = |k: &[u8]| {
+            self.db
+                .get_cf(cf, k)
+                .map_err(self.error("reading newly observed domains"))
+        };
+        let Some(first) = read(&k)?.and_then(|v| Some(u64::from_be_bytes(v.try_into().ok()?)))
+        else {
+            return Ok(None);
+        };
+        k.clear();
+        key::nod_time_key(&mut k, first, domain);
+        Ok(read(&k)?.and_then(|v| NodEntry::decode(&v)))
     }
 }
 

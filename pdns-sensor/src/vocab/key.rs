@@ -18,12 +18,13 @@
 //!   (NOERROR with an empty answer), otherwise the full (extended) RCODE.
 //! * `names` (keyed by [`super::name::forward`] alone): every owner once,
 //!   in forward label order, for right-hand wildcards.
-//! * `nod` (newly observed domains): two entries per registrable domain,
-//!   both holding its [`super::nod::NodEntry`]:
-//!   - `0x64 ('d') ‖ domain` — is it known, and since when;
-//!   - `0x74 ('t') ‖ first_seen (8, big-endian) ‖ domain` — the feed, in
-//!     first-seen order, so `since=T` is one range scan and a page cursor is
-//!     the key's tail.
+//! * `nod` (newly observed domains): two entries per registrable domain
+//!   (reversed encoding):
+//!   - `0x64 ('d') ‖ domain` → first_seen (8, big-endian): is it known, and
+//!     since when (what a writer looks up for every candidate);
+//!   - `0x74 ('t') ‖ first_seen (8, big-endian) ‖ domain` → its
+//!     [`super::nod::NodEntry`]: the feed, in first-seen order, so
+//!     `since=T` is one range scan and a page cursor is the key's tail.
 //!
 //! Compared with balboa (one flat key per observation, a separate inverse
 //! table holding only keys) and dnstable (four entry types in one sorted

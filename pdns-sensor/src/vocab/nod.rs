@@ -6,7 +6,7 @@
 //! straight from the reversed encoding: its labels already run from the
 //! root down, the order the list is searched in, so no text is built.
 //!
-//! An entry (the value of both `nod` keys, see [`super::key`]) is: one
+//! An entry (the value of a `nod` time-index key, see [`super::key`]) is: one
 //! version byte, the first-seen time (LEB128), a flag byte (warm-up, seen in
 //! rdata), the record type (two bytes, big-endian), then the reversed
 //! encoding of the first owner name it was seen in.
