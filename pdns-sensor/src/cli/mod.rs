@@ -291,3 +291,21 @@ pub struct DbArgs {
     #[arg(long, env = "PDNS_DB", default_value = "./pdns-data")]
     pub db: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_are_seconds_or_have_a_unit() {
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("90m"), Ok(5_400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert_eq!(parse_duration("3600"), Ok(3_600));
+        assert_eq!(parse_duration("45s"), Ok(45));
+        assert_eq!(parse_duration("0"), Ok(0));
+        for bad in ["", "h", "1w", "-1h", "1.5h", "99999999999999999999d", "24 h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}
