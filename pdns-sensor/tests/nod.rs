@@ -394,3 +394,43 @@ fn zeek_imports_use_the_log_times_and_backfills_move_domains_earlier() {
     check_against_records(&store);
     assert_eq!(store.new_domains(1_400_000_001, None).count(), 0);
 }
+
+#[test]
+fn over_clickhouse_the_endpoint_says_it_is_not_there() {
+    use pdns_sensor::clickhouse::client::{Client, ClientOptions, Target};
+    use pdns_sensor::clickhouse::reader::Reader;
+    // Nothing listens there: the answer must not need ClickHouse at all.
+    let target = Target::parse("http://127.0.0.1:9/pdns", None).unwrap();
+    let client = Client::new(target, &ClientOptions::default()).unwrap();
+    let backend = pdns_sensor::serve::Backend::ClickHouse(Arc::new(Reader::new(
+        client,
+        std::time::Duration::from_secs(1),
+    )));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(pdns_sensor::serve::AppState {
+        backend,
+        config: ServeConfig::default(),
+    });
+    runtime.spawn(async move {
+        axum::serve(listener, pdns_sensor::serve::router(state))
+            .await
+            .unwrap();
+    });
+    let r = common::get(addr, "/nod?since=2024-01-01", &[]);
+    assert_eq!(r.status, 501, "{}", r.body);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("local database"),
+        "{body}"
+    );
+    // Bad parameters are still a 400 first.
+    assert_eq!(common::get(addr, "/nod?since=soon", &[]).status, 400);
+}

@@ -304,7 +304,15 @@ mod tests {
         assert_eq!(parse_duration("3600"), Ok(3_600));
         assert_eq!(parse_duration("45s"), Ok(45));
         assert_eq!(parse_duration("0"), Ok(0));
-        for bad in ["", "h", "1w", "-1h", "1.5h", "99999999999999999999d", "24 h"] {
+        for bad in [
+            "",
+            "h",
+            "1w",
+            "-1h",
+            "1.5h",
+            "99999999999999999999d",
+            "24 h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }

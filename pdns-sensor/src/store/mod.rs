@@ -679,7 +679,7 @@ impl Store {
         &self,
         aggregates: &'a Batch,
         cutoff: u64,
-    ) -> (WriteBatch, WriteStats, Vec<nod::Candidate>) {
+    ) -> (WriteBatch, WriteStats, Vec<nod::Candidate<'a>>) {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);

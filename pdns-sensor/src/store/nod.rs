@@ -27,7 +27,9 @@
 //! taken only by batches that hold a candidate the database does not know
 //! (checked before, without the lock, against a bounded cache and the `d`
 //! keys, which a bloom filter makes cheap to miss): once the database is
-//! warm, nearly no batch takes it.
+//! warm, nearly no batch takes it. Under the lock the `d` keys are read
+//! again only if another commit wrote NOD entries since the first read (a
+//! generation counter says so).
 //!
 //! **Backfills and re-imports.** An entry moves only to an *earlier*
 //! first-seen: importing the same data again finds every domain known at
@@ -48,6 +50,7 @@
 //! in its own time, and a domain backfilled from before `start` is a
 //! warm-up entry too (the database knew nothing then).
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -57,6 +60,7 @@ use rocksdb::{
 };
 
 use super::{META_PREFIX, SEAL_KEY, Store, StoreError};
+use crate::vocab::Rtype;
 use crate::vocab::key::{self, RecordKey};
 use crate::vocab::name;
 use crate::vocab::nod::{NodEntry, registrable_len};
@@ -116,7 +120,7 @@ impl NodRecord {
             entry: NodEntry {
                 first_seen: since,
                 rrname: vec![0],
-                rrtype: crate::vocab::Rtype::A,
+                rrtype: Rtype::A,
                 warmup: false,
                 in_rdata: false,
             },
@@ -166,29 +170,45 @@ pub(super) fn cf_options() -> Options {
     opts
 }
 
-/// The earliest sighting of a domain in one batch.
+/// The earliest sighting of a domain in one batch, borrowing the batch's
+/// keys (no allocation per record or per domain).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Candidate {
-    pub domain: Vec<u8>,
-    pub entry: NodEntry,
+pub(super) struct Candidate<'a> {
+    /// The domain's labels, without the root byte.
+    pub domain: Cow<'a, [u8]>,
+    pub first_seen: u64,
+    /// The owner of the record it was seen in.
+    pub rrname: &'a [u8],
+    pub rrtype: Rtype,
+    pub in_rdata: bool,
 }
 
-/// Whether sighting `a` comes before `b`: earlier, or as early and in the
-/// owner name rather than in rdata.
-fn before(a: &NodEntry, b: &NodEntry) -> bool {
-    (a.first_seen, a.in_rdata) < (b.first_seen, b.in_rdata)
+impl Candidate<'_> {
+    /// Whether this sighting comes before `other`'s: earlier, or as early
+    /// and in the owner name rather than in rdata.
+    fn before(&self, other: &Candidate<'_>) -> bool {
+        (self.first_seen, self.in_rdata) < (other.first_seen, other.in_rdata)
+    }
+
+    /// The domain's reversed encoding, root byte included.
+    fn encoded_domain(&self) -> Vec<u8> {
+        let mut d = Vec::with_capacity(self.domain.len() + 1);
+        d.extend_from_slice(&self.domain);
+        d.push(0);
+        d
+    }
 }
 
 /// Gathers a batch's candidates while the store builds its write, from the
-/// records in key order: owners of one domain mostly come in runs, so the
-/// suffix list is searched once per owner and the map touched once per run.
+/// records in key order: the records of one owner are adjacent, so the
+/// suffix list is searched once per owner, and the owners of one domain
+/// mostly are, so a run of them makes one candidate.
 pub(super) struct Collector<'a> {
     config: NodConfig,
     /// The last owner seen and its registrable domain's length.
     owner: &'a [u8],
     domain_len: Option<usize>,
-    run: Option<Candidate>,
-    found: hashbrown::HashMap<Vec<u8>, NodEntry, RandomState>,
+    found: Vec<Candidate<'a>>,
     scratch: Vec<u8>,
 }
 
@@ -198,8 +218,7 @@ impl<'a> Collector<'a> {
             config,
             owner: &[],
             domain_len: None,
-            run: None,
-            found: Default::default(),
+            found: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -210,43 +229,26 @@ impl<'a> Collector<'a> {
         if !self.config.enabled {
             return;
         }
-        if record.owner != self.owner {
+        let same_owner = record.owner == self.owner;
+        if !same_owner {
             self.owner = record.owner;
             self.domain_len = registrable_len(record.owner);
         }
         if let Some(len) = self.domain_len {
-            let domain = &record.owner[..len];
-            let entry = NodEntry {
+            let c = Candidate {
+                domain: Cow::Borrowed(&record.owner[..len]),
                 first_seen: first,
-                rrname: Vec::new(),
+                rrname: record.owner,
                 rrtype: record.rtype,
-                warmup: false,
                 in_rdata: false,
             };
-            match &mut self.run {
-                Some(run) if run.domain.len() == len + 1 && run.domain[..len] == *domain => {
-                    if before(&entry, &run.entry) {
-                        run.entry = NodEntry {
-                            rrname: record.owner.to_vec(),
-                            ..entry
-                        };
+            match self.found.last_mut() {
+                Some(run) if !run.in_rdata && (same_owner || run.domain == c.domain) => {
+                    if c.before(run) {
+                        *run = c;
                     }
                 }
-                _ => {
-                    let mut d = Vec::with_capacity(len + 1);
-                    d.extend_from_slice(domain);
-                    d.push(0);
-                    let next = Candidate {
-                        domain: d,
-                        entry: NodEntry {
-                            rrname: record.owner.to_vec(),
-                            ..entry
-                        },
-                    };
-                    if let Some(done) = self.run.replace(next) {
-                        self.offer(done);
-                    }
-                }
+                _ => self.found.push(c),
             }
         }
         if self.config.rdata {
@@ -268,45 +270,27 @@ impl<'a> Collector<'a> {
         let Some(len) = registrable_len(&self.scratch) else {
             return;
         };
-        let mut domain = self.scratch[..len].to_vec();
-        domain.push(0);
-        self.offer(Candidate {
-            domain,
-            entry: NodEntry {
-                first_seen: first,
-                rrname: record.owner.to_vec(),
-                rrtype: record.rtype,
-                warmup: false,
-                in_rdata: true,
-            },
+        self.found.push(Candidate {
+            domain: Cow::Owned(self.scratch[..len].to_vec()),
+            first_seen: first,
+            rrname: record.owner,
+            rrtype: record.rtype,
+            in_rdata: true,
         });
     }
 
-    fn offer(&mut self, c: Candidate) {
-        match self.found.entry(c.domain) {
-            hashbrown::hash_map::Entry::Occupied(mut o) => {
-                if before(&c.entry, o.get()) {
-                    o.insert(c.entry);
-                }
-            }
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                v.insert(c.entry);
-            }
-        }
-    }
-
-    /// The candidates, one per domain, in key order.
-    pub(super) fn finish(mut self) -> Vec<Candidate> {
-        if let Some(done) = self.run.take() {
-            self.offer(done);
-        }
-        let mut out: Vec<Candidate> = self
-            .found
-            .into_iter()
-            .map(|(domain, entry)| Candidate { domain, entry })
-            .collect();
-        out.sort_unstable_by(|a, b| a.domain.cmp(&b.domain));
-        out
+    /// The candidates, one per domain (its earliest sighting), in key
+    /// order.
+    pub(super) fn finish(mut self) -> Vec<Candidate<'a>> {
+        // Nearly sorted already (runs come in owner order): cheap to sort.
+        self.found.sort_by(|a, b| {
+            a.domain
+                .cmp(&b.domain)
+                .then((a.first_seen, a.in_rdata).cmp(&(b.first_seen, b.in_rdata)))
+        });
+        self.found
+            .dedup_by(|later, kept| later.domain == kept.domain);
+        self.found
     }
 }
 
@@ -317,6 +301,9 @@ pub(super) struct NodState {
     lock: Mutex<()>,
     /// Warm-up start (observation time); `u64::MAX` until the first entry.
     start: AtomicU64,
+    /// Commits that wrote NOD entries (under `lock`): what a candidate's
+    /// recorded time, read before the lock, is still valid against.
+    generation: AtomicU64,
     /// Domains known to be recorded, with their recorded first-seen (which
     /// only ever moves earlier, so a cached time is an upper bound).
     cache: Mutex<hashbrown::HashMap<Box<[u8]>, u64, RandomState>>,
@@ -328,6 +315,7 @@ impl NodState {
             config,
             lock: Mutex::new(()),
             start: AtomicU64::new(u64::MAX),
+            generation: AtomicU64::new(0),
             cache: Mutex::new(Default::default()),
         }
     }
@@ -340,6 +328,20 @@ impl NodState {
             }
             cache.insert(domain, first);
         }
+    }
+}
+
+/// Candidates the database does not have as early, with what it has
+/// (read at `generation`).
+pub(super) struct Unknown<'a> {
+    candidates: Vec<Candidate<'a>>,
+    recorded: Vec<Option<u64>>,
+    generation: u64,
+}
+
+impl Unknown<'_> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
     }
 }
 
@@ -378,15 +380,16 @@ impl Store {
 
     /// The recorded first-seen times of `candidates`' domains (`None`:
     /// unknown).
-    fn nod_recorded(&self, candidates: &[Candidate]) -> Result<Vec<Option<u64>>, StoreError> {
+    fn nod_recorded(&self, candidates: &[Candidate<'_>]) -> Result<Vec<Option<u64>>, StoreError> {
         let Some(cf) = self.nod_cf() else {
             return Ok(vec![None; candidates.len()]);
         };
         let keys: Vec<Vec<u8>> = candidates
             .iter()
             .map(|c| {
-                let mut k = Vec::with_capacity(1 + c.domain.len());
+                let mut k = Vec::with_capacity(2 + c.domain.len());
                 key::nod_domain_key(&mut k, &c.domain);
+                k.push(0);
                 k
             })
             .collect();
@@ -402,36 +405,41 @@ impl Store {
 
     /// Drops the candidates the database already has as early or earlier,
     /// without the lock (the cache first, then the `d` keys).
-    pub(super) fn nod_unknown(
+    pub(super) fn nod_unknown<'a>(
         &self,
-        candidates: Vec<Candidate>,
-    ) -> Result<Vec<Candidate>, StoreError> {
+        candidates: Vec<Candidate<'a>>,
+    ) -> Result<Unknown<'a>, StoreError> {
+        let generation = self.nod.generation.load(Ordering::Acquire);
+        let none = |generation| Unknown {
+            candidates: Vec::new(),
+            recorded: Vec::new(),
+            generation,
+        };
         if candidates.is_empty() {
-            return Ok(candidates);
+            return Ok(none(generation));
         }
-        let candidates: Vec<Candidate> = {
+        let candidates: Vec<Candidate<'a>> = {
             let cache = self.nod.cache.lock().unwrap_or_else(|e| e.into_inner());
             candidates
                 .into_iter()
-                .filter(|c| {
-                    cache
-                        .get(&c.domain[..])
-                        .is_none_or(|&t| c.entry.first_seen < t)
-                })
+                .filter(|c| cache.get(&c.domain[..]).is_none_or(|&t| c.first_seen < t))
                 .collect()
         };
         if candidates.is_empty() {
-            return Ok(candidates);
+            return Ok(none(generation));
         }
         let recorded = self.nod_recorded(&candidates)?;
         let mut known = Vec::new();
-        let mut out = Vec::new();
+        let mut out = none(generation);
         for (c, r) in candidates.into_iter().zip(recorded) {
             match r {
-                Some(r) if r <= c.entry.first_seen => {
-                    known.push((c.domain.into_boxed_slice(), r));
+                Some(r) if r <= c.first_seen => {
+                    known.push((Box::from(&c.domain[..]), r));
                 }
-                _ => out.push(c),
+                _ => {
+                    out.candidates.push(c);
+                    out.recorded.push(r);
+                }
             }
         }
         self.nod.remember(known);
@@ -440,10 +448,11 @@ impl Store {
 
     /// Commits `write` with the NOD entries of the candidates that are still
     /// new (or earlier) once the lock is held: decided and written under one
-    /// lock, in one write batch.
+    /// lock, in one write batch. What was read before the lock is read
+    /// again only if another commit wrote NOD entries since.
     pub(super) fn nod_commit(
         &self,
-        candidates: Vec<Candidate>,
+        unknown: Unknown<'_>,
         mut write: rocksdb::WriteBatch,
         commit: impl FnOnce(rocksdb::WriteBatch) -> Result<(), StoreError>,
     ) -> Result<NodChanges, StoreError> {
@@ -453,13 +462,20 @@ impl Store {
             return Ok(changes);
         };
         let _held = self.nod.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let recorded = self.nod_recorded(&candidates)?;
+        let Unknown {
+            candidates,
+            mut recorded,
+            generation,
+        } = unknown;
+        if self.nod.generation.load(Ordering::Acquire) != generation {
+            recorded = self.nod_recorded(&candidates)?;
+        }
         let mut start = self.nod.start.load(Ordering::Relaxed);
         let new_start = start == u64::MAX;
         if new_start {
             start = candidates
                 .iter()
-                .map(|c| c.entry.first_seen)
+                .map(|c| c.first_seen)
                 .min()
                 .unwrap_or(u64::MAX);
         }
@@ -467,15 +483,16 @@ impl Store {
         let mut written = Vec::new();
         let mut buf = Vec::new();
         let mut value = Vec::new();
-        for (mut c, r) in candidates.into_iter().zip(recorded) {
+        for (c, r) in candidates.into_iter().zip(recorded) {
+            let domain = c.encoded_domain();
             match r {
-                Some(r) if r <= c.entry.first_seen => {
-                    written.push((c.domain.into_boxed_slice(), r));
+                Some(r) if r <= c.first_seen => {
+                    written.push((Box::from(&c.domain[..]), r));
                     continue;
                 }
                 Some(r) => {
                     buf.clear();
-                    key::nod_time_key(&mut buf, r, &c.domain);
+                    key::nod_time_key(&mut buf, r, &domain);
                     write.delete_cf(cf, &buf);
                     changes.moved += 1;
                 }
@@ -483,19 +500,25 @@ impl Store {
                     changes.new += 1;
                 }
             }
-            c.entry.warmup = self.nod.config.warmup_secs > 0 && c.entry.first_seen < warmup_end;
-            if r.is_none() && c.entry.warmup {
+            let entry = NodEntry {
+                first_seen: c.first_seen,
+                rrname: c.rrname.to_vec(),
+                rrtype: c.rrtype,
+                warmup: self.nod.config.warmup_secs > 0 && c.first_seen < warmup_end,
+                in_rdata: c.in_rdata,
+            };
+            if r.is_none() && entry.warmup {
                 changes.new_warmup += 1;
             }
             buf.clear();
-            key::nod_domain_key(&mut buf, &c.domain);
-            write.put_cf(cf, &buf, c.entry.first_seen.to_be_bytes());
+            key::nod_domain_key(&mut buf, &domain);
+            write.put_cf(cf, &buf, entry.first_seen.to_be_bytes());
             value.clear();
-            c.entry.encode(&mut value);
+            entry.encode(&mut value);
             buf.clear();
-            key::nod_time_key(&mut buf, c.entry.first_seen, &c.domain);
+            key::nod_time_key(&mut buf, entry.first_seen, &domain);
             write.put_cf(cf, &buf, &value);
-            written.push((c.domain.into_boxed_slice(), c.entry.first_seen));
+            written.push((Box::from(&c.domain[..]), entry.first_seen));
         }
         let wrote = changes.new + changes.moved > 0;
         if !wrote {
@@ -505,6 +528,9 @@ impl Store {
             write.put([META_PREFIX, START_KEY].concat(), start.to_be_bytes());
         }
         commit(write)?;
+        if wrote {
+            self.nod.generation.fetch_add(1, Ordering::Release);
+        }
         if wrote && new_start {
             self.nod.start.store(start, Ordering::Relaxed);
         }
