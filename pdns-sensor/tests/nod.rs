@@ -255,6 +255,17 @@ fn the_api_pages_with_cursors_and_agrees_with_dump() {
     assert!(rest.is_empty());
     assert_eq!(end["cursor"].as_str(), Some(cursor.as_str()));
 
+    // The counter: every domain this process recorded (other tests of this
+    // binary ingest too, so at least this database's).
+    let metrics = common::get(server.addr, "/metrics", &[]).body;
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("pdns_new_domains_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(counted >= all.len() as f64, "{counted} < {}", all.len());
+    assert!(metrics.contains("pdns_new_domains_total{warmup=\"false\"}"));
+
     // dump --new-since gives the same entries, in JSON and as a table.
     let out = common::sensor_command()
         .args(["dump", "--db"])

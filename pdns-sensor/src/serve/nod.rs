@@ -88,16 +88,16 @@ fn inner(state: SharedState, caller: &Caller, uri: &Uri) -> Result<Response, Api
         let Some(store) = state.backend.store() else {
             return;
         };
-        let mut sent = 0u64;
         let mut last = resume_point(since, cursor.as_deref());
         let mut more = false;
-        for (i, r) in store.new_domains(since, cursor).enumerate() {
+        // `sent`: entries sent so far (a failed read ends the answer
+        // without its closing line).
+        for (sent, r) in store.new_domains(since, cursor).enumerate() {
             let Ok(r) = r else { return };
-            if sent == limit || i % 256 == 255 && Instant::now() >= deadline {
+            if sent as u64 == limit || sent % 256 == 255 && Instant::now() >= deadline {
                 more = true;
                 break;
             }
-            sent += 1;
             if !sink.line(&r.to_json()) {
                 return;
             }

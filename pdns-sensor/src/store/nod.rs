@@ -143,7 +143,7 @@ impl NodRecord {
 /// Parses a cursor from [`NodRecord::cursor`] back into its time-index key.
 pub fn parse_cursor(text: &str) -> Option<Vec<u8>> {
     let t = text.trim();
-    if t.len() % 2 != 0 || t.len() > 600 {
+    if !t.len().is_multiple_of(2) || t.len() > 600 {
         return None;
     }
     let mut k = vec![key::NOD_TIME];
