@@ -65,6 +65,7 @@ fn run(sensor: PathBuf, root: &Path) -> (Vec<Entry>, String) {
         workloads: Some(tiny()),
         threads: Some(vec![1, 0]),
         tunnelled: Some(false),
+        nod_off: Some(false),
     })];
     let results = root.join("results");
     run_scenarios(&scenarios, &ctx, &results).unwrap();

@@ -42,6 +42,8 @@ struct Metrics {
     aggregator_flushes: IntCounter,
     flush_seconds: Histogram,
     store_batches: IntCounter,
+    new_domains: IntCounterVec,
+    nod_moved: IntCounter,
     store_batch_bytes: IntCounter,
     store_wait_seconds: Counter,
     store_corrupt_values: IntCounter,
@@ -272,6 +274,22 @@ impl Metrics {
                 r,
                 "pdns_store_write_batches_total",
                 "Write batches committed to RocksDB.",
+            ),
+            new_domains: with_values(
+                counter_vec(
+                    r,
+                    "pdns_new_domains_total",
+                    "Registrable domains seen for the first time (newly observed domains); \
+                     warmup=\"true\": during the database's warm-up.",
+                    &["warmup"],
+                ),
+                ["false", "true"],
+            ),
+            nod_moved: counter(
+                r,
+                "pdns_new_domains_moved_total",
+                "Newly observed domains moved to an earlier first sighting (a backfill of \
+                 older traffic).",
             ),
             store_batch_bytes: counter(
                 r,
@@ -713,6 +731,18 @@ pub(crate) fn publish_aggregator_entries(now: (usize, usize), before: (usize, us
 pub(crate) fn publish_store_write(written: &WriteStats, took: Duration) {
     let m = &*METRICS;
     m.store_batches.inc();
+    let warmup = written.new_domains_warmup.min(written.new_domains);
+    if written.new_domains > warmup {
+        m.new_domains
+            .with_label_values(&["false"])
+            .inc_by((written.new_domains - warmup) as u64);
+    }
+    if warmup > 0 {
+        m.new_domains
+            .with_label_values(&["true"])
+            .inc_by(warmup as u64);
+    }
+    m.nod_moved.inc_by(written.nod_moved as u64);
     m.store_batch_bytes.inc_by(written.bytes as u64);
     m.aggregator_flushes.inc();
     m.flush_seconds.observe(took.as_secs_f64());

@@ -424,6 +424,13 @@ impl DbStats {
                 .expired()
                 .by_cf()
                 .into_iter()
+                // Newly observed domains never expire.
+                .chain(
+                    props
+                        .iter()
+                        .any(|(c, _, _)| *c == crate::store::nod::CF_NOD)
+                        .then_some((crate::store::nod::CF_NOD, Default::default())),
+                )
                 .map(|(cf, expired)| CfStats {
                     name: cf.to_string(),
                     estimated_keys: prop(cf, "estimate_num_keys"),

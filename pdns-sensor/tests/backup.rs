@@ -7,7 +7,7 @@ mod common;
 #[allow(dead_code)]
 mod pcap;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -80,6 +80,23 @@ fn assert_column_families_agree(store: &Store) {
     expected.sort();
     expected.dedup();
     assert_eq!(owners, expected, "names entries differ from the owners");
+    // Newly observed domains are in the copy too, committed with the
+    // records that caused them: one per registrable domain of the owners.
+    let domains: BTreeSet<String> = expected
+        .iter()
+        .filter_map(|o| {
+            let text = name::presentation(o);
+            psl::domain_str(text.trim_end_matches('.')).map(|d| format!("{d}."))
+        })
+        .collect();
+    let recorded: BTreeSet<String> = store
+        .new_domains(0, None)
+        .map(|r| name::presentation(&r.unwrap().domain))
+        .collect();
+    assert_eq!(
+        recorded, domains,
+        "newly observed domains differ from the owners"
+    );
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -256,7 +273,7 @@ fn a_backup_of_an_idle_database_and_clear_errors() {
     let held = rocksdb::DB::open_cf(
         &rocksdb::Options::default(),
         &db,
-        ["records", "rdata", "negative", "names", "spool"],
+        ["records", "rdata", "negative", "names", "spool", "nod"],
     )
     .unwrap();
     let started = Instant::now();

@@ -90,6 +90,7 @@ fn options(clock: &Clock, retention: Option<Retention>) -> StoreOptions {
     StoreOptions {
         retention,
         clock: clock.clone(),
+        ..StoreOptions::default()
     }
 }
 
@@ -598,7 +599,7 @@ fn dump_applies_the_recorded_setting_and_stats_show_it() {
     let cfs = s["column_families"].as_array().unwrap();
     assert_eq!(
         cfs.iter().map(|c| c["name"].clone()).collect::<Vec<_>>(),
-        ["records", "rdata", "negative", "names"]
+        ["records", "rdata", "negative", "names", "nod"]
     );
     assert!(cfs[0]["estimated_keys"].is_u64());
     assert!(cfs[0]["sst_bytes"].as_u64().unwrap() > 0);

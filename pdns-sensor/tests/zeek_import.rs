@@ -55,6 +55,7 @@ fn args(db: &Path, paths: &[PathBuf]) -> ImportZeekArgs {
             db: db.to_path_buf(),
         },
         retention: Default::default(),
+        nod: Default::default(),
         export: Default::default(),
         follow: None,
         aggregate_entries: 100_000,

@@ -10,6 +10,13 @@
 //! with every frame wrapped in VXLAN over IPv4 (system
 //! [`TUNNELLED`], ratio `packets_per_sec_vs_plain`): what tunnel
 //! decapsulation costs, next to the plain run of the same workload.
+//!
+//! The workloads of the name-cardinality sweep are also ingested with
+//! newly observed domains turned off (system [`NOD_OFF`], `--no-nod`), at
+//! every thread setting, right after the run with them on (the default):
+//! what recording first sightings costs in speed, memory and disk. The
+//! ratios `packets_per_sec_nod_on_vs_off`, `peak_rss_nod_on_vs_off` and
+//! `db_bytes_nod_on_vs_off` are on the default run's entry.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,6 +40,8 @@ pub const NAME: &str = "ingest";
 pub const RAW_READ: &str = "raw-read";
 /// System name of the runs over the VXLAN-tunnelled copy of a workload.
 pub const TUNNELLED: &str = "pdns-sensor tunnelled (VXLAN)";
+/// System name of the runs without newly observed domains (`--no-nod`).
+pub const NOD_OFF: &str = "pdns-sensor --no-nod";
 
 /// The ingest scenario; `workloads`/`threads` override the defaults (tests).
 #[derive(Clone, Debug, Default)]
@@ -42,6 +51,9 @@ pub struct Ingest {
     pub threads: Option<Vec<u32>>,
     /// Whether to add the tunnelled (VXLAN) run (default: yes).
     pub tunnelled: Option<bool>,
+    /// Whether to add the runs without newly observed domains for the
+    /// name-cardinality sweep (default: yes).
+    pub nod_off: Option<bool>,
 }
 
 /// The default sweeps: name cardinality (1 k → 1 M distinct names at 1 000
@@ -166,15 +178,39 @@ impl Scenario for Ingest {
             out.entries.push(base);
             for (i, &t) in threads.iter().enumerate() {
                 let step = progress::step(format!("ingest {} --threads {t}", w.label));
-                let e = sensor_run(ctx, &p, &p.pcap, SENSOR, t, &raw)?;
+                let mut e = sensor_run(ctx, &p, &p.pcap, SENSOR, t, &raw, &[])?;
                 drop(step);
+                let off = if w.sweep == Some(Sweep::Names.as_str()) && self.nod_off.unwrap_or(true)
+                {
+                    let step = progress::step(format!("ingest {} --threads {t} --no-nod", w.label));
+                    let off = sensor_run(ctx, &p, &p.pcap, NOD_OFF, t, &raw, &["--no-nod"])?;
+                    drop(step);
+                    for (name, figure) in [
+                        ("packets_per_sec_nod_on_vs_off", "packets_per_sec"),
+                        ("peak_rss_nod_on_vs_off", "peak_rss_mib"),
+                        ("db_bytes_nod_on_vs_off", "db_bytes"),
+                    ] {
+                        if let Some(r) =
+                            ratio(e.figure(figure), off.figure(figure)).filter(|r| r.is_finite())
+                        {
+                            e.ratios.insert(name.into(), r);
+                        }
+                    }
+                    Some(off)
+                } else {
+                    None
+                };
                 table_row(&mut out.table, &e);
                 let plain_pps = e.figure("packets_per_sec");
                 out.entries.push(e);
+                if let Some(off) = off {
+                    table_row(&mut out.table, &off);
+                    out.entries.push(off);
+                }
                 if i == 0 && self.tunnelled.unwrap_or(true) {
                     let vxlan = vxlan_copy(&p)?;
                     let step = progress::step(format!("ingest {} (VXLAN) --threads {t}", w.label));
-                    let mut e = sensor_run(ctx, &p, &vxlan, TUNNELLED, t, &raw)?;
+                    let mut e = sensor_run(ctx, &p, &vxlan, TUNNELLED, t, &raw, &[])?;
                     drop(step);
                     e.set_workload("encap", "vxlan");
                     if let Some(r) =
@@ -254,12 +290,14 @@ fn sensor_run(
     system: &str,
     threads: u32,
     raw: &RawRead,
+    extra: &[&str],
 ) -> Result<Entry> {
     let tmp = tempfile::Builder::new().prefix("pdns-bench-").tempdir()?;
     let db = tmp.path().join("db");
     fs::create_dir(&db)?;
     let stats_path = tmp.path().join("stats.json");
-    let cmd = ingest_command(&ctx.sensor, &db, threads, true, &stats_path, pcap);
+    let mut cmd = ingest_command(&ctx.sensor, &db, threads, true, &stats_path, pcap);
+    cmd.args(extra);
     let m = run_measured(cmd, tmp.path())?;
     let report: Result<IngestReport, String> = read_report(&stats_path);
 

@@ -60,6 +60,13 @@ pub struct DumpArgs {
     /// retention in force (with `--json`: one JSON object).
     #[arg(long, conflicts_with_all = ["name", "rdata", "negative", "rtype", "limit", "regex", "glob"])]
     pub stats: bool,
+    /// Print the newly observed domains first seen at or after this time
+    /// (RFC 3339, a date or epoch) instead of records: one per registrable
+    /// domain, in first-seen order (with `--json`: as the API's /nod gives
+    /// them).
+    #[arg(long, value_name = "TIME", value_parser = parse_time,
+          conflicts_with_all = ["name", "rdata", "negative", "rtype", "stats"])]
+    pub new_since: Option<u64>,
 }
 
 fn parse_time(s: &str) -> Result<u64, String> {
@@ -125,6 +132,9 @@ pub fn run(args: &DumpArgs) -> Result<u64> {
             _ => Ok(0),
         };
     }
+    if let Some(since) = args.new_since {
+        return new_domains(&store, since, args.limit, args.json);
+    }
     let format = if args.json {
         Format::Json
     } else {
@@ -184,6 +194,50 @@ pub fn run(args: &DumpArgs) -> Result<u64> {
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `--new-since`: the newly observed domains as a table or JSON lines.
+fn new_domains(store: &Store, since: u64, limit: Option<u64>, json: bool) -> Result<u64> {
+    use std::io::Write as _;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut rows = 0u64;
+    let result: Result<()> = (|| {
+        if !json {
+            writeln!(
+                out,
+                "{:<19}  {:<30}  {:<40}  {:<6}  warmup",
+                "first_seen (UTC)", "domain", "rrname", "rrtype"
+            )?;
+        }
+        for r in store
+            .new_domains(since, None)
+            .take(limit.unwrap_or(u64::MAX) as usize)
+        {
+            let r = r?;
+            if json {
+                serde_json::to_writer(&mut out, &r.to_json())?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<19}  {:<30}  {:<40}  {:<6}  {}",
+                    crate::vocab::time::format_utc(r.entry.first_seen),
+                    name::presentation(&r.domain),
+                    name::presentation(&r.entry.rrname),
+                    crate::vocab::render::rtype_name(r.entry.rrtype),
+                    if r.entry.warmup { "yes" } else { "no" },
+                )?;
+            }
+            rows += 1;
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(rows),
+        Err(e) => Err(e),
+        Ok(()) => Ok(rows),
     }
 }
 

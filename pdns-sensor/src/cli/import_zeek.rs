@@ -32,6 +32,8 @@ pub struct ImportZeekArgs {
     #[command(flatten)]
     pub retention: super::RetentionArgs,
     #[command(flatten)]
+    pub nod: super::NodArgs,
+    #[command(flatten)]
     pub export: super::export::ExportArgs,
     /// Follow this live dns.log (across rotations) after importing PATHs,
     /// until SIGINT/SIGTERM.
@@ -82,7 +84,10 @@ pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZ
         );
     }
     let export = args.export.prepare()?;
-    let mut store = Store::open_with(&args.db.db, &args.retention.store_options()?)?;
+    let mut store = Store::open_with(
+        &args.db.db,
+        &args.nod.apply(args.retention.store_options()?),
+    )?;
     super::export::attach(export.as_ref(), &mut store)?;
     let store = Arc::new(store);
     let export = export.map(|e| e.start(&store)).transpose()?;

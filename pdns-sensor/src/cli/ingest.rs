@@ -32,6 +32,8 @@ pub struct IngestArgs {
     #[command(flatten)]
     pub retention: super::RetentionArgs,
     #[command(flatten)]
+    pub nod: super::NodArgs,
+    #[command(flatten)]
     pub export: super::export::ExportArgs,
     #[command(flatten)]
     pub dnstap: super::dnstap::DnstapReadArgs,
@@ -57,7 +59,10 @@ pub struct IngestArgs {
 pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     let started = Instant::now();
     let export = args.export.prepare()?;
-    let mut store = Store::open_with(&args.db.db, &args.retention.store_options()?)?;
+    let mut store = Store::open_with(
+        &args.db.db,
+        &args.nod.apply(args.retention.store_options()?),
+    )?;
     super::export::attach(export.as_ref(), &mut store)?;
     let store = Arc::new(store);
     let export = export.map(|e| e.start(&store)).transpose()?;

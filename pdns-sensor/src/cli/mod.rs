@@ -203,8 +203,79 @@ impl RetentionArgs {
         Ok(crate::store::StoreOptions {
             retention: self.retention,
             clock: clock()?,
+            nod: Default::default(),
         })
     }
+}
+
+/// Newly observed domains, for the commands that write (`run`, `ingest`,
+/// `import-zeek`).
+#[derive(Debug, Args, Clone)]
+pub struct NodArgs {
+    /// Do not record newly observed domains (the first sighting of each
+    /// registrable domain, served at /nod and by `dump --new-since`).
+    #[arg(long)]
+    pub no_nod: bool,
+    /// Also record the registrable domains of names inside rdata (CNAME,
+    /// DNAME, NS and PTR targets, MX and KX exchanges, SRV and SVCB/HTTPS
+    /// targets), not only of owner names.
+    #[arg(long)]
+    pub nod_rdata: bool,
+    /// Warm-up of a fresh database, in observation time from its first
+    /// sighting: domains first seen during it are recorded with `warmup:
+    /// true` (everything looks new to an empty database). Seconds, or a
+    /// number with s, m, h or d; 0 for none.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub nod_warmup: u64,
+}
+
+impl Default for NodArgs {
+    fn default() -> Self {
+        NodArgs {
+            no_nod: false,
+            nod_rdata: false,
+            nod_warmup: crate::store::nod::DEFAULT_WARMUP_SECS,
+        }
+    }
+}
+
+impl NodArgs {
+    /// `options` with these settings.
+    pub fn apply(&self, options: crate::store::StoreOptions) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            nod: crate::store::nod::NodConfig {
+                enabled: !self.no_nod,
+                rdata: self.nod_rdata,
+                warmup_secs: self.nod_warmup,
+            },
+            ..options
+        }
+    }
+}
+
+/// Seconds, or a number with `s`, `m`, `h` or `d` (`24h`, `90m`, `2d`).
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration (seconds, or a number with s, m, h or d: 24h)"
+            ));
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text:?} is not a duration (seconds, or a number with s, m, h or d: 24h)")
+    })?;
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))
 }
 
 /// The clock retention is judged by: the wall clock, unless a test fixes
@@ -219,4 +290,30 @@ pub struct DbArgs {
     /// Database directory (RocksDB).
     #[arg(long, env = "PDNS_DB", default_value = "./pdns-data")]
     pub db: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_are_seconds_or_have_a_unit() {
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("90m"), Ok(5_400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert_eq!(parse_duration("3600"), Ok(3_600));
+        assert_eq!(parse_duration("45s"), Ok(45));
+        assert_eq!(parse_duration("0"), Ok(0));
+        for bad in [
+            "",
+            "h",
+            "1w",
+            "-1h",
+            "1.5h",
+            "99999999999999999999d",
+            "24 h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -83,6 +83,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub retention: super::RetentionArgs,
     #[command(flatten)]
+    pub nod: super::NodArgs,
+    #[command(flatten)]
     pub export: super::export::ExportArgs,
     #[command(flatten)]
     pub dnstap: super::dnstap::DnstapArgs,
@@ -209,7 +211,7 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
         retire_timeout_ms: args.ring_timeout_ms,
     };
     ring_config.validate().map_err(anyhow::Error::msg)?;
-    let store_options = args.retention.store_options()?;
+    let store_options = args.nod.apply(args.retention.store_options()?);
     let ports = args.pipeline.ports();
     // dnstap alone: no capture at all.
     let capture = !args.interfaces.is_empty() || !args.dnstap.enabled();

@@ -7,6 +7,7 @@
 //! | CIRCL passive DNS | `/pdns/query/{q}` | PyPDNS, `dnsdbq -u circl`, MISP (with the shipped module) |
 //! | bro-pdns | `/dns/{q}`, `/dns/{find,like}/{tuples,individual}/{q}` | users migrating from bro-pdns |
 //! | negative answers | `/negative/{name}` | our own: NXDOMAIN/NODATA/SERVFAIL/... |
+//! | newly observed domains | `/nod?since=T` | our own: first sighting of each registrable domain |
 //! | metrics | `/metrics` | Prometheus |
 //!
 //! In clear or over TLS (`tls`: certificates reloaded on SIGHUP; `listen`:
@@ -29,6 +30,7 @@ mod engine;
 mod flex;
 mod listen;
 mod negative;
+mod nod;
 mod params;
 mod pattern;
 pub mod quota;
@@ -156,6 +158,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/dns/{q}", get(bropdns::python))
         .route("/dns/{search}/{shape}/{q}", get(bropdns::go))
         .route("/negative/{q}", get(negative::query))
+        .route("/nod", get(nod::query))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "unknown path") })
         .layer(axum::middleware::from_fn(observe))
@@ -170,6 +173,7 @@ fn surface(path: &str) -> &'static str {
         "pdns" => "circl",
         "dns" => "bropdns",
         "negative" => "negative",
+        "nod" => "nod",
         "metrics" => "metrics",
         _ => "other",
     }

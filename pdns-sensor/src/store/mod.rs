@@ -23,12 +23,16 @@
 //! or with a version this build does not know, is refused with a clear
 //! error instead of being misread.
 //!
+//! A sixth, `nod`, records each registrable domain the first time it is
+//! seen (see [`nod`]), decided and written with the batch that saw it.
+//!
 //! [`retention`] expires old data (compaction filters, the merge operator,
 //! and the read path here all apply one cutoff); [`backup`] copies a
 //! database while it is written.
 
 pub mod backup;
 pub mod flex;
+pub mod nod;
 mod query;
 pub mod retention;
 pub mod spool;
@@ -46,6 +50,7 @@ use crate::vocab::batch::Batch;
 use crate::vocab::value::Value;
 use crate::vocab::{key, name};
 
+use nod::{CF_NOD, NodConfig, NodState};
 pub use query::{
     Filter, KeyRange, KeySpan, NegativeRecord, Selector, StoredRecord, address_selector,
     names_range,
@@ -150,6 +155,8 @@ pub struct StoreOptions {
     pub retention: Option<Retention>,
     /// The time retention is judged by.
     pub clock: Clock,
+    /// Newly observed domains (a writer's; readers ignore it).
+    pub nod: NodConfig,
 }
 
 /// A key no entry has: deleted in a column family to touch it (see
@@ -167,6 +174,8 @@ pub struct Store {
     retention: Arc<RetentionState>,
     /// Batches waiting for export (see [`spool`]).
     spool: Spool,
+    /// Newly observed domains (see [`nod`]).
+    nod: NodState,
 }
 
 /// What one [`Store::write`] did.
@@ -183,6 +192,11 @@ pub struct WriteStats {
     /// last seen before the retention cutoff: not written.
     pub expired_records: usize,
     pub expired_negatives: usize,
+    /// Registrable domains seen for the first time (of which during the
+    /// warm-up), and known ones moved to an earlier first sighting.
+    pub new_domains: usize,
+    pub new_domains_warmup: usize,
+    pub nod_moved: usize,
 }
 
 fn cf_options(state: &Arc<RetentionState>, cf: usize) -> Options {
@@ -258,9 +272,10 @@ fn db_options() -> Options {
     opts
 }
 
-/// The column families to open: the data ones, and the export spool
-/// (a writer creates it; a reader opens it if it exists).
-fn descriptors(state: &Arc<RetentionState>, spool: bool) -> Vec<ColumnFamilyDescriptor> {
+/// The column families to open: the data ones, and the export spool and
+/// newly observed domains (a writer creates them; a reader opens them if
+/// they exist).
+fn descriptors(state: &Arc<RetentionState>, spool: bool, nod: bool) -> Vec<ColumnFamilyDescriptor> {
     let mut all: Vec<_> = DATA_CFS
         .iter()
         .enumerate()
@@ -268,6 +283,9 @@ fn descriptors(state: &Arc<RetentionState>, spool: bool) -> Vec<ColumnFamilyDesc
         .collect();
     if spool {
         all.push(ColumnFamilyDescriptor::new(CF_SPOOL, spool::cf_options()));
+    }
+    if nod {
+        all.push(ColumnFamilyDescriptor::new(CF_NOD, nod::cf_options()));
     }
     all
 }
@@ -287,7 +305,7 @@ impl Store {
                 .map_err(StoreError::io(path, "creating the directory"))?;
         }
         let retention = Arc::new(RetentionState::new(options.clock.clone()));
-        let db = DB::open_cf_descriptors(&db_options(), path, descriptors(&retention, true))
+        let db = DB::open_cf_descriptors(&db_options(), path, descriptors(&retention, true, true))
             .map_err(|e| {
                 if is_lock_error(&e) {
                     StoreError::InUse(path.to_path_buf())
@@ -302,6 +320,7 @@ impl Store {
             _secondary: None,
             retention,
             spool: Spool::none(),
+            nod: NodState::new(options.nod),
         };
         let version = store
             .db
@@ -319,6 +338,7 @@ impl Store {
         }
         store.apply_retention(options.retention)?;
         store.load_spool()?;
+        store.load_nod()?;
         // Opening recovered the log into files (see `seal`): a reader
         // drops what it replayed of that log once the column families'
         // log numbers pass the log its seal comes from, so flush once
@@ -348,6 +368,9 @@ impl Store {
         batch.delete(SEAL_KEY);
         for name in DATA_CFS {
             batch.delete_cf(self.cf(name), SEAL_KEY);
+        }
+        if let Some(cf) = self.nod_cf() {
+            batch.delete_cf(cf, SEAL_KEY);
         }
         self.db.write(batch).map_err(self.error("writing a batch"))
     }
@@ -517,14 +540,14 @@ impl Store {
         opts.create_missing_column_families(false);
         opts.set_max_open_files(-1);
         let retention = Arc::new(RetentionState::new(clock));
-        let has_spool = DB::list_cf(&opts, path)
-            .map(|cfs| cfs.iter().any(|c| c == CF_SPOOL))
-            .unwrap_or(false);
+        let cfs = DB::list_cf(&opts, path).unwrap_or_default();
+        let has_spool = cfs.iter().any(|c| c == CF_SPOOL);
+        let has_nod = cfs.iter().any(|c| c == CF_NOD);
         let db = DB::open_cf_descriptors_as_secondary(
             &opts,
             path,
             secondary.path(),
-            descriptors(&retention, has_spool),
+            descriptors(&retention, has_spool, has_nod),
         )
         .map_err(|e| {
             if e.to_string().contains("Column famil") {
@@ -547,6 +570,7 @@ impl Store {
             _secondary: Some(secondary),
             retention,
             spool: Spool::none(),
+            nod: NodState::new(NodConfig::default()),
         };
         store.follow_recorded_retention()?;
         Ok(store)
@@ -605,6 +629,14 @@ impl Store {
         &self.db
     }
 
+    /// The data column families and, if the database has it, `nod`.
+    fn all_cfs(&self) -> impl Iterator<Item = &rocksdb::ColumnFamily> {
+        DATA_CFS
+            .iter()
+            .map(|name| self.cf(name))
+            .chain(self.nod_cf())
+    }
+
     /// Writes a batch — aggregates as merge operands, their index entries,
     /// owner names and the batch's bookkeeping entries — in one atomic
     /// write.
@@ -613,9 +645,21 @@ impl Store {
             return Ok(WriteStats::default());
         }
         let cutoff = self.retention.cutoff();
-        let (write, stats) = self.batch(batch, cutoff);
+        let (mut write, mut stats, candidates) = self.batch(batch, cutoff);
         let entry = self.spool_encode(batch, cutoff);
-        self.write_spooled(write, entry)?;
+        let candidates = self.nod_unknown(candidates)?;
+        if candidates.is_empty() {
+            if let Some(cf) = self.nod_cf() {
+                write.delete_cf(cf, SEAL_KEY);
+            }
+            self.write_spooled(write, entry)?;
+        } else {
+            let changes =
+                self.nod_commit(candidates, write, |write| self.write_spooled(write, entry))?;
+            stats.new_domains = changes.new;
+            stats.new_domains_warmup = changes.new_warmup;
+            stats.nod_moved = changes.moved;
+        }
         Ok(stats)
     }
 
@@ -629,12 +673,20 @@ impl Store {
     /// counted), with their index and `names` entries. Each `names` entry
     /// carries the combined value of its owner's records, so it expires
     /// when the last of them does.
-    fn batch(&self, aggregates: &Batch, cutoff: u64) -> (WriteBatch, WriteStats) {
+    ///
+    /// Also returns the batch's newly-observed-domain candidates (see
+    /// [`nod`]), gathered from the records written.
+    fn batch<'a>(
+        &self,
+        aggregates: &'a Batch,
+        cutoff: u64,
+    ) -> (WriteBatch, WriteStats, Vec<nod::Candidate<'a>>) {
         let records = self.cf(CF_RECORDS);
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
         let names = self.cf(CF_NAMES);
-        let mut sorted: Vec<(&[u8], &Value)> = aggregates.records.iter().collect();
+        let mut sorted: Vec<(&'a [u8], &Value)> = aggregates.records.iter().collect();
+        let mut domains = nod::Collector::new(self.nod.config);
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut values = Vec::with_capacity(sorted.len() * 16);
         let mut value_at = Vec::with_capacity(sorted.len());
@@ -691,6 +743,9 @@ impl Store {
                 }
                 index.push_if(i, |out| key::index_key(out, record));
             }
+            if let Some(record) = &record {
+                domains.record(record, value.first);
+            }
         }
         if let Some((_, false)) = group {
             expired[NAMES] += 1;
@@ -744,7 +799,7 @@ impl Store {
             }
         }
         stats.bytes = batch.size_in_bytes();
-        (batch, stats)
+        (batch, stats, domains.finish())
     }
 
     /// Flushes memtables and the WAL to disk (called before a clean close).
@@ -756,17 +811,17 @@ impl Store {
         // keeps every log file since its oldest entry on disk.
         let mut start = rocksdb::FlushOptions::default();
         start.set_wait(false);
-        for name in DATA_CFS {
+        for cf in self.all_cfs() {
             self.db
-                .flush_cf_opt(self.cf(name), &start)
+                .flush_cf_opt(cf, &start)
                 .map_err(self.error("flushing memtables"))?;
         }
         self.db
             .flush_opt(&start)
             .map_err(self.error("flushing memtables"))?;
-        for name in DATA_CFS {
+        for cf in self.all_cfs() {
             self.db
-                .flush_cf(self.cf(name))
+                .flush_cf(cf)
                 .map_err(self.error("flushing memtables"))?;
         }
         self.db.flush().map_err(self.error("flushing memtables"))?;
@@ -810,17 +865,13 @@ impl Store {
 
     fn compact_once(&self) {
         std::thread::scope(|scope| {
-            for name in DATA_CFS {
+            for cf in self.all_cfs() {
                 scope.spawn(move || {
                     let mut opts = CompactOptions::default();
                     opts.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
                     opts.set_exclusive_manual_compaction(false);
-                    self.db.compact_range_cf_opt(
-                        self.cf(name),
-                        None::<&[u8]>,
-                        None::<&[u8]>,
-                        &opts,
-                    );
+                    self.db
+                        .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
                 });
             }
         });
@@ -829,10 +880,10 @@ impl Store {
     /// Bytes of SST files of all column families.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         let mut total = 0;
-        for name in DATA_CFS {
+        for cf in self.all_cfs() {
             total += self
                 .db
-                .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+                .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
                 .map_err(self.error("reading a property"))?
                 .unwrap_or(0);
         }
@@ -879,7 +930,8 @@ impl Store {
             ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
         ];
         let mut out = Vec::new();
-        for cf in DATA_CFS {
+        let nod = self.nod_cf().map(|_| CF_NOD);
+        for cf in DATA_CFS.into_iter().chain(nod) {
             for (label, prop) in PROPS {
                 if let Ok(Some(v)) = self.db.property_int_value_cf(self.cf(cf), prop) {
                     out.push((cf, label, v));

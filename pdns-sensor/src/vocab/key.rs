@@ -18,6 +18,13 @@
 //!   (NOERROR with an empty answer), otherwise the full (extended) RCODE.
 //! * `names` (keyed by [`super::name::forward`] alone): every owner once,
 //!   in forward label order, for right-hand wildcards.
+//! * `nod` (newly observed domains): two entries per registrable domain
+//!   (reversed encoding):
+//!   - `0x64 ('d') ‖ domain` → first_seen (8, big-endian): is it known, and
+//!     since when (what a writer looks up for every candidate);
+//!   - `0x74 ('t') ‖ first_seen (8, big-endian) ‖ domain` → its
+//!     [`super::nod::NodEntry`]: the feed, in first-seen order, so
+//!     `since=T` is one range scan and a page cursor is the key's tail.
 //!
 //! Compared with balboa (one flat key per observation, a separate inverse
 //! table holding only keys) and dnstable (four entry types in one sorted
@@ -32,6 +39,9 @@ use super::name;
 pub const INDEX_IPV4: u8 = 0x04;
 pub const INDEX_IPV6: u8 = 0x06;
 pub const INDEX_NAME: u8 = 0x4e;
+
+pub const NOD_DOMAIN: u8 = b'd';
+pub const NOD_TIME: u8 = b't';
 
 /// Record types (besides A and AAAA) whose rdata holds a name worth
 /// indexing, with the byte offset of that name in the canonical rdata.
@@ -168,6 +178,27 @@ pub fn parse_negative_key(key: &[u8]) -> Option<NegativeKey<'_>> {
     })
 }
 
+/// Appends the `nod` key of a domain (reversed encoding).
+pub fn nod_domain_key(out: &mut Vec<u8>, domain: &[u8]) {
+    out.push(NOD_DOMAIN);
+    out.extend_from_slice(domain);
+}
+
+/// Appends the `nod` time-index key of a domain first seen at `first_seen`.
+pub fn nod_time_key(out: &mut Vec<u8>, first_seen: u64, domain: &[u8]) {
+    out.push(NOD_TIME);
+    out.extend_from_slice(&first_seen.to_be_bytes());
+    out.extend_from_slice(domain);
+}
+
+/// Takes a `nod` time-index key apart: first seen and domain.
+pub fn parse_nod_time_key(key: &[u8]) -> Option<(u64, &[u8])> {
+    let rest = key.strip_prefix(&[NOD_TIME])?;
+    let first_seen = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let (domain, tail) = name::split(&rest[8..])?;
+    tail.is_empty().then_some((first_seen, domain))
+}
+
 /// A big-endian record type from exactly two bytes.
 fn be_rtype(bytes: &[u8]) -> Option<Rtype> {
     Some(Rtype::from_int(u16::from_be_bytes(bytes.try_into().ok()?)))
@@ -268,6 +299,23 @@ mod tests {
             }
         ));
         assert!(key.is_empty());
+    }
+
+    #[test]
+    fn nod_keys_round_trip_and_sort_by_time() {
+        let d = owner("example.com");
+        let mut key = Vec::new();
+        nod_time_key(&mut key, 1_700_000_000, &d);
+        assert_eq!(parse_nod_time_key(&key), Some((1_700_000_000, &d[..])));
+        assert_eq!(parse_nod_time_key(&key[..key.len() - 1]), None);
+        let mut later = Vec::new();
+        nod_time_key(&mut later, 1_700_000_001, &owner("a.test"));
+        assert!(key < later);
+        let mut dkey = Vec::new();
+        nod_domain_key(&mut dkey, &d);
+        assert_eq!(dkey[0], NOD_DOMAIN);
+        assert_eq!(&dkey[1..], &d[..]);
+        assert_eq!(parse_nod_time_key(&dkey), None);
     }
 
     #[test]

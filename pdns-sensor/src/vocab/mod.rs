@@ -15,6 +15,7 @@
 //! | [`observation`] | the interface between extraction and aggregation |
 //! | [`key`] | the store's key layouts (records, rdata index, negative answers) |
 //! | [`value`] | the per-key aggregate, its associative merge, origins |
+//! | [`nod`] | registrable domains, the newly-observed-domain entry |
 //! | [`batch`] | a flushed batch of aggregates and the bookkeeping written with it |
 //! | [`rcode`] | response code names (NODATA included) |
 //! | [`render`] | presentation format of types and rdata |
@@ -26,6 +27,7 @@
 pub mod batch;
 pub mod key;
 pub mod name;
+pub mod nod;
 pub mod observation;
 pub mod packet;
 pub mod rcode;

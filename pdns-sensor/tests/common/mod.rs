@@ -60,6 +60,7 @@ pub(crate) fn args(db: &Path, files: &[PathBuf]) -> IngestArgs {
         threads: 1,
         pipeline: Default::default(),
         retention: Default::default(),
+        nod: Default::default(),
         export: Default::default(),
         dnstap: Default::default(),
         compact: false,
