@@ -100,19 +100,31 @@ fn dnsmasq_udp_tcp_v4_v6_with_noise() {
         server,
         &["-i", link.if_a, "--threads", "2", "--user", "nobody"],
     );
-    let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.proc.pid())).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
-    assert_eq!(field("CapEff:"), "0000000000000000");
-    assert_eq!(field("CapPrm:"), "0000000000000000");
+    // Every thread: nobody, no capability, and no way back through execve
+    // (a setuid or file-capability program): empty bounding and ambient
+    // sets, no_new_privs set.
+    let tasks = format!("/proc/{}/task", sensor.proc.pid());
+    let mut threads = 0;
+    for entry in std::fs::read_dir(&tasks).unwrap() {
+        let status = std::fs::read_to_string(entry.unwrap().path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {status}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
+        for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:", "CapBnd:"] {
+            assert_eq!(field(set), "0000000000000000", "{set} {status}");
+        }
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+        threads += 1;
+    }
+    // The main thread, 2 ring threads with their store writers, RocksDB's.
+    assert!(threads >= 5, "only {threads} threads");
 
     // DNS: 6 over UDP, 3 over TCP; IPv4 and IPv6.
     for _ in 0..3 {

@@ -39,9 +39,18 @@ fn threads(pid: i32) -> Vec<String> {
         let fields: Vec<&str> = status
             .lines()
             .filter(|l| {
-                ["Name:", "Uid:", "CapInh:", "CapPrm:", "CapEff:", "CapAmb:"]
-                    .iter()
-                    .any(|f| l.starts_with(f))
+                [
+                    "Name:",
+                    "Uid:",
+                    "CapInh:",
+                    "CapPrm:",
+                    "CapEff:",
+                    "CapAmb:",
+                    "CapBnd:",
+                    "NoNewPrivs:",
+                ]
+                .iter()
+                .any(|f| l.starts_with(f))
             })
             .collect();
         out.push(
@@ -80,8 +89,14 @@ fn service_user_with_capabilities_captures_and_then_holds_none() {
                 && t.contains("CapInh: 0000000000000000")
                 && t.contains("CapPrm: 0000000000000000")
                 && t.contains("CapEff: 0000000000000000")
-                && t.contains("CapAmb: 0000000000000000"),
-            "a thread kept a capability: {t}\n{threads:#?}"
+                && t.contains("CapAmb: 0000000000000000")
+                // No execve can grant privileges: no_new_privs, and the
+                // bounding set the service manager gave (CAP_NET_RAW,
+                // CAP_PERFMON, CAP_BPF; without CAP_SETPCAP the sensor
+                // cannot empty it, and no_new_privs makes it harmless).
+                && t.contains("CapBnd: 000000c000002000")
+                && t.contains("NoNewPrivs: 1"),
+            "a thread kept a capability or a way to regain one: {t}\n{threads:#?}"
         );
     }
 
@@ -89,7 +104,10 @@ fn service_user_with_capabilities_captures_and_then_holds_none() {
     let stopped = sensor.stop();
     let stderr = &stopped.stderr;
     assert!(
-        stderr.contains("running as nobody (uid 65534, gid 65534), no capabilities"),
+        stderr.contains(
+            "running as nobody (uid 65534, gid 65534), no capabilities; no execve can grant \
+             any (no_new_privs, bounding set 0xc000002000 kept (no CAP_SETPCAP to empty it))"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("ebpf filter"), "{stderr}");

@@ -19,6 +19,19 @@
 //!
 //! Either way the result is checked rather than trusted, on every thread
 //! of the process: no capability left, no way back to root.
+//!
+//! **No way back through `execve` either.** Empty capability sets are not
+//! the end of it: a setuid-root or file-capability program run later would
+//! hand privileges back. So, before any thread exists (both settings are
+//! per thread and inherited by the threads started afterwards),
+//! [`lock_exec_privileges`] sets `PR_SET_NO_NEW_PRIVS` — no `execve` will
+//! grant anything — and empties the capability bounding set, which needs
+//! CAP_SETPCAP: root has it; a service started with only the capture
+//! capabilities does not, and keeps the bounding set its service manager
+//! gave it (the unit's `CapabilityBoundingSet=`), which no-new-privs makes
+//! harmless. Neither touches the capabilities setup still needs: the
+//! bounding set limits only what an `execve` may grant. [`drop_to`]
+//! checks both on every thread.
 
 use std::ffi::{CStr, CString};
 use std::path::Path;
@@ -122,11 +135,31 @@ pub(crate) fn check_can_become(user: &User) -> Result<()> {
     Ok(())
 }
 
+/// Before any thread is started, when privileges will be dropped: no
+/// `execve` may grant privileges from now on (`PR_SET_NO_NEW_PRIVS`), and
+/// the capability bounding set is emptied when this process may do so
+/// (CAP_SETPCAP). Returns whether the bounding set was emptied.
+pub(crate) fn lock_exec_privileges() -> Result<bool> {
+    // SAFETY: plain prctl(2) with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
+    }
+    const CAP_SETPCAP: u32 = 8;
+    if effective_capabilities()? & (1 << CAP_SETPCAP) == 0 {
+        return Ok(false);
+    }
+    caps::clear(None, caps::CapSet::Bounding).context("emptying the capability bounding set")?;
+    Ok(true)
+}
+
 /// Becomes `user` for good, with no capability left on any thread. As
 /// root: supplementary groups, group, user, in that order (after setuid we
 /// could no longer change groups). Already running as `user` (with
 /// capabilities from a service manager): only the capabilities go.
-pub(crate) fn drop_to(user: &User) -> Result<()> {
+/// Checks every thread holds no capability and has no_new_privs set (see
+/// [`lock_exec_privileges`], called before), and, if `bounding_emptied`,
+/// an empty bounding set.
+pub(crate) fn drop_to(user: &User, bounding_emptied: bool) -> Result<()> {
     // SAFETY: plain syscalls.
     let (uid, euid, gid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid()) };
     if user.uid != 0 && uid == user.uid && euid == user.uid {
@@ -153,9 +186,26 @@ pub(crate) fn drop_to(user: &User) -> Result<()> {
         bail!("privilege drop did not take: setuid(0) still works");
     }
     if user.uid != 0 {
-        for (thread, caps) in thread_capabilities()? {
-            if caps != 0 {
-                bail!("privilege drop left capabilities {caps:#x} on thread {thread}");
+        for thread in thread_capabilities()? {
+            if thread.caps != 0 {
+                bail!(
+                    "privilege drop left capabilities {:#x} on thread {}",
+                    thread.caps,
+                    thread.tid
+                );
+            }
+            if bounding_emptied && thread.bounding != 0 {
+                bail!(
+                    "thread {} kept capability bounding set {:#x}",
+                    thread.tid,
+                    thread.bounding
+                );
+            }
+            if !thread.no_new_privs {
+                bail!(
+                    "thread {} may still gain privileges through execve (no_new_privs unset)",
+                    thread.tid
+                );
             }
         }
     }
@@ -214,9 +264,20 @@ pub(crate) fn release_thread_capabilities() {
     }
 }
 
-/// Every thread of this process with the union of its permitted,
-/// effective and ambient capabilities, from `/proc/self/task/*/status`.
-pub(crate) fn thread_capabilities() -> Result<Vec<(u32, u64)>> {
+/// What one thread may do, from its `status` file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ThreadPrivileges {
+    pub tid: u32,
+    /// The union of its permitted, effective and ambient capabilities.
+    pub caps: u64,
+    /// Its capability bounding set.
+    pub bounding: u64,
+    /// Whether `execve` is barred from granting privileges.
+    pub no_new_privs: bool,
+}
+
+/// Every thread of this process, from `/proc/self/task/*/status`.
+pub(crate) fn thread_capabilities() -> Result<Vec<ThreadPrivileges>> {
     let mut threads = Vec::new();
     for entry in std::fs::read_dir("/proc/self/task").context("listing /proc/self/task")? {
         let entry = entry.context("listing /proc/self/task")?;
@@ -229,12 +290,16 @@ pub(crate) fn thread_capabilities() -> Result<Vec<(u32, u64)>> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).context("reading a thread's status"),
         };
-        let mut caps = 0;
-        for field in ["CapPrm:", "CapEff:", "CapAmb:"] {
-            caps |= capability_field(&status, field)
-                .with_context(|| format!("no {field} in /proc/self/task/{tid}/status"))?;
-        }
-        threads.push((tid, caps));
+        let field = |name: &str| {
+            capability_field(&status, name)
+                .with_context(|| format!("no {name} in /proc/self/task/{tid}/status"))
+        };
+        threads.push(ThreadPrivileges {
+            tid,
+            caps: field("CapPrm:")? | field("CapEff:")? | field("CapAmb:")?,
+            bounding: field("CapBnd:")?,
+            no_new_privs: field("NoNewPrivs:")? == 1,
+        });
     }
     Ok(threads)
 }

@@ -128,8 +128,13 @@ pub struct RunArgs {
 /// Runs a capture until SIGINT or SIGTERM; returns what it did.
 pub fn run(args: &RunArgs) -> Result<RunReport> {
     let started = Instant::now();
+    // Before any thread exists, so that every thread inherits it.
+    let bounding_emptied = match args.user {
+        Some(_) => privileges::lock_exec_privileges()?,
+        None => false,
+    };
     let mut control_plane = ControlPlane::new()?;
-    let prepared = prepare(args, &control_plane.runtime)?;
+    let prepared = prepare(args, bounding_emptied, &control_plane.runtime)?;
     let mut capture = start(prepared, args, &control_plane.runtime)?;
     let reason = control(&mut control_plane, &mut capture, args);
     if !args.quiet {
@@ -204,7 +209,9 @@ struct Prepared {
 
 /// Checks the options and sets everything up that needs privileges, then
 /// drops them (see the module docs for the order).
-fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
+/// `bounding_emptied`: whether [`privileges::lock_exec_privileges`]
+/// emptied the capability bounding set (the drop checks it stayed so).
+fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<Prepared> {
     let ring_config = RingConfig {
         block_size: args.ring_block_size,
         block_count: args.ring_blocks,
@@ -275,7 +282,7 @@ fn prepare(args: &RunArgs, runtime: &Runtime) -> Result<Prepared> {
         .map(|p| File::create(p).with_context(|| format!("creating {}", p.display())))
         .transpose()?;
     if let Some(user) = &user {
-        drop_privileges(user, &args.db.db)?;
+        drop_privileges(user, bounding_emptied, &args.db.db)?;
     }
     let mut store = Store::open_with(&args.db.db, &store_options)?;
     super::export::attach(export.as_ref(), &mut store)?;
@@ -364,13 +371,13 @@ fn open_rings(
 /// checks the database is writable. A sensor already running as `user`
 /// (the systemd unit) only sheds its capabilities: the database is its
 /// own already.
-fn drop_privileges(user: &User, db: &std::path::Path) -> Result<()> {
+fn drop_privileges(user: &User, bounding_emptied: bool, db: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(db).with_context(|| format!("creating {}", db.display()))?;
     // SAFETY: plain syscall.
     if unsafe { libc::geteuid() } != user.uid {
         privileges::chown_tree(db, user)?;
     }
-    privileges::drop_to(user)?;
+    privileges::drop_to(user, bounding_emptied)?;
     // RocksDB creates files as it goes: fail now, not at the first flush.
     let probe = db.join(".pdns-write-probe");
     std::fs::write(&probe, b"")
@@ -382,8 +389,18 @@ fn drop_privileges(user: &User, db: &std::path::Path) -> Result<()> {
                 user.name
             )
         })?;
+    let bounding = if bounding_emptied {
+        "bounding set emptied".to_string()
+    } else {
+        format!(
+            "bounding set {:#x} kept (no CAP_SETPCAP to empty it)",
+            privileges::thread_capabilities()?
+                .first()
+                .map_or(0, |t| t.bounding)
+        )
+    };
     tracing::info!(
-        "running as {} (uid {}, gid {}), no capabilities",
+        "running as {} (uid {}, gid {}), no capabilities; no execve can grant any (no_new_privs, {bounding})",
         user.name,
         user.uid,
         user.gid
