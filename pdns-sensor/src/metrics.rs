@@ -66,6 +66,8 @@ struct Metrics {
     api_quota_limit: IntGaugeVec,
     api_quota_remaining: IntGaugeVec,
     api_tls_handshakes: IntCounterVec,
+    api_connections: IntCounterVec,
+    api_connections_open: IntGauge,
     api_tls_reloads: IntCounterVec,
     api_tls_expiry: IntGauge,
     export_rows: IntCounterVec,
@@ -400,6 +402,20 @@ impl Metrics {
                 "Requests a key has left in the current window, by key label and window.",
                 &["key", "window"],
             ),
+            api_connections: counter_vec(
+                r,
+                "pdns_api_connections_total",
+                "API connections, by result (accepted; refused: --max-connections were \
+                 open; header_timeout: closed for not sending a request head within \
+                 --header-timeout).",
+                &["result"],
+            ),
+            api_connections_open: {
+                let g = IntGauge::new("pdns_api_connections_open", "API connections open now.")
+                    .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             api_tls_handshakes: counter_vec(
                 r,
                 "pdns_api_tls_handshakes_total",
@@ -842,6 +858,35 @@ pub(crate) fn publish_api_quota(label: &str, window: &str, limit: u64, remaining
     m.api_quota_remaining
         .with_label_values(&[label, window])
         .set(remaining.min(i64::MAX as u64) as i64);
+}
+
+/// Counts one API connection by result.
+pub(crate) fn publish_api_connection(result: &str) {
+    METRICS.api_connections.with_label_values(&[result]).inc();
+}
+
+/// Makes the API connection series exist from the start, at zero.
+pub(crate) fn publish_api_listening() {
+    for result in ["accepted", "refused", "header_timeout"] {
+        METRICS.api_connections.with_label_values(&[result]);
+    }
+}
+
+/// An open API connection, counted in `pdns_api_connections_open` for as
+/// long as it lives.
+pub(crate) struct ApiConnectionOpen(());
+
+impl ApiConnectionOpen {
+    pub(crate) fn new() -> Self {
+        METRICS.api_connections_open.inc();
+        ApiConnectionOpen(())
+    }
+}
+
+impl Drop for ApiConnectionOpen {
+    fn drop(&mut self) {
+        METRICS.api_connections_open.dec();
+    }
 }
 
 /// Counts one TLS handshake by result.

@@ -13,6 +13,7 @@ use super::DbArgs;
 use crate::clickhouse::client::{Client, ClientOptions, Target};
 use crate::clickhouse::reader::Reader;
 use crate::serve::auth::ApiKeys;
+use crate::serve::connections::ConnectionLimits;
 use crate::serve::tls::Tls;
 use crate::serve::{Api, Backend, ServeConfig};
 use crate::store::Store;
@@ -50,6 +51,14 @@ pub struct ApiArgs {
     /// The PEM private key of `--tls-cert`.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Most API connections served at once; more are closed on arrival
+    /// (and counted).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request head before its
+    /// connection is closed.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
 }
 
 impl ApiArgs {
@@ -79,6 +88,10 @@ impl ApiArgs {
             sensor_id: self.sensor_id.clone(),
             tls,
             clock: Default::default(),
+            limits: ConnectionLimits {
+                max_connections: self.max_connections.max(1),
+                header_timeout: Duration::from_secs(self.header_timeout.max(1)),
+            },
         })
     }
 }

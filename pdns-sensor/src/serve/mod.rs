@@ -25,6 +25,7 @@ pub mod auth;
 pub mod backend;
 mod bropdns;
 mod circl;
+pub mod connections;
 mod dnsdb;
 mod engine;
 mod flex;
@@ -73,6 +74,8 @@ pub struct ServeConfig {
     pub tls: Option<Arc<tls::Tls>>,
     /// The time quotas are counted in.
     pub clock: quota::Clock,
+    /// What one client may hold: connections, time to send a request head.
+    pub limits: connections::ConnectionLimits,
 }
 
 impl Default for ServeConfig {
@@ -88,6 +91,7 @@ impl Default for ServeConfig {
             sensor_id: None,
             tls: None,
             clock: quota::Clock::default(),
+            limits: connections::ConnectionLimits::default(),
         }
     }
 }
@@ -286,26 +290,24 @@ impl Api {
             })
         });
         let tls = self.config.tls.clone();
+        let limits = self.config.limits;
         let app = router(Arc::new(AppState {
             backend,
             config: self.config,
         }));
-        let result = match tls {
+        metrics::publish_api_listening();
+        match tls {
             Some(tls) => {
                 let listener = listen::TlsListener::new(self.listener, tls);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                connections::serve(listener, app, limits, shutdown).await;
             }
             None => {
-                axum::serve(listen::plain(self.listener), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                connections::serve(listen::plain(self.listener), app, limits, shutdown).await;
             }
-        };
+        }
         for task in [catch_up, reload].into_iter().flatten() {
             task.abort();
         }
-        Ok(result?)
+        Ok(())
     }
 }

@@ -80,6 +80,18 @@ impl ServeProcess {
         assert_eq!(rc, 0, "signalling serve");
     }
 
+    /// Waits for the server to exit, `limit` at most.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Waits until the log holds `text` (10 s at most).
     pub(crate) fn wait_for_log(&self, text: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,148 @@
+//! What a client may hold on the API port: a request head must arrive in
+//! time, connections are capped, and SIGTERM ends `serve` within its grace
+//! period even while clients hold half-sent requests (slowloris).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::process::ServeProcess;
+use pdns_sensor::serve::connections::SHUTDOWN_GRACE;
+
+fn store() -> common::Ingested {
+    common::ingest(&[common::pcap("zeek/dns-https.pcap")])
+}
+
+/// A connection that sends half a request head and then nothing.
+fn half_request(addr: SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /dnsdb/v2/ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    c
+}
+
+/// Whether the server closes `c` (end of stream, or a reset) within
+/// `limit`, whatever it sends before.
+fn closed_within(c: &mut TcpStream, limit: Duration) -> bool {
+    c.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+        if started.elapsed() > limit {
+            return false;
+        }
+    }
+}
+
+/// The value of `pdns_api_connections_total{result="RESULT"}`.
+fn connections(addr: SocketAddr, result: &str) -> f64 {
+    let metrics = common::get(addr, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    let series = format!("pdns_api_connections_total{{result=\"{result}\"}} ");
+    metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in {}", metrics.body))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn sigterm_ends_serve_while_clients_hold_half_sent_requests() {
+    let ingested = store();
+    let mut serve = ServeProcess::start(&ingested.db(), &["--header-timeout", "600"]);
+    let held: Vec<TcpStream> = (0..8).map(|_| half_request(serve.addr())).collect();
+    // The server is serving them (a full request still gets through).
+    assert_eq!(common::get(serve.addr(), "/dnsdb/v2/ping", &[]).status, 200);
+    let signalled = Instant::now();
+    serve.signal(libc::SIGTERM);
+    let status = serve
+        .wait_exit(SHUTDOWN_GRACE + Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("serve still running:\n{}", serve.stderr()));
+    assert!(status.success(), "{status}\n{}", serve.stderr());
+    assert!(
+        signalled.elapsed() < SHUTDOWN_GRACE + Duration::from_secs(3),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        serve.stderr().contains("API connection(s) still open"),
+        "{}",
+        serve.stderr()
+    );
+    drop(held);
+}
+
+#[test]
+fn a_request_head_must_arrive_in_time_and_stalled_clients_do_not_block_others() {
+    let ingested = store();
+    let serve = ServeProcess::start(&ingested.db(), &["--header-timeout", "1"]);
+    let mut held: Vec<TcpStream> = (0..32).map(|_| half_request(serve.addr())).collect();
+    // Others are served meanwhile.
+    assert_eq!(common::get(serve.addr(), "/dnsdb/v2/ping", &[]).status, 200);
+    for c in &mut held {
+        assert!(
+            closed_within(c, Duration::from_secs(10)),
+            "a stalled connection was kept open"
+        );
+    }
+    assert!(connections(serve.addr(), "header_timeout") >= 32.0);
+    // An idle connection that never sends a byte goes the same way.
+    let mut idle = TcpStream::connect(serve.addr()).unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(10)));
+}
+
+#[test]
+fn connections_beyond_the_cap_are_closed_and_counted() {
+    let ingested = store();
+    let serve = ServeProcess::start(
+        &ingested.db(),
+        &["--max-connections", "4", "--header-timeout", "600"],
+    );
+    let held: Vec<TcpStream> = (0..4).map(|_| half_request(serve.addr())).collect();
+    // Give the server time to take them all.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fifth = TcpStream::connect(serve.addr()).unwrap();
+    assert!(
+        closed_within(&mut fifth, Duration::from_secs(5)),
+        "a connection beyond --max-connections was served"
+    );
+    drop(held);
+    // Slots come back as the held connections end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = TcpStream::connect(serve.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /dnsdb/v2/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API never took connections again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(connections(serve.addr(), "refused") >= 1.0);
+    assert!(connections(serve.addr(), "accepted") >= 5.0);
+}
