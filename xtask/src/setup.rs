@@ -83,7 +83,9 @@ const CLICKHOUSE_TEST_PACKAGES: [&str; 2] = ["clickhouse-server", "zookeeper"];
 /// dnsdist in front of Unbound (CLIENT_RESPONSE),
 /// `fstrm_capture`/`fstrm_replay` (fstrm-bin) and `dnstap-ldns`, an
 /// independent decoder. Their services are not started (see [`install`]);
-/// each test runs its own servers inside its own network namespaces.
+/// each test runs its own servers inside its own network namespaces. NSD
+/// and Unbound also serve the zone of every record type whose answers the
+/// rendering test holds against `dig`'s text (`tests/dig_rendering.rs`).
 const DNSTAP_TEST_PACKAGES: [&str; 7] = [
     "unbound",
     "nsd",
