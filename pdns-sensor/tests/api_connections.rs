@@ -64,6 +64,20 @@ fn connections(addr: SocketAddr, result: &str) -> f64 {
         .unwrap()
 }
 
+/// `pdns_api_connections_open`, the scrape's own connection included.
+fn open_connections(addr: SocketAddr) -> f64 {
+    let metrics = common::get(addr, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("pdns_api_connections_open "))
+        .unwrap_or_else(|| panic!("no pdns_api_connections_open in {}", metrics.body))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn sigterm_ends_serve_while_clients_hold_half_sent_requests() {
     let ingested = store();
@@ -116,6 +130,13 @@ fn connections_beyond_the_cap_are_closed_and_counted() {
         &ingested.db(),
         &["--max-connections", "4", "--header-timeout", "600"],
     );
+    // The start-up probe's connection (and any other) must be gone first:
+    // wait until the only connection open is the scrape asking.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_connections(serve.addr()) != 1.0 {
+        assert!(Instant::now() < deadline, "connections stay open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let held: Vec<TcpStream> = (0..4).map(|_| half_request(serve.addr())).collect();
     // Give the server time to take them all.
     std::thread::sleep(Duration::from_millis(300));
