@@ -9,48 +9,13 @@
 
 mod common;
 
+use common::process::ServeProcess;
+
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
-
-struct Serve {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db: &Path, keys: &Path) -> Serve {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_pdns-sensor"))
-        .args(["serve", "--db"])
-        .arg(db)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--api-key-file"])
-        .arg(keys)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve { child, port }
-}
 
 /// Captures with names in several zones and A, AAAA, CNAME, PTR, SOA, TXT,
 /// CAA, HTTPS, URI and DNSSEC records.
@@ -67,12 +32,13 @@ fn ingest() -> common::Ingested {
     ])
 }
 
-fn fixture() -> (common::Ingested, tempfile::TempDir, Serve) {
+fn fixture() -> (common::Ingested, tempfile::TempDir, ServeProcess) {
     let ingested = ingest();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, "testkey\n").unwrap();
-    let serve = start(&ingested.db(), &keys);
+    let keys_arg = keys.to_str().unwrap().to_string();
+    let serve = ServeProcess::start(&ingested.db(), &["--api-key-file", &keys_arg]);
     (ingested, dir, serve)
 }
 

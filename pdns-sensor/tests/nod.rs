@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use pdns_sensor::cli::DbArgs;
-use pdns_sensor::cli::import_zeek::{self, ImportZeekArgs};
+use pdns_sensor::cli::import_zeek;
 use pdns_sensor::cli::ingest;
 use pdns_sensor::serve::ServeConfig;
 use pdns_sensor::serve::auth::ApiKeys;
@@ -354,22 +353,11 @@ fn subdir(parent: &Path, name: &str) -> PathBuf {
 }
 
 fn import(db: &Path, paths: &[PathBuf]) {
-    let args = ImportZeekArgs {
-        db: DbArgs {
-            db: db.to_path_buf(),
-        },
-        retention: Default::default(),
-        nod: Default::default(),
-        export: Default::default(),
-        follow: None,
-        aggregate_entries: 100_000,
-        flush_interval: 5,
-        stats_json: None,
-        quiet: true,
-        status_interval: 10,
-        paths: paths.to_vec(),
-    };
-    import_zeek::run_with_stop(&args, &AtomicBool::new(false)).unwrap();
+    import_zeek::run_with_stop(
+        &common::import_zeek_args(db, paths),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
 }
 
 #[test]

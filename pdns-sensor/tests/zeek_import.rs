@@ -18,8 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pdns_sensor::cli::DbArgs;
-use pdns_sensor::cli::import_zeek::{self, ImportZeekArgs};
+use pdns_sensor::cli::import_zeek;
 use pdns_sensor::report::ImportZeekReport;
 use pdns_sensor::source::zeek::follow::{self, FollowConfig};
 use pdns_sensor::source::zeek::{LineSkip, ZeekStats};
@@ -49,26 +48,12 @@ fn baselines() -> Vec<PathBuf> {
     out
 }
 
-fn args(db: &Path, paths: &[PathBuf]) -> ImportZeekArgs {
-    ImportZeekArgs {
-        db: DbArgs {
-            db: db.to_path_buf(),
-        },
-        retention: Default::default(),
-        nod: Default::default(),
-        export: Default::default(),
-        follow: None,
-        aggregate_entries: 100_000,
-        flush_interval: 5,
-        stats_json: None,
-        quiet: true,
-        status_interval: 10,
-        paths: paths.to_vec(),
-    }
-}
-
 fn import(db: &Path, paths: &[PathBuf]) -> ImportZeekReport {
-    import_zeek::run_with_stop(&args(db, paths), &AtomicBool::new(false)).unwrap()
+    import_zeek::run_with_stop(
+        &common::import_zeek_args(db, paths),
+        &AtomicBool::new(false),
+    )
+    .unwrap()
 }
 
 /// The baseline with its masked `ts` replaced by a real one.

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::engine::{Fences, Lookup, seen_before};
 use super::pattern::{NamePattern, TypeFilter};
-use super::{ApiError, SharedState, auth, circl, quota, stream};
+use super::{ApiError, SharedState, circl, stream};
 use crate::store::StoredRecord;
 use crate::vocab::key::rdata_name_offset;
 use crate::vocab::name;
@@ -98,9 +98,7 @@ fn each(
 
 /// Authenticates and counts a request; gives the caller's result cap.
 fn admit(state: &SharedState, headers: &HeaderMap) -> Result<u64, Box<Response>> {
-    let caller = auth::any(&state.config.keys, headers)?;
-    quota::admit(caller.account(), &state.config.clock).map_err(|e| Box::new(e.into_response()))?;
-    Ok(caller.results_max(&state.config))
+    Ok(super::admit_any(state, headers)?.results_max(&state.config))
 }
 
 /// `GET /dns/{q}` (Python bro-pdns).

@@ -104,6 +104,18 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// How the surfaces without a key scheme of their own (bro-pdns,
+/// `/negative`, `/nod`) admit a request: either kind of credential, then
+/// the caller's quota.
+fn admit_any(
+    state: &SharedState,
+    headers: &header::HeaderMap,
+) -> Result<auth::Caller, Box<Response>> {
+    let caller = auth::any(&state.config.keys, headers)?;
+    quota::admit(caller.account(), &state.config.clock).map_err(|e| Box::new(e.into_response()))?;
+    Ok(caller)
+}
+
 /// An error in the surface's own shape.
 #[derive(Debug)]
 pub struct ApiError {

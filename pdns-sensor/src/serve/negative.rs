@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::params::{self, parse_query};
-use super::{ApiError, SharedState, auth, quota, stream};
+use super::{ApiError, SharedState, stream};
 use crate::store::{Filter, Selector};
 use crate::vocab::name;
 use crate::vocab::rcode;
@@ -27,13 +27,10 @@ pub(super) async fn query(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match auth::any(&state.config.keys, &headers) {
+    let caller = match super::admit_any(&state, &headers) {
         Ok(caller) => caller,
         Err(r) => return *r,
     };
-    if let Err(e) = quota::admit(caller.account(), &state.config.clock) {
-        return e.into_response();
-    }
     match inner(state, &caller, &q, &uri) {
         Ok(r) => r,
         Err(e) => e.into_response(),

@@ -72,6 +72,29 @@ pub(crate) fn args(db: &Path, files: &[PathBuf]) -> IngestArgs {
 }
 
 /// Ingests files into a fresh database with the given tweaks.
+/// `import-zeek` arguments for `paths` into `db`, everything else at its
+/// default (quiet).
+pub(crate) fn import_zeek_args(
+    db: &Path,
+    paths: &[PathBuf],
+) -> pdns_sensor::cli::import_zeek::ImportZeekArgs {
+    pdns_sensor::cli::import_zeek::ImportZeekArgs {
+        db: DbArgs {
+            db: db.to_path_buf(),
+        },
+        retention: Default::default(),
+        nod: Default::default(),
+        export: Default::default(),
+        follow: None,
+        aggregate_entries: 100_000,
+        flush_interval: 5,
+        stats_json: None,
+        quiet: true,
+        status_interval: 10,
+        paths: paths.to_vec(),
+    }
+}
+
 pub(crate) fn ingest_with(files: &[PathBuf], tweak: impl FnOnce(&mut IngestArgs)) -> Ingested {
     let dir = tempfile::tempdir().unwrap();
     let mut a = args(&dir.path().join("db"), files);

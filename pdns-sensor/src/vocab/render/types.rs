@@ -152,12 +152,14 @@ fn write(code: u16, r: &mut Reader<'_>, out: &mut String) -> Result<Option<()>> 
             out.push_str("0x");
             text::hex_lower(out, r.rest());
         }
-        // SIG
-        24 => {
-            let covered = r.u16()?;
-            match text::type_mnemonic(covered).filter(|_| covered != 0) {
+        // SIG RRSIG: the same fields; SIG names a covered type BIND does
+        // not know by its bare number, RRSIG as TYPEnnn.
+        24 | 46 => {
+            let covered_type = r.u16()?;
+            match text::type_mnemonic(covered_type).filter(|_| covered_type != 0) {
                 Some(m) => out.push_str(m),
-                None => num(out, covered),
+                None if code == 24 => num(out, covered_type),
+                None => covered(out, covered_type),
             }
             out.push(' ');
             num_sp(out, r.u8()?);
@@ -362,22 +364,6 @@ fn write(code: u16, r: &mut Reader<'_>, out: &mut String) -> Result<Option<()>> 
                 out.push(' ');
                 text::base64_split(out, r.rest());
             }
-        }
-        // RRSIG
-        46 => {
-            covered(out, r.u16()?);
-            out.push(' ');
-            num_sp(out, r.u8()?);
-            num_sp(out, r.u8()?);
-            num_sp(out, r.u32()?);
-            text::time32(out, r.u32()?);
-            out.push(' ');
-            text::time32(out, r.u32()?);
-            out.push(' ');
-            num_sp(out, r.u16()?);
-            name(out, r)?;
-            out.push(' ');
-            text::base64_split(out, r.rest());
         }
         // NSEC
         47 => {
