@@ -45,6 +45,7 @@ struct Metrics {
     new_domains: IntCounterVec,
     nod_moved: IntCounter,
     store_batch_bytes: IntCounter,
+    store_last_write: IntGauge,
     store_wait_seconds: Counter,
     store_corrupt_values: IntCounter,
     zeek_lines: IntCounterVec,
@@ -214,6 +215,14 @@ impl Metrics {
         r.register(Box::new(retention_days.clone()))
             .expect("unique metric");
 
+        let store_last_write = IntGauge::new(
+            "pdns_store_last_write_timestamp_seconds",
+            "When this process last committed a write batch (Unix time; 0: not yet).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(store_last_write.clone()))
+            .expect("unique metric");
+
         Metrics {
             retention_expired,
             retention_days,
@@ -298,6 +307,7 @@ impl Metrics {
                 "pdns_store_write_batch_bytes_total",
                 "Bytes of write batches committed to RocksDB.",
             ),
+            store_last_write,
             store_wait_seconds: {
                 let c = Counter::new(
                     "pdns_store_writer_wait_seconds_total",
@@ -760,6 +770,11 @@ pub(crate) fn publish_store_write(written: &WriteStats, took: Duration) {
     }
     m.nod_moved.inc_by(written.nod_moved as u64);
     m.store_batch_bytes.inc_by(written.bytes as u64);
+    m.store_last_write.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    );
     m.aggregator_flushes.inc();
     m.flush_seconds.observe(took.as_secs_f64());
 }
@@ -1115,6 +1130,12 @@ pub(crate) fn dns_responses() -> u64 {
                 .get()
         })
         .sum()
+}
+
+/// Every metric family as it stands (the web page's status strip reads
+/// the same counters as `/metrics`).
+pub(crate) fn gather() -> Vec<prometheus::proto::MetricFamily> {
+    METRICS.registry.gather()
 }
 
 /// Renders every metric in the Prometheus text format.

@@ -5,7 +5,8 @@
 //! keyed query its `/metrics` is scraped and every metric name in every
 //! panel's PromQL must be there. The dashboard's shape is checked too: a
 //! Prometheus data source variable, an `instance` variable every selector
-//! filters on, unique panel ids.
+//! filters on, unique panel ids. The web page's status strip, served by
+//! the same `run`, must read what `/metrics` says.
 
 mod common;
 mod live_support;
@@ -388,5 +389,50 @@ fn every_dashboard_metric_is_exposed_by_a_running_sensor() {
         missing.is_empty(),
         "the dashboard queries metrics the sensor does not expose: {missing:?}\n{text}"
     );
+
+    // The web page is served on the same listener (over TLS), and its
+    // status strip reads the same counters as /metrics.
+    assert!(curl("/").contains("<title>pdns-sensor</title>"));
+    let sum = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    // Capture counters are published every second: read once they stand
+    // still (the replay is over), then both views must agree.
+    let status_now = || -> serde_json::Value { serde_json::from_str(&curl("/ui/status")).unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = status_now();
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let again = status_now();
+        if again["packets"] == status["packets"] && again["packets"] != 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counters never settled: {again}"
+        );
+        status = again;
+    }
+    let text = curl("/metrics");
+    let packets = status["packets"].as_f64().expect("run counts packets");
+    assert_eq!(
+        packets,
+        sum(&text, "pdns_capture_packets_total"),
+        "{status}"
+    );
+    assert_eq!(
+        status["drops"].as_f64(),
+        Some(sum(&text, "pdns_capture_drops_total")),
+        "{status}"
+    );
+    let last_write = status["last_write"].as_f64().expect("run has written");
+    assert!(
+        (status["now"].as_f64().unwrap() - last_write).abs() < 60.0,
+        "{status}"
+    );
+    assert!(status["records"].as_f64().unwrap() > 0.0, "{status}");
     sensor.stop();
 }

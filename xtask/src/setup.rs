@@ -96,6 +96,11 @@ const DNSTAP_TEST_PACKAGES: [&str; 7] = [
     "dnstap-ldns",
 ];
 
+/// Debian packages the web page's tests (`tests/web_page.rs`) drive: a
+/// real browser, Chromium, headless, through ChromeDriver's WebDriver
+/// interface.
+const BROWSER_TEST_PACKAGES: [&str; 2] = ["chromium", "chromium-driver"];
+
 /// Debian packages `cargo xtask deb` needs: dpkg-shlibdeps (dpkg-dev),
 /// with which cargo-deb derives the package's library dependencies.
 const PACKAGING_PACKAGES: [&str; 1] = ["dpkg-dev"];
@@ -135,6 +140,7 @@ pub(crate) fn run() -> Result<()> {
         .chain(DNSTAP_TEST_PACKAGES.iter())
         .chain(PACKAGING_PACKAGES.iter())
         .chain(DEB_TEST_PACKAGES.iter())
+        .chain(BROWSER_TEST_PACKAGES.iter())
         .copied()
         .collect();
     install(&wanted)?;

@@ -307,6 +307,16 @@ pub(super) fn circl(keys: &Option<ApiKeys>, headers: &HeaderMap) -> Result<Calle
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
+        // A script's request (the web page's, marked the way browsers'
+        // XMLHttpRequest callers are) gets no challenge: a browser answers
+        // a challenge with its own login dialog, which would stall the
+        // page's request instead of letting the page ask for a key.
+        if headers.contains_key("x-requested-with") {
+            return Err(Box::new(
+                ApiError::new(StatusCode::UNAUTHORIZED, "this sensor needs an API key")
+                    .into_response(),
+            ));
+        }
         return Err(Box::new(
             (
                 StatusCode::UNAUTHORIZED,

@@ -9,6 +9,7 @@
 //! | negative answers | `/negative/{name}` | our own: NXDOMAIN/NODATA/SERVFAIL/... |
 //! | newly observed domains | `/nod?since=T` | our own: first sighting of each registrable domain |
 //! | metrics | `/metrics` | Prometheus |
+//! | web page | `/`, `/ui/...` | analysts in a browser (see `ui`) |
 //!
 //! In clear or over TLS (`tls`: certificates reloaded on SIGHUP; `listen`:
 //! how connections are accepted). With a key file (`auth`), every
@@ -37,6 +38,7 @@ mod pattern;
 pub mod quota;
 mod stream;
 pub mod tls;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -176,6 +178,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/negative/{q}", get(negative::query))
         .route("/nod", get(nod::query))
         .route("/metrics", get(metrics))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "unknown path") })
         .layer(axum::middleware::from_fn(observe))
         .with_state(state)
@@ -191,6 +194,7 @@ fn surface(path: &str) -> &'static str {
         "negative" => "negative",
         "nod" => "nod",
         "metrics" => "metrics",
+        "" | "ui" => "ui",
         _ => "other",
     }
 }
