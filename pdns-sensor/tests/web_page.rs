@@ -692,3 +692,55 @@ async fn narrow_windows_and_the_keyboard() {
     sorted.sort();
     assert_eq!(types, sorted);
 }
+
+#[tokio::test]
+async fn hostile_names_stay_text() {
+    // A dns.log whose names and text hold markup (what a hostile zone can
+    // put on the wire), imported as Zeek logs are.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("dns.json.log");
+    let script = "<script>window.pwned=2</script>";
+    let lines = [
+        r#"{"ts":1774911650.5,"query":"<img src=x onerror=window.pwned=1>.hostile.example","qtype":1,"qtype_name":"A","rcode":0,"answers":["192.0.2.66"],"TTLs":[30.0],"rejected":false}"#
+            .to_string(),
+        format!(
+            r#"{{"ts":1774911651.0,"query":"txt.hostile.example","qtype":16,"rcode":0,"answers":["TXT {} {script}"],"TTLs":[5.0],"rejected":false}}"#,
+            script.len()
+        ),
+    ];
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let db = dir.path().join("db");
+    let out = Command::new(common::process::SENSOR)
+        .args(["import-zeek", "--quiet", "--db"])
+        .arg(&db)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serve = ServeProcess::start(&db, &[]);
+    let b = Browser::start(1400, 1000).await;
+    b.open(&format!("{}/?q=*.hostile.example", base(&serve)))
+        .await;
+    let table = b.table("records").await;
+    assert_eq!(table.len(), 2, "{table:?}");
+    assert!(
+        table.iter().any(|c| c[2] == format!("\"{script}\"")),
+        "the TXT shows as text: {table:?}"
+    );
+    assert!(
+        table.iter().any(|c| c[0].starts_with("<img\\032src=x")),
+        "the name shows as text: {table:?}"
+    );
+    let verdict = b
+        .run(
+            "return [typeof window.pwned, \
+             document.querySelectorAll('#records img, #records script').length, \
+             document.querySelectorAll('#records svg').length]",
+        )
+        .await;
+    assert_eq!(verdict, serde_json::json!(["undefined", 0, 2]));
+}
