@@ -264,7 +264,30 @@ async fn searches_show_what_the_api_answers() {
             .await,
         serde_json::json!(["*.google.com", "AAAA"])
     );
-    drop(b);
+
+    // A search cut at its row limit says so, and offers the rest.
+    let cut = format!("{}/?q=*.com&limit=5", base(&serve));
+    b.open(&cut).await;
+    assert_eq!(b.table("records").await.len(), 5);
+    assert!(
+        b.text("#summary")
+            .await
+            .contains("Only the first 5 rows are shown"),
+        "{}",
+        b.text("#summary").await
+    );
+    b.client
+        .find(Locator::Id("more"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_navigated(&cut).await;
+    assert_eq!(
+        shown(&b.table("records").await),
+        dnsdb(&serve, &rrset_paths("*.com"), &[])
+    );
 }
 
 #[tokio::test]

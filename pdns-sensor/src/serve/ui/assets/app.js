@@ -14,6 +14,7 @@
   const KEY_STORAGE = "pdns-sensor-key";
   const STATUS_EVERY_MS = 5000;
   const PARAMS = ["q", "in", "type", "after", "before"];
+  const MAX_ROWS = 10000;
 
   // ---- credentials ----------------------------------------------------
 
@@ -146,7 +147,7 @@
 
   function link(changes) {
     const next = new URLSearchParams();
-    for (const k of PARAMS.concat(["tab"])) {
+    for (const k of PARAMS.concat(["tab", "limit"])) {
       const v = k in changes ? changes[k] : state.get(k);
       if (v) next.set(k, v);
     }
@@ -156,7 +157,7 @@
 
   // A search of `q` with this search's other settings, on the records tab.
   function pivot(q, side) {
-    return link({ q: q, in: side || "", tab: "" });
+    return link({ q: q, in: side || "", tab: "", limit: "" });
   }
 
   function pivotLink(text, q, side, title) {
@@ -188,7 +189,7 @@
 
   function submit(event) {
     event.preventDefault();
-    const changes = { tab: state.get("tab") || "" };
+    const changes = { tab: state.get("tab") || "", limit: "" };
     for (const k of PARAMS) {
       let v = $(k).value.trim();
       if (k === "in" && v === "auto") v = "";
@@ -219,7 +220,7 @@
 
   function searchPath(q) {
     const p = new URLSearchParams({ q: q });
-    for (const k of ["in", "type", "after", "before"]) {
+    for (const k of ["in", "type", "after", "before", "limit"]) {
       let v = state.get(k);
       if (!v) continue;
       if (k === "before" && /^\d{4}-\d{2}-\d{2}$/.test(v)) v = String(epoch(v, true));
@@ -236,6 +237,13 @@
     let text = answer.rows.length + (answer.rows.length === 1 ? " row" : " rows") + ": " + description + ".";
     if (answer.end !== "complete") text += " " + capital(answer.message) + ".";
     $("summary").textContent = text;
+    if (answer.end === "limited" && answer.rows.length < MAX_ROWS) {
+      const more = document.createElement("a");
+      more.id = "more";
+      more.href = link({ limit: String(MAX_ROWS) });
+      more.textContent = "Show up to " + MAX_ROWS.toLocaleString("en") + " rows";
+      $("summary").append(" ", more);
+    }
     $("summary").dataset.kind = answer.query.kind;
     $("summary").dataset.end = answer.end;
     drawRecords();
