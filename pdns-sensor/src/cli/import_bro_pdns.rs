@@ -72,6 +72,8 @@ pub fn run(args: &ImportBroPdnsArgs) -> Result<ImportBroPdnsReport> {
         );
     };
     let mut source = open(database, args.password_file.as_deref())?;
+    // Not bro-pdns's: said before the store is created or opened.
+    import::check(source.as_mut()).with_context(|| format!("importing {}", source.describe()))?;
     let export = args.export.prepare()?;
     let mut store = Store::open_with(
         &args.db.db,

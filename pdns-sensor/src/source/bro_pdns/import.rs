@@ -99,6 +99,12 @@ pub struct ImportReport {
     pub elapsed_secs: f64,
 }
 
+/// The generations `db` holds, or the error that names what it lacks
+/// (before anything is opened for writing).
+pub fn check(db: &mut dyn Database) -> Result<Vec<Generation>, ImportError> {
+    Ok(schema::detect(&db.tables()?)?)
+}
+
 /// Imports `db` into `store`; `progress` is told the counters' increase
 /// at every write (for metrics).
 pub fn import(
@@ -108,7 +114,7 @@ pub fn import(
     mut progress: impl FnMut(&BroPdnsStats),
 ) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
-    let generations = schema::detect(&db.tables()?)?;
+    let generations = check(db)?;
     let source_id = config.source_id.clone().unwrap_or_else(|| db.source_id());
     if let Some(asked) = &config.timezone {
         // Checked even when no generation needs it: a typo is an error.

@@ -128,11 +128,12 @@ reasons! {
     /// Why a row did not become a record (besides the answer reasons it
     /// shares with the Zeek import, [`AnswerSkip`]).
     RowSkip {
-        /// `query` NULL or empty.
+        /// `query` NULL, empty or Zeek's unset marker `-`.
         NoQuery => "no_query",
         /// `query` is not a domain name (empty label, over 63/255 bytes).
         BadQuery => "bad_query",
-        /// `answer` NULL, empty or `-`.
+        /// `answer` NULL, empty, or Zeek's `-` / `(empty)` (the Python
+        /// version stored a row for replies without answers).
         NoAnswer => "no_answer",
         /// `count` NULL, zero or negative.
         BadCount => "bad_count",

@@ -56,7 +56,7 @@ const MAX_VALUE: usize = 1000;
 /// `zone`.
 pub fn check(raw: &RawRow, generation: Generation, zone: &TimeZone) -> Result<CheckedRow, Skip> {
     let query = match &raw.query {
-        Some(q) if !q.is_empty() => q,
+        Some(q) if !is_unset(q) => q,
         _ => return Err(Skip::Row(RowSkip::NoQuery)),
     };
     if query.len() > MAX_VALUE {
@@ -71,7 +71,7 @@ pub fn check(raw: &RawRow, generation: Generation, zone: &TimeZone) -> Result<Ch
         return Err(Skip::Row(RowSkip::BadQuery));
     }
     let answer = match &raw.answer {
-        Some(a) if !a.is_empty() && a.as_slice() != b"-" => a.clone(),
+        Some(a) if !is_unset(a) => a.clone(),
         _ => return Err(Skip::Row(RowSkip::NoAnswer)),
     };
     let count = match raw.count {
@@ -110,6 +110,13 @@ pub fn check(raw: &RawRow, generation: Generation, zone: &TimeZone) -> Result<Ch
         last: last.latest,
         widened: first.is_ambiguous() || last.is_ambiguous(),
     })
+}
+
+/// Empty, or Zeek's markers for an unset field (`-`) and an empty list
+/// (`(empty)`), which bro-pdns's Python version stored as they were
+/// logged.
+fn is_unset(value: &[u8]) -> bool {
+    matches!(value, b"" | b"-" | b"(empty)")
 }
 
 /// Zeek's `qtype_name`: a mnemonic, `*` for ANY, `query-N` for types it
@@ -323,11 +330,12 @@ mod tests {
         let checked = check(&good, Generation::Go, &utc).unwrap();
         assert_eq!(checked.query, b"a.test");
         assert_eq!((checked.count, checked.first, checked.last), (3, 10, 20));
-        let cases: [(fn(&mut RawRow), RowSkip); 9] = [
+        let cases: [(fn(&mut RawRow), RowSkip); 10] = [
             (|r| r.query = None, RowSkip::NoQuery),
+            (|r| r.query = Some(b"-".to_vec()), RowSkip::NoQuery),
             (|r| r.query = Some(vec![b'a'; 300]), RowSkip::BadQuery),
             (|r| r.query = Some(b"a..b".to_vec()), RowSkip::BadQuery),
-            (|r| r.answer = Some(b"-".to_vec()), RowSkip::NoAnswer),
+            (|r| r.answer = Some(b"(empty)".to_vec()), RowSkip::NoAnswer),
             (|r| r.count = Some(0), RowSkip::BadCount),
             (|r| r.count = Some(-4), RowSkip::BadCount),
             (
