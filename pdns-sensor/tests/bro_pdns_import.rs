@@ -881,7 +881,17 @@ fn impossible_rows_are_counted_and_skipped() {
     )
     .unwrap();
     let long = vec!["abcdefghi"; 30].join(".");
-    let rows: Vec<(String, &str, String, Option<i64>, Option<i64>, &str, &str)> = vec![
+    /// query, type, answer, count, ttl, first, last.
+    type Row<'a> = (
+        String,
+        &'a str,
+        String,
+        Option<i64>,
+        Option<i64>,
+        &'a str,
+        &'a str,
+    );
+    let rows: Vec<Row<'_>> = vec![
         (
             "good.test".into(),
             "A",

@@ -330,7 +330,8 @@ mod tests {
         let checked = check(&good, Generation::Go, &utc).unwrap();
         assert_eq!(checked.query, b"a.test");
         assert_eq!((checked.count, checked.first, checked.last), (3, 10, 20));
-        let cases: [(fn(&mut RawRow), RowSkip); 10] = [
+        type Spoil = fn(&mut RawRow);
+        let cases: [(Spoil, RowSkip); 10] = [
             (|r| r.query = None, RowSkip::NoQuery),
             (|r| r.query = Some(b"-".to_vec()), RowSkip::NoQuery),
             (|r| r.query = Some(vec![b'a'; 300]), RowSkip::BadQuery),

@@ -124,6 +124,11 @@ fn list(tables: &Tables) -> String {
     }
 }
 
+/// Go's `individual`: questions (`which = 'Q'`, value reversed as in
+/// `tuples.query`) that never had an answer row.
+pub const UNANSWERED_SQL: &str = "SELECT count(*) FROM individual i WHERE i.which = 'Q' \
+     AND NOT EXISTS (SELECT 1 FROM tuples t WHERE t.query = i.value)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,8 +164,3 @@ mod tests {
         );
     }
 }
-
-/// Go's `individual`: questions (`which = 'Q'`, value reversed as in
-/// `tuples.query`) that never had an answer row.
-pub const UNANSWERED_SQL: &str = "SELECT count(*) FROM individual i WHERE i.which = 'Q' \
-     AND NOT EXISTS (SELECT 1 FROM tuples t WHERE t.query = i.value)";
