@@ -22,7 +22,8 @@ from it, and keeps what matters to an importer:
   first = last = the last occurrence's time;
 * times: datetime.fromtimestamp(float(ts)), a naive local time in the zone
   of the process (the test sets TZ);
-* TTL '-' stored as NULL;
+* TTL '-' stored as NULL, and so is a TTL of 0 (its `x and int(x) or None`
+  idiom);
 * a file is loaded in one transaction: where the database enforces the
   255-character columns (PostgreSQL), a longer answer (a long TXT) fails
   the file, which is then missing from the database as it was from
@@ -96,7 +97,7 @@ def load(conn, path):
     c = dns.c
     for (query, qtype, answer), count, ttl, ts in aggregate(path):
         when = datetime.datetime.fromtimestamp(float(ts))
-        ttl = int(float(ttl)) if ttl != "-" else None
+        ttl = (int(float(ttl)) if ttl != "-" else None) or None
         match = (c.query == query) & (c.type == qtype) & (c.answer == answer)
         done = conn.execute(
             dns.update().where(match).values(count=c.count + 1, last=when, ttl=ttl)
