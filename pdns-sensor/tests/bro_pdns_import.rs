@@ -18,7 +18,8 @@
 //!   and last widened, TTL replaced; times as `datetime(ts, 'unixepoch')`
 //!   (SQLite) or `to_timestamp(ts)::timestamp` (PostgreSQL, naive in the
 //!   session's zone); `individual` counts every question (`Q`, reversed)
-//!   and answer (`A`).
+//!   and answer (`A`). Its ASCII reader splits `answers` at commas with no
+//!   regard for Zeek's `(empty)`, which is stored as an answer.
 //!
 //! PostgreSQL: each test that needs one starts its own server (Debian's
 //! PostgreSQL 15) on a unix socket in a temporary directory, as an
@@ -86,13 +87,11 @@ fn logs(dir: &Path) -> Vec<(PathBuf, Vec<LogLine>)> {
                 Some(rest) => {
                     body.push_str(&format!("{ts}.000000{rest}\n"));
                     let cols: Vec<&str> = line.split('\t').collect();
-                    let list = |s: &str| -> Vec<String> {
-                        if s == "-" || s == "(empty)" {
-                            Vec::new()
-                        } else {
-                            s.split(',').map(String::from).collect()
-                        }
-                    };
+                    // As both generations' readers split them: `-` and
+                    // `(empty)` are not special (the Go version skips `-`
+                    // answers later).
+                    let list =
+                        |s: &str| -> Vec<String> { s.split(',').map(String::from).collect() };
                     lines.push(LogLine {
                         ts,
                         query: cols[q].to_string(),

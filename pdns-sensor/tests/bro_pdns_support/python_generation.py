@@ -29,6 +29,14 @@ from it, and keeps what matters to an importer:
   the file, which is then missing from the database as it was from
   bro-pdns's (reported on stderr).
 
+Checked against bro_pdns.py itself (commit 4d94969, Python 2.7.18 with
+SQLAlchemy 0.9.3 and bottle 0.11.6, its pinned requirements, from PyPI; the
+logs given an `ans_query` column equal to `query`, as its Zeek script
+adds): on the TSV baselines of testdata/zeek-dnslog, loaded file by file,
+both wrote identical `dns` tables, in SQLite (TZ=Europe/Berlin) and in
+PostgreSQL 15 (TZ=America/New_York, where both failed the same file on a
+255-character column).
+
 Usage: python3 python_generation.py DB_URL DNS_LOG...
 """
 
