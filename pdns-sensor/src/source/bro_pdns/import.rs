@@ -120,9 +120,20 @@ pub fn import(
         // Checked even when no generation needs it: a typo is an error.
         super::times::zone(asked).map_err(ImportError::TimeZone)?;
     }
+    let ledger = Ledger::new(&source_id);
+    // The source entry goes with every batch of ledger entries, so a
+    // source without one has none: its rows need no look-up.
+    let known_source = store.meta_get(&ledger.source_key())?.is_some();
     let mut run = Run {
         store,
-        ledger: Ledger::new(&source_id),
+        ledger,
+        known_source,
+        source: SourceRecord {
+            id: source_id.clone(),
+            generations: generations.clone(),
+            rows: 0,
+            imported: crate::source::zeek::meta::now(),
+        },
         batch: Batch::default(),
         batch_records: config.batch_records.max(1),
         zone: TimeZone::UTC,
@@ -143,6 +154,12 @@ pub fn import(
             generation.as_str(),
             generation.table()
         );
+        if let Some(asked) = config.timezone.as_deref().filter(|a| *a != zone_name) {
+            tracing::warn!(
+                "--timezone {asked} does not apply to the {} generation here: its times are {zone_name}",
+                generation.as_str()
+            );
+        }
         timezones.push(zone_name);
         run.zone = zone;
         let mut question = Question::default();
@@ -161,16 +178,6 @@ pub fn import(
             run.stats.unanswered_questions += unanswered;
         }
     }
-    let source = SourceRecord {
-        id: source_id.clone(),
-        generations: generations.clone(),
-        rows: run.stats.rows,
-        imported: crate::source::zeek::meta::now(),
-    };
-    run.batch.checkpoints.push((
-        run.ledger.source_key(),
-        serde_json::to_vec(&source).unwrap_or_default(),
-    ));
     run.flush()?;
     Ok(ImportReport {
         database: db.describe(),
@@ -207,6 +214,10 @@ impl Question {
 struct Run<'a, 'p> {
     store: &'a Store,
     ledger: Ledger,
+    /// An earlier import of this source wrote ledger entries.
+    known_source: bool,
+    /// The source's entry, written with every batch.
+    source: SourceRecord,
     batch: Batch,
     batch_records: usize,
     /// The zone naive times of the generation being read are in.
@@ -261,19 +272,23 @@ impl Run<'_, '_> {
                 first: row.first,
                 last: row.last,
             };
-            let (count, ledger_entry, grown, shrunk) =
-                match ledger::delta(now, Ledger::get(self.store, &key)?) {
-                    Delta::Unchanged => {
-                        self.stats.rows_unchanged += 1;
-                        continue;
-                    }
-                    Delta::Add {
-                        count,
-                        ledger,
-                        grown,
-                        shrunk,
-                    } => (count, ledger, grown, shrunk),
-                };
+            let before = if self.known_source {
+                Ledger::get(self.store, &key)?
+            } else {
+                None
+            };
+            let (count, ledger_entry, grown, shrunk) = match ledger::delta(now, before) {
+                Delta::Unchanged => {
+                    self.stats.rows_unchanged += 1;
+                    continue;
+                }
+                Delta::Add {
+                    count,
+                    ledger,
+                    grown,
+                    shrunk,
+                } => (count, ledger, grown, shrunk),
+            };
             self.stats.rows_imported += 1;
             self.stats.rows_grown += u64::from(grown);
             self.stats.rows_shrunk += u64::from(shrunk);
@@ -305,6 +320,11 @@ impl Run<'_, '_> {
 
     /// Writes the batch and its ledger entries in one atomic write.
     fn flush(&mut self) -> Result<(), ImportError> {
+        self.source.rows = self.stats.rows;
+        self.batch.checkpoints.push((
+            self.ledger.source_key(),
+            serde_json::to_vec(&self.source).unwrap_or_default(),
+        ));
         if !self.batch.is_empty() {
             self.store.write(&self.batch)?;
             self.records_written += self.batch.records.len() as u64;
