@@ -539,6 +539,22 @@ fn go_postgres(client: &mut postgres::Client, files: &[(PathBuf, Vec<LogLine>)])
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
+/// The server asks every client for this password (SCRAM), so that the
+/// URL's and `--password-file`'s ways of giving it are both exercised.
+const PG_PASSWORD: &str = "s3cr@t w/&?=%";
+
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 struct PgServer {
     child: Child,
     socket_dir: PathBuf,
@@ -583,13 +599,24 @@ impl PgServer {
                 .unwrap();
             assert!(status.success());
         }
+        let pwfile = dir.path().join("pwfile");
+        std::fs::write(&pwfile, format!("{PG_PASSWORD}\n")).unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .arg("nobody")
+                .arg(&pwfile)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
         let out = as_postgres_user(&initdb)
             .arg("-D")
             .arg(&data)
+            .arg(format!("--pwfile={}", pwfile.display()))
             .args([
                 "-U",
                 "postgres",
-                "--auth=trust",
+                "--auth=scram-sha-256",
                 "-E",
                 "UTF8",
                 "--no-sync",
@@ -635,6 +662,7 @@ impl PgServer {
         }
     }
 
+    /// The URL without the password.
     fn url(&self, db: &str) -> String {
         format!(
             "postgres://postgres@/{db}?host={}",
@@ -642,8 +670,17 @@ impl PgServer {
         )
     }
 
+    /// The URL with the password in it (percent-encoded).
+    fn url_with_password(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres:{}@/{db}?host={}",
+            url_encoded(PG_PASSWORD),
+            self.socket_dir.display()
+        )
+    }
+
     fn client(&self, db: &str) -> Result<postgres::Client, postgres::Error> {
-        postgres::Client::connect(&self.url(db), postgres::NoTls)
+        postgres::Client::connect(&self.url_with_password(db), postgres::NoTls)
     }
 
     fn create_db(&self, db: &str) {
@@ -745,22 +782,32 @@ fn postgresql_databases_of_both_generations() {
     pg.create_db("python");
     python_generation(
         &format!(
-            "postgresql+psycopg2://postgres@/python?host={}",
+            "postgresql+psycopg2://postgres:{}@/python?host={}",
+            url_encoded(PG_PASSWORD),
             pg.socket_dir.display()
         ),
         &logs,
         "America/New_York",
     );
     let db = tmp.path().join("py");
-    let report = import(&db, &pg.url("python"), Some("America/New_York"));
+    let report = import(
+        &db,
+        &pg.url_with_password("python"),
+        Some("America/New_York"),
+    );
     assert_accounted(&report);
     assert_consistent(&records(&db), &zeek, Generation::Python);
 
     pg.create_db("go");
     go_postgres(&mut pg.client("go").unwrap(), &logs);
     let db = tmp.path().join("go");
-    // Naive times in the server's zone, which the import reads itself.
-    let report = import(&db, &pg.url("go"), None);
+    // Naive times in the server's zone, which the import reads itself; the
+    // password from a file.
+    let password_file = tmp.path().join("password");
+    std::fs::write(&password_file, format!("{PG_PASSWORD}\n")).unwrap();
+    let mut a = args(&db, &pg.url("go"));
+    a.password_file = Some(password_file.clone());
+    let report = import_bro_pdns::run(&a).unwrap();
     assert_accounted(&report);
     assert_eq!(report.import.timezones, ["Europe/Berlin"]);
     assert_eq!(
@@ -773,8 +820,15 @@ fn postgresql_databases_of_both_generations() {
 
     // Not bro-pdns's: an empty database names what is missing.
     pg.create_db("empty");
-    let e = import_bro_pdns::run(&args(&tmp.path().join("none"), &pg.url("empty"))).unwrap_err();
+    let e = import_bro_pdns::run(&args(
+        &tmp.path().join("none"),
+        &pg.url_with_password("empty"),
+    ))
+    .unwrap_err();
     assert!(format!("{e:#}").contains("no table `dns`"), "{e:#}");
+    // Without the password: the server's refusal, and nothing else.
+    let e = import_bro_pdns::run(&args(&tmp.path().join("none"), &pg.url("go"))).unwrap_err();
+    assert!(format!("{e:#}").contains("password"), "{e:#}");
 }
 
 #[test]

@@ -30,20 +30,24 @@ pub fn is_url(arg: &str) -> bool {
 
 impl PostgresDatabase {
     pub fn connect(url: &str) -> Result<PostgresDatabase, ImportError> {
-        let config: Config = url
+        let mut config: Config = url
             .parse()
             .map_err(|e| ImportError::Open(format!("bad PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            // An unreachable host fails in seconds, not at TCP's pace.
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
         let source = source_id(&config);
         let mut client = config
             .connect(NoTls)
-            .map_err(|e| ImportError::Open(format!("{source}: {e}")))?;
+            .map_err(|e| ImportError::Open(format!("{source}: {}", chain(&e))))?;
         let server_zone = client
             .query_one("SHOW TimeZone", &[])
             .and_then(|r| r.try_get::<_, String>(0))
-            .map_err(|e| ImportError::Read(format!("{source}: {e}")))?;
+            .map_err(|e| ImportError::Read(format!("{source}: {}", chain(&e))))?;
         client
             .batch_execute("SET DateStyle TO ISO; SET TimeZone TO 'UTC'")
-            .map_err(|e| ImportError::Read(format!("{source}: {e}")))?;
+            .map_err(|e| ImportError::Read(format!("{source}: {}", chain(&e))))?;
         Ok(PostgresDatabase {
             source,
             client,
@@ -52,8 +56,24 @@ impl PostgresDatabase {
     }
 
     fn err(&self, e: postgres::Error) -> ImportError {
-        ImportError::Read(format!("{}: {e}", self.source))
+        ImportError::Read(format!("{}: {}", self.source, chain(&e)))
     }
+}
+
+/// An error with its causes (`invalid configuration: password missing`,
+/// `db error: ERROR: ...`).
+fn chain(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// `postgres://host:port/db`: the location without user or password.
@@ -130,7 +150,7 @@ impl Database for PostgresDatabase {
             generation.table()
         );
         let source = self.source.clone();
-        let err = |e: postgres::Error| ImportError::Read(format!("{source}: {e}"));
+        let err = |e: postgres::Error| ImportError::Read(format!("{source}: {}", chain(&e)));
         let mut rows = self
             .client
             .query_raw(sql.as_str(), std::iter::empty::<&str>())
@@ -163,7 +183,7 @@ impl Database for PostgresDatabase {
                 .query_one(sql, &[])
                 .and_then(|r| r.try_get::<_, i64>(0))
                 .map(|n| n.max(0) as u64)
-                .map_err(|e| ImportError::Read(format!("{}: {e}", self.source)))
+                .map_err(|e| ImportError::Read(format!("{}: {}", self.source, chain(&e))))
         };
         let rows = count("SELECT count(*) FROM individual")?;
         let unanswered = count(super::schema::UNANSWERED_SQL)?;
