@@ -175,6 +175,7 @@ fn args(db: &Path, database: &str) -> ImportBroPdnsArgs {
         batch_rows: 50_000,
         stats_json: None,
         quiet: true,
+        status_interval: 10,
         database: Some(database.to_string()),
     }
 }

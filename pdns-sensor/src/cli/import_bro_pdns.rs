@@ -5,7 +5,8 @@
 //! Importing the same database again adds only what grew since (see
 //! [`crate::source::bro_pdns`] for the rebuilding rules, what cannot be
 //! rebuilt, and the ledger that makes a rerun count once). A database that
-//! is not bro-pdns's is an error naming the table or column it lacks.
+//! is not bro-pdns's is an error naming the table or column it lacks. The
+//! rows read and their rate show while it runs (see [`super::progress`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DbArgs;
+use super::progress::{Display, Job, Reporter};
 use crate::metrics;
 use crate::report::{ImportBroPdnsReport, RetentionSummary};
 use crate::source::bro_pdns::import::{self, Database, ImportConfig, ImportReport};
@@ -53,9 +55,13 @@ pub struct ImportBroPdnsArgs {
     /// Write the run's counters as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
-    /// No summary on stderr.
+    /// No progress and no summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Seconds between progress lines on stderr when it is not a terminal
+    /// (a terminal gets a spinner with the rows read and their rate).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_interval: u64,
     /// The bro-pdns database: a SQLite file, or a PostgreSQL URL
     /// (`postgres://user@host:port/db`; through a unix socket:
     /// `postgres:///db?host=/run/postgresql`).
@@ -86,10 +92,24 @@ pub fn run(args: &ImportBroPdnsArgs) -> Result<ImportBroPdnsReport> {
         timezone: args.timezone.clone(),
         source_id: args.source_id.clone(),
         batch_records: usize::try_from(args.batch_rows).unwrap_or(usize::MAX),
+        read: Arc::default(),
     };
+    // Rows have no total known in advance (counting them is a scan of its
+    // own): a spinner with the rate.
+    let reporter = Reporter::start(
+        Job {
+            what: "import-bro-pdns",
+            unit: "rows",
+            total: None,
+            progress: Arc::clone(&config.read),
+        },
+        Display::choose(args.quiet, args.status_interval),
+    );
+    let imported = import::import(source.as_mut(), &store, &config, metrics::publish_bro_pdns)
+        .with_context(|| format!("importing {}", source.describe()));
+    reporter.finish();
     let mut report = ImportBroPdnsReport {
-        import: import::import(source.as_mut(), &store, &config, metrics::publish_bro_pdns)
-            .with_context(|| format!("importing {}", source.describe()))?,
+        import: imported?,
         ..ImportBroPdnsReport::default()
     };
     report.export = export.map(|e| e.finish());

@@ -8,6 +8,7 @@
 //! ledger entries of the rows it holds, so an interrupted import, run
 //! again, adds exactly what the first run had not written.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::tz::TimeZone;
@@ -16,6 +17,7 @@ use super::ledger::{self, Contribution, Delta, Ledger, SourceRecord};
 use super::rebuild::{self, CheckedRow};
 use super::schema::{self, Generation, SchemaError, Tables};
 use super::{BroPdnsCounts, BroPdnsStats, RawRow};
+use crate::source::progress::ReadProgress;
 use crate::store::{Store, StoreError};
 use crate::vocab::batch::Batch;
 use crate::vocab::key;
@@ -70,6 +72,8 @@ pub struct ImportConfig {
     pub source_id: Option<String>,
     /// Records per write.
     pub batch_records: usize,
+    /// Rows read, for the progress display.
+    pub read: Arc<ReadProgress>,
 }
 
 impl Default for ImportConfig {
@@ -78,6 +82,7 @@ impl Default for ImportConfig {
             timezone: None,
             source_id: None,
             batch_records: 50_000,
+            read: Arc::default(),
         }
     }
 }
@@ -141,6 +146,7 @@ pub fn import(
         published: BroPdnsStats::default(),
         records_written: 0,
         flushes: 0,
+        read: Arc::clone(&config.read),
         progress: &mut progress,
     };
     let mut timezones = Vec::new();
@@ -226,6 +232,7 @@ struct Run<'a, 'p> {
     published: BroPdnsStats,
     records_written: u64,
     flushes: u64,
+    read: Arc<ReadProgress>,
     progress: &'p mut dyn FnMut(&BroPdnsStats),
 }
 
@@ -240,6 +247,7 @@ impl Run<'_, '_> {
             return Ok(());
         }
         self.stats.rows += question.rows.len() as u64;
+        self.read.add_items(question.rows.len() as u64);
         let mut checked: Vec<CheckedRow> = Vec::with_capacity(question.rows.len());
         let mut raws: Vec<&RawRow> = Vec::with_capacity(question.rows.len());
         for raw in &question.rows {
