@@ -1152,11 +1152,11 @@ fn impossible_rows_are_counted_and_skipped() {
 }
 
 #[test]
-fn the_origin_shows_in_dump() {
+fn the_origin_and_the_counters_show_on_every_surface() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("go.db");
     let logs = logs(tmp.path());
-    go_sqlite(&file, &logs[..3]);
+    go_sqlite(&file, &logs);
     let db = tmp.path().join("db");
     let out = common::hermetic(&mut common::sensor_command())
         .args(["import-bro-pdns", "--db"])
@@ -1187,4 +1187,34 @@ fn the_origin_shows_in_dump() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().count() > 0);
     assert!(text.lines().all(|l| l.contains("\"bro-pdns\"")), "{text}");
+
+    // CIRCL marks records that did not come from the wire.
+    let store = std::sync::Arc::new(Store::open_reader(&db).unwrap());
+    let server = common::serve(store, pdns_sensor::serve::ServeConfig::default());
+    let answer = common::get(server.addr, "/pdns/query/virgo.sas.upenn.edu", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let lines = answer.lines();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let origin = line["origin"].as_str().unwrap();
+        assert!(origin.ends_with("#bro-pdns"), "{line}");
+    }
+
+    // Metrics: this process's import moves the counters /metrics shows.
+    let again = tmp.path().join("again");
+    let report = import(&again, file.to_str().unwrap(), None);
+    let metrics = common::get(server.addr, "/metrics", &[]).body;
+    let value = |needle: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{needle} not in /metrics"))
+    };
+    assert!(value("pdns_bro_pdns_rows_total{result=\"read\"}") >= report.import.stats.rows);
+    assert!(
+        value("pdns_bro_pdns_rows_skipped_total{reason=\"cname_owner_unknown\"}")
+            >= report.import.stats.skipped("cname_owner_unknown")
+    );
 }
