@@ -250,16 +250,22 @@ impl Run<'_, '_> {
         self.read.add_items(question.rows.len() as u64);
         let mut checked: Vec<CheckedRow> = Vec::with_capacity(question.rows.len());
         let mut raws: Vec<&RawRow> = Vec::with_capacity(question.rows.len());
+        let mut others: Vec<&[u8]> = Vec::new();
         for raw in &question.rows {
             match rebuild::check(raw, generation, &self.zone) {
                 Ok(row) => {
                     checked.push(row);
                     raws.push(raw);
                 }
-                Err(skip) => skip.count(&mut self.stats),
+                Err(skip) => {
+                    skip.count(&mut self.stats);
+                    // Its answer still tells what the replies held.
+                    others.extend(raw.answer.as_deref().filter(|a| !rebuild::is_unset(a)));
+                }
             }
         }
-        let rebuilt = rebuild::rebuild_question(&checked);
+        let qtype = question.qtype.as_deref().and_then(rebuild::qtype_number);
+        let rebuilt = rebuild::rebuild_question(qtype, &checked, &others);
         let mut record_key = Vec::new();
         for ((row, raw), result) in checked.iter().zip(raws).zip(rebuilt) {
             let record = match result {

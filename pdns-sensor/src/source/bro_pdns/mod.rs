@@ -44,6 +44,9 @@
 //! * the renderings Zeek keeps a summary of (RRSIG, DNSKEY, DS, NSEC*, ...)
 //!   are skipped and counted as in the Zeek import.
 //!
+//! A row skipped for an impossible count or time still tells what its
+//! question's replies held, so its answer counts in these decisions.
+//!
 //! Not rebuildable at all: negative answers (no response code was kept),
 //! the MX preference, records behind CNAME chains, the question's class.
 //! Counts are bro-pdns's own: one per answer occurrence (an answer logged

@@ -115,7 +115,7 @@ pub fn check(raw: &RawRow, generation: Generation, zone: &TimeZone) -> Result<Ch
 /// Empty, or Zeek's markers for an unset field (`-`) and an empty list
 /// (`(empty)`), which bro-pdns's Python version stored as they were
 /// logged.
-fn is_unset(value: &[u8]) -> bool {
+pub fn is_unset(value: &[u8]) -> bool {
     matches!(value, b"" | b"-" | b"(empty)")
 }
 
@@ -148,33 +148,47 @@ pub struct Rebuilt {
 }
 
 /// Rebuilds the rows of one question (same query, same type): one result
-/// per row, in order.
-pub fn rebuild_question(rows: &[CheckedRow]) -> Vec<Result<Rebuilt, Skip>> {
+/// per row of `rows`, in order. `others` are the answers of the question's
+/// rows that were skipped for their values: they still say what the
+/// replies held (a name among them may be a CNAME hop).
+pub fn rebuild_question(
+    qtype: Option<u16>,
+    rows: &[CheckedRow],
+    others: &[&[u8]],
+) -> Vec<Result<Rebuilt, Skip>> {
     let kinds: Vec<Kind> = rows.iter().map(|r| answers::classify(&r.answer)).collect();
-    let names = kinds.iter().filter(|k| **k == Kind::Name).count();
-    let has_data = kinds.iter().any(|k| k.is_data());
-    let qtype = rows.first().and_then(|r| r.qtype);
+    let all: Vec<(&[u8], Kind)> = rows
+        .iter()
+        .map(|r| r.answer.as_slice())
+        .zip(kinds.iter().copied())
+        .chain(others.iter().map(|a| (*a, answers::classify(a))))
+        .collect();
+    let names = all.iter().filter(|(_, k)| *k == Kind::Name).count();
+    let has_data = all.iter().any(|(_, k)| k.is_data());
     let cname_question = qtype == Some(5) && !has_data;
     // The order of the reply is lost: anything a name could be followed by
     // somewhere in the question's rows may have followed it.
+    let role = |answer: &[u8]| {
+        let ctx = NameContext {
+            data_may_follow: has_data,
+            reverse_then_name: answers::is_reverse_name(answer) && names > 1,
+            rrsig_after: None,
+        };
+        answers::name_role(qtype, &ctx)
+    };
+    let hop_possible = !cname_question
+        && all.iter().any(|(answer, kind)| {
+            *kind == Kind::Name
+                && matches!(
+                    role(answer),
+                    Role::CnameHop | Role::Skip(AnswerSkip::Ambiguous)
+                )
+        });
     let roles: Vec<Option<Role>> = rows
         .iter()
         .zip(&kinds)
-        .map(|(row, kind)| {
-            (*kind == Kind::Name).then(|| {
-                let ctx = NameContext {
-                    data_may_follow: has_data,
-                    reverse_then_name: answers::is_reverse_name(&row.answer) && names > 1,
-                    rrsig_after: None,
-                };
-                answers::name_role(qtype, &ctx)
-            })
-        })
+        .map(|(row, kind)| (*kind == Kind::Name).then(|| role(&row.answer)))
         .collect();
-    let hop_possible = !cname_question
-        && roles
-            .iter()
-            .any(|r| matches!(r, Some(Role::CnameHop | Role::Skip(AnswerSkip::Ambiguous))));
     rows.iter()
         .zip(kinds.iter().zip(&roles))
         .map(|(row, (kind, role))| {
@@ -231,7 +245,7 @@ mod tests {
     }
 
     fn kinds(rows: &[CheckedRow]) -> Vec<Result<(String, u16), Skip>> {
-        rebuild_question(rows)
+        rebuild_question(rows[0].qtype, rows, &[])
             .into_iter()
             .map(|r| r.map(|r| (name::presentation(&r.owner), r.rtype.to_int())))
             .collect()
@@ -261,6 +275,18 @@ mod tests {
     }
 
     #[test]
+    fn skipped_rows_still_count_as_context() {
+        let q = [row("a.test", "A", "192.0.2.1")];
+        assert_eq!(
+            rebuild_question(Some(1), &q, &[b"cdn.test"])
+                .into_iter()
+                .map(|r| r.err())
+                .collect::<Vec<_>>(),
+            vec![Some(Skip::Row(RowSkip::OwnerBehindCname))]
+        );
+    }
+
+    #[test]
     fn name_typed_questions() {
         let ns = [
             row("x.test", "NS", "ns1.x.test"),
@@ -270,7 +296,7 @@ mod tests {
             kinds(&ns),
             vec![Ok(("x.test.".into(), 2)), Ok(("x.test.".into(), 2))]
         );
-        let mx = rebuild_question(&[row("x.test", "MX", "mx.x.test")]);
+        let mx = rebuild_question(Some(15), &[row("x.test", "MX", "mx.x.test")], &[]);
         assert_eq!(mx[0].as_ref().unwrap().rdata[..2], [0, 0]);
         let cname = [row("w.test", "CNAME", "v.test")];
         assert_eq!(kinds(&cname), vec![Ok(("w.test.".into(), 5))]);
