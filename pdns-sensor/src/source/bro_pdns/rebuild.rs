@@ -388,4 +388,71 @@ mod tests {
         assert_eq!(qtype_number(b"AAAA"), Some(28));
         assert_eq!(qtype_number(b"?"), None);
     }
+
+    fn stored() -> impl proptest::strategy::Strategy<Value = times::Stored> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(times::Stored::Null),
+            any::<i64>().prop_map(times::Stored::Integer),
+            any::<f64>().prop_map(times::Stored::Real),
+            "[0-9: .+TZ-]{0,30}".prop_map(|t| times::Stored::Text(t.into_bytes())),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(times::Stored::Text),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_rows_never_panic(
+            rows in proptest::collection::vec(
+                (
+                    proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)),
+                    proptest::option::of("[A-Z*0-9-]{0,10}"),
+                    proptest::option::of("([0-9a-f:.]{0,40}|[a-z0-9.-]{0,30}|TXT [0-9]{1,3} [ -~]{0,20}|RRSIG [0-9]{1,3} x)"),
+                    proptest::option::of(proptest::prelude::any::<i64>()),
+                    proptest::option::of(proptest::prelude::any::<i64>()),
+                    stored(),
+                    stored(),
+                ),
+                0..12,
+            ),
+            go in proptest::prelude::any::<bool>(),
+            zone in proptest::prelude::prop_oneof![
+                proptest::prelude::Just("UTC"),
+                proptest::prelude::Just("Europe/Berlin"),
+                proptest::prelude::Just("Australia/Lord_Howe"),
+            ],
+        ) {
+            let zone = times::zone(zone).unwrap();
+            let generation = if go { Generation::Go } else { Generation::Python };
+            let mut checked = Vec::new();
+            let mut others: Vec<Vec<u8>> = Vec::new();
+            for (query, qtype, answer, count, ttl, first, last) in rows {
+                let raw = RawRow {
+                    query,
+                    qtype: qtype.map(String::into_bytes),
+                    answer: answer.map(String::into_bytes),
+                    count,
+                    ttl,
+                    first,
+                    last,
+                };
+                match check(&raw, generation, &zone) {
+                    Ok(row) => {
+                        proptest::prop_assert!(row.first <= row.last);
+                        proptest::prop_assert!(row.count > 0);
+                        checked.push(row);
+                    }
+                    Err(_) => others.extend(raw.answer),
+                }
+            }
+            let others: Vec<&[u8]> = others.iter().map(Vec::as_slice).collect();
+            let qtype = checked.first().and_then(|r| r.qtype);
+            let out = rebuild_question(qtype, &checked, &others);
+            proptest::prop_assert_eq!(out.len(), checked.len());
+            for r in out.into_iter().flatten() {
+                proptest::prop_assert!(name::split(&r.owner).is_some());
+                proptest::prop_assert!(r.rdata.len() <= 65535);
+            }
+        }
+    }
 }

@@ -175,7 +175,7 @@ fn parse_civil(text: &str) -> Result<DateTime, TimeError> {
             return Err(TimeError::Bad);
         }
         if b.len() > 19 {
-            let frac = &text[19..];
+            let frac = text.get(19..).ok_or(TimeError::Bad)?;
             if !frac.starts_with('.') || !frac[1..].bytes().all(|c| c.is_ascii_digit()) {
                 return Err(TimeError::Bad);
             }
@@ -275,6 +275,8 @@ mod tests {
             text("1969-12-31 23:59:59"),
             text("2020-01-01 00:00:00+1"),
             text("2020-01-01 00:00:00.x"),
+            text("2020-01-01 00:00:00é"),
+            text("2020-01-01 00:00:0é"),
             Stored::Integer(-5),
             Stored::Real(f64::NAN),
             Stored::Real(-1.0),
