@@ -1218,3 +1218,67 @@ fn the_origin_and_the_counters_show_on_every_surface() {
             >= report.import.stats.skipped("cname_owner_unknown")
     );
 }
+
+/// Killed at an arbitrary point, an import run again ends where an
+/// uninterrupted one does: every batch carries its ledger entries, so no
+/// row is counted twice or lost.
+#[test]
+fn an_interrupted_import_ends_as_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.db");
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.execute_batch(GO_SQLITE_SCHEMA).unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO tuples VALUES (?1, 'A', ?2, ?3, 300, \
+                 datetime(?4, 'unixepoch'), datetime(?5, 'unixepoch'))",
+            )
+            .unwrap();
+        for i in 0..150_000u32 {
+            let query = reverse(&format!("h{}.z{}.example", i / 2, i % 101));
+            let answer = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            let first = (TS + u64::from(i)) as i64;
+            insert
+                .execute(rusqlite::params![
+                    query,
+                    answer,
+                    1 + i % 7,
+                    first,
+                    first + 3600
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    drop(conn);
+
+    let whole = tmp.path().join("whole");
+    import(&whole, file.to_str().unwrap(), None);
+
+    let db = tmp.path().join("db");
+    let mut child = common::hermetic(&mut common::sensor_command())
+        .args(["import-bro-pdns", "--quiet", "--batch-rows", "5000", "--db"])
+        .arg(&db)
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the store holds some of it, then SIGKILL.
+    let started = Instant::now();
+    while !db.join("CURRENT").exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rerun = import(&db, file.to_str().unwrap(), None);
+    assert_accounted(&rerun);
+    eprintln!(
+        "after the kill: {} rows already in, {} imported by the rerun",
+        rerun.import.stats.rows_unchanged, rerun.import.stats.rows_imported
+    );
+    assert_eq!(records(&db), records(&whole));
+}
