@@ -231,43 +231,6 @@ impl BroPdnsStats {
         d.ambiguous_local_times = sub(self.ambiguous_local_times, earlier.ambiguous_local_times);
         d
     }
-
-    /// `skipped rows: a=1 b=2` / `skipped answers: ...` / `notes: ...`
-    /// lines for reports (empty when there is nothing to say).
-    pub fn render_skips(&self) -> String {
-        let mut s = String::new();
-        let rows: Vec<String> = RowSkip::ALL
-            .iter()
-            .filter(|r| self.row_skipped(**r) > 0)
-            .map(|r| format!("{}={}", r.as_str(), self.row_skipped(*r)))
-            .collect();
-        if !rows.is_empty() {
-            s.push_str(&format!("skipped rows: {}\n", rows.join(" ")));
-        }
-        let answers: Vec<String> = AnswerSkip::ALL
-            .iter()
-            .filter(|r| self.answer_skipped(**r) > 0)
-            .map(|r| format!("{}={}", r.as_str(), self.answer_skipped(*r)))
-            .collect();
-        if !answers.is_empty() {
-            s.push_str(&format!("skipped answers: {}\n", answers.join(" ")));
-        }
-        let mut notes = Vec::new();
-        for (label, n) in [
-            ("rows_without_ttl", self.ttl_missing),
-            ("rows_shrunk", self.rows_shrunk),
-            ("ambiguous_local_times", self.ambiguous_local_times),
-            ("unanswered_questions", self.unanswered_questions),
-        ] {
-            if n > 0 {
-                notes.push(format!("{label}={n}"));
-            }
-        }
-        if !notes.is_empty() {
-            s.push_str(&format!("notes: {}\n", notes.join(" ")));
-        }
-        s
-    }
 }
 
 /// [`BroPdnsStats`] as `--stats-json` shows it: skip reasons by name.
