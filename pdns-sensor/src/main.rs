@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use pdns_sensor::cli::{
-    Command, backup, clickhouse_schema, completions, config, dump, export, import_zeek, ingest,
-    manpages, progress, run, serve,
+    Command, backup, clickhouse_schema, completions, config, dump, export, import_bro_pdns,
+    import_zeek, ingest, manpages, progress, run, serve,
 };
 
 /// Colour in log lines only on a terminal, and never when `NO_COLOR` is
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args).map(|_| ()),
         Command::Dump(args) => dump::run(args).map(|_| ()),
         Command::ImportZeek(args) => import_zeek::run(args),
+        Command::ImportBroPdns(args) => import_bro_pdns::run(args).map(|_| ()),
         Command::Config(args) => match &args.action {
             config::ConfigAction::Check(args) => config::check::run(args, &invocation.config),
         },

@@ -22,6 +22,7 @@ use prometheus::{
 use crate::capture::stats::RingTotals;
 use crate::decode::{self, DecodeStats};
 use crate::extract::{self, ExtractStats};
+use crate::source::bro_pdns::{BroPdnsStats, RowSkip};
 use crate::source::dnstap::DnstapStats;
 use crate::source::dnstap::message as dnstap_message;
 use crate::source::zeek::{AnswerSkip, LineSkip, ZeekStats};
@@ -51,6 +52,8 @@ struct Metrics {
     zeek_lines: IntCounterVec,
     zeek_lines_skipped: IntCounterVec,
     zeek_answers_skipped: IntCounterVec,
+    bro_pdns_rows: IntCounterVec,
+    bro_pdns_rows_skipped: IntCounterVec,
     api_requests: IntCounterVec,
     api_seconds: HistogramVec,
     rocksdb: IntGaugeVec,
@@ -349,6 +352,21 @@ impl Metrics {
                     &["reason"],
                 ),
                 AnswerSkip::ALL.iter().map(|r| r.as_str()),
+            ),
+            // No series until an import runs: only `import-bro-pdns` moves
+            // them.
+            bro_pdns_rows: counter_vec(
+                r,
+                "pdns_bro_pdns_rows_total",
+                "bro-pdns database rows, by result (read, imported, unchanged: an earlier \
+                 import added them).",
+                &["result"],
+            ),
+            bro_pdns_rows_skipped: counter_vec(
+                r,
+                "pdns_bro_pdns_rows_skipped_total",
+                "bro-pdns database rows that gave no record, by reason.",
+                &["reason"],
             ),
             capture_packets: counter_vec(
                 r,
@@ -805,6 +823,31 @@ pub(crate) fn publish_zeek(z: &ZeekStats) {
         if n > 0 {
             m.zeek_answers_skipped
                 .with_label_values(&[reason.as_str()])
+                .inc_by(n);
+        }
+    }
+}
+
+/// Publishes bro-pdns import counters (a delta since the last call).
+pub(crate) fn publish_bro_pdns(b: &BroPdnsStats) {
+    let m = &*METRICS;
+    for (result, n) in [
+        ("read", b.rows),
+        ("imported", b.rows_imported),
+        ("unchanged", b.rows_unchanged),
+    ] {
+        if n > 0 {
+            m.bro_pdns_rows.with_label_values(&[result]).inc_by(n);
+        }
+    }
+    let rows = RowSkip::ALL.iter().map(|r| (r.as_str(), b.row_skipped(*r)));
+    let answers = AnswerSkip::ALL
+        .iter()
+        .map(|r| (r.as_str(), b.answer_skipped(*r)));
+    for (reason, n) in rows.chain(answers) {
+        if n > 0 {
+            m.bro_pdns_rows_skipped
+                .with_label_values(&[reason])
                 .inc_by(n);
         }
     }

@@ -342,6 +342,18 @@ pub struct ImportZeekReport {
     pub export: Option<ExportSummary>,
 }
 
+/// What `import-bro-pdns` did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ImportBroPdnsReport {
+    #[serde(flatten)]
+    pub import: crate::source::bro_pdns::import::ImportReport,
+    #[serde(default)]
+    pub retention: RetentionSummary,
+    /// What was exported to ClickHouse, and what waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportSummary>,
+}
+
 /// The retention a writing command ran with, and what it expired.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionSummary {

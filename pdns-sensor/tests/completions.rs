@@ -88,6 +88,7 @@ fn bash_completes_command_names() {
         "dump",
         "serve",
         "import-zeek",
+        "import-bro-pdns",
         "completions",
     ] {
         assert!(all.iter().any(|c| c == command), "{command} in {all:?}");
@@ -113,7 +114,14 @@ fn bash_completes_options_and_their_values() {
 fn zsh_and_fish_scripts_name_every_command() {
     for shell in ["zsh", "fish"] {
         let text = script(shell);
-        for command in ["run", "ingest", "dump", "serve", "import-zeek"] {
+        for command in [
+            "run",
+            "ingest",
+            "dump",
+            "serve",
+            "import-zeek",
+            "import-bro-pdns",
+        ] {
             assert!(text.contains(command), "{shell}: {command}");
         }
     }

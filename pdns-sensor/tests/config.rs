@@ -500,7 +500,14 @@ fn config_check_shows_every_value_and_where_it_comes_from() {
 
     // Without a command: every command, in one valid TOML document.
     let stdout = ok(&sensor(Some(&config), &[], &["config", "check"]));
-    for command in ["run", "ingest", "dump", "serve", "import-zeek"] {
+    for command in [
+        "run",
+        "ingest",
+        "dump",
+        "serve",
+        "import-zeek",
+        "import-bro-pdns",
+    ] {
         assert!(
             stdout.contains(&format!("\n[{command}]\n")),
             "{command}: {stdout}"

@@ -17,6 +17,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::sh;
 
+/// Debian packages the `import-bro-pdns` test starts its own servers from
+/// (PostgreSQL 15: `initdb` and `postgres`; the postinst's cluster is not
+/// started, see [`install`]).
+const BRO_PDNS_TEST_PACKAGES: [&str; 1] = ["postgresql-15"];
+
 /// Debian packages the build needs: libclang for RocksDB's bindgen and a
 /// C++ compiler for RocksDB itself.
 const BUILD_PACKAGES: [&str; 3] = ["libclang-dev", "clang", "g++"];
@@ -34,8 +39,10 @@ const TEST_PACKAGES: [&str; 5] = ["tshark", "dnsdbq", "wrk", "curl", "ca-certifi
 /// for its unmodified `farsight_passivedns` module (the Flex tests); the
 /// package depends on dozens of libraries for its other modules, so it
 /// comes alone, with what that module and the package's loader import
-/// (dnsdb2, pymisp, psutil).
-const PYTHON_PACKAGES: [(&str, &str, bool); 5] = [
+/// (dnsdb2, pymisp, psutil). SQLAlchemy and psycopg2 write bro-pdns's
+/// Python-generation databases, in SQLite and PostgreSQL, for the
+/// `import-bro-pdns` test (`tests/bro_pdns_import.rs`).
+const PYTHON_PACKAGES: [(&str, &str, bool); 7] = [
     ("dnsdb2", "dnsdb2", false),
     ("pypdns", "pypdns", false),
     ("pymisp", "pymisp", false),
@@ -45,6 +52,8 @@ const PYTHON_PACKAGES: [(&str, &str, bool); 5] = [
         "misp_modules.modules.expansion.farsight_passivedns",
         true,
     ),
+    ("sqlalchemy", "sqlalchemy", false),
+    ("psycopg2-binary", "psycopg2", false),
 ];
 
 /// Peer systems the benchmark measures beside the sensor on the same input:
@@ -141,6 +150,7 @@ pub(crate) fn run() -> Result<()> {
         .chain(PACKAGING_PACKAGES.iter())
         .chain(DEB_TEST_PACKAGES.iter())
         .chain(BROWSER_TEST_PACKAGES.iter())
+        .chain(BRO_PDNS_TEST_PACKAGES.iter())
         .copied()
         .collect();
     install(&wanted)?;

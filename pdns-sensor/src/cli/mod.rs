@@ -10,6 +10,7 @@ pub mod config;
 pub mod dnstap;
 pub mod dump;
 pub mod export;
+pub mod import_bro_pdns;
 pub mod import_zeek;
 pub mod ingest;
 pub mod manpages;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Import Zeek dns.log files (TSV or JSON, plain or gzip), or follow a
     /// live one.
     ImportZeek(import_zeek::ImportZeekArgs),
+    /// Import a bro-pdns database (SQLite file or PostgreSQL URL, either
+    /// generation); importing it again adds only what grew.
+    ImportBroPdns(import_bro_pdns::ImportBroPdnsArgs),
     /// Check the configuration file; show what each command would run with.
     Config(config::ConfigArgs),
     /// Print the shell completion script (bash, zsh or fish) to stdout.
@@ -182,7 +186,7 @@ pub fn write_json(path: &std::path::Path, report: &impl serde::Serialize) -> any
 }
 
 /// `--retention`, for the commands that write (`run`, `ingest`,
-/// `import-zeek`).
+/// `import-zeek`, `import-bro-pdns`).
 #[derive(Debug, Args, Clone, Default)]
 pub struct RetentionArgs {
     /// Drop records, negative answers and index entries last seen more than
@@ -209,7 +213,7 @@ impl RetentionArgs {
 }
 
 /// Newly observed domains, for the commands that write (`run`, `ingest`,
-/// `import-zeek`).
+/// `import-zeek`, `import-bro-pdns`).
 #[derive(Debug, Args, Clone)]
 pub struct NodArgs {
     /// Do not record newly observed domains (the first sighting of each

@@ -272,6 +272,8 @@ fn line(job: &Job, bytes: u64, items: u64, per_sec: u64, elapsed: Duration) -> S
                 done as f64 * 100.0 / total as f64,
             )
         }
+        // A source not read as bytes (database rows): items alone.
+        None if bytes == 0 => format!("{}: {counts}", job.what),
         _ => format!("{}: {} read, {counts}", job.what, HumanBytes(bytes)),
     }
 }
@@ -330,6 +332,10 @@ mod tests {
         assert_eq!(
             line(&job(None), 3 << 20, 9, 3, Duration::from_secs(5)),
             "ingest: 3.00 MiB read, 9 packets, 3 packets/s"
+        );
+        assert_eq!(
+            line(&job(None), 0, 9, 3, Duration::from_secs(5)),
+            "ingest: 9 packets, 3 packets/s"
         );
     }
 

@@ -8,9 +8,15 @@
 //! which hold no packets, and hands rebuilt responses to the pipeline's
 //! worker at the extraction step. [`dnstap`] receives DNS messages from
 //! DNS servers (sockets, and files for `ingest`) and hands them to the
-//! worker at the same step. [`progress`] counts how far a source has
-//! read, for the progress shown on long jobs.
+//! worker at the same step. [`bro_pdns`] reads the aggregated tables of
+//! bro-pdns databases, which hold Zeek's answer strings one per row, and
+//! writes their records with the counts those tables kept. [`answers`]
+//! holds the rules both Zeek-fed sources rebuild records with.
+//! [`progress`] counts how far a source has read, for the progress shown
+//! on long jobs.
 
+pub mod answers;
+pub mod bro_pdns;
 pub mod dnstap;
 pub mod pcap;
 pub mod progress;

@@ -30,12 +30,15 @@ impl Origin {
     pub const ZEEK: Origin = Origin(2);
     /// Sent by a DNS server over dnstap.
     pub const DNSTAP: Origin = Origin(4);
+    /// Imported from a bro-pdns database (`import-bro-pdns`).
+    pub const BRO_PDNS: Origin = Origin(8);
 
     /// Every named origin with its name, in output order.
-    const NAMED: [(Origin, &'static str); 3] = [
+    const NAMED: [(Origin, &'static str); 4] = [
         (Origin::WIRE, "wire"),
         (Origin::ZEEK, "zeek"),
         (Origin::DNSTAP, "dnstap"),
+        (Origin::BRO_PDNS, "bro-pdns"),
     ];
 
     /// The stored byte.
@@ -58,7 +61,8 @@ impl Origin {
         self.0 & other.0 == other.0
     }
 
-    /// The names of the origins in this set (`wire`, `zeek`, `dnstap`).
+    /// The names of the origins in this set (`wire`, `zeek`, `dnstap`,
+    /// `bro-pdns`).
     pub fn names(self) -> Vec<&'static str> {
         Self::NAMED
             .iter()
@@ -323,6 +327,10 @@ mod tests {
     fn origins_name_their_bits() {
         assert_eq!(Origin::WIRE.union(Origin::ZEEK).names(), ["wire", "zeek"]);
         assert_eq!(Origin::ZEEK.names(), ["zeek"]);
+        assert_eq!(
+            Origin::BRO_PDNS.union(Origin::WIRE).names(),
+            ["wire", "bro-pdns"]
+        );
         assert!(Origin::from_bits(3).contains(Origin::WIRE));
         assert!(!Origin::WIRE.contains(Origin::ZEEK));
     }

@@ -16,7 +16,7 @@
 //! | `tsv` | the header-driven TSV format: `#separator`, `#fields`, escapes |
 //! | `json` | the JSON-lines format |
 //! | `parser` | picks the format of a file and keeps its header state |
-//! | `reconstruct` | a line → a [`Response`](crate::extract::Response): owners, types, canonical rdata |
+//! | `reconstruct` | a line → a [`Response`](crate::extract::Response): owners, types, canonical rdata, with the answer rules shared with the bro-pdns import ([`crate::source::answers`]) |
 //! | [`meta`] | the bookkeeping entries that make imports idempotent and follows restartable |
 //! | [`import`] | batch import of files and directories, through a pipeline worker |
 //! | [`follow`] | tailing a live log across rotations, through a pipeline worker |

@@ -1,6 +1,9 @@
 //! From a dns.log line back to records: owner, type and canonical rdata.
 //!
-//! Zeek logs the answer section as a list of strings under the question
+//! The rules that tell what one answer string is, and what a name among
+//! them is, live in [`crate::source::answers`], shared with the bro-pdns
+//! import (which holds the same strings, one per row); this file walks a
+//! line's answers in order with them. Zeek logs the answer section as a list of strings under the question
 //! name, with neither owner nor type per answer, each type rendered its own
 //! way by Zeek's base DNS scripts. What can be rebuilt, and how:
 //!
@@ -45,49 +48,16 @@
 //! `<unknown type=39>` from an ordinary one (the synthesized CNAME is what
 //! is stored, as on the wire).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 use super::{AnswerSkip, LineSkip, LogRecord, ZeekStats};
 use crate::extract::response::{NoData, NoNegative, Outcome, Response};
+use crate::source::answers::{
+    Kind, NameContext, Role, answers_unlogged, append_data, append_name, classify, is_reverse_name,
+    name_role,
+};
 use crate::vocab::name;
 use crate::vocab::{OptRcode, Rtype};
-
-/// What one answer string is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    V4([u8; 4]),
-    V6([u8; 16]),
-    /// TXT (16) or SPF (99).
-    Text(u16),
-    Name,
-    /// `RRSIG <type covered> ...`.
-    Rrsig(u16),
-    Skip(AnswerSkip),
-}
-
-impl Kind {
-    /// Data that can only be the final RRset of a chain.
-    fn is_data(self) -> bool {
-        matches!(self, Kind::V4(_) | Kind::V6(_) | Kind::Text(_))
-    }
-}
-
-/// What a name answer is, once the context has been looked at.
-enum Role {
-    CnameHop,
-    Record(u16),
-    Skip(AnswerSkip),
-}
-
-/// Query types whose answers Zeek never puts in `answers`: an empty list
-/// for them is not NODATA.
-fn answers_unlogged(qtype: u16) -> bool {
-    matches!(
-        qtype,
-        11 | 13 | 41 | 64 | 65 | 249 | 250 | 251 | 252 | 253 | 254 | 255 | 257
-    )
-}
 
 /// Reusable buffers for rebuilding one line after another.
 #[derive(Default)]
@@ -198,22 +168,17 @@ impl Reconstructor {
             };
             let answer = rec.answer(i);
             let start = self.response.len();
-            let rtype = match self.kinds[i] {
-                Kind::V4(a) => {
-                    self.response.buf().extend_from_slice(&a);
-                    Rtype::A
-                }
-                Kind::V6(a) => {
-                    self.response.buf().extend_from_slice(&a);
-                    Rtype::AAAA
-                }
-                Kind::Text(rtype) => {
-                    if !text_rdata(rtype, answer, self.response.buf()) {
-                        self.response.buf().truncate(start);
-                        stats.skip_answer(AnswerSkip::BadTxt);
-                        continue;
+            let kind = self.kinds[i];
+            let rtype = match kind {
+                Kind::V4(_) | Kind::V6(_) | Kind::Text(_) => {
+                    match append_data(kind, answer, self.response.buf()) {
+                        Some(Ok(rtype)) => rtype,
+                        Some(Err(reason)) => {
+                            stats.skip_answer(reason);
+                            continue;
+                        }
+                        None => continue,
                     }
-                    Rtype::from_int(rtype)
                 }
                 Kind::Rrsig(_) | Kind::Skip(_) => continue,
                 Kind::Name => {
@@ -222,29 +187,23 @@ impl Reconstructor {
                             stats.skip_answer(reason);
                             continue;
                         }
-                        Role::CnameHop => Rtype::CNAME,
-                        Role::Record(15) => {
-                            self.response.buf().extend_from_slice(&[0, 0]); // preference unknown
-                            Rtype::MX
-                        }
-                        Role::Record(t) => Rtype::from_int(t),
+                        Role::CnameHop => 5,
+                        Role::Record(t) => t,
                     };
                     let response = &mut self.response;
-                    let name_start = response.len();
-                    if !name::wire_from_dotted(answer, response.buf()) {
-                        response.buf().truncate(start);
-                        stats.skip_answer(AnswerSkip::BadName);
-                        continue;
-                    }
+                    let rtype = match append_name(rtype, answer, response.buf()) {
+                        Ok(rtype) => rtype,
+                        Err(reason) => {
+                            stats.skip_answer(reason);
+                            continue;
+                        }
+                    };
                     if rtype == Rtype::CNAME {
                         // The target, reversed, becomes the owner of what
                         // follows.
                         let rdata = start..response.len();
                         self.scratch.clear();
-                        if !name::encode_wire(
-                            response.bytes(name_start..rdata.end),
-                            &mut self.scratch,
-                        ) {
+                        if !name::encode_wire(response.bytes(rdata.clone()), &mut self.scratch) {
                             response.buf().truncate(start);
                             stats.skip_answer(AnswerSkip::BadName);
                             continue;
@@ -264,148 +223,19 @@ impl Reconstructor {
         }
     }
 
-    /// Decides what name answer `i` is (see the module docs).
+    /// Decides what name answer `i` is (see the module docs): the reply's
+    /// order is known, so what follows the name is its context.
     fn role(&self, qtype: Option<u16>, answer: &[u8], i: usize) -> Role {
-        let data_after = || self.kinds[i + 1..].iter().any(|k| k.is_data());
-        match qtype {
-            Some(5) => Role::CnameHop,
-            Some(t @ (2 | 12 | 15)) => {
-                if data_after() {
-                    return Role::CnameHop;
-                }
-                if t == 12 && is_reverse_name(answer) && self.kinds[i + 1..].contains(&Kind::Name) {
-                    return Role::CnameHop;
-                }
-                Role::Record(t)
-            }
-            Some(t @ (6 | 33)) => {
-                if data_after() {
-                    Role::CnameHop
-                } else if t == 6 {
-                    Role::Skip(AnswerSkip::SoaMname)
-                } else {
-                    Role::Skip(AnswerSkip::SrvTarget)
-                }
-            }
-            None | Some(255) => {
-                if qtype.is_none() && data_after() {
-                    return Role::CnameHop;
-                }
-                // An RRSIG right after the run of names tells their type.
-                let next = self.kinds[i + 1..].iter().find(|k| **k != Kind::Name);
-                match next {
-                    Some(Kind::Rrsig(5)) => Role::CnameHop,
-                    Some(Kind::Rrsig(t @ (2 | 12 | 15))) => Role::Record(*t),
-                    _ => Role::Skip(AnswerSkip::Ambiguous),
-                }
-            }
-            Some(_) => Role::CnameHop,
-        }
-    }
-}
-
-/// What an answer string is, from its shape alone.
-fn classify(a: &[u8]) -> Kind {
-    if a.is_empty() {
-        return Kind::Skip(AnswerSkip::Unrecognised);
-    }
-    let first = a[0];
-    if first.is_ascii_digit() && a.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
-        if let Some(ip) = parse_ip::<Ipv4Addr>(a) {
-            return Kind::V4(ip.octets());
-        }
-    } else if a.contains(&b':')
-        && a.iter().all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
-        && let Some(ip) = parse_ip::<Ipv6Addr>(a)
-    {
-        return Kind::V6(ip.octets());
-    }
-    // Zeek lowercases every name it logs, so an upper-case ASCII letter
-    // means one of its renderings.
-    if first.is_ascii_uppercase() || first == b'<' {
-        let starts = |p: &[u8]| a.starts_with(p);
-        let digit_after =
-            |p: &[u8]| a.starts_with(p) && a.get(p.len()).is_some_and(u8::is_ascii_digit);
-        return if digit_after(b"TXT ") {
-            Kind::Text(16)
-        } else if digit_after(b"SPF ") {
-            Kind::Text(99)
-        } else if digit_after(b"RRSIG ") {
-            let digits = &a[6..];
-            let end = digits
-                .iter()
-                .position(|b| !b.is_ascii_digit())
-                .unwrap_or(digits.len());
-            Kind::Rrsig(super::tsv::parse_u16(&digits[..end]).unwrap_or(0))
-        } else if starts(b"DNSKEY ") {
-            Kind::Skip(AnswerSkip::Dnskey)
-        } else if starts(b"DS ") {
-            Kind::Skip(AnswerSkip::Ds)
-        } else if starts(b"NSEC3") {
-            Kind::Skip(AnswerSkip::Nsec3)
-        } else if starts(b"NSEC ") {
-            Kind::Skip(AnswerSkip::Nsec)
-        } else if starts(b"SSHFP") {
-            Kind::Skip(AnswerSkip::Sshfp)
-        } else if starts(b"LOC:") {
-            Kind::Skip(AnswerSkip::Loc)
-        } else if starts(b"NAPTR ") {
-            Kind::Skip(AnswerSkip::Naptr)
-        } else if a == b"BIND9 signing signal" {
-            Kind::Skip(AnswerSkip::Bind9)
-        } else if starts(b"<unknown type=") {
-            Kind::Skip(AnswerSkip::UnknownType)
-        } else {
-            Kind::Skip(AnswerSkip::Unrecognised)
+        let after = &self.kinds[i + 1..];
+        let ctx = NameContext {
+            data_may_follow: after.iter().any(|k| k.is_data()),
+            reverse_then_name: is_reverse_name(answer) && after.contains(&Kind::Name),
+            rrsig_after: match after.iter().find(|k| **k != Kind::Name) {
+                Some(Kind::Rrsig(t)) => Some(*t),
+                _ => None,
+            },
         };
-    }
-    if a.iter().any(u8::is_ascii_uppercase) {
-        return Kind::Skip(AnswerSkip::Unrecognised);
-    }
-    Kind::Name
-}
-
-fn parse_ip<T: std::str::FromStr>(a: &[u8]) -> Option<T> {
-    std::str::from_utf8(a).ok()?.parse().ok()
-}
-
-fn is_reverse_name(name: &[u8]) -> bool {
-    name.ends_with(b".in-addr.arpa") || name.ends_with(b".ip6.arpa")
-}
-
-/// Appends TXT/SPF rdata from Zeek's `TXT <len> <text> TXT <len> <text>`
-/// rendering (each length in bytes, strings joined by a space).
-fn text_rdata(rtype: u16, answer: &[u8], out: &mut Vec<u8>) -> bool {
-    let tag: &[u8] = if rtype == 99 { b"SPF " } else { b"TXT " };
-    let mut rest = answer;
-    loop {
-        let Some(r) = rest.strip_prefix(tag) else {
-            return false;
-        };
-        let digits = r
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(r.len());
-        let Some(len) = super::tsv::parse_u16(&r[..digits]).filter(|&l| l <= 255) else {
-            return false;
-        };
-        let len = usize::from(len);
-        let Some(r) = r[digits..].strip_prefix(b" ") else {
-            return false;
-        };
-        let Some(text) = r.get(..len) else {
-            return false;
-        };
-        out.push(len as u8);
-        out.extend_from_slice(text);
-        rest = &r[len..];
-        if rest.is_empty() {
-            return true;
-        }
-        let Some(r) = rest.strip_prefix(b" ") else {
-            return false;
-        };
-        rest = r;
+        name_role(qtype, &ctx)
     }
 }
 
@@ -661,30 +491,5 @@ mod tests {
         assert!(!name::encode_dotted(long.as_bytes(), &mut out));
         assert!(name::wire_from_dotted(b"a\x00b.test", &mut out));
         assert_eq!(out, b"\x03a\x00b\x04test\x00");
-    }
-
-    #[test]
-    fn renderings_are_classified() {
-        for (a, k) in [
-            ("DNSKEY 5", Kind::Skip(AnswerSkip::Dnskey)),
-            ("DS 5 2", Kind::Skip(AnswerSkip::Ds)),
-            ("NSEC3PARAM", Kind::Skip(AnswerSkip::Nsec3)),
-            ("NSEC a b", Kind::Skip(AnswerSkip::Nsec)),
-            ("SSHFP: 00", Kind::Skip(AnswerSkip::Sshfp)),
-            ("LOC:  18 21 19", Kind::Skip(AnswerSkip::Loc)),
-            ("<unknown type=39>", Kind::Skip(AnswerSkip::UnknownType)),
-            ("BIND9 signing signal", Kind::Skip(AnswerSkip::Bind9)),
-            ("add: A x 1.2.3.4", Kind::Skip(AnswerSkip::Unrecognised)),
-            ("my printer._ipp._tcp.local", Kind::Name),
-            ("pre: NoRRSet CNAME x", Kind::Skip(AnswerSkip::Unrecognised)),
-            ("RRSIG 48 paypal.com", Kind::Rrsig(48)),
-            (
-                "::ffff:1.2.3.4",
-                Kind::V6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4]),
-            ),
-            ("1.2.3", Kind::Name),
-        ] {
-            assert_eq!(classify(a.as_bytes()), k, "{a}");
-        }
     }
 }
