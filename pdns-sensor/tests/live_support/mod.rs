@@ -345,6 +345,22 @@ impl Sensor {
         wrapper: &[&str],
         args: &[&str],
     ) -> Sensor {
+        Sensor::launch(ns, owner, wrapper, args, None)
+    }
+
+    /// Like [`Sensor::start`], over the database at `db` (which outlives
+    /// the sensor: a restart after a crash opens it again).
+    pub(crate) fn start_at(ns: &Netns, db: &Path, args: &[&str]) -> Sensor {
+        Sensor::launch(ns, None, &[], args, Some(db.to_path_buf()))
+    }
+
+    fn launch(
+        ns: &Netns,
+        owner: Option<(u32, u32)>,
+        wrapper: &[&str],
+        args: &[&str],
+        db: Option<PathBuf>,
+    ) -> Sensor {
         let dir = tempfile::tempdir().unwrap();
         // Traversable by an unprivileged --user.
         std::fs::set_permissions(
@@ -355,7 +371,7 @@ impl Sensor {
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
-        let db = dir.path().join("db");
+        let db = db.unwrap_or_else(|| dir.path().join("db"));
         let stats = dir.path().join("stats.json");
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {

@@ -1,0 +1,122 @@
+//! `run` killed with SIGKILL at fifty random points while it captures
+//! replayed traffic, restarted on the same database each time.
+//!
+//! The README's promise: a crash loses at most the last `--flush-interval`
+//! seconds. So after every kill, with the replays so far known, each
+//! record's count must lie between two bounds: at most what all replays
+//! held (nothing counted twice, nothing invented), and at least what the
+//! replays that ended more than a flush interval (1 s here, plus a second
+//! of margin for the write itself) before the kill held. The database must
+//! open every time. The traffic and its expected counts come from the test's
+//! own generator (`live_support::pcap::dns_traffic`).
+//!
+//! The points are random; the seed is printed, and `PDNS_CRASH_SEED`
+//! replays a run.
+
+mod live_support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use live_support::*;
+
+const KILLS: usize = 50;
+
+fn seed() -> u64 {
+    let seed = std::env::var("PDNS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
+    eprintln!("kill points from PDNS_CRASH_SEED={seed}");
+    seed
+}
+
+/// xorshift64*.
+fn below(state: &mut u64, n: u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+}
+
+#[test]
+fn run_killed_at_fifty_points_loses_at_most_its_flush_window() {
+    require(&["ip", "tcpreplay"]);
+    let mut rng = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let link = Link::new("crash", false);
+    let (file, expected) = link.traffic_file(dir.path(), 300, 60);
+    let per_replay: BTreeMap<String, u64> = expected.into_iter().collect();
+
+    let (mut replayed, mut durable) = (0u64, 0u64);
+    let mut checked_lower = 0;
+    for k in 0..KILLS {
+        let mut sensor = Sensor::start_at(
+            &link.b,
+            &db,
+            &["-i", link.if_b, "--flush-interval", "1", "--no-api"],
+        );
+        let replays = 1 + below(&mut rng, 3);
+        for _ in 0..replays {
+            link.replay(&file, 1);
+        }
+        let replays_ended = Instant::now();
+        replayed += replays;
+        std::thread::sleep(Duration::from_millis(below(&mut rng, 3_000)));
+        let waited = replays_ended.elapsed();
+        sensor.proc.signal(libc::SIGKILL);
+        sensor
+            .proc
+            .wait_timeout(Duration::from_secs(10))
+            .expect("SIGKILL ends the sensor");
+        if waited >= Duration::from_secs(2) {
+            // This run's replays were all older than the window: they
+            // must have survived (earlier runs' may be lost for good).
+            durable += replays;
+            checked_lower += 1;
+        }
+        let stored: BTreeMap<String, u64> = counts(&dump(&db))
+            .into_iter()
+            .map(|((name, rtype, _), count)| {
+                assert_eq!(rtype, "A");
+                (name, count)
+            })
+            .collect();
+        eprintln!(
+            "kill {k}: {replays} replays, waited {waited:?}, stored {} of {} sightings",
+            stored.values().sum::<u64>(),
+            per_replay.values().sum::<u64>() * replayed
+        );
+        for (name, once) in &per_replay {
+            let count = stored.get(name).copied().unwrap_or(0);
+            assert!(
+                count <= once * replayed,
+                "kill {k}: {name} counted {count} times, but {replayed} replays held it {} times\n{}",
+                once * replayed,
+                sensor.stderr()
+            );
+            assert!(
+                count >= once * durable,
+                "kill {k}: {name} counted {count} times, but {durable} replays that ended more \
+                 than 2 s before a kill held it {} times (waited {waited:?})\n{}",
+                once * durable,
+                sensor.stderr()
+            );
+        }
+        assert!(
+            stored.keys().all(|n| per_replay.contains_key(n)),
+            "kill {k}: names that were never replayed: {stored:?}"
+        );
+    }
+    assert!(
+        checked_lower >= 10,
+        "only {checked_lower} kills came late enough to check what must have survived"
+    );
+}
