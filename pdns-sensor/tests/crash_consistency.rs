@@ -1,6 +1,9 @@
 //! Crash consistency, proven repeatedly: `import-zeek` killed with SIGKILL
 //! at fifty random points, over one file (which a later run resumes) and
-//! while following a live log that is being written and rotated.
+//! while following a live log that is being written and rotated; `ingest`
+//! killed at fifty points (it does not resume: each kill leaves a store
+//! that must open and hold no more than the file does). `run` has its
+//! own harness in `live_crash.rs`.
 //!
 //! After every kill the database must open, and no name may have a count
 //! above the truth of the lines written so far (a line counted twice
@@ -12,6 +15,9 @@
 //! The points are random; the seed is printed, and `PDNS_CRASH_SEED`
 //! replays a run.
 
+#[path = "live_support/pcap.rs"]
+#[allow(dead_code)]
+mod pcap;
 #[path = "../../bench/src/zeeklog.rs"]
 mod zeeklog;
 
@@ -88,6 +94,18 @@ fn truth(lines: std::ops::Range<u32>) -> BTreeMap<String, u64> {
 /// Name → count as stored; the database must open.
 fn stored(db: &Path) -> BTreeMap<String, u64> {
     let store = Store::open_reader(db).unwrap_or_else(|e| panic!("the store does not open: {e}"));
+    counts(&store)
+}
+
+/// Name → count as stored, opening the database as the next run would
+/// (for writing): a kill before the database was fully created leaves a
+/// directory a reader refuses but a writer opens and completes.
+fn stored_for_writing(db: &Path) -> BTreeMap<String, u64> {
+    let store = Store::open(db).unwrap_or_else(|e| panic!("the store does not open: {e}"));
+    counts(&store)
+}
+
+fn counts(store: &Store) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for r in store.records(&Selector::All, &Filter::default()) {
         let r = r.expect("a readable record");
@@ -279,4 +297,53 @@ fn follow_killed_at_fifty_points_counts_each_line_once() {
         written > 50_000,
         "only {written} lines written: no rotations"
     );
+}
+
+#[test]
+fn ingest_killed_at_fifty_points_leaves_a_store_within_the_file() {
+    let mut rng = Rng::seeded();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("traffic.pcap");
+    let (packets, expected) = pcap::dns_traffic(150_000, 5_000);
+    pcap::write(&file, &packets);
+    let want: BTreeMap<String, u64> = expected.into_iter().collect();
+    let ingest = |db: &Path| {
+        let mut c = sensor();
+        c.args(["ingest", "--quiet", "--aggregate-entries", "200", "--db"])
+            .arg(db)
+            .arg(&file);
+        c
+    };
+    // The whole file once, for the time it takes and as a check of the
+    // generator's counts.
+    let clean = tmp.path().join("clean");
+    let started = Instant::now();
+    assert!(ingest(&clean).status().unwrap().success());
+    let full = started.elapsed();
+    assert_eq!(stored(&clean), want, "an uninterrupted ingest");
+
+    let mut interrupted = 0;
+    let mut partial = 0;
+    for k in 0..KILLS {
+        let db = tmp.path().join(format!("db{k}"));
+        let mut child = ingest(&db).spawn().unwrap();
+        let at = full.as_micros() as u64 * 9 / 10;
+        std::thread::sleep(Duration::from_micros(rng.below(at.max(1))));
+        if kill(&mut child) {
+            interrupted += 1;
+        }
+        if db.exists() {
+            let now = stored_for_writing(&db);
+            assert_within(&now, &want, &format!("after kill {k}"));
+            if !now.is_empty() && now != want {
+                partial += 1;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&db);
+    }
+    assert!(
+        interrupted >= KILLS * 8 / 10,
+        "only {interrupted} of {KILLS} kills landed mid-ingest (a full ingest takes {full:?})"
+    );
+    eprintln!("{interrupted} kills mid-ingest, {partial} left part of the file stored");
 }
