@@ -97,9 +97,10 @@ fn stored(db: &Path) -> BTreeMap<String, u64> {
     counts(&store)
 }
 
-/// Name → count as stored, opening the database as the next run would
-/// (for writing): a kill before the database was fully created leaves a
-/// directory a reader refuses but a writer opens and completes.
+/// Name → count as stored, opening the database as the next run does (for
+/// writing): a kill while the database was being created can leave it
+/// without all its column families, which a reader refuses and a writer
+/// completes.
 fn stored_for_writing(db: &Path) -> BTreeMap<String, u64> {
     let store = Store::open(db).unwrap_or_else(|e| panic!("the store does not open: {e}"));
     counts(&store)

@@ -168,6 +168,45 @@ fn readers_count_once_after_the_writer_flushes_or_restarts() {
 }
 
 #[test]
+fn a_database_without_its_format_version() {
+    let cfs = ["records", "rdata", "negative", "names", "spool", "nod"];
+    // Our column families, nothing in them: a writer killed while creating
+    // it. Readers see an empty database; the next writer finishes it.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        drop(rocksdb::DB::open_cf(&opts, &db, cfs).unwrap());
+    }
+    let reader = Store::open_reader(&db).unwrap();
+    assert_eq!(
+        reader.records(&Selector::All, &Filter::default()).count(),
+        0
+    );
+    drop(reader);
+    drop(Store::open(&db).unwrap());
+    assert!(Store::open_reader(&db).is_ok());
+
+    // Data but no version: someone else's database, refused both ways.
+    let other = dir.path().join("other");
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let raw = rocksdb::DB::open_cf(&opts, &other, cfs).unwrap();
+        raw.put_cf(raw.cf_handle("records").unwrap(), b"key", b"value")
+            .unwrap();
+    }
+    assert!(matches!(
+        Store::open_reader(&other),
+        Err(StoreError::NotOurs(_))
+    ));
+    assert!(matches!(Store::open(&other), Err(StoreError::NotOurs(_))));
+}
+
+#[test]
 fn unknown_format_versions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");

@@ -80,7 +80,10 @@ const NAMES: usize = 3;
 pub enum StoreError {
     #[error("no pdns-sensor database at {0} (create one with `pdns-sensor ingest` or `run`)")]
     Missing(PathBuf),
-    #[error("{0} is not a pdns-sensor database (no format version)")]
+    #[error(
+        "{0} is not a pdns-sensor database (no format version; if a pdns-sensor was killed \
+         while creating it, `run` or `ingest` opens and completes it)"
+    )]
     NotOurs(PathBuf),
     #[error(
         "database at {path} has format version {found}; this build reads version {FORMAT_VERSION} (upgrade pdns-sensor)"
@@ -559,9 +562,8 @@ impl Store {
         let version = db
             .get(FORMAT_KEY)
             .map_err(StoreError::rocks(path, "reading the format version"))?;
-        match version {
-            Some(v) => check_version(path, &v)?,
-            None => return Err(StoreError::NotOurs(path.to_path_buf())),
+        if let Some(v) = &version {
+            check_version(path, v)?;
         }
         let store = Store {
             backup: None,
@@ -572,6 +574,13 @@ impl Store {
             spool: Spool::none(),
             nod: NodState::new(NodConfig::default()),
         };
+        // Our column families but no format version: a writer is creating
+        // the database, or was killed creating it (the next writer to open
+        // it finishes the job). With no data either, it is an empty
+        // database, not someone else's.
+        if version.is_none() && store.has_data()? {
+            return Err(StoreError::NotOurs(path.to_path_buf()));
+        }
         store.follow_recorded_retention()?;
         Ok(store)
     }
