@@ -171,7 +171,8 @@ fn readers_count_once_after_the_writer_flushes_or_restarts() {
 fn a_database_without_its_format_version() {
     let cfs = ["records", "rdata", "negative", "names", "spool", "nod"];
     // Our column families, nothing in them: a writer killed while creating
-    // it. Readers see an empty database; the next writer finishes it.
+    // it. Readers wait for a format version (the sign that every column
+    // family exists); the next writer finishes it.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     {
@@ -180,16 +181,24 @@ fn a_database_without_its_format_version() {
         opts.create_missing_column_families(true);
         drop(rocksdb::DB::open_cf(&opts, &db, cfs).unwrap());
     }
+    match Store::open_reader(&db) {
+        Err(e @ StoreError::NotOurs(_)) => {
+            assert!(
+                e.to_string()
+                    .contains("`run` or `ingest` opens and completes it")
+            )
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a reader opened a database still being created"),
+    }
+    drop(Store::open(&db).unwrap());
     let reader = Store::open_reader(&db).unwrap();
     assert_eq!(
         reader.records(&Selector::All, &Filter::default()).count(),
         0
     );
-    drop(reader);
-    drop(Store::open(&db).unwrap());
-    assert!(Store::open_reader(&db).is_ok());
 
-    // Data but no version: someone else's database, refused both ways.
+    // Data but no version: someone else's database, refused by writers too.
     let other = dir.path().join("other");
     {
         let mut opts = rocksdb::Options::default();

@@ -562,8 +562,13 @@ impl Store {
         let version = db
             .get(FORMAT_KEY)
             .map_err(StoreError::rocks(path, "reading the format version"))?;
-        if let Some(v) = &version {
-            check_version(path, v)?;
+        // The format version is written once every column family exists:
+        // until then the database is still being created (or its creator
+        // was killed; the next writer completes it), and a reader opened
+        // now would not know the column families created after it.
+        match version {
+            Some(v) => check_version(path, &v)?,
+            None => return Err(StoreError::NotOurs(path.to_path_buf())),
         }
         let store = Store {
             backup: None,
@@ -574,13 +579,6 @@ impl Store {
             spool: Spool::none(),
             nod: NodState::new(NodConfig::default()),
         };
-        // Our column families but no format version: a writer is creating
-        // the database, or was killed creating it (the next writer to open
-        // it finishes the job). With no data either, it is an empty
-        // database, not someone else's.
-        if version.is_none() && store.has_data()? {
-            return Err(StoreError::NotOurs(path.to_path_buf()));
-        }
         store.follow_recorded_retention()?;
         Ok(store)
     }
