@@ -148,7 +148,7 @@ fn import_zeek_killed_at_fifty_points_counts_each_line_once() {
     let mut rng = Rng::seeded();
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("dns.log");
-    const LINES: u32 = 40_000;
+    const LINES: u32 = 200_000;
     let mut text = zeeklog::HEADER.to_string();
     for i in 0..LINES {
         text.push_str(&line(i));
