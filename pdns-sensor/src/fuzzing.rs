@@ -220,6 +220,97 @@ pub fn api_params(data: &[u8]) {
     crate::serve::fuzz_parse(text);
 }
 
+/// Seeds: the inputs of every target that a capture file yields (frame
+/// sequences of `window` frames, the DNS messages decoded from them, and a
+/// Frame Streams stream of those messages as dnstap), for the seed
+/// generator (`examples/fuzz_seeds.rs`) and the tests.
+pub struct CaptureSeeds {
+    pub frames: Vec<Vec<u8>>,
+    pub messages: Vec<Vec<u8>>,
+    pub dnstap: Vec<u8>,
+}
+
+/// Builds [`CaptureSeeds`] from a pcap or pcapng file's bytes.
+pub fn capture_seeds(capture: &[u8], window: usize) -> CaptureSeeds {
+    use prost::Message as _;
+
+    let mut frames: Vec<(Timestamp, LinkType, Vec<u8>)> = Vec::new();
+    let _ = crate::source::pcap::read(capture, "seed", |f| {
+        frames.push((f.ts, f.link, f.data.to_vec()))
+    });
+    let mut seeds = CaptureSeeds {
+        frames: Vec::new(),
+        messages: Vec::new(),
+        dnstap: frame_streams::encode_control(
+            frame_streams::ControlType::Start,
+            Some(frame_streams::CONTENT_TYPE),
+        ),
+    };
+    for chunk in frames.chunks(window.max(1)) {
+        let mut seed = Vec::new();
+        let mut last = chunk[0].0.secs;
+        for (ts, link, data) in chunk {
+            let advance = ts.secs.saturating_sub(last).min(255) as u8;
+            last = last.max(ts.secs);
+            push_frame_record(&mut seed, link_number(*link), advance, data);
+        }
+        seeds.frames.push(seed);
+    }
+    let mut decoder = Decoder::new(&DecodeConfig::default());
+    let mut messages = Vec::new();
+    let mut emit = |m: DnsMessage<'_>| messages.push((m.transport, m.data.to_vec()));
+    for (ts, link, data) in &frames {
+        let frame = Frame {
+            ts: *ts,
+            link: *link,
+            data,
+        };
+        decoder.decode(&frame, &mut emit);
+    }
+    decoder.finish(&mut emit);
+    for (transport, dns) in messages {
+        let message = crate::source::dnstap::proto::Message {
+            r#type: crate::source::dnstap::proto::message::Type::ResolverResponse as i32,
+            socket_protocol: Some(match transport {
+                Transport::Udp => crate::source::dnstap::proto::SocketProtocol::Udp as i32,
+                Transport::Tcp => crate::source::dnstap::proto::SocketProtocol::Tcp as i32,
+            }),
+            response_time_sec: Some(1_700_000_000),
+            response_message: Some(Bytes::copy_from_slice(&dns)),
+            ..Default::default()
+        };
+        let dnstap = crate::source::dnstap::proto::Dnstap {
+            r#type: crate::source::dnstap::proto::dnstap::Type::Message as i32,
+            message: Some(message),
+            ..Default::default()
+        };
+        frame_streams::encode_data(&dnstap.encode_to_vec(), &mut seeds.dnstap);
+        seeds.messages.push(dns);
+    }
+    seeds.dnstap.extend(frame_streams::encode_control(
+        frame_streams::ControlType::Stop,
+        None,
+    ));
+    seeds
+}
+
+/// The pcap number of a link type (the inverse of `LinkType::from_pcap`).
+fn link_number(link: LinkType) -> u32 {
+    match link {
+        LinkType::Null => 0,
+        LinkType::Ethernet => 1,
+        LinkType::Raw => 101,
+        LinkType::Loop => 108,
+        LinkType::LinuxSll => 113,
+        LinkType::Ipv4 => 228,
+        LinkType::Ipv6 => 229,
+        LinkType::LinuxSll2 => 276,
+        LinkType::Ieee80211 => 105,
+        LinkType::Radiotap => 127,
+        LinkType::Other(n) => n,
+    }
+}
+
 /// Extracts a message and checks what comes out (one per target, reusing
 /// the extractor's buffers).
 struct Checker {
