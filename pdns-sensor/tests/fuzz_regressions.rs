@@ -9,8 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// A target's entry point.
+type Target = fn(&[u8]);
+
 /// The targets, by the name of their directory.
-const TARGETS: [(&str, fn(&[u8])); 6] = [
+const TARGETS: [(&str, Target); 6] = [
     ("decode_frames", pdns_sensor::fuzzing::decode_frames),
     ("extract_message", pdns_sensor::fuzzing::extract_message),
     ("pcap_reader", pdns_sensor::fuzzing::pcap_reader),

@@ -351,18 +351,18 @@ pub(crate) fn fuzz_parse(text: &str) {
             Ok(crate::store::Selector::Ipv6 { lo, hi }) => assert!(lo <= hi),
             _ => {}
         }
-        if let Ok(filter) = pattern::TypeFilter::parse(line) {
-            if let Some(rtype) = filter.exact() {
-                assert!(filter.matches(rtype));
-                let name = crate::vocab::render::rtype_name(rtype);
-                assert_eq!(
-                    pattern::TypeFilter::parse(&name)
-                        .ok()
-                        .and_then(|f| f.exact()),
-                    Some(rtype),
-                    "type {name} does not parse back"
-                );
-            }
+        if let Ok(filter) = pattern::TypeFilter::parse(line)
+            && let Some(rtype) = filter.exact()
+        {
+            assert!(filter.matches(rtype));
+            let name = crate::vocab::render::rtype_name(rtype);
+            assert_eq!(
+                pattern::TypeFilter::parse(&name)
+                    .ok()
+                    .and_then(|f| f.exact()),
+                Some(rtype),
+                "type {name} does not parse back"
+            );
         }
         ui::fuzz_interpret(line);
     }
