@@ -29,6 +29,8 @@ pub mod decode;
 pub mod dump;
 pub mod export;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 pub mod pipeline;
 pub mod report;

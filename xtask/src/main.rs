@@ -7,6 +7,8 @@
 //!   benchmark harness of the `bench` crate.
 //! * `cargo xtask run -- ARGS` — builds and runs the sensor.
 //! * `cargo xtask deb` — builds the Debian package (see `deb.rs`).
+//! * `cargo xtask fuzz [--time S] [TARGET...]` — coverage-guided fuzzing
+//!   of every parser fed from outside (see `fuzz.rs`).
 //! * `cargo xtask gen-dnstap` — regenerates the dnstap protobuf code (see
 //!   `gen_dnstap.rs`).
 //!
@@ -16,6 +18,7 @@
 
 mod deb;
 mod ebpf;
+mod fuzz;
 mod gen_dnstap;
 mod setup;
 
@@ -38,15 +41,17 @@ fn main() -> Result<()> {
         "bench" => bench(rest),
         "run" => run(rest),
         "deb" => deb::run(rest).map(|_| ()),
+        "fuzz" => fuzz::run(rest),
         "gen-dnstap" => gen_dnstap::run(),
         "help" | "--help" | "-h" => {
             println!(
-                "cargo xtask <setup|test|bench [--quick]|run -- ARGS|deb|gen-dnstap>\n\
+                "cargo xtask <setup|test|bench [--quick]|run -- ARGS|deb|fuzz [--time S] [TARGET...]|gen-dnstap>\n\
                  setup  install build and test dependencies (Debian 12)\n\
                  test   setup, fmt check, clippy, all tests\n\
                  bench  run the benchmark harness (bench/results/)\n\
                  run    build and run pdns-sensor with ARGS\n\
                  deb    build the Debian package (prints its path)\n\
+                 fuzz   run every fuzz target (or those named) S seconds each (default 60)\n\
                  gen-dnstap  regenerate the committed dnstap protobuf code"
             );
             Ok(())

@@ -124,6 +124,10 @@ const DEB_TEST_PACKAGES: [&str; 3] = ["systemd", "python3-seccomp", "adduser"];
 /// The pinned cargo-deb release, installed from crates.io.
 const CARGO_DEB: (&str, &str) = ("cargo-deb", "3.8.0");
 
+/// The pinned cargo-fuzz release (`cargo xtask fuzz`), installed from
+/// crates.io; it drives the nightly toolchain `setup` already installs.
+const CARGO_FUZZ: (&str, &str) = ("cargo-fuzz", "0.13.1");
+
 /// The pinned bpf-linker release (the aya 0.14 line's linker).
 const BPF_LINKER: &str = "bpf-linker@0.13.0";
 
@@ -166,11 +170,23 @@ pub(crate) fn packaging() -> Result<()> {
     cargo_deb_setup()
 }
 
+/// What fuzzing needs (`cargo xtask fuzz`): the build toolchain (nightly
+/// included) and cargo-fuzz.
+pub(crate) fn fuzzing() -> Result<()> {
+    build()?;
+    cargo_install_pinned("fuzz", CARGO_FUZZ)
+}
+
 /// Installs the pinned cargo-deb unless `cargo deb --version` names it.
 fn cargo_deb_setup() -> Result<()> {
-    let (name, version) = CARGO_DEB;
+    cargo_install_pinned("deb", CARGO_DEB)
+}
+
+/// Installs a cargo subcommand's pinned release unless `cargo SUBCOMMAND
+/// --version` names it.
+fn cargo_install_pinned(subcommand: &str, (name, version): (&str, &str)) -> Result<()> {
     let installed = crate::cargo()
-        .args(["deb", "--version"])
+        .args([subcommand, "--version"])
         .output()
         .is_ok_and(|o| {
             o.status.success()

@@ -327,3 +327,43 @@ impl Api {
         Ok(())
     }
 }
+
+/// Runs the parsers of paths and parameters, private to the surfaces, over
+/// hostile text for [`crate::fuzzing::api_params`]: the first line is a path
+/// and query string, each further line a value for every parser of names,
+/// addresses, types and the web page's box. Panics where an invariant
+/// breaks.
+pub(crate) fn fuzz_parse(text: &str) {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    let (path, query) = first.split_once('?').unwrap_or((first, ""));
+    let _ = params::segments(path);
+    let q = params::parse_query(Some(query));
+    for key in q.keys() {
+        let _ = params::boolean(&q, key);
+        let _ = params::unsigned(&q, key);
+    }
+    let _ = params::fences(&q);
+    for line in lines {
+        let _ = pattern::parse_name(line);
+        match pattern::parse_ip(line) {
+            Ok(crate::store::Selector::Ipv4 { lo, hi }) => assert!(lo <= hi),
+            Ok(crate::store::Selector::Ipv6 { lo, hi }) => assert!(lo <= hi),
+            _ => {}
+        }
+        if let Ok(filter) = pattern::TypeFilter::parse(line)
+            && let Some(rtype) = filter.exact()
+        {
+            assert!(filter.matches(rtype));
+            let name = crate::vocab::render::rtype_name(rtype);
+            assert_eq!(
+                pattern::TypeFilter::parse(&name)
+                    .ok()
+                    .and_then(|f| f.exact()),
+                Some(rtype),
+                "type {name} does not parse back"
+            );
+        }
+        ui::fuzz_interpret(line);
+    }
+}

@@ -252,10 +252,45 @@ pub fn read(
     Ok(summary)
 }
 
+/// A packet's time from whole seconds and a fraction in the interface's
+/// units. A classic pcap record may hold a fraction of a second or more (a
+/// hostile or broken writer's `ts_usec` of 10⁶ and above): the whole
+/// seconds in it are carried, so `nanos` always stays below a second.
 fn timestamp(secs: u64, fraction: u64, iface: &Interface) -> Timestamp {
-    let nanos = (u128::from(fraction) * 1_000_000_000 / u128::from(iface.resolution.max(1))) as u32;
+    let resolution = iface.resolution.max(1);
+    let nanos = (u128::from(fraction % resolution) * 1_000_000_000 / u128::from(resolution)) as u32;
     Timestamp {
-        secs: secs.saturating_add_signed(iface.offset),
+        secs: secs
+            .saturating_add(fraction / resolution)
+            .saturating_add_signed(iface.offset),
         nanos,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fraction_of_a_second_or_more_is_carried() {
+        let iface = Interface {
+            link: LinkType::Ethernet,
+            resolution: 1_000_000,
+            offset: 0,
+        };
+        assert_eq!(
+            timestamp(10, 3_892_570, &iface),
+            Timestamp {
+                secs: 13,
+                nanos: 892_570_000
+            }
+        );
+        assert_eq!(
+            timestamp(10, 999_999, &iface),
+            Timestamp {
+                secs: 10,
+                nanos: 999_999_000
+            }
+        );
     }
 }

@@ -119,3 +119,13 @@ fn json(value: &serde_json::Value) -> Response {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The search box's reading of hostile text, on every side, for
+/// [`super::fuzz_parse`].
+pub(super) fn fuzz_interpret(text: &str) {
+    for side in ["auto", "names", "rdata"] {
+        if let Ok(side) = query::Side::parse(side) {
+            let _ = query::interpret(text, side, super::pattern::TypeFilter::All);
+        }
+    }
+}
