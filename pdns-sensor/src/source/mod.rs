@@ -15,6 +15,32 @@
 //! [`progress`] counts how far a source has read, for the progress shown
 //! on long jobs.
 
+/// An enum of skip reasons with their metric labels: `ALL` in a stable
+/// order and `as_str`. Shared by the importers (Zeek logs, bro-pdns
+/// databases), whose counters and reports list every reason.
+macro_rules! reasons {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every reason, in a stable order (metrics and reports).
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The label used in metrics and reports.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
 pub mod answers;
 pub mod bro_pdns;
 pub mod dnstap;

@@ -90,29 +90,6 @@ impl LogRecord {
     }
 }
 
-macro_rules! reasons {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(usize)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)*
-        }
-
-        impl $name {
-            /// Every reason, in a stable order (metrics and reports).
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-
-            /// The label used in metrics and reports.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $label,)*
-                }
-            }
-        }
-    };
-}
-
 reasons! {
     /// Why a data line did not become any observation.
     LineSkip {
