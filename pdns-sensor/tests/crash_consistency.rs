@@ -15,6 +15,7 @@
 //! The points are random; the seed is printed, and `PDNS_CRASH_SEED`
 //! replays a run.
 
+mod kill_points;
 #[path = "live_support/pcap.rs"]
 #[allow(dead_code)]
 mod pcap;
@@ -29,39 +30,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use kill_points::Rng;
 use pdns_sensor::store::{Filter, Selector, Store};
 
 const KILLS: usize = 50;
 const TS: u64 = 1_700_000_000;
 /// Distinct names: line `i` asks for `q{i % NAMES}`.
 const NAMES: u32 = 3_000;
-
-/// xorshift64*: enough to pick kill points, and replayable.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Rng {
-        let seed = std::env::var("PDNS_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            })
-            | 1;
-        eprintln!("kill points from PDNS_CRASH_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 fn name(i: u32) -> String {
     format!("q{}.crash.test.", i % NAMES)

@@ -13,42 +13,21 @@
 //! The points are random; the seed is printed, and `PDNS_CRASH_SEED`
 //! replays a run.
 
+mod kill_points;
 mod live_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use kill_points::Rng;
 use live_support::*;
 
 const KILLS: usize = 50;
 
-fn seed() -> u64 {
-    let seed = std::env::var("PDNS_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-        | 1;
-    eprintln!("kill points from PDNS_CRASH_SEED={seed}");
-    seed
-}
-
-/// xorshift64*.
-fn below(state: &mut u64, n: u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-}
-
 #[test]
 fn run_killed_at_fifty_points_loses_at_most_its_flush_window() {
     require(&["ip", "tcpreplay"]);
-    let mut rng = seed();
+    let mut rng = Rng::seeded();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let link = Link::new("crash", false);
@@ -63,13 +42,13 @@ fn run_killed_at_fifty_points_loses_at_most_its_flush_window() {
             &db,
             &["-i", link.if_b, "--flush-interval", "1", "--no-api"],
         );
-        let replays = 1 + below(&mut rng, 3);
+        let replays = 1 + rng.below(3);
         for _ in 0..replays {
             link.replay(&file, 1);
         }
         let replays_ended = Instant::now();
         replayed += replays;
-        std::thread::sleep(Duration::from_millis(below(&mut rng, 3_000)));
+        std::thread::sleep(Duration::from_millis(rng.below(3_000)));
         let waited = replays_ended.elapsed();
         sensor.proc.signal(libc::SIGKILL);
         sensor
