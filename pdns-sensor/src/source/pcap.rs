@@ -130,8 +130,26 @@ pub fn read(
     // pcapng: interfaces of the current section.
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut last_ts = Timestamp::default();
+    // pcapng: the byte order of the current section (`None` in classic pcap).
+    let mut section_big_endian: Option<bool> = None;
 
     loop {
+        if let Some(len) = short_pcapng_block(reader.data(), section_big_endian) {
+            // pcap-parser 0.17 subtracts 12 from a block's length without
+            // checking it (an overflow panic where overflow checks are on, a
+            // 4 GiB read where they are off). No block is shorter than its
+            // type, two lengths and nothing else: 12 bytes.
+            let detail = format!("pcapng block length {len} is below the minimum of 12");
+            if summary.frames > 0 {
+                summary.truncated = true;
+                tracing::warn!("{name}: {detail} after {} frames", summary.frames);
+                break;
+            }
+            return Err(SourceError::Malformed {
+                path: name.to_string(),
+                detail,
+            });
+        }
         match reader.next() {
             Ok((offset, block)) => {
                 match block {
@@ -154,7 +172,10 @@ pub fn read(
                             data: packet.data,
                         });
                     }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
+                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                        section_big_endian = Some(shb.big_endian());
+                        interfaces.clear();
+                    }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                         interfaces.push(Interface {
                             link: LinkType::from_pcap(idb.linktype.0 as u32),
@@ -252,6 +273,32 @@ pub fn read(
     Ok(summary)
 }
 
+/// The length of the pcapng block at the head of `data` if it is below 12
+/// bytes, the least any block can be. `section_big_endian` is the byte order
+/// of the section being read, `None` outside pcapng; a section header
+/// carries its own byte order.
+fn short_pcapng_block(data: &[u8], section_big_endian: Option<bool>) -> Option<u32> {
+    const SECTION_HEADER: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    const MINIMUM: u32 = 12;
+    let length: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+    let big_endian = if data[..4] == SECTION_HEADER {
+        match data.get(8..12)? {
+            [0x1a, 0x2b, 0x3c, 0x4d] => true,
+            [0x4d, 0x3c, 0x2b, 0x1a] => false,
+            // Not a byte-order magic: pcap-parser rejects it itself.
+            _ => return None,
+        }
+    } else {
+        section_big_endian?
+    };
+    let length = if big_endian {
+        u32::from_be_bytes(length)
+    } else {
+        u32::from_le_bytes(length)
+    };
+    (length < MINIMUM).then_some(length)
+}
+
 /// A packet's time from whole seconds and a fraction in the interface's
 /// units. A classic pcap record may hold a fraction of a second or more (a
 /// hostile or broken writer's `ts_usec` of 10⁶ and above): the whole
@@ -270,6 +317,35 @@ fn timestamp(secs: u64, fraction: u64, iface: &Interface) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcapng_blocks_shorter_than_12_bytes_are_found_in_either_byte_order() {
+        let mut block = vec![0x01, 0, 0, 0x80, 8, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(short_pcapng_block(&block, Some(false)), Some(8));
+        assert_eq!(short_pcapng_block(&block, Some(true)), None);
+        assert_eq!(short_pcapng_block(&block, None), None, "classic pcap");
+        block[4..8].copy_from_slice(&12u32.to_le_bytes());
+        assert_eq!(short_pcapng_block(&block, Some(false)), None);
+        assert_eq!(short_pcapng_block(&block[..7], Some(false)), None);
+
+        let mut section = vec![0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 4, 0x1a, 0x2b, 0x3c, 0x4d];
+        assert_eq!(short_pcapng_block(&section, None), Some(4));
+        section[4..8].copy_from_slice(&28u32.to_be_bytes());
+        assert_eq!(short_pcapng_block(&section, None), None);
+    }
+
+    #[test]
+    fn a_short_pcapng_block_is_malformed_not_a_giant_read() {
+        // A valid section header, then a block that says it is 8 bytes long.
+        let mut file = vec![
+            0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
+        ];
+        file.extend_from_slice(&[0xff; 8]);
+        file.extend_from_slice(&28u32.to_le_bytes());
+        file.extend_from_slice(&[1, 0, 0, 0x80, 8, 0, 0, 0, 8, 0, 0, 0]);
+        let err = read(&file[..], "short", |_| {}).unwrap_err();
+        assert!(err.to_string().contains("below the minimum"), "{err}");
+    }
 
     #[test]
     fn a_fraction_of_a_second_or_more_is_carried() {
