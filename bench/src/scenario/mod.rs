@@ -1,7 +1,7 @@
 //! Benchmark scenarios and the `bench run` driver.
 //!
 //! Each scenario (ingest, peers, Zeek import, live capture, queries,
-//! retention, export, dnstap) is a module implementing [`Scenario`]: it
+//! retention, export, dnstap, soak) is a module implementing [`Scenario`]: it
 //! turns a [`Ctx`] into report entries plus a summary table. The driver only
 //! selects scenarios, prints their tables and writes the combined
 //! [`Report`], so adding one is a new module and a line in [`registry`].
@@ -13,6 +13,7 @@ pub mod live;
 pub mod peers;
 pub mod queries;
 pub mod retention;
+pub mod soak;
 pub mod zeek_import;
 
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ pub struct Ctx {
     pub sensor: PathBuf,
     pub quick: bool,
     pub cache_dir: PathBuf,
+    /// Where results go (the soak writes its time series and plot there).
+    pub results_dir: PathBuf,
+    pub soak: soak::Options,
 }
 
 /// What a scenario produces.
@@ -58,8 +62,14 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(retention::Retention),
         Box::new(export::Export),
         Box::new(dnstap::Dnstap::default()),
+        Box::new(soak::Soak),
     ]
 }
+
+/// Scenarios that a `--quick` run leaves out unless named with
+/// `--scenario`: the soak is a fixed time, not a size (issue 14: "not part
+/// of --quick").
+const NOT_QUICK: [&str; 1] = [soak::NAME];
 
 /// Runs `scenarios` and writes the report into `results_dir`; returns it.
 pub fn run_scenarios(
@@ -93,6 +103,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
             }
         }
         chosen.retain(|s| args.scenario.iter().any(|w| w == s.name()));
+    } else if args.quick {
+        chosen.retain(|s| !NOT_QUICK.contains(&s.name()));
     }
     if crate::tools::is_root() && crate::tools::have("ip") {
         match crate::netns::sweep_stale() {
@@ -108,6 +120,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         sensor: args.sensor.clone(),
         quick: args.quick,
         cache_dir: args.cache_dir.clone(),
+        results_dir: args.results_dir.clone(),
+        soak: soak::Options {
+            seconds: args.soak_seconds,
+            pps: args.soak_pps,
+        },
     };
     let report = run_scenarios(&chosen, &ctx, &args.results_dir)?;
     if args.save_reference {
