@@ -92,20 +92,27 @@ pub fn run_scenarios(
     Ok(report)
 }
 
-/// `bench run`.
-pub fn run(args: &RunArgs) -> Result<()> {
+/// The scenarios `--scenario` names (all when none), in run order; a quick
+/// run of all leaves out [`NOT_QUICK`].
+pub fn select(named: &[String], quick: bool) -> Result<Vec<Box<dyn Scenario>>> {
     let mut chosen = registry();
-    if !args.scenario.is_empty() {
+    if !named.is_empty() {
         let known: Vec<&str> = chosen.iter().map(|s| s.name()).collect();
-        for want in &args.scenario {
+        for want in named {
             if !known.contains(&want.as_str()) {
                 bail!("unknown scenario {want:?}; known: {}", known.join(", "));
             }
         }
-        chosen.retain(|s| args.scenario.iter().any(|w| w == s.name()));
-    } else if args.quick {
+        chosen.retain(|s| named.iter().any(|w| w == s.name()));
+    } else if quick {
         chosen.retain(|s| !NOT_QUICK.contains(&s.name()));
     }
+    Ok(chosen)
+}
+
+/// `bench run`.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let chosen = select(&args.scenario, args.quick)?;
     if crate::tools::is_root() && crate::tools::have("ip") {
         match crate::netns::sweep_stale() {
             Ok(removed) if !removed.is_empty() => eprintln!(
@@ -140,4 +147,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: Vec<Box<dyn Scenario>>) -> Vec<&'static str> {
+        v.iter().map(|s| s.name()).collect()
+    }
+
+    #[test]
+    fn the_soak_runs_in_full_runs_and_when_named() {
+        let all = names(select(&[], false).unwrap());
+        assert_eq!(all.last(), Some(&soak::NAME));
+        let quick = names(select(&[], true).unwrap());
+        assert!(!quick.contains(&soak::NAME));
+        assert_eq!(quick.len() + 1, all.len());
+        let named = names(select(&["soak".into()], true).unwrap());
+        assert_eq!(named, [soak::NAME]);
+        assert!(select(&["nope".into()], false).is_err());
+    }
 }

@@ -866,6 +866,7 @@ impl Scenario for Soak {
         e.set_figure("sent_frames", Some(sent.frames as f64));
         e.set_figure("sent_exchanges", Some(sent.exchanges as f64));
         e.set_figure("sent_names", Some(sent.names() as f64));
+        e.set_figure("sender_retries", Some(sent.retries as f64));
         e.set_figure("captured_frames", run.captured.frames);
         e.set_figure("dns_responses", run.captured.dns_responses);
         e.set_figure("kernel_drops", run.captured.drops);
