@@ -49,16 +49,16 @@
 //!   measured with `ingest` (README, *Storage*: "a 10-million-packet ingest
 //!   at 1 M names peaks at about 200 MiB with one decoder thread"), which
 //!   has no ring, while `run` maps 64 MiB per ring (the library default, 64
-//!   blocks of 1 MiB) and the kernel fills all of it within the first
-//!   seconds of traffic, so it is resident. With the one thread here: 200 +
-//!   64 = 264 MiB ([`rss_bound_mib`]). (Measured idle, before any traffic,
-//!   the sensor already holds about 89 MiB, most of it that ring.)
+//!   blocks of 1 MiB), all of it resident from the start: idle, before any
+//!   traffic, the sensor holds about 89 MiB, 64 MiB of it the ring's
+//!   mapping (`/proc/PID/smaps`). With the one thread here: 200 + 64 = 264
+//!   MiB ([`rss_bound_mib`]);
 //! - **RSS keeps growing**: the least-squares slope of RSS over the second
 //!   half of the traffic is above [`LEAK_MIB_PER_MIN`] MiB a minute. By the
 //!   second half the maps and memtables have reached their bounds and only
-//!   the table readers' index blocks grow with the data (about 10 MiB per
-//!   GB of SST). Applied only when that half spans at least
-//!   [`LEAK_MIN_SECS`] seconds; a shorter run says so in a note;
+//!   the table readers' index blocks grow with the data (slowly: they are
+//!   a small fraction of the SST bytes). Judged only when that half spans
+//!   at least [`LEAK_MIN_SECS`] seconds; a shorter run's row says so;
 //! - **anything is lost**: ring drops (`PACKET_STATISTICS`), any decode or
 //!   extraction drop reason, corrupt stored values, an API error or a
 //!   lookup that does not find its name;
