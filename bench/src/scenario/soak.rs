@@ -427,7 +427,8 @@ fn soak_run(ctx: &Ctx, secs: u64, pps: u64) -> Result<Run> {
     sampler.start = &start;
     let sender = Sender::start(pair.tx.name(), TX_IF, pps, secs as f64)?;
     let mut next = SAMPLE_EVERY;
-    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    // A process that exited but is not reaped yet (a zombie) has no VmRSS.
+    let alive = |pid: u32| rss_bytes(pid).is_some();
     while !sender.is_finished() {
         if start.elapsed() >= next {
             let done = sender.progress.load(std::sync::atomic::Ordering::Relaxed);
