@@ -49,6 +49,8 @@ struct Metrics {
     nod_moved: IntCounter,
     store_batch_bytes: IntCounter,
     store_last_write: IntGauge,
+    store_write_blocked: IntGauge,
+    store_write_failures: IntCounter,
     store_wait_seconds: Counter,
     store_corrupt_values: IntCounter,
     zeek_lines: IntCounterVec,
@@ -344,6 +346,21 @@ impl Metrics {
                 "Bytes of write batches committed to RocksDB.",
             ),
             store_last_write,
+            store_write_blocked: {
+                let g = IntGauge::new(
+                    "pdns_store_write_blocked",
+                    "Store writers holding a batch they could not write (a full disk) and \
+                     trying it again; capture drops meanwhile what it cannot hold.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            store_write_failures: counter(
+                r,
+                "pdns_store_write_failures_total",
+                "Store writes that failed with an I/O error (a full disk) and were tried again.",
+            ),
             store_wait_seconds: {
                 let c = Counter::new(
                     "pdns_store_writer_wait_seconds_total",
@@ -847,6 +864,21 @@ pub(crate) fn publish_store_write(written: &WriteStats, took: Duration) {
 }
 
 /// Publishes time a worker waited for its store writer to take a batch.
+/// A store writer starts (`true`) or stops (`false`) holding a batch it
+/// could not write.
+pub(crate) fn set_store_write_blocked(blocked: bool) {
+    if blocked {
+        METRICS.store_write_blocked.inc();
+    } else {
+        METRICS.store_write_blocked.dec();
+    }
+}
+
+/// A store write failed with an I/O error and will be tried again.
+pub(crate) fn store_write_failed() {
+    METRICS.store_write_failures.inc();
+}
+
 pub(crate) fn publish_writer_wait(waited: Duration) {
     METRICS.store_wait_seconds.inc_by(waited.as_secs_f64());
 }

@@ -448,6 +448,13 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         .collect();
     let per_interface = rings.len() / interfaces.len().max(1);
     let stop = Arc::new(AtomicBool::new(false));
+    // Live traffic cannot wait: a full disk holds the writers (and, once
+    // their workers are full too, drops at the rings) until there is room
+    // again or the sensor stops.
+    let pipeline = PipelineConfig {
+        wait_for_space: Some(Arc::clone(&stop)),
+        ..pipeline
+    };
     let mut threads = Vec::new();
     for (n, (i, ring)) in rings.into_iter().enumerate() {
         let counters = Arc::new(RingCounters::default());

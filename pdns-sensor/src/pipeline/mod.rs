@@ -23,6 +23,7 @@ mod writer;
 pub use worker::Worker;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -61,6 +62,15 @@ pub struct PipelineConfig {
     pub flush_interval: Duration,
     /// Origin stamped on every observation.
     pub origin: Origin,
+    /// What a store write that fails with an I/O error (a full disk, most
+    /// often) does. `None`: the pipeline stops with the error — right for
+    /// files, which can be read again once there is room. `Some(stop)`:
+    /// the writer keeps the batch and tries it again every few seconds
+    /// until it is written or `stop` is set — right for live sources,
+    /// which cannot pause the traffic: meanwhile the worker stops taking
+    /// frames once its next batch is full too, and what arrives is dropped
+    /// (at the ring, by the kernel, and counted there).
+    pub wait_for_space: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PipelineConfig {
@@ -72,6 +82,7 @@ impl Default for PipelineConfig {
             max_entries: 100_000,
             flush_interval: Duration::from_secs(5),
             origin: Origin::WIRE,
+            wait_for_space: None,
         }
     }
 }

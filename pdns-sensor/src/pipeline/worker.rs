@@ -70,7 +70,11 @@ impl Worker {
             extractor: Extractor::new(config.sections),
             aggregator: Aggregator::new(config.max_entries, config.origin),
             extract_stats: ExtractStats::default(),
-            writer: Writer::spawn(store, writer_name.to_string())?,
+            writer: Writer::spawn(
+                store,
+                writer_name.to_string(),
+                config.wait_for_space.clone(),
+            )?,
             flush_interval: config.flush_interval,
             last_flush: Instant::now(),
             since_check: 0,

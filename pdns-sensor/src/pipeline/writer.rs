@@ -15,16 +15,33 @@
 //! Batches are written in the order they were handed over. A source that
 //! must read what it wrote (an importer checking whether a file's content
 //! was imported before) first waits with [`Writer::sync`].
+//!
+//! **A full disk.** A write that fails with an I/O error ends the writer,
+//! and so the pipeline, unless the pipeline waits for space
+//! ([`PipelineConfig::wait_for_space`](super::PipelineConfig)): then the
+//! writer keeps the batch, says so in one log line, raises
+//! `pdns_store_write_blocked` and tries the same batch again every
+//! [`RETRY`] until it is written (RocksDB recovers from a full disk by
+//! itself once there is room again) or the sensor is stopping. Trying
+//! again is safe: a failed write changed nothing, neither in the database
+//! (a write batch is atomic) nor in the store's memory (the spool and
+//! newly-observed-domain bookkeeping move only after a write succeeded).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::PipelineError;
 use crate::metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteStats};
 use crate::vocab::batch::Batch;
+
+/// How long a writer waiting for space waits between two tries.
+const RETRY: Duration = Duration::from_secs(2);
+/// How often a writer still waiting says so again.
+const REMIND: Duration = Duration::from_secs(60);
 
 /// What the writer thread is asked to do, in order.
 enum Job {
@@ -41,8 +58,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts a writer thread called `name` for `store`.
-    pub(super) fn spawn(store: Arc<Store>, name: String) -> Result<Writer, PipelineError> {
+    /// Starts a writer thread called `name` for `store`; with
+    /// `wait_for_space`, a write failing with an I/O error is tried again
+    /// until it succeeds or the flag is set.
+    pub(super) fn spawn(
+        store: Arc<Store>,
+        name: String,
+        wait_for_space: Option<Arc<AtomicBool>>,
+    ) -> Result<Writer, PipelineError> {
         let (jobs, incoming) = sync_channel::<Job>(0);
         let (give_back, emptied) = sync_channel::<Batch>(1);
         let thread = std::thread::Builder::new()
@@ -52,7 +75,7 @@ impl Writer {
                     match job {
                         Job::Write(mut batch) => {
                             let started = Instant::now();
-                            let written = store.write(&batch)?;
+                            let written = write(&store, &batch, wait_for_space.as_deref())?;
                             metrics::publish_store_write(&written, started.elapsed());
                             batch.clear();
                             // The worker may not want it back yet; then it is
@@ -135,6 +158,67 @@ impl Drop for Writer {
     }
 }
 
+/// Writes `batch`; with `stop`, an I/O error is waited out (see the module
+/// documentation) until the write succeeds or `stop` is set.
+fn write(
+    store: &Store,
+    batch: &Batch,
+    stop: Option<&AtomicBool>,
+) -> Result<WriteStats, StoreError> {
+    let mut waiting: Option<(Instant, Instant)> = None;
+    loop {
+        let error = match store.write(batch) {
+            Ok(written) => {
+                if let Some((since, _)) = waiting {
+                    metrics::set_store_write_blocked(false);
+                    tracing::warn!(
+                        "store writes resumed after {:.0} s; the batch held meanwhile is written",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(written);
+            }
+            Err(e) => e,
+        };
+        let Some(stop) = stop.filter(|_| error.is_io()) else {
+            return Err(error);
+        };
+        metrics::store_write_failed();
+        match &mut waiting {
+            None => {
+                metrics::set_store_write_blocked(true);
+                tracing::error!(
+                    "store write failed: {error}; holding the batch ({} records, {} negative \
+                     answers) and trying again every {} s until it can be written (RocksDB \
+                     recovers once there is room). Meanwhile capture drops what it cannot \
+                     hold, counted as ring drops",
+                    batch.records.len(),
+                    batch.negatives.len(),
+                    RETRY.as_secs()
+                );
+                let now = Instant::now();
+                waiting = Some((now, now));
+            }
+            Some((since, reminded)) if reminded.elapsed() >= REMIND => {
+                tracing::error!(
+                    "store writes still failing after {:.0} s: {error}",
+                    since.elapsed().as_secs_f64()
+                );
+                *reminded = Instant::now();
+            }
+            Some(_) => {}
+        }
+        if stop.load(Ordering::Acquire) {
+            tracing::error!(
+                "stopping while store writes fail: the held batch ({} records) is lost",
+                batch.records.len()
+            );
+            return Err(error);
+        }
+        std::thread::sleep(RETRY);
+    }
+}
+
 /// The thread is gone without an error of its own: it panicked.
 fn stopped() -> PipelineError {
     PipelineError::Panicked("store writer")
@@ -171,7 +255,7 @@ mod tests {
     fn every_batch_handed_over_is_written_by_finish() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        let mut writer = Writer::spawn(Arc::clone(&store), "test-writer".into()).unwrap();
+        let mut writer = Writer::spawn(Arc::clone(&store), "test-writer".into(), None).unwrap();
         for i in 0..20u8 {
             writer.write(batch("a.test", i * 10..i * 10 + 10)).unwrap();
         }
@@ -198,7 +282,7 @@ mod tests {
     fn sync_returns_once_everything_before_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        let mut writer = Writer::spawn(Arc::clone(&store), "test-writer".into()).unwrap();
+        let mut writer = Writer::spawn(Arc::clone(&store), "test-writer".into(), None).unwrap();
         for round in 0..5u8 {
             writer.write(batch("s.test", 0..(round + 1) * 40)).unwrap();
             writer.sync().unwrap();
@@ -211,7 +295,7 @@ mod tests {
     fn checkpoints_are_written_with_their_batch() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        let mut writer = Writer::spawn(Arc::clone(&store), "test-writer".into()).unwrap();
+        let mut writer = Writer::spawn(Arc::clone(&store), "test-writer".into(), None).unwrap();
         let mut b = batch("c.test", 0..3);
         b.checkpoints.push((b"test/pos".to_vec(), b"3".to_vec()));
         writer.write(b).unwrap();
@@ -230,7 +314,7 @@ mod tests {
     fn emptied_batches_come_back_empty_with_their_capacity() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        let mut writer = Writer::spawn(store, "test-writer".into()).unwrap();
+        let mut writer = Writer::spawn(store, "test-writer".into(), None).unwrap();
         writer.write(batch("b.test", 0..200)).unwrap();
         // The rendezvous returns once the thread took the batch; the
         // emptied maps follow when it is written.

@@ -131,6 +131,17 @@ impl StoreError {
             cause,
         }
     }
+
+    /// Whether this is an I/O error (a full disk, a failing device) rather
+    /// than one of the data or of the call: the kind a later try may not
+    /// meet.
+    pub fn is_io(&self) -> bool {
+        match self {
+            StoreError::Rocks { cause, .. } => cause.kind() == rocksdb::ErrorKind::IOError,
+            StoreError::Io { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// A bookkeeping entry: key (without the `meta/` prefix) and value.

@@ -207,8 +207,21 @@ impl ClickHouse {
     }
 
     /// Kills the server (SIGKILL) and waits.
+    ///
+    /// A replicated table killed mid-insert may hold parts on disk that
+    /// never reached ZooKeeper (the insert was not acknowledged; the sender
+    /// retries it). On restart ClickHouse 18.16 refuses to attach the table
+    /// when such parts are many against what it has
+    /// (`replicated_max_ratio_of_wrong_parts`), and the server exits: what
+    /// an operator then does, and what this does for the next
+    /// [`resume`](ClickHouse::resume), is to set the `force_restore_data`
+    /// flag, which moves those parts aside (to `detached/`) and attaches
+    /// the table from what ZooKeeper has.
     pub(crate) fn kill(&mut self) {
         self.signal_and_wait(libc::SIGKILL);
+        let flags = self.dir.path().join("data/flags");
+        std::fs::create_dir_all(&flags).unwrap();
+        std::fs::write(flags.join("force_restore_data"), b"").unwrap();
     }
 
     fn signal_and_wait(&mut self, signal: i32) {
