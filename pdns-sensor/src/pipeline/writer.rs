@@ -321,7 +321,7 @@ mod tests {
         writer.write(batch("b.test", 0..1)).unwrap();
         let back = (0..1000)
             .find_map(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(2));
                 writer.emptied()
             })
             .expect("a batch came back");
