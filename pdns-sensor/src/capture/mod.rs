@@ -74,19 +74,45 @@ pub fn open_ring(
     group: &mut Option<u16>,
     fanout: filter::Fanout<'_>,
 ) -> Result<ring::Ring> {
+    open_bound_ring(iface.index, iface.loopback, config, group, fanout)
+}
+
+/// Like [`open_ring`], but bound to every device of the network namespace
+/// (ifindex 0), so that the ring keeps working when its interface is
+/// deleted and created again (see "Following an interface" above). Its
+/// filter must take only the interface's packets
+/// ([`filter::Filter::load_for_interface`]). `loopback`: the interface
+/// is `lo` (the group then ignores outgoing copies, which on any other
+/// device the filter drops anyway).
+pub fn open_following_ring(
+    loopback: bool,
+    config: &RingConfig,
+    group: &mut Option<u16>,
+    fanout: filter::Fanout<'_>,
+) -> Result<ring::Ring> {
+    open_bound_ring(0, loopback, config, group, fanout)
+}
+
+fn open_bound_ring(
+    ifindex: u32,
+    loopback: bool,
+    config: &RingConfig,
+    group: &mut Option<u16>,
+    fanout: filter::Fanout<'_>,
+) -> Result<ring::Ring> {
     let socket =
         socket::PacketSocket::open().context("opening an AF_PACKET socket (needs CAP_NET_RAW)")?;
     cbpf::attach(&socket, &cbpf::drop_all()).context("attaching the setup filter")?;
-    if iface.loopback {
+    if loopback {
         socket
             .ignore_outgoing()
             .context("setting PACKET_IGNORE_OUTGOING")?;
     }
     let ring = ring::Ring::new(socket, config).context("setting up the TPACKET_V3 ring")?;
-    ring.socket().bind(iface.index).context("binding")?;
+    ring.socket().bind(ifindex).context("binding")?;
     *group = Some(
         ring.socket()
-            .join_fanout(*group, iface.loopback, fanout)
+            .join_fanout(*group, loopback, fanout)
             .context("joining the fanout group")?,
     );
     Ok(ring)

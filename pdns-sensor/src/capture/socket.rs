@@ -8,7 +8,9 @@
 //! 3. `PACKET_VERSION = TPACKET_V3`, `PACKET_IGNORE_OUTGOING` on loopback
 //!    only (on a real interface the resolver's own outgoing answers are
 //!    exactly what we want), `PACKET_RX_RING` and the mapping ([`Ring`]);
-//! 4. `bind` to the interface with `ETH_P_ALL`: delivery starts here;
+//! 4. `bind` with `ETH_P_ALL`, to the interface or, for `run`, to every
+//!    device (ifindex 0; the filter then picks the interface's packets,
+//!    see `super::filter`): delivery starts here;
 //! 5. `PACKET_FANOUT` (it needs a bound, running socket), and for a
 //!    `PACKET_FANOUT_EBPF` group its program (`PACKET_FANOUT_DATA`, once,
 //!    by the socket that created the group);
@@ -89,7 +91,8 @@ impl PacketSocket {
         )
     }
 
-    /// Binds to one interface, all protocols. Delivery starts here.
+    /// Binds to one interface (or with 0 to every device of the network
+    /// namespace), all protocols. Delivery starts here.
     pub fn bind(&self, ifindex: u32) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
