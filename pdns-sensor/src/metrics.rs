@@ -1074,10 +1074,7 @@ impl CapturePublisher {
                 "tunnel_malformed",
                 d(now.rejected_tunnel_malformed, l.rejected_tunnel_malformed),
             ),
-            (
-                "interface",
-                d(now.rejected_interface, l.rejected_interface),
-            ),
+            ("interface", d(now.rejected_interface, l.rejected_interface)),
         ] {
             m.filter_rejected.with_label_values(&[reason]).inc_by(n);
         }

@@ -2,10 +2,16 @@
 //! or the classic BPF fallback when eBPF cannot be loaded.
 //!
 //! The eBPF object is built by `build.rs` and embedded in the binary, so the
-//! sensor is one file. It is loaded once; the same program is attached to
-//! every socket (fanout demultiplexes *before* the per-socket filter, so
-//! each member needs it). Its port set is a map filled from `--port`, and
-//! its verdicts are counted per CPU in another map, summed here.
+//! sensor is one file. It is loaded once per captured interface, and that
+//! program is attached to every socket of the interface's fanout group
+//! (fanout demultiplexes *before* the per-socket filter, so each member
+//! needs it). One per interface because `run`'s sockets are bound to every
+//! device and the filter picks the interface by its index, held in a map
+//! of the instance ([`Filter::set_interface`]; see `super` on following an
+//! interface). Its port set is a map filled from `--port`, and its
+//! verdicts are counted per CPU in another map, summed here, and over the
+//! instances by [`sum_stats`]. With `--explain-filter N` each instance
+//! explains the first N packets of its own interface.
 //!
 //! Loading can fail on old kernels or without CAP_BPF/CAP_SYS_ADMIN. The
 //! sensor then attaches the equivalent classic program from `super::cbpf`
@@ -45,8 +51,9 @@ use aya::programs::SocketFilter;
 use aya::{Ebpf, EbpfLoader};
 use pdns_common::{
     CONFIG_FLAGS, CONFIG_MAP, EXPLAIN_MAP, EXPLAIN_PROGRAM_NAME, EXPLAIN_REMAINING, EXPLAIN_TOTAL,
-    FANOUT_PROGRAM_NAME, FLAG_GRE, FilterStats, IFINDEX_ANY, IFINDEX_MAP, MAX_PORTS, MAX_TUNNEL_PORTS, PORTS_MAP,
-    PROGRAM_NAME, STATS_MAP, TUNNEL_GENEVE, TUNNEL_PORTS_MAP, TUNNEL_VXLAN,
+    FANOUT_PROGRAM_NAME, FLAG_GRE, FilterStats, IFINDEX_ANY, IFINDEX_MAP, MAX_PORTS,
+    MAX_TUNNEL_PORTS, PORTS_MAP, PROGRAM_NAME, STATS_MAP, TUNNEL_GENEVE, TUNNEL_PORTS_MAP,
+    TUNNEL_VXLAN,
 };
 
 use super::cbpf;
@@ -178,7 +185,8 @@ fn classic_program(ports: &[u16], tunnels: &Tunnels, index: u32) -> Result<Vec<l
         pdns_common::IFINDEX_ABSENT => return Ok(cbpf::drop_all()),
         i => Some(i),
     };
-    cbpf::dns_filter(ports, tunnels, ifindex).map_err(|e| anyhow!("building the classic filter: {e}"))
+    cbpf::dns_filter(ports, tunnels, ifindex)
+        .map_err(|e| anyhow!("building the classic filter: {e}"))
 }
 
 /// The loaded eBPF program and its counters map.

@@ -33,6 +33,35 @@
 //! * **Plain threads for data, tokio for control.** Ring threads block in
 //!   `poll()`; the control plane (signals, status line, timers) runs on a
 //!   small tokio runtime in `cli::run`.
+//! * **Following an interface: sockets bound to every device.** An
+//!   interface that is deleted and created again under its name (bond or
+//!   VLAN reconfiguration, hot-plug, a container's veth) gets a new index.
+//!   A socket bound to the old index is unhooked when the device goes
+//!   (and `poll` reports "Network is down" forever), and `run` cannot open
+//!   a new one: it has dropped every capability after setup, and
+//!   `socket(AF_PACKET)` needs CAP_NET_RAW; nor can it bind the old socket
+//!   again, since the kernel refuses `bind` on a socket in a fanout group.
+//!   So `run`'s sockets ([`open_following_ring`]) are bound to ifindex 0,
+//!   every device of the network namespace, and the kernel filter picks
+//!   the interface: the eBPF filter's first check is `skb->ifindex`
+//!   against a one-entry map (`pdns_common::IFINDEX_MAP`, 0 while the
+//!   interface is absent), the classic filter's an `SKF_AD_IFINDEX` load.
+//!   Since one loaded program cannot know which socket it runs for, each
+//!   interface gets its own filter instance (and fanout program). `run`'s
+//!   watcher looks the names up once a second and points each filter at
+//!   the interface's current index: the eBPF map is written from the
+//!   control plane, the classic program is re-attached by each ring thread
+//!   to its own socket (`SO_ATTACH_FILTER` needs no capability). The
+//!   costs: every packet of the network namespace passes each interface
+//!   group's fanout program (which stops at the index check) and filter,
+//!   and is counted there (`rejected_interface`) when it is another
+//!   device's; with `PACKET_FANOUT_FLAG_DEFRAG` each group's hook also
+//!   reassembles the IPv4 fragments of every device. Writing the eBPF map
+//!   without capabilities needs Linux 6.5 or later (map operations on an
+//!   open descriptor); on an older kernel the sensor says once that the
+//!   interface cannot be followed without a restart, and goes on
+//!   capturing as it was. The benchmark's ring reader still binds to one
+//!   device ([`open_ring`]), with a filter that takes any device's packets.
 //!
 //! The modules are one job each: [`iface`] (names, indices, the
 //! default-route interface), [`socket`] (the socket options and their
@@ -79,7 +108,8 @@ pub fn open_ring(
 
 /// Like [`open_ring`], but bound to every device of the network namespace
 /// (ifindex 0), so that the ring keeps working when its interface is
-/// deleted and created again (see "Following an interface" above). Its
+/// deleted and created again (see "Following an interface" in the module
+/// docs). Its
 /// filter must take only the interface's packets
 /// ([`filter::Filter::load_for_interface`]). `loopback`: the interface
 /// is `lo` (the group then ignores outgoing copies, which on any other

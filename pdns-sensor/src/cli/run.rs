@@ -60,13 +60,13 @@ use crate::capture::stats::{RingCounters, RingTotals};
 use crate::capture::thread::RingThread;
 use crate::capture::{RingConfig, open_following_ring};
 use crate::metrics::{self, CapturePublisher};
-use pdns_common::IFINDEX_ABSENT;
 use crate::pipeline::{PipelineConfig, Summary, Worker};
 use crate::report::DnstapReport;
 use crate::report::{ExportSummary, PipelineTotals, RetentionSummary, RingReport, RunReport};
 use crate::serve::Api;
 use crate::source::dnstap::{DnstapService, Listener};
 use crate::store::{CF_RECORDS, Store};
+use pdns_common::IFINDEX_ABSENT;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -308,7 +308,10 @@ fn load_filters(interfaces: &[Target], args: &RunArgs, ports: &[u16]) -> Result<
     let mut choice = args.filter;
     let mut filters: Vec<Filter> = Vec::new();
     for target in interfaces {
-        let index = target.interface.as_ref().map_or(IFINDEX_ABSENT, |i| i.index);
+        let index = target
+            .interface
+            .as_ref()
+            .map_or(IFINDEX_ABSENT, |i| i.index);
         let filter =
             Filter::load_for_interface(choice, ports, &tunnels, args.explain_filter, index)
                 .with_context(|| format!("loading the kernel filter for {}", target.name))?;
@@ -631,6 +634,9 @@ struct Watch {
     /// The filter could not be changed (eBPF map write refused): said
     /// once.
     stuck: bool,
+    /// The index the interface had when it was last up (None: never
+    /// seen up yet).
+    last_up: Option<u32>,
 }
 
 /// An interface's state as the watcher sees it.
@@ -654,19 +660,22 @@ impl Watch {
                 .map_or(IFINDEX_ABSENT, |i| i.index),
             seen: None,
             stuck: false,
+            last_up: None,
         }
     }
 
     fn check(&mut self, filter: &mut Filter) {
         let now = match probe(&self.name) {
             Presence::Absent => Seen::Absent,
-            Presence::Present { index, kind, .. }
-                if !Presence::capturable(kind, self.loopback) =>
-            {
+            Presence::Present { index, kind, .. } if !Presence::capturable(kind, self.loopback) => {
                 Seen::Refused(index, kind)
             }
-            Presence::Present { index, up: true, .. } => Seen::Up(index),
-            Presence::Present { index, up: false, .. } => Seen::Down(index),
+            Presence::Present {
+                index, up: true, ..
+            } => Seen::Up(index),
+            Presence::Present {
+                index, up: false, ..
+            } => Seen::Down(index),
         };
         if self.seen == Some(now) {
             return;
@@ -702,15 +711,28 @@ impl Watch {
             Seen::Refused(index, kind) => tracing::error!(
                 "interface {name} is back (index {index}) but has link type {kind} (ARPHRD), \
                  not {}: not captured; waiting for one that is",
-                if self.loopback { "loopback" } else { "Ethernet" }
-            ),
-            Seen::Up(index) => match before {
-                None => {}
-                Some(Seen::Down(i)) if i == index => {
-                    tracing::info!("interface {name} is up; capturing again")
+                if self.loopback {
+                    "loopback"
+                } else {
+                    "Ethernet"
                 }
-                _ => tracing::info!("interface {name} is back (index {index}); capturing again"),
-            },
+            ),
+            Seen::Up(index) => {
+                match (self.last_up, before) {
+                    // Up from the start: the startup line said enough.
+                    (None, None) => {}
+                    (None, _) => {
+                        tracing::info!("interface {name} is there (index {index}); capturing")
+                    }
+                    (Some(i), Some(Seen::Down(j))) if i == index && j == index => {
+                        tracing::info!("interface {name} is up; capturing again")
+                    }
+                    _ => {
+                        tracing::info!("interface {name} is back (index {index}); capturing again")
+                    }
+                }
+                self.last_up = Some(index);
+            }
             Seen::Down(index) => match before {
                 Some(Seen::Up(i)) if i == index => {
                     tracing::warn!("interface {name} is down; capturing again when it comes up")

@@ -1,0 +1,323 @@
+//! Interfaces that come and go under a running `run`: deleted and created
+//! again under the same name (a new index), set down and up, or not there
+//! yet when the sensor starts. The capture sockets are bound to every
+//! device and the kernel filter takes the named interface's packets, so
+//! the sensor follows the name without reopening anything (it has dropped
+//! the capabilities that would need). Real captures are replayed before
+//! and after each change; what the database holds must equal an `ingest`
+//! of the same captures, and `pdns_capture_interface_up{interface}` and
+//! the log lines must say what happened.
+
+mod live_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use live_support::*;
+
+/// The API of a sensor started by [`Sensor::start`] (its default).
+const METRICS_URL: &str = "http://127.0.0.1:8081/metrics";
+
+/// One sample of `/metrics` in `ns`, e.g.
+/// `pdns_capture_interface_up{interface="veth-b"}`; None if absent.
+fn metric(ns: &Netns, sample: &str) -> Option<f64> {
+    let (status, text, _) = output(
+        ns.cmd("curl").args(["-sS", "--max-time", "5", METRICS_URL]),
+        Duration::from_secs(10),
+    );
+    if !status.success() {
+        return None;
+    }
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(sample)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
+
+fn gauge(iface: &str) -> String {
+    format!("pdns_capture_interface_up{{interface=\"{iface}\"}}")
+}
+
+/// Waits (20 s at most) until the sample has `value`.
+fn wait_metric(ns: &Netns, sensor: &Sensor, sample: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = metric(ns, sample);
+        if now == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sample} is {now:?}, not {value}:\n{}",
+            sensor.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (20 s at most) until the sensor has logged a line containing
+/// `text`.
+fn wait_log(sensor: &Sensor, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sensor.stderr().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {text:?}:\n{}",
+            sensor.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the kernel has offered at least `packets` packets to the
+/// rings of `iface` (what was replayed is in the rings, whatever happens
+/// to the interface next).
+fn wait_packets(ns: &Netns, sensor: &Sensor, iface: &str, packets: u64) {
+    let sample = format!("pdns_capture_packets_total{{interface=\"{iface}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = metric(ns, &sample).unwrap_or(0.0) as u64;
+        if now >= packets {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sample} is {now}, not {packets} yet:\n{}",
+            sensor.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The index of `iface` in `ns`.
+fn ifindex(ns: &Netns, iface: &str) -> u32 {
+    ns.run(&["cat", &format!("/sys/class/net/{iface}/ifindex")])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Creates the veth pair `veth-a` (in `a`) / `veth-b` (in `b`) with the
+/// MACs [`Link`] gives them, both up.
+fn add_veth(a: &Netns, b: &Netns) {
+    run(
+        Command::new("ip").args([
+            "link", "add", "veth-a", "netns", &a.name, "type", "veth", "peer", "name", "veth-b",
+            "netns", &b.name,
+        ]),
+        Duration::from_secs(10),
+    );
+    a.run(&[
+        "ip",
+        "link",
+        "set",
+        "veth-a",
+        "address",
+        "02:00:00:00:00:0a",
+        "up",
+    ]);
+    b.run(&[
+        "ip",
+        "link",
+        "set",
+        "veth-b",
+        "address",
+        "02:00:00:00:00:0b",
+        "up",
+    ]);
+}
+
+/// Two namespaces without IPv6 (exact packet counts), not linked yet.
+fn namespaces(tag: &str) -> (Netns, Netns) {
+    let a = Netns::new(&format!("{tag}a"));
+    let b = Netns::new(&format!("{tag}b"));
+    for ns in [&a, &b] {
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6=1");
+        ns.sysctl("net.ipv6.conf.default.disable_ipv6=1");
+    }
+    (a, b)
+}
+
+/// A real capture from testdata, addressed from veth-a to veth-b, written
+/// under `dir`; returns the file and how many of its packets the kernel
+/// filter keeps (tcpdump's count of port 53: these captures have no
+/// fragments).
+fn replay_file(dir: &Path, rel: &str) -> (PathBuf, u64) {
+    let mut packets = pcap::read(&capture(rel));
+    pcap::patch_macs(&mut packets, [2, 0, 0, 0, 0, 0x0a], [2, 0, 0, 0, 0, 0x0b]);
+    let file = dir.join(rel.replace('/', "-"));
+    pcap::write(&file, &packets);
+    let kept = tcpdump_count(&file, "port 53");
+    (file, kept)
+}
+
+fn replay(a: &Netns, file: &Path) {
+    run(
+        a.cmd("tcpreplay")
+            .args(["-K", "--topspeed", "-i", "veth-a", file.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+}
+
+/// What the database of a stopped sensor must hold: an `ingest` of the
+/// same captures.
+fn assert_recorded(stopped: &Stopped, captures: &[&str]) {
+    let files: Vec<PathBuf> = captures.iter().map(|c| capture(c)).collect();
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (_d, reference) = ingest(&refs);
+    let expected = counts(&dump(&reference));
+    assert!(!expected.is_empty());
+    assert_eq!(counts(&dump(&stopped.db)), expected, "{}", stopped.stderr);
+}
+
+const BEFORE: &str = "dnscap/dns.pcap";
+const AFTER: &str = "dnscap/dnso1tcp.pcap";
+
+/// The capture-side veth is deleted and created again (a new index):
+/// what was sent before and after is recorded, the gauge goes 1, 0, 1.
+fn recreated(filter: &str) {
+    require(&["ip", "tcpreplay", "tcpdump", "curl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = namespaces("lr");
+    add_veth(&a, &b);
+    let (before, n_before) = replay_file(dir.path(), BEFORE);
+    let (after, n_after) = replay_file(dir.path(), AFTER);
+
+    let sensor = Sensor::start(&b, &["-i", "veth-b", "--threads", "2", "--filter", filter]);
+    wait_metric(&b, &sensor, &gauge("veth-b"), 1.0);
+    replay(&a, &before);
+    wait_packets(&b, &sensor, "veth-b", n_before);
+
+    let old = ifindex(&b, "veth-b");
+    b.run(&["ip", "link", "del", "veth-b"]);
+    wait_metric(&b, &sensor, &gauge("veth-b"), 0.0);
+    wait_log(&sensor, "interface veth-b is gone; waiting for it");
+
+    add_veth(&a, &b);
+    let new = ifindex(&b, "veth-b");
+    assert_ne!(old, new, "the new veth-b has a new index");
+    wait_metric(&b, &sensor, &gauge("veth-b"), 1.0);
+    wait_log(
+        &sensor,
+        &format!("interface veth-b is back (index {new}); capturing again"),
+    );
+    replay(&a, &after);
+    wait_packets(&b, &sensor, "veth-b", n_before + n_after);
+
+    let stopped = sensor.stop();
+    assert_eq!(stopped.stats["filter"], filter, "{}", stopped.stderr);
+    assert!(
+        !stopped.stderr.contains("capture socket error"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(
+        num(&stopped.stats["interfaces"]["veth-b"], &["drops"]),
+        0,
+        "{}",
+        stopped.stderr
+    );
+    assert_recorded(&stopped, &[BEFORE, AFTER]);
+}
+
+#[test]
+fn recreated_interface_is_followed_ebpf() {
+    recreated("ebpf");
+}
+
+#[test]
+fn recreated_interface_is_followed_classic() {
+    recreated("classic");
+}
+
+/// `ip link set down`, then `up`: the gauge follows, and capture goes on
+/// on the same index.
+#[test]
+fn interface_down_and_up() {
+    require(&["ip", "tcpreplay", "tcpdump", "curl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = namespaces("ld");
+    add_veth(&a, &b);
+    let (before, n_before) = replay_file(dir.path(), BEFORE);
+    let (after, n_after) = replay_file(dir.path(), AFTER);
+
+    let sensor = Sensor::start(&b, &["-i", "veth-b", "--threads", "2"]);
+    wait_metric(&b, &sensor, &gauge("veth-b"), 1.0);
+    replay(&a, &before);
+    wait_packets(&b, &sensor, "veth-b", n_before);
+
+    b.run(&["ip", "link", "set", "veth-b", "down"]);
+    wait_metric(&b, &sensor, &gauge("veth-b"), 0.0);
+    wait_log(
+        &sensor,
+        "interface veth-b is down; capturing again when it comes up",
+    );
+    b.run(&["ip", "link", "set", "veth-b", "up"]);
+    wait_metric(&b, &sensor, &gauge("veth-b"), 1.0);
+    wait_log(&sensor, "interface veth-b is up; capturing again");
+    replay(&a, &after);
+    wait_packets(&b, &sensor, "veth-b", n_before + n_after);
+
+    let stopped = sensor.stop();
+    assert_recorded(&stopped, &[BEFORE, AFTER]);
+}
+
+/// `--interface` naming a veth that does not exist yet: the sensor starts,
+/// waits (gauge 0), and captures once the veth is created.
+#[test]
+fn missing_interface_is_waited_for() {
+    require(&["ip", "tcpreplay", "tcpdump", "curl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = namespaces("lw");
+    let (file, n) = replay_file(dir.path(), AFTER);
+
+    let sensor = Sensor::start(&b, &["-i", "veth-b", "--threads", "2"]);
+    assert!(
+        sensor.stderr().contains("waiting for interface veth-b"),
+        "{}",
+        sensor.stderr()
+    );
+    wait_metric(&b, &sensor, &gauge("veth-b"), 0.0);
+
+    add_veth(&a, &b);
+    let index = ifindex(&b, "veth-b");
+    wait_metric(&b, &sensor, &gauge("veth-b"), 1.0);
+    wait_log(
+        &sensor,
+        &format!("interface veth-b is there (index {index}); capturing"),
+    );
+    replay(&a, &file);
+    wait_packets(&b, &sensor, "veth-b", n);
+
+    let stopped = sensor.stop();
+    assert_recorded(&stopped, &[AFTER]);
+}
+
+/// With `--require-interface`, a missing interface is an error at startup.
+#[test]
+fn require_interface_refuses_a_missing_one() {
+    require(&["ip"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("lq");
+    let db = dir.path().join("db");
+    let (status, _, stderr) = output(
+        ns.cmd(SENSOR).args([
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--no-api",
+            "--require-interface",
+            "-i",
+            "veth-b",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--require-interface: interface veth-b is not there")
+            && stderr.contains("no interface named \"veth-b\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("capturing DNS on"), "{stderr}");
+}
