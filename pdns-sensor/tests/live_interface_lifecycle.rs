@@ -321,3 +321,82 @@ fn require_interface_refuses_a_missing_one() {
     );
     assert!(!stderr.contains("capturing DNS on"), "{stderr}");
 }
+
+/// Two interfaces, IPv4 fragments on each in turn. Both fanout groups are
+/// hooked on every device, so they see each other's fragments: the
+/// kernel's reassembly for fanout groups is shared by the network
+/// namespace, and a group that reassembled another device's datagram
+/// (to drop it in its filter) must not take it from the group it belongs
+/// to. What each interface carried is recorded.
+#[test]
+fn ipv4_fragments_on_either_of_two_interfaces() {
+    require(&["ip", "tcpreplay"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Netns::new("lfr");
+    let senders = [Netns::new("lf1"), Netns::new("lf2")];
+    for ns in senders.iter().chain([&rx]) {
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6=1");
+        ns.sysctl("net.ipv6.conf.default.disable_ipv6=1");
+    }
+    let original = capture("dnscap/frags.pcap");
+    let raw = std::fs::read(&original).unwrap();
+    let mut files = Vec::new();
+    for (i, tx) in senders.iter().enumerate() {
+        let peer = format!("veth-{}", i + 1);
+        run(
+            Command::new("ip").args([
+                "link", "add", "veth-a", "netns", &tx.name, "type", "veth", "peer", "name", &peer,
+                "netns", &rx.name,
+            ]),
+            Duration::from_secs(10),
+        );
+        tx.run(&[
+            "ip",
+            "link",
+            "set",
+            "veth-a",
+            "address",
+            "02:00:00:00:01:0a",
+            "up",
+        ]);
+        let mac = format!("02:00:00:00:0{}:0b", i + 2);
+        rx.run(&["ip", "link", "set", &peer, "address", &mac, "up"]);
+        let mut packets = pcap::raw_ipv4_as_ethernet(&raw);
+        pcap::patch_macs(
+            &mut packets,
+            [2, 0, 0, 0, 1, 0x0a],
+            [2, 0, 0, 0, i as u8 + 2, 0x0b],
+        );
+        let file = dir.path().join(format!("frags-{i}.pcap"));
+        pcap::write(&file, &packets);
+        files.push(file);
+    }
+    let (_d, reference) = ingest(&[&original]);
+    let expected = counts(&dump(&reference));
+    assert!(!expected.is_empty());
+    for (i, tx) in senders.iter().enumerate() {
+        let sensor = Sensor::start(
+            &rx,
+            &["-i", "veth-1", "-i", "veth-2", "--threads", "2", "--no-api"],
+        );
+        run(
+            tx.cmd("tcpreplay").args([
+                "-K",
+                "--topspeed",
+                "-i",
+                "veth-a",
+                files[i].to_str().unwrap(),
+            ]),
+            Duration::from_secs(60),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let stopped = sensor.stop();
+        assert_eq!(
+            counts(&dump(&stopped.db)),
+            expected,
+            "fragments on veth-{}:\n{}",
+            i + 1,
+            stopped.stderr
+        );
+    }
+}

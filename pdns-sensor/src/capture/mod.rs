@@ -55,8 +55,21 @@
 //!   costs: every packet of the network namespace passes each interface
 //!   group's fanout program (which stops at the index check) and filter,
 //!   and is counted there (`rejected_interface`) when it is another
-//!   device's; with `PACKET_FANOUT_FLAG_DEFRAG` each group's hook also
-//!   reassembles the IPv4 fragments of every device. Writing the eBPF map
+//!   device's. IPv4 reassembly (`PACKET_FANOUT_FLAG_DEFRAG`) is asked for
+//!   by the first interface's group only, and it reassembles the IPv4
+//!   fragments of every device: the kernel keeps one reassembly queue per
+//!   datagram for all the fanout groups of a network namespace, so of two
+//!   defragmenting groups that both see a datagram's fragments, one gets
+//!   the datagram and the other nothing (with every group defragmenting,
+//!   the fragments sent through the first interface were lost). The other
+//!   interfaces' groups receive IPv4 fragments as they are, like IPv6's:
+//!   the filter keeps the non-first ones, the fanout hashes all of a
+//!   datagram's fragments alike, and the decoder reassembles them. The
+//!   same sharing means that another program in the same network
+//!   namespace whose defragmenting fanout group is bound to another
+//!   device (Suricata's or Zeek's AF_PACKET capture with defrag, a second
+//!   sensor) can lose fragmented datagrams to the sensor's group, which
+//!   runs first because it is hooked on every device. Writing the eBPF map
 //!   without capabilities needs Linux 6.5 or later (map operations on an
 //!   open descriptor); on an older kernel the sensor says once that the
 //!   interface cannot be followed without a restart, and goes on
@@ -103,7 +116,7 @@ pub fn open_ring(
     group: &mut Option<u16>,
     fanout: filter::Fanout<'_>,
 ) -> Result<ring::Ring> {
-    open_bound_ring(iface.index, iface.loopback, config, group, fanout)
+    open_bound_ring(iface.index, iface.loopback, true, config, group, fanout)
 }
 
 /// Like [`open_ring`], but bound to every device of the network namespace
@@ -113,19 +126,23 @@ pub fn open_ring(
 /// filter must take only the interface's packets
 /// ([`filter::Filter::load_for_interface`]). `loopback`: the interface
 /// is `lo` (the group then ignores outgoing copies, which on any other
-/// device the filter drops anyway).
+/// device the filter drops anyway). `defrag`: the group asks the kernel to
+/// reassemble IPv4 (`PACKET_FANOUT_FLAG_DEFRAG`); at most one group of a
+/// process may (see the module docs).
 pub fn open_following_ring(
     loopback: bool,
+    defrag: bool,
     config: &RingConfig,
     group: &mut Option<u16>,
     fanout: filter::Fanout<'_>,
 ) -> Result<ring::Ring> {
-    open_bound_ring(0, loopback, config, group, fanout)
+    open_bound_ring(0, loopback, defrag, config, group, fanout)
 }
 
 fn open_bound_ring(
     ifindex: u32,
     loopback: bool,
+    defrag: bool,
     config: &RingConfig,
     group: &mut Option<u16>,
     fanout: filter::Fanout<'_>,
@@ -142,7 +159,7 @@ fn open_bound_ring(
     ring.socket().bind(ifindex).context("binding")?;
     *group = Some(
         ring.socket()
-            .join_fanout(*group, loopback, fanout)
+            .join_fanout_with(*group, loopback, defrag, fanout)
             .context("joining the fanout group")?,
     );
     Ok(ring)

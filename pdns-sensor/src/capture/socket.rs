@@ -138,11 +138,31 @@ impl PacketSocket {
         ignore_outgoing: bool,
         fanout: Fanout<'_>,
     ) -> io::Result<u16> {
+        self.join_fanout_with(group, ignore_outgoing, true, fanout)
+    }
+
+    /// [`PacketSocket::join_fanout`], with the kernel's IPv4
+    /// defragmentation only if `defrag`. It must be off for all but one
+    /// group of sockets bound to every device: the kernel keeps one
+    /// reassembly queue per datagram for all fanout groups of the network
+    /// namespace, so of two defragmenting groups that see the same
+    /// fragments, the first to take each fragment gets the datagram and
+    /// the other nothing (see `super` on following an interface).
+    pub fn join_fanout_with(
+        &self,
+        group: Option<u16>,
+        ignore_outgoing: bool,
+        defrag: bool,
+        fanout: Fanout<'_>,
+    ) -> io::Result<u16> {
         let kind = match fanout {
             Fanout::Hash => libc::PACKET_FANOUT_HASH,
             Fanout::Ebpf(_) => libc::PACKET_FANOUT_EBPF,
         };
-        let mut mode = kind | libc::PACKET_FANOUT_FLAG_DEFRAG;
+        let mut mode = kind;
+        if defrag {
+            mode |= libc::PACKET_FANOUT_FLAG_DEFRAG;
+        }
         if ignore_outgoing {
             mode |= libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
         }

@@ -413,7 +413,8 @@ fn open_rings(
         let mut group = None;
         let first = rings.len();
         for _ in 0..per_interface {
-            let ring = open_following_ring(loopback, config, &mut group, filter.fanout())
+            // Only one group may defragment (see `crate::capture`).
+            let ring = open_following_ring(loopback, i == 0, config, &mut group, filter.fanout())
                 .with_context(|| format!("opening a capture ring for {}", target.name))?;
             rings.push((i, ring));
         }
