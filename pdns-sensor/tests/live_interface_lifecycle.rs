@@ -171,6 +171,15 @@ fn assert_recorded(stopped: &Stopped, captures: &[&str]) {
     assert_eq!(counts(&dump(&stopped.db)), expected, "{}", stopped.stderr);
 }
 
+/// The sensor has dropped every capability (so following the interface
+/// needed none).
+fn assert_unprivileged(sensor: &Sensor) {
+    wait_log(
+        sensor,
+        "running as nobody (uid 65534, gid 65534), no capabilities",
+    );
+}
+
 const BEFORE: &str = "dnscap/dns.pcap";
 const AFTER: &str = "dnscap/dnso1tcp.pcap";
 
@@ -272,7 +281,8 @@ fn missing_interface_is_waited_for() {
     let (a, b) = namespaces("lw");
     let (file, n) = replay_file(dir.path(), AFTER);
 
-    let sensor = Sensor::start(&b, &["-i", "veth-b", "--threads", "2"]);
+    let sensor = Sensor::start(&b, &["-i", "veth-b", "--threads", "2", "--user", "nobody"]);
+    assert_unprivileged(&sensor);
     assert!(
         sensor.stderr().contains("waiting for interface veth-b"),
         "{}",
