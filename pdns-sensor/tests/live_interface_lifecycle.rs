@@ -410,3 +410,36 @@ fn ipv4_fragments_on_either_of_two_interfaces() {
         );
     }
 }
+
+/// A name that appears as something other than Ethernet (here a TUN
+/// device, no link header) is refused with a log line and stays at 0;
+/// when it is replaced by a veth, capture starts.
+#[test]
+fn non_ethernet_interface_is_refused() {
+    require(&["ip", "tcpreplay", "tcpdump", "curl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = namespaces("ln");
+    let (file, n) = replay_file(dir.path(), AFTER);
+
+    let sensor = Sensor::start(&b, &["-i", "veth-b", "--threads", "2"]);
+    wait_metric(&b, &sensor, &gauge("veth-b"), 0.0);
+    b.run(&["ip", "tuntap", "add", "dev", "veth-b", "mode", "tun"]);
+    b.run(&["ip", "link", "set", "veth-b", "up"]);
+    let tun = ifindex(&b, "veth-b");
+    wait_log(
+        &sensor,
+        &format!(
+            "interface veth-b (index {tun}) has link type 65534 (ARPHRD), not Ethernet: not \
+             captured; waiting for one that is"
+        ),
+    );
+    assert_eq!(metric(&b, &gauge("veth-b")), Some(0.0));
+
+    b.run(&["ip", "tuntap", "del", "dev", "veth-b", "mode", "tun"]);
+    add_veth(&a, &b);
+    wait_metric(&b, &sensor, &gauge("veth-b"), 1.0);
+    replay(&a, &file);
+    wait_packets(&b, &sensor, "veth-b", n);
+    let stopped = sensor.stop();
+    assert_recorded(&stopped, &[AFTER]);
+}

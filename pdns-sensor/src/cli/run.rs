@@ -710,8 +710,8 @@ impl Watch {
                 }
             }
             Seen::Refused(index, kind) => tracing::error!(
-                "interface {name} is back (index {index}) but has link type {kind} (ARPHRD), \
-                 not {}: not captured; waiting for one that is",
+                "interface {name} (index {index}) has link type {kind} (ARPHRD), not {}: not \
+                 captured; waiting for one that is",
                 if self.loopback {
                     "loopback"
                 } else {
