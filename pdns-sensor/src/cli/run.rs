@@ -9,9 +9,11 @@
 //! A run has four parts, one function each:
 //!
 //! 1. **`prepare`**, with privileges, in this order: load the kernel
-//!    filter, bind the API socket, open and map one ring per decoder
-//!    thread on every interface and join them into a fanout group, attach
-//!    the filter, drop privileges to `--user`, and only then open the
+//!    filter (one per interface), bind the API socket, open and map one
+//!    ring per decoder thread for every interface (bound to every device;
+//!    the interface's filter picks its packets) and join them into the
+//!    interface's fanout group, attach the filter, drop privileges to
+//!    `--user`, and only then open the
 //!    database. The database comes last because RocksDB starts its
 //!    background threads when it opens, and a thread keeps the
 //!    capabilities it was started with when a process sheds its own
@@ -20,9 +22,11 @@
 //! 2. **`start`**: one ring thread per ring, each feeding a pipeline
 //!    [`Worker`] (see [`crate::capture`]), and the API.
 //! 3. **`control`**: this thread runs a small tokio runtime for the
-//!    control plane — SIGINT/SIGTERM, the once-a-second publication of
-//!    capture counters, the periodic status line — until a signal comes or
-//!    a ring thread gives up.
+//!    control plane — SIGINT/SIGTERM, the once-a-second look at the
+//!    captured interfaces (following one that is deleted and created
+//!    again, see `Watch`) and publication of capture counters, the
+//!    periodic status line — until a signal comes or a ring thread gives
+//!    up.
 //! 4. **`shut_down`** and the report: stop and drain the rings, flush the
 //!    workers and the database, and say what was done.
 //!
