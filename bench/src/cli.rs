@@ -114,6 +114,13 @@ pub struct RunArgs {
     /// Cache of generated workloads, keyed by parameters.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-cache"))]
     pub cache_dir: PathBuf,
+    /// Seconds of traffic in the soak scenario (default 600; 20 with
+    /// --quick, where the soak runs only when named with --scenario).
+    #[arg(long, env = "PDNS_BENCH_SOAK_SECONDS")]
+    pub soak_seconds: Option<u64>,
+    /// Packets per second the soak scenario sends (two per DNS exchange).
+    #[arg(long, env = "PDNS_BENCH_SOAK_PPS", default_value_t = crate::scenario::soak::DEFAULT_PPS)]
+    pub soak_pps: u64,
 }
 
 #[derive(Debug, Args)]

@@ -203,10 +203,18 @@ impl Report {
         latest.merge_previous(dir);
         put("latest.json".into(), latest.to_json(None)?)?;
         let plots = crate::plot::write_plots(&latest.entries, dir, "latest")?;
+        // Plots a scenario of this run drew itself, from data that are not
+        // entries (the soak's samples): `latest-SCENARIO.svg`.
+        let own: Vec<PathBuf> = self
+            .scenarios()
+            .iter()
+            .map(|s| dir.join(format!("latest-{s}.svg")))
+            .filter(|p| p.is_file())
+            .collect();
         let mut md = self.to_markdown(tables);
-        if !plots.is_empty() {
+        if !plots.is_empty() || !own.is_empty() {
             md.push_str("\n## Plots\n\n");
-            for p in &plots {
+            for p in plots.iter().chain(&own) {
                 let name = p.file_name().unwrap_or_default().to_string_lossy();
                 md.push_str(&format!("![{name}]({name})\n"));
             }

@@ -60,6 +60,8 @@ fn run(sensor: PathBuf, root: &Path) -> (Vec<Entry>, String) {
         sensor,
         quick: true,
         cache_dir: root.join("cache"),
+        results_dir: root.join("results"),
+        soak: Default::default(),
     };
     let scenarios: Vec<Box<dyn Scenario>> = vec![Box::new(Ingest {
         workloads: Some(tiny()),

@@ -13,7 +13,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::decode::{DecodeConfig, Decoder};
+use crate::decode::{DecodeConfig, Decoder, StateTable};
 use crate::extract::{Extractor, Sections};
 use crate::source::dnstap::frame_streams::{self, FrameDecoder, Session};
 use crate::source::dnstap::message;
@@ -28,14 +28,18 @@ const MAX_DNS_MESSAGE: usize = 65_535;
 /// Link types a frame sequence may carry, picked by a record's first byte.
 const LINKS: [u32; 10] = [1, 0, 101, 108, 113, 228, 229, 276, 105, 127];
 
-/// The decoder's limits under fuzzing: small tables, so that eviction and
-/// expiry run within a few frames; the per-direction TCP buffer stays as
-/// shipped (it must hold a whole 64 KiB message).
+/// The decoder's limits under fuzzing: small tables and byte budgets, so
+/// that eviction and expiry run within a few frames; the per-direction TCP
+/// buffer stays as shipped (it must hold a whole 64 KiB message). The
+/// budgets are above what one TCP direction or one datagram may hold (the
+/// decoder would raise them to that).
 fn fuzz_decode_config() -> DecodeConfig {
     DecodeConfig {
         max_fragment_datagrams: 4,
+        max_fragment_bytes: 160 << 10,
         fragment_timeout_secs: 30,
         max_tcp_flows: 4,
+        max_tcp_bytes: 256 << 10,
         tcp_idle_secs: 120,
         ..DecodeConfig::default()
     }
@@ -98,10 +102,14 @@ pub fn decode_frames(data: &[u8]) {
         );
         assert!(decoder.pending_fragments() <= config.max_fragment_datagrams);
         assert!(decoder.tcp_flows() <= config.max_tcp_flows);
+        assert!(decoder.held_bytes(StateTable::Fragments) <= config.max_fragment_bytes);
+        assert!(decoder.held_bytes(StateTable::Tcp) <= config.max_tcp_bytes);
     }
     decoder.finish(&mut emit);
     assert_eq!(decoder.pending_fragments(), 0);
     assert_eq!(decoder.tcp_flows(), 0);
+    assert_eq!(decoder.held_bytes(StateTable::Fragments), 0);
+    assert_eq!(decoder.held_bytes(StateTable::Tcp), 0);
 }
 
 /// DNS message extraction, all three sections. Invariants: every record

@@ -38,6 +38,8 @@ struct Metrics {
     dns_responses_by_rcode: IntCounterVec,
     reassembled_datagrams: IntCounter,
     decapsulated: IntCounterVec,
+    decode_evictions: IntCounterVec,
+    decode_state_bytes: IntGaugeVec,
     observations: IntCounterVec,
     aggregator_entries: IntGaugeVec,
     aggregator_flushes: IntCounter,
@@ -273,6 +275,37 @@ impl Metrics {
                 ),
                 decode::Encap::ALL.iter().map(|e| e.as_str()),
             ),
+            decode_evictions: {
+                let c = counter_vec(
+                    r,
+                    "pdns_decode_evictions_total",
+                    "Entries evicted from the decoders' state tables (table: tcp flow directions, \
+                     fragments of incomplete IP datagrams) to keep a bound (bound: entries, the \
+                     table's most entries; bytes, the decoder thread's byte budget for the \
+                     table). What an eviction lost is also counted in pdns_decode_drops_total \
+                     (tcp_overflow, fragment_overflow).",
+                    &["table", "bound"],
+                );
+                for table in decode::StateTable::ALL {
+                    for bound in decode::Bound::ALL {
+                        c.with_label_values(&[table.as_str(), bound.as_str()]);
+                    }
+                }
+                c
+            },
+            decode_state_bytes: {
+                let g = gauge_vec(
+                    r,
+                    "pdns_decode_state_bytes",
+                    "Bytes of memory the decoders' state tables hold, summed over decoder \
+                     threads, by table (tcp, fragments); as of each thread's last flush.",
+                    &["table"],
+                );
+                for table in decode::StateTable::ALL {
+                    g.with_label_values(&[table.as_str()]);
+                }
+                g
+            },
             observations: counter_vec(
                 r,
                 "pdns_observations_total",
@@ -728,6 +761,22 @@ pub(crate) fn publish_decode(d: &DecodeStats) {
         let n = d.dropped(reason);
         if n > 0 {
             m.drops.with_label_values(&[reason.as_str()]).inc_by(n);
+        }
+    }
+    for table in decode::StateTable::ALL {
+        for bound in decode::Bound::ALL {
+            let n = d.evicted(table, bound);
+            if n > 0 {
+                m.decode_evictions
+                    .with_label_values(&[table.as_str(), bound.as_str()])
+                    .inc_by(n);
+            }
+        }
+        let change = d.held_bytes_change[table as usize];
+        if change != 0 {
+            m.decode_state_bytes
+                .with_label_values(&[table.as_str()])
+                .add(change);
         }
     }
 }

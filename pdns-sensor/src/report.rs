@@ -44,6 +44,11 @@ pub struct PipelineTotals {
     /// `gre_ip`, `gre_teb`, `erspan1`, `erspan2`, `erspan3`), zeros included.
     #[serde(default)]
     pub decapsulated: BTreeMap<String, u64>,
+    /// Entries evicted from the decoders' state tables, as `table.bound`
+    /// (`tcp.entries`, `tcp.bytes`, `fragments.entries`,
+    /// `fragments.bytes`), zeros included.
+    #[serde(default)]
+    pub evictions: BTreeMap<String, u64>,
 }
 
 impl PipelineTotals {
@@ -73,6 +78,14 @@ impl PipelineTotals {
             decapsulated: decode::Encap::ALL
                 .iter()
                 .map(|e| (e.as_str().to_string(), d.decapsulated[*e as usize]))
+                .collect(),
+            evictions: decode::StateTable::ALL
+                .iter()
+                .flat_map(|t| {
+                    decode::Bound::ALL
+                        .iter()
+                        .map(move |b| (format!("{}.{}", t.as_str(), b.as_str()), d.evicted(*t, *b)))
+                })
                 .collect(),
         }
     }

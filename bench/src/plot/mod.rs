@@ -26,6 +26,7 @@ mod latency;
 mod lines;
 mod live;
 mod series;
+pub mod soak;
 mod store;
 mod style;
 mod throughput;

@@ -65,9 +65,9 @@
 //! temporary files are removed by drop guards, whatever happens; every
 //! wait is bounded.
 
-mod capture;
+pub(crate) mod capture;
 mod replay;
-mod veth;
+pub(crate) mod veth;
 
 use std::path::PathBuf;
 
@@ -547,6 +547,7 @@ mod tests {
                     drops,
                     dns_responses: None,
                     cpu_secs: 0.1,
+                    report: None,
                 },
             )),
         };

@@ -1,7 +1,7 @@
 //! Benchmark scenarios and the `bench run` driver.
 //!
 //! Each scenario (ingest, peers, Zeek import, live capture, queries,
-//! retention, export, dnstap) is a module implementing [`Scenario`]: it
+//! retention, export, dnstap, soak) is a module implementing [`Scenario`]: it
 //! turns a [`Ctx`] into report entries plus a summary table. The driver only
 //! selects scenarios, prints their tables and writes the combined
 //! [`Report`], so adding one is a new module and a line in [`registry`].
@@ -13,6 +13,7 @@ pub mod live;
 pub mod peers;
 pub mod queries;
 pub mod retention;
+pub mod soak;
 pub mod zeek_import;
 
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ pub struct Ctx {
     pub sensor: PathBuf,
     pub quick: bool,
     pub cache_dir: PathBuf,
+    /// Where results go (the soak writes its time series and plot there).
+    pub results_dir: PathBuf,
+    pub soak: soak::Options,
 }
 
 /// What a scenario produces.
@@ -58,8 +62,14 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(retention::Retention),
         Box::new(export::Export),
         Box::new(dnstap::Dnstap::default()),
+        Box::new(soak::Soak),
     ]
 }
+
+/// Scenarios that a `--quick` run leaves out unless named with
+/// `--scenario`: the soak is a fixed time, not a size (issue 14: "not part
+/// of --quick").
+const NOT_QUICK: [&str; 1] = [soak::NAME];
 
 /// Runs `scenarios` and writes the report into `results_dir`; returns it.
 pub fn run_scenarios(
@@ -82,18 +92,27 @@ pub fn run_scenarios(
     Ok(report)
 }
 
-/// `bench run`.
-pub fn run(args: &RunArgs) -> Result<()> {
+/// The scenarios `--scenario` names (all when none), in run order; a quick
+/// run of all leaves out [`NOT_QUICK`].
+pub fn select(named: &[String], quick: bool) -> Result<Vec<Box<dyn Scenario>>> {
     let mut chosen = registry();
-    if !args.scenario.is_empty() {
+    if !named.is_empty() {
         let known: Vec<&str> = chosen.iter().map(|s| s.name()).collect();
-        for want in &args.scenario {
+        for want in named {
             if !known.contains(&want.as_str()) {
                 bail!("unknown scenario {want:?}; known: {}", known.join(", "));
             }
         }
-        chosen.retain(|s| args.scenario.iter().any(|w| w == s.name()));
+        chosen.retain(|s| named.iter().any(|w| w == s.name()));
+    } else if quick {
+        chosen.retain(|s| !NOT_QUICK.contains(&s.name()));
     }
+    Ok(chosen)
+}
+
+/// `bench run`.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let chosen = select(&args.scenario, args.quick)?;
     if crate::tools::is_root() && crate::tools::have("ip") {
         match crate::netns::sweep_stale() {
             Ok(removed) if !removed.is_empty() => eprintln!(
@@ -108,6 +127,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         sensor: args.sensor.clone(),
         quick: args.quick,
         cache_dir: args.cache_dir.clone(),
+        results_dir: args.results_dir.clone(),
+        soak: soak::Options {
+            seconds: args.soak_seconds,
+            pps: args.soak_pps,
+        },
     };
     let report = run_scenarios(&chosen, &ctx, &args.results_dir)?;
     if args.save_reference {
@@ -123,4 +147,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: Vec<Box<dyn Scenario>>) -> Vec<&'static str> {
+        v.iter().map(|s| s.name()).collect()
+    }
+
+    #[test]
+    fn the_soak_runs_in_full_runs_and_when_named() {
+        let all = names(select(&[], false).unwrap());
+        assert_eq!(all.last(), Some(&soak::NAME));
+        let quick = names(select(&[], true).unwrap());
+        assert!(!quick.contains(&soak::NAME));
+        assert_eq!(quick.len() + 1, all.len());
+        let named = names(select(&["soak".into()], true).unwrap());
+        assert_eq!(named, [soak::NAME]);
+        assert!(select(&["nope".into()], false).is_err());
+    }
 }

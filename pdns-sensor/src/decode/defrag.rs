@@ -7,11 +7,29 @@
 //! exhaust reassembly buffers, so everything held here is bounded:
 //!
 //! - at most `max_datagrams` incomplete datagrams; when the table is full the
-//!   oldest is evicted ([`DropReason::FragmentOverflow`]);
+//!   one least recently added to is evicted ([`DropReason::FragmentOverflow`]);
 //! - each at most 65 535 payload bytes plus a 1 KiB bitmap of received
 //!   8-byte blocks; a fragment that would go beyond that is refused;
+//! - all together at most `max_bytes` of memory (their buffers' allocated
+//!   capacity plus a fixed cost per entry, see [`Partial::footprint`]):
+//!   one fragment at offset 65 000 makes a datagram 64 KiB long, so the
+//!   entry cap alone would let a flood of such trains hold 1 024 × 65 KiB.
+//!   Past the budget the datagrams least recently added to are evicted
+//!   ([`DropReason::FragmentOverflow`]). Every eviction is also counted in
+//!   [`DecodeStats::evictions`] by the bound that caused it. (Up to 16
+//!   buffers of finished datagrams, 16 KiB at most each, are kept for
+//!   reuse besides.)
 //! - each for at most `timeout_secs` of *capture* time, counted from its
 //!   first fragment ([`DropReason::FragmentTimeout`]).
+//!
+//! Why "least recently added to" rather than "oldest": a legitimate
+//! answer's fragments follow each other closely, while a flood's trains
+//! stop after a fragment or two. Ordered by their first fragment, an
+//! answer cut into eight fragments, with a flood of a hundred trains
+//! between each two of them, was evicted before it completed; ordered by
+//! their latest fragment, it stays at the young end for as long as its
+//! fragments keep coming. (The timeout keeps its own queue, in the order
+//! datagrams were started.)
 //!
 //! Fragments may come in any order, and duplicates and overlaps are accepted
 //! as long as the overlapping bytes agree. An overlap that *changes* data is
@@ -29,7 +47,7 @@ use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::{DecodeStats, DropReason};
+use super::{Bound, DecodeStats, DropReason, StateTable};
 
 /// Largest reassembled payload: the IP length fields are 16 bits.
 const MAX_DATAGRAM: usize = 65_535;
@@ -37,6 +55,19 @@ const MAX_DATAGRAM: usize = 65_535;
 const BLOCK: usize = 8;
 /// Finished-datagram buffers kept for reuse.
 const FREE_BUFFERS: usize = 16;
+/// Largest buffer kept for reuse: a fragmented DNS answer is rarely
+/// longer, and a reused buffer's whole capacity counts against the byte
+/// budget of the datagram that gets it.
+const FREE_BUFFER_SIZE: usize = 16 << 10;
+/// What an incomplete datagram costs besides its buffers: the hash table
+/// slot (with up to half again of spare capacity), its entries in the age
+/// and recency queues (up to two in each before it is compacted) and
+/// allocator overhead.
+const PARTIAL_OVERHEAD: usize = (size_of::<FragKey>() + size_of::<Partial>() + 1) * 3 / 2
+    + 4 * size_of::<(FragKey, u64)>()
+    + 64;
+/// The most one datagram can hold: 64 KiB of data and its bitmap.
+const LARGEST_PARTIAL: usize = PARTIAL_OVERHEAD + MAX_DATAGRAM + MAX_DATAGRAM.div_ceil(BLOCK * 8);
 
 /// What identifies the fragments of one datagram (RFC 791, RFC 8200).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,7 +100,11 @@ pub(super) struct Datagram {
 
 /// One datagram being rebuilt.
 struct Partial {
-    /// Serial number, to match the entry with its place in the age queue.
+    /// Serial number given when the datagram was started: matches the
+    /// entry with its place in the age queue.
+    id: u64,
+    /// Serial number given anew with every fragment added: matches the
+    /// entry with its current place in the recency queue.
     serial: u64,
     /// Capture time of the first fragment seen.
     first_seen: u64,
@@ -89,9 +124,10 @@ struct Partial {
 struct Invalid;
 
 impl Partial {
-    fn new(serial: u64, now: u64, proto: u8, data: Vec<u8>) -> Self {
+    fn new(id: u64, now: u64, proto: u8, data: Vec<u8>) -> Self {
         Partial {
-            serial,
+            id,
+            serial: u64::MAX,
             first_seen: now,
             proto,
             data,
@@ -99,6 +135,12 @@ impl Partial {
             received: 0,
             end: None,
         }
+    }
+
+    /// The bytes of memory this datagram holds, as the byte budget counts
+    /// them: its buffers' allocated capacity plus [`PARTIAL_OVERHEAD`].
+    fn footprint(&self) -> usize {
+        PARTIAL_OVERHEAD + self.data.capacity() + self.blocks.capacity() * size_of::<u64>()
     }
 
     /// Adds one fragment, already checked to be aligned and to end within
@@ -194,27 +236,46 @@ fn grow(buf: &mut Vec<u8>, len: usize) {
 /// Rebuilds fragmented IPv4 and IPv6 datagrams.
 pub(super) struct Defragmenter {
     table: HashMap<FragKey, Partial>,
-    /// Keys in the order their datagrams were started, with their serial;
-    /// entries of datagrams already gone are skipped lazily.
+    /// Keys in the order their datagrams were started, with their id;
+    /// entries of datagrams already gone are skipped lazily. The timeout
+    /// reads it.
     age: VecDeque<(FragKey, u64)>,
+    /// Keys from the least to the most recently added to, each with the
+    /// serial its datagram was given then (every fragment gives a new
+    /// one); stale entries are skipped lazily. Eviction reads it.
+    /// entries of datagrams already gone are skipped lazily.
+    recent: VecDeque<(FragKey, u64)>,
     next_serial: u64,
+    /// Sum of the [`Partial::footprint`]s in `table`.
+    bytes: usize,
     max_datagrams: usize,
+    max_bytes: usize,
     timeout_secs: u64,
     free: Vec<Vec<u8>>,
 }
 
 impl Defragmenter {
     /// A table of at most `max_datagrams` incomplete datagrams (at least
-    /// one), each kept at most `timeout_secs` of capture time.
-    pub(super) fn new(max_datagrams: usize, timeout_secs: u64) -> Self {
+    /// one) holding at most `max_bytes` together (at least what one
+    /// datagram may hold), each kept at most `timeout_secs` of capture
+    /// time.
+    pub(super) fn new(max_datagrams: usize, max_bytes: usize, timeout_secs: u64) -> Self {
         Defragmenter {
             table: HashMap::new(),
             age: VecDeque::new(),
+            recent: VecDeque::new(),
             next_serial: 0,
+            bytes: 0,
             max_datagrams: max_datagrams.max(1),
+            max_bytes: max_bytes.max(LARGEST_PARTIAL),
             timeout_secs,
             free: Vec::new(),
         }
+    }
+
+    /// Bytes of memory the incomplete datagrams hold.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Adds one fragment; returns the whole datagram when this fragment
@@ -265,18 +326,19 @@ impl Defragmenter {
                 });
             }
             if self.table.len() >= self.max_datagrams {
-                self.evict_oldest(stats);
+                self.evict_oldest(Bound::Entries, stats);
             }
-            let serial = self.next_serial;
+            let id = self.next_serial;
             self.next_serial += 1;
             let data = self.buffer();
-            self.table
-                .insert(key, Partial::new(serial, now_secs, proto, data));
-            self.age.push_back((key, serial));
+            let partial = Partial::new(id, now_secs, proto, data);
+            self.bytes += partial.footprint();
+            self.table.insert(key, partial);
+            self.age.push_back((key, id));
             if self.age.len() > 2 * self.table.len() + 64 {
                 let table = &self.table;
                 self.age
-                    .retain(|(k, s)| table.get(k).is_some_and(|p| p.serial == *s));
+                    .retain(|(k, id)| table.get(k).is_some_and(|p| p.id == *id));
             }
         }
 
@@ -284,14 +346,31 @@ impl Defragmenter {
         if offset == 0 {
             partial.proto = proto;
         }
-        if partial.add(offset, more, payload).is_err() {
+        let before = partial.footprint();
+        let added = partial.add(offset, more, payload);
+        self.bytes = self.bytes + partial.footprint() - before;
+        if added.is_err() {
             self.discard(&key, DropReason::FragmentInvalid, stats);
             return None;
         }
         if !partial.is_complete() {
+            // Queued again, as the most recently added to: the entry with
+            // the old serial is stale from now on.
+            partial.serial = self.next_serial;
+            self.next_serial += 1;
+            self.recent.push_back((key, partial.serial));
+            if self.recent.len() > 2 * self.table.len() + 64 {
+                let table = &self.table;
+                self.recent
+                    .retain(|(k, s)| table.get(k).is_some_and(|p| p.serial == *s));
+            }
+            while self.bytes > self.max_bytes && !self.table.is_empty() {
+                self.evict_oldest(Bound::Bytes, stats);
+            }
             return None;
         }
         let partial = self.table.remove(&key)?;
+        self.bytes -= partial.footprint();
         Some(Datagram {
             proto: partial.proto,
             payload: partial.data,
@@ -301,9 +380,9 @@ impl Defragmenter {
     /// Evicts datagrams older than the timeout, counting each as
     /// [`DropReason::FragmentTimeout`].
     pub(super) fn expire(&mut self, now_secs: u64, stats: &mut DecodeStats) {
-        while let Some(&(key, serial)) = self.age.front() {
+        while let Some(&(key, id)) = self.age.front() {
             match self.table.get(&key) {
-                Some(p) if p.serial == serial => {
+                Some(p) if p.id == id => {
                     if now_secs.saturating_sub(p.first_seen) <= self.timeout_secs {
                         break;
                     }
@@ -333,12 +412,16 @@ impl Defragmenter {
         }
         self.table.clear();
         self.age.clear();
+        self.recent.clear();
+        self.bytes = 0;
     }
 
-    /// Drops the oldest incomplete datagram to make room.
-    fn evict_oldest(&mut self, stats: &mut DecodeStats) {
-        while let Some((key, serial)) = self.age.pop_front() {
+    /// Drops the incomplete datagram least recently added to, to keep
+    /// `bound`.
+    fn evict_oldest(&mut self, bound: Bound, stats: &mut DecodeStats) {
+        while let Some((key, serial)) = self.recent.pop_front() {
             if self.table.get(&key).is_some_and(|p| p.serial == serial) {
+                stats.evict(StateTable::Fragments, bound);
                 self.discard(&key, DropReason::FragmentOverflow, stats);
                 return;
             }
@@ -349,6 +432,7 @@ impl Defragmenter {
     fn discard(&mut self, key: &FragKey, reason: DropReason, stats: &mut DecodeStats) {
         if let Some(partial) = self.table.remove(key) {
             stats.drop(reason);
+            self.bytes -= partial.footprint();
             self.release(partial.data);
         }
     }
@@ -358,7 +442,10 @@ impl Defragmenter {
     }
 
     fn release(&mut self, mut buf: Vec<u8>) {
-        if self.free.len() < FREE_BUFFERS && buf.capacity() > 0 && buf.capacity() <= MAX_DATAGRAM {
+        if self.free.len() < FREE_BUFFERS
+            && buf.capacity() > 0
+            && buf.capacity() <= FREE_BUFFER_SIZE
+        {
             buf.clear();
             self.free.push(buf);
         }
@@ -411,7 +498,7 @@ mod tests {
     fn in_order_and_reversed() {
         let data = datagram(3000);
         let frags = [(0, true, 1480), (1480, true, 2960), (2960, false, 3000)];
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let out = push_all(&mut d, &mut stats, 1, KEY, &data, &frags);
         assert_eq!(out.len(), 1);
@@ -438,7 +525,7 @@ mod tests {
             (16, true, 32), // inside what we have
             (40, true, 64), // overlaps both sides, completes
         ];
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let out = push_all(&mut d, &mut stats, 1, KEY, &data, &frags);
         assert_eq!(out.len(), 1);
@@ -449,7 +536,7 @@ mod tests {
     #[test]
     fn overlap_that_changes_data_is_invalid() {
         let data = datagram(64);
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         assert!(
             d.push(1, KEY, 17, 0, true, &data[..32], &mut stats)
@@ -469,7 +556,7 @@ mod tests {
 
     #[test]
     fn datagram_beyond_64k_is_invalid() {
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let chunk = vec![0u8; 8192];
         for i in 0..7 {
@@ -503,7 +590,7 @@ mod tests {
 
     #[test]
     fn misaligned_fragments_are_invalid() {
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         assert!(d.push(1, KEY, 17, 0, true, &[0; 16], &mut stats).is_none());
         assert_eq!(d.len(), 1);
@@ -519,7 +606,7 @@ mod tests {
     #[test]
     fn conflicting_ends_are_invalid() {
         let mut stats = DecodeStats::default();
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         // Two last fragments ending differently.
         assert!(
             d.push(1, KEY, 17, 16, false, &[0; 10], &mut stats)
@@ -549,7 +636,7 @@ mod tests {
 
     #[test]
     fn full_table_evicts_the_oldest() {
-        let mut d = Defragmenter::new(2, 30);
+        let mut d = Defragmenter::new(2, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let data = datagram(24);
         for (t, id) in [(1, 1), (2, 2), (3, 3)] {
@@ -573,8 +660,42 @@ mod tests {
     }
 
     #[test]
+    fn byte_budget_evicts_the_oldest_datagrams() {
+        // Room for three datagrams 64 KiB long (their last fragment came
+        // first), while the table could hold a hundred.
+        let mut d = Defragmenter::new(100, 3 * LARGEST_PARTIAL, 30);
+        let mut stats = DecodeStats::default();
+        let tail = [0u8; 8];
+        for id in 0..10u16 {
+            assert!(
+                d.push(1, key(id), 17, 65_520, false, &tail, &mut stats)
+                    .is_none()
+            );
+            assert!(d.bytes() <= 3 * LARGEST_PARTIAL);
+        }
+        assert_eq!(d.len(), 3);
+        assert_eq!(stats.evicted(StateTable::Fragments, Bound::Bytes), 7);
+        assert_eq!(stats.evicted(StateTable::Fragments, Bound::Entries), 0);
+        assert_eq!(stats.dropped(DropReason::FragmentOverflow), 7);
+        // The newest three are the ones kept: each still completes.
+        for id in 7..10u16 {
+            let head = vec![1u8; 65_520];
+            let done = d.push(1, key(id), 17, 0, true, &head, &mut stats);
+            assert_eq!(done.map(|dg| dg.payload.len()), Some(65_528));
+        }
+        assert_eq!((d.len(), d.bytes()), (0, 0));
+
+        // Small datagrams are cheap: many fit in the same budget.
+        for id in 0..80u16 {
+            d.push(2, key(id), 17, 0, true, &[0u8; 1480], &mut stats);
+        }
+        assert_eq!(d.len(), 80);
+        assert_eq!(stats.evicted(StateTable::Fragments, Bound::Bytes), 7);
+    }
+
+    #[test]
     fn timeout_uses_capture_time_from_first_fragment() {
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let data = datagram(24);
         assert!(
@@ -602,7 +723,7 @@ mod tests {
 
     #[test]
     fn fragment_after_timeout_does_not_complete_a_stale_datagram() {
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let data = datagram(24);
         assert!(
@@ -623,7 +744,7 @@ mod tests {
 
     #[test]
     fn atomic_fragment_and_v6_keys() {
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let v6 = FragKey::V6 {
             src: [1; 16],
@@ -657,7 +778,7 @@ mod tests {
 
     #[test]
     fn recycled_buffers_are_reused() {
-        let mut d = Defragmenter::new(8, 30);
+        let mut d = Defragmenter::new(8, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let data = datagram(1600);
         let frags = [(0, true, 800), (800, false, 1600)];
@@ -672,16 +793,18 @@ mod tests {
         assert_eq!(again.payload.as_ptr(), ptr);
         assert_eq!(again.payload, data);
         // Oversized buffers are not kept.
-        d.recycle(Datagram {
-            proto: 17,
-            payload: Vec::with_capacity(1 << 20),
-        });
-        assert!(d.free.iter().all(|b| b.capacity() <= MAX_DATAGRAM));
+        for capacity in [1 << 20, MAX_DATAGRAM, FREE_BUFFER_SIZE + 1] {
+            d.recycle(Datagram {
+                proto: 17,
+                payload: Vec::with_capacity(capacity),
+            });
+        }
+        assert!(d.free.iter().all(|b| b.capacity() <= FREE_BUFFER_SIZE));
     }
 
     #[test]
     fn age_queue_stays_bounded() {
-        let mut d = Defragmenter::new(4, 30);
+        let mut d = Defragmenter::new(4, usize::MAX, 30);
         let mut stats = DecodeStats::default();
         let data = datagram(16);
         for id in 0..10_000u16 {
@@ -692,6 +815,7 @@ mod tests {
             );
         }
         assert!(d.age.len() <= 2 * d.table.len() + 65);
+        assert!(d.recent.len() <= 2 * d.table.len() + 65);
         assert_eq!(stats, DecodeStats::default());
     }
 
@@ -725,7 +849,7 @@ mod tests {
                 let i = i % seq.len();
                 seq.swap(i, j);
             }
-            let mut d = Defragmenter::new(4, 30);
+            let mut d = Defragmenter::new(4, usize::MAX, 30);
             let mut stats = DecodeStats::default();
             let mut done = Vec::new();
             for &i in &seq {
@@ -750,13 +874,16 @@ mod tests {
                 1..200,
             ),
         ) {
-            let mut d = Defragmenter::new(3, 10);
+            // Room for two of the largest datagrams, not three.
+            let mut d = Defragmenter::new(3, 2 * LARGEST_PARTIAL, 10);
             let mut stats = DecodeStats::default();
             let payload = vec![0xabu8; 3000];
             for (id, off, more, len, t) in frags {
                 let _ = d.push(t, key(id), 17, off * 8, more, &payload[..len], &mut stats);
                 d.expire(t, &mut stats);
                 prop_assert!(d.len() <= 3);
+                prop_assert_eq!(d.bytes, d.table.values().map(Partial::footprint).sum::<usize>());
+                prop_assert!(d.bytes <= d.max_bytes);
                 for p in d.table.values() {
                     prop_assert!(p.data.capacity() <= MAX_DATAGRAM);
                     prop_assert!(p.blocks.len() <= MAX_DATAGRAM.div_ceil(BLOCK * 64));

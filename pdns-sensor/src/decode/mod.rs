@@ -28,7 +28,7 @@ mod tunnel;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-pub use stats::{DecodeStats, DropReason, Encap};
+pub use stats::{Bound, DecodeStats, DropReason, Encap, StateTable};
 
 use crate::vocab::packet::{DnsMessage, Frame, LinkType, Timestamp, Transport};
 
@@ -65,6 +65,8 @@ pub struct DecodeConfig {
     pub ports: Vec<u16>,
     /// Incomplete IP datagrams kept at once.
     pub max_fragment_datagrams: usize,
+    /// Bytes of memory the incomplete IP datagrams may hold together.
+    pub max_fragment_bytes: usize,
     /// Seconds (capture time) an incomplete datagram may wait.
     pub fragment_timeout_secs: u64,
     /// TCP flows tracked at once.
@@ -72,6 +74,8 @@ pub struct DecodeConfig {
     /// Bytes buffered per TCP flow direction (a DNS message is at most
     /// 65 535 bytes plus the 2-byte length).
     pub max_tcp_buffer: usize,
+    /// Bytes of memory all TCP flow directions may hold together.
+    pub max_tcp_bytes: usize,
     /// Seconds (capture time) an idle TCP flow is kept.
     pub tcp_idle_secs: u64,
     /// Whether tunnels (VXLAN, Geneve, GRE, ERSPAN) are looked into.
@@ -91,9 +95,11 @@ impl Default for DecodeConfig {
         DecodeConfig {
             ports: vec![pdns_common::DEFAULT_DNS_PORT],
             max_fragment_datagrams: 1024,
+            max_fragment_bytes: 16 << 20,
             fragment_timeout_secs: 30,
             max_tcp_flows: 16_384,
             max_tcp_buffer: 2 * 65_538,
+            max_tcp_bytes: 64 << 20,
             tcp_idle_secs: 120,
             tunnels: true,
             vxlan_ports: vec![DEFAULT_VXLAN_PORT],
@@ -113,6 +119,9 @@ pub struct Decoder {
     /// Capture time of the newest frame.
     newest: Timestamp,
     last_expiry: u64,
+    /// What [`take_stats`](Decoder::take_stats) last reported as held, per
+    /// [`StateTable`].
+    published_bytes: [i64; StateTable::ALL.len()],
     pub stats: DecodeStats,
 }
 
@@ -123,17 +132,41 @@ impl Decoder {
             tunnels: tunnel::TunnelConfig::new(config),
             defrag: defrag::Defragmenter::new(
                 config.max_fragment_datagrams,
+                config.max_fragment_bytes,
                 config.fragment_timeout_secs,
             ),
             tcp: tcp::TcpReassembler::new(
                 config.max_tcp_flows,
                 config.max_tcp_buffer,
+                config.max_tcp_bytes,
                 config.tcp_idle_secs,
             ),
             now: 0,
             newest: Timestamp::default(),
             last_expiry: 0,
+            published_bytes: [0; StateTable::ALL.len()],
             stats: DecodeStats::default(),
+        }
+    }
+
+    /// Takes the counters (resetting them), with the change in the bytes
+    /// each state table holds since the last call.
+    pub fn take_stats(&mut self) -> DecodeStats {
+        let mut stats = self.stats.take();
+        for table in StateTable::ALL {
+            let now = self.held_bytes(table) as i64;
+            let published = &mut self.published_bytes[table as usize];
+            stats.held_bytes_change[table as usize] = now - *published;
+            *published = now;
+        }
+        stats
+    }
+
+    /// Bytes of memory one state table holds now.
+    pub fn held_bytes(&self, table: StateTable) -> usize {
+        match table {
+            StateTable::Tcp => self.tcp.bytes(),
+            StateTable::Fragments => self.defrag.bytes(),
         }
     }
 
@@ -178,6 +211,17 @@ impl Decoder {
             depth: 0,
         };
         ip::decode(&mut ctx, l3, emit);
+        if self.tcp.over_limits() {
+            // Evicted directions release their held messages with the time
+            // of their last segment, as idle ones do.
+            self.tcp.shed(&mut self.stats, &mut |last_seen, message| {
+                emit(DnsMessage {
+                    ts: Timestamp::from_secs(last_seen),
+                    transport: Transport::Tcp,
+                    data: message,
+                })
+            });
+        }
     }
 
     /// The input has ended: calls `emit` for every complete DNS message

@@ -105,6 +105,57 @@ pub struct DecodeStats {
     pub decapsulated: [u64; Encap::ALL.len()],
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::ALL.len()],
+    /// Entries evicted from the decoder's state tables to keep them within
+    /// their bounds, by [`StateTable`] and [`Bound`] (`[table][bound]`).
+    pub evictions: [[u64; Bound::ALL.len()]; StateTable::ALL.len()],
+    /// How much the bytes each [`StateTable`] holds changed since these
+    /// counters were last taken (`Decoder::take_stats` fills it in): the
+    /// metrics keep the sum over decoder threads as a gauge.
+    pub held_bytes_change: [i64; StateTable::ALL.len()],
+}
+
+/// The decoder's state tables, each bounded in entries and in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum StateTable {
+    /// TCP flow directions and the bytes they buffer.
+    Tcp,
+    /// Incomplete IP datagrams.
+    Fragments,
+}
+
+impl StateTable {
+    pub const ALL: [StateTable; 2] = [StateTable::Tcp, StateTable::Fragments];
+
+    /// The label used in metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateTable::Tcp => "tcp",
+            StateTable::Fragments => "fragments",
+        }
+    }
+}
+
+/// Which bound an eviction kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum Bound {
+    /// The table held its most entries (flow directions, datagrams).
+    Entries,
+    /// The table's entries together held the decoder's byte budget.
+    Bytes,
+}
+
+impl Bound {
+    pub const ALL: [Bound; 2] = [Bound::Entries, Bound::Bytes];
+
+    /// The label used in metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::Entries => "entries",
+            Bound::Bytes => "bytes",
+        }
+    }
 }
 
 /// The encapsulations the decoder opens.
@@ -165,6 +216,17 @@ impl DecodeStats {
         self.drops[reason as usize]
     }
 
+    /// Counts one eviction.
+    #[inline]
+    pub fn evict(&mut self, table: StateTable, bound: Bound) {
+        self.evictions[table as usize][bound as usize] += 1;
+    }
+
+    /// Evictions from one table to keep one bound.
+    pub fn evicted(&self, table: StateTable, bound: Bound) -> u64 {
+        self.evictions[table as usize][bound as usize]
+    }
+
     /// Adds another thread's counters to these.
     pub fn add(&mut self, other: &DecodeStats) {
         self.frames += other.frames;
@@ -174,6 +236,18 @@ impl DecodeStats {
             *a += b;
         }
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.evictions.iter_mut().zip(other.evictions.iter()) {
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        }
+        for (a, b) in self
+            .held_bytes_change
+            .iter_mut()
+            .zip(other.held_bytes_change.iter())
+        {
             *a += b;
         }
     }

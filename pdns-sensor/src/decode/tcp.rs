@@ -36,11 +36,29 @@
 //! - **FIN** flushes (gives up any hole) and forgets the direction; **RST**
 //!   forgets it at once, dropping what was pending.
 //!
-//! Bounds: at most `max_flows` directions (least recently used evicted,
-//! [`DropReason::TcpOverflow`]); per direction at most `max_buffer` buffered
-//! bytes (pending message plus out-of-order data) in at most 64 held
-//! segments. A message too large to buffer is skipped exactly (its length
-//! is known) and counted as [`DropReason::TcpOverflow`]. Directions idle
+//! Bounds: per direction at most `max_buffer` buffered bytes (pending
+//! message plus out-of-order data) in at most 64 held segments; a message
+//! too large to buffer is skipped exactly (its length is known) and counted
+//! as [`DropReason::TcpOverflow`]. Across all directions, at most
+//! `max_flows` directions and `max_bytes` bytes of memory: what each
+//! direction's buffers have allocated plus a fixed cost per direction for
+//! its table entry (see [`Direction::footprint`]). The per-direction cap
+//! alone would let a sender who opens many connections and never finishes
+//! a message hold `max_flows × max_buffer` (2 GiB with the defaults); the
+//! byte budget is what bounds a decoder thread. When either bound is
+//! passed, [`TcpReassembler::shed`] evicts the least recently used
+//! directions until both hold. (The order is exact: every segment queues
+//! its direction again, and the stale entries are skipped. A second-chance
+//! queue, cheaper by a push per segment, proved too weak: under a flood
+//! whose every connection sent two segments, one sweep of the queue
+//! requeued them all at once, and a live DNS connection that happened to
+//! be quiet during that sweep was evicted.) An evicted direction is flushed first: the
+//! complete messages it held behind a hole are emitted (stamped with its
+//! last segment's time), and only what was incomplete is lost, counted as
+//! [`DropReason::TcpOverflow`]; every eviction is counted in
+//! [`DecodeStats::evictions`] by the bound that caused it. Active DNS
+//! connections are the most recently used, so a flood of connections that
+//! go quiet evicts itself. Directions idle
 //! for `idle_secs` are flushed like a FIN and removed by
 //! [`TcpReassembler::expire`], and [`TcpReassembler::flush_all`] does the
 //! same to every direction at the end of the input; a partial message they
@@ -60,7 +78,7 @@ use std::collections::hash_map::Entry;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::{DecodeStats, DropReason, FlowKey};
+use super::{Bound, DecodeStats, DropReason, FlowKey, StateTable};
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -77,6 +95,13 @@ const MAX_OUT_OF_ORDER: usize = 64;
 const STALE_WINDOW: i32 = 1 << 24;
 /// Capacity a direction keeps in its pending buffer between messages.
 const KEEP_CAPACITY: usize = 4096;
+/// What a direction costs besides its buffers: the hash table slot (key,
+/// value, control byte, and the table's spare capacity of up to half
+/// again), its LRU queue entries (up to two per direction before the
+/// queue is compacted) and allocator overhead of its buffers.
+const DIRECTION_OVERHEAD: usize = (size_of::<FlowKey>() + size_of::<Direction>() + 1) * 3 / 2
+    + 2 * size_of::<(FlowKey, u64, u64)>()
+    + 64;
 
 /// A segment waiting for a hole before it to be filled.
 struct Held {
@@ -116,6 +141,14 @@ struct Direction {
     acked: Option<u32>,
 }
 
+/// Whether an LRU queue entry is the current one of a live direction.
+#[inline]
+fn current(flows: &HashMap<FlowKey, Direction>, key: FlowKey, serial: u64, touched: u64) -> bool {
+    flows
+        .get(&key)
+        .is_some_and(|d| d.serial == serial && d.touched == touched)
+}
+
 /// Signed distance from `b` to `a` in sequence space.
 #[inline]
 fn seq_diff(a: u32, b: u32) -> i32 {
@@ -146,6 +179,16 @@ impl Direction {
             held_bytes: 0,
             acked: None,
         }
+    }
+
+    /// The bytes of memory this direction holds, as the byte budget counts
+    /// them: its buffers' allocated capacity (not just their contents)
+    /// plus [`DIRECTION_OVERHEAD`].
+    fn footprint(&self) -> usize {
+        DIRECTION_OVERHEAD
+            + self.pending.capacity()
+            + self.held_bytes
+            + self.held.capacity() * size_of::<Held>()
     }
 
     /// Whether data waits behind a hole.
@@ -316,28 +359,36 @@ impl Direction {
         }
     }
 
-    /// The direction is closing: give up any hole, emit what can be.
-    fn flush(&mut self, ctx: &mut Ctx<'_>) {
+    /// The direction is closing: give up any hole, emit what can be, and
+    /// count what is lost as `lost` (a gap when the stream ended or went
+    /// idle, an overflow when a bound evicted it).
+    fn flush(&mut self, ctx: &mut Ctx<'_>, lost: DropReason) {
         while !self.held.is_empty() {
-            ctx.stats.drop(DropReason::TcpGap);
+            ctx.stats.drop(lost);
             self.desync();
             self.drain(ctx);
         }
         if !self.pending.is_empty() {
-            ctx.stats.drop(DropReason::TcpGap);
+            ctx.stats.drop(lost);
             self.clear_pending();
         }
     }
 
     /// Flushes a direction that is being forgotten.
-    fn close(mut self, max_buffer: usize, stats: &mut DecodeStats, emit: &mut dyn FnMut(&[u8])) {
+    fn close(
+        mut self,
+        max_buffer: usize,
+        lost: DropReason,
+        stats: &mut DecodeStats,
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
         let mut ctx = Ctx {
             now: self.last_seen,
             max_buffer,
             stats,
             emit,
         };
-        self.flush(&mut ctx);
+        self.flush(&mut ctx, lost);
     }
 
     /// Frames in-sequence bytes into messages.
@@ -422,9 +473,11 @@ struct Ctx<'a> {
 /// Reassembles DNS messages from TCP segments, per flow direction.
 pub(super) struct TcpReassembler {
     flows: HashMap<FlowKey, Direction>,
-    /// Flow directions roughly from least to most recently used: each live
-    /// direction appears once, with its serial and the `touched` value it
-    /// had when queued; stale entries are skipped lazily.
+    /// Flow directions from least to most recently used: every segment
+    /// queues its direction again with its serial and the new `touched`
+    /// value, so an entry is current only if both still match the
+    /// direction; stale entries are skipped when they reach the front and
+    /// swept out when they outnumber the live ones.
     lru: VecDeque<(FlowKey, u64, u64)>,
     /// Directions in `flows` holding data behind a hole: while there are
     /// none, an ACK needs no look-up of the other direction.
@@ -432,26 +485,47 @@ pub(super) struct TcpReassembler {
     /// Counts segments; orders directions by last use.
     clock: u64,
     next_serial: u64,
+    /// Sum of the [`Direction::footprint`]s in `flows`.
+    bytes: usize,
     max_flows: usize,
     max_buffer: usize,
+    max_bytes: usize,
     idle_secs: u64,
 }
 
 impl TcpReassembler {
     /// Tracks at most `max_flows` directions (at least one), buffering at
-    /// most `max_buffer` bytes each, forgotten after `idle_secs` of capture
-    /// time without a segment.
-    pub(super) fn new(max_flows: usize, max_buffer: usize, idle_secs: u64) -> Self {
+    /// most `max_buffer` bytes each and holding at most `max_bytes` in all
+    /// (raised to what one direction may hold, if below), forgotten after
+    /// `idle_secs` of capture time without a segment.
+    pub(super) fn new(
+        max_flows: usize,
+        max_buffer: usize,
+        max_bytes: usize,
+        idle_secs: u64,
+    ) -> Self {
         TcpReassembler {
             flows: HashMap::new(),
             lru: VecDeque::new(),
             holed: 0,
             clock: 0,
             next_serial: 0,
+            bytes: 0,
             max_flows: max_flows.max(1),
             max_buffer,
+            max_bytes: max_bytes.max(Self::largest_direction(max_buffer)),
             idle_secs,
         }
+    }
+
+    /// The most one direction can hold: a full buffer (a pending message
+    /// keeps up to [`KEEP_CAPACITY`] beyond it while held segments fill
+    /// the rest) and a full queue of held segments.
+    fn largest_direction(max_buffer: usize) -> usize {
+        DIRECTION_OVERHEAD
+            + max_buffer
+            + KEEP_CAPACITY
+            + (2 * MAX_OUT_OF_ORDER + 2) * size_of::<Held>()
     }
 
     /// Handles one TCP segment of one direction, calling `emit` once per
@@ -482,6 +556,7 @@ impl TcpReassembler {
         if flags & RST != 0 {
             if let Some(dir) = self.flows.remove(&key) {
                 self.holed -= usize::from(dir.has_hole());
+                self.bytes -= dir.footprint();
                 if dir.has_data() {
                     stats.drop(DropReason::TcpGap);
                 }
@@ -495,12 +570,13 @@ impl TcpReassembler {
         self.clock += 1;
         let clock = self.clock;
 
-        let mut created = false;
         let mut had_hole = false;
+        let mut before = 0;
         let dir = match self.flows.entry(key) {
             Entry::Occupied(entry) => {
                 let dir = entry.into_mut();
                 had_hole = dir.has_hole();
+                before = dir.footprint();
                 if syn && dir.isn != Some(seq) && dir.restart(Some(seq), data_seq) {
                     stats.drop(DropReason::TcpGap);
                 }
@@ -510,10 +586,8 @@ impl TcpReassembler {
                 if !syn && payload.is_empty() {
                     return; // a bare ACK or FIN of a stream we do not follow
                 }
-                created = true;
                 let serial = self.next_serial;
                 self.next_serial += 1;
-                self.lru.push_back((key, serial, clock));
                 entry.insert(Direction::new(
                     serial,
                     clock,
@@ -526,6 +600,7 @@ impl TcpReassembler {
         dir.touched = clock;
         dir.last_seen = now_secs;
         dir.acked = ack;
+        let serial = dir.serial;
 
         let mut ctx = Ctx {
             now: now_secs,
@@ -547,24 +622,22 @@ impl TcpReassembler {
                 dir.acked_by_peer(&mut ctx, peer_ack);
             }
         }
-        let has_hole = if fin {
-            dir.flush(&mut ctx);
+        let (has_hole, after) = if fin {
+            dir.flush(&mut ctx, DropReason::TcpGap);
             self.flows.remove(&key);
-            false
+            (false, 0)
         } else {
             dir.give_up_stale_holes(&mut ctx);
-            dir.has_hole()
+            (dir.has_hole(), dir.footprint())
         };
         self.note_hole(had_hole, has_hole);
-
-        if created {
-            if self.flows.len() > self.max_flows {
-                self.evict(key, ctx.stats);
-            }
+        self.bytes = self.bytes + after - before;
+        if !fin {
+            self.lru.push_back((key, serial, clock));
             if self.lru.len() > 2 * self.flows.len() + 64 {
                 let flows = &self.flows;
                 self.lru
-                    .retain(|(k, serial, _)| flows.get(k).is_some_and(|d| d.serial == *serial));
+                    .retain(|&(k, serial, touched)| current(flows, k, serial, touched));
             }
         }
     }
@@ -592,6 +665,7 @@ impl TcpReassembler {
         let Some(dir) = self.flows.get_mut(&key).filter(|d| d.has_hole()) else {
             return;
         };
+        let before = dir.footprint();
         let mut ctx = Ctx {
             now: now_secs,
             max_buffer: self.max_buffer,
@@ -599,8 +673,9 @@ impl TcpReassembler {
             emit,
         };
         dir.acked_by_peer(&mut ctx, ack);
-        let after = dir.has_hole();
-        self.note_hole(true, after);
+        let (has_hole, after) = (dir.has_hole(), dir.footprint());
+        self.note_hole(true, has_hole);
+        self.bytes = self.bytes + after - before;
     }
 
     /// Removes directions idle for more than `idle_secs` (capture time),
@@ -616,13 +691,11 @@ impl TcpReassembler {
     ) {
         while let Some(&(key, serial, touched)) = self.lru.front() {
             self.lru.pop_front();
-            let Some(dir) = self.flows.get(&key).filter(|d| d.serial == serial) else {
+            let Some(dir) = self.flows.get(&key) else {
                 continue; // already gone
             };
-            if dir.touched != touched {
-                // Used since it was queued: requeue at its real place.
-                self.lru.push_back((key, serial, dir.touched));
-                continue;
+            if dir.serial != serial || dir.touched != touched {
+                continue; // used since: queued again further back
             }
             if now_secs.saturating_sub(dir.last_seen) <= self.idle_secs {
                 self.lru.push_front((key, serial, touched));
@@ -630,8 +703,11 @@ impl TcpReassembler {
             }
             if let Some(dir) = self.flows.remove(&key) {
                 self.holed -= usize::from(dir.has_hole());
+                self.bytes -= dir.footprint();
                 let last_seen = dir.last_seen;
-                dir.close(self.max_buffer, stats, &mut |m| emit(last_seen, m));
+                dir.close(self.max_buffer, DropReason::TcpGap, stats, &mut |m| {
+                    emit(last_seen, m)
+                });
             }
         }
     }
@@ -641,18 +717,19 @@ impl TcpReassembler {
     /// counted as [`DropReason::TcpGap`]) and forgets them all.
     pub(super) fn flush_all(&mut self, stats: &mut DecodeStats, emit: &mut dyn FnMut(&[u8])) {
         // In LRU order, so that the output does not depend on hashing.
-        for (key, serial, _) in std::mem::take(&mut self.lru) {
-            if self.flows.get(&key).is_some_and(|d| d.serial == serial)
+        for (key, serial, touched) in std::mem::take(&mut self.lru) {
+            if current(&self.flows, key, serial, touched)
                 && let Some(dir) = self.flows.remove(&key)
             {
-                dir.close(self.max_buffer, stats, emit);
+                dir.close(self.max_buffer, DropReason::TcpGap, stats, emit);
             }
         }
         // Every live direction is queued; this is only a safety net.
         for (_, dir) in self.flows.drain() {
-            dir.close(self.max_buffer, stats, emit);
+            dir.close(self.max_buffer, DropReason::TcpGap, stats, emit);
         }
         self.holed = 0;
+        self.bytes = 0;
     }
 
     /// Flow directions tracked.
@@ -660,24 +737,45 @@ impl TcpReassembler {
         self.flows.len()
     }
 
-    /// Evicts least recently used directions (never `keep`) until the table
-    /// is within bounds.
-    fn evict(&mut self, keep: FlowKey, stats: &mut DecodeStats) {
-        while self.flows.len() > self.max_flows {
+    /// Bytes of memory the directions hold (see [`Direction::footprint`]).
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether a bound is passed, so that [`shed`](Self::shed) has work.
+    #[inline]
+    pub(super) fn over_limits(&self) -> bool {
+        self.flows.len() > self.max_flows || self.bytes > self.max_bytes
+    }
+
+    /// Evicts the least recently used directions until the table is within
+    /// `max_flows` directions and `max_bytes` bytes. Each is flushed first:
+    /// the complete messages it held are emitted, as `emit(last_seen,
+    /// message)`, and what was incomplete counts as
+    /// [`DropReason::TcpOverflow`].
+    pub(super) fn shed(&mut self, stats: &mut DecodeStats, emit: &mut dyn FnMut(u64, &[u8])) {
+        while self.over_limits() {
+            let bound = if self.flows.len() > self.max_flows {
+                Bound::Entries
+            } else {
+                Bound::Bytes
+            };
             let Some((key, serial, touched)) = self.lru.pop_front() else {
                 return;
             };
-            let Some(dir) = self.flows.get(&key).filter(|d| d.serial == serial) else {
+            if !current(&self.flows, key, serial, touched) {
+                continue; // gone, or used since and queued further back
+            }
+            let Some(dir) = self.flows.remove(&key) else {
                 continue;
             };
-            if dir.touched != touched || key == keep {
-                self.lru.push_back((key, serial, dir.touched));
-                continue;
-            }
-            if let Some(dir) = self.flows.remove(&key) {
-                self.holed -= usize::from(dir.has_hole());
-            }
-            stats.drop(DropReason::TcpOverflow);
+            self.holed -= usize::from(dir.has_hole());
+            self.bytes -= dir.footprint();
+            stats.evict(StateTable::Tcp, bound);
+            let last_seen = dir.last_seen;
+            dir.close(self.max_buffer, DropReason::TcpOverflow, stats, &mut |m| {
+                emit(last_seen, m)
+            });
         }
     }
 }
@@ -723,8 +821,12 @@ mod tests {
 
     impl Harness {
         fn new(max_flows: usize, max_buffer: usize) -> Self {
+            Self::with_budget(max_flows, max_buffer, usize::MAX)
+        }
+
+        fn with_budget(max_flows: usize, max_buffer: usize, max_bytes: usize) -> Self {
             Harness {
-                r: TcpReassembler::new(max_flows, max_buffer, 60),
+                r: TcpReassembler::new(max_flows, max_buffer, max_bytes, 60),
                 stats: DecodeStats::default(),
                 out: Vec::new(),
             }
@@ -756,6 +858,9 @@ mod tests {
                 &mut self.stats,
                 &mut |m| out.push(m.to_vec()),
             );
+            // As the decoder does after every frame.
+            self.r
+                .shed(&mut self.stats, &mut |_, m| out.push(m.to_vec()));
             self.check_bounds();
         }
 
@@ -776,6 +881,15 @@ mod tests {
 
         fn check_bounds(&self) {
             assert!(self.r.len() <= self.r.max_flows);
+            assert_eq!(
+                self.r.bytes,
+                self.r
+                    .flows
+                    .values()
+                    .map(Direction::footprint)
+                    .sum::<usize>()
+            );
+            assert!(self.r.bytes <= self.r.max_bytes);
             for d in self.r.flows.values() {
                 assert!(d.pending.len() + d.held_bytes <= self.r.max_buffer.max(1));
                 assert!(d.held.len() <= MAX_OUT_OF_ORDER);
@@ -802,7 +916,7 @@ mod tests {
     fn whole_messages_are_emitted_without_copying() {
         let (a, b, c) = (msg(1, 28), msg(2, 45), msg(3, 300));
         let stream = framed(&[&a, &b, &c]);
-        let mut r = TcpReassembler::new(16, 1 << 17, 60);
+        let mut r = TcpReassembler::new(16, 1 << 17, usize::MAX, 60);
         let mut stats = DecodeStats::default();
         r.segment(1, key(1), ISN, 0, SYN, &[], &mut stats, &mut |_| {
             panic!("no data")
@@ -1084,6 +1198,7 @@ mod tests {
         h.seg(3, key(3), 1, 0, &s[..5]);
         assert_eq!(h.r.len(), 2);
         assert_eq!(h.drops(DropReason::TcpOverflow), 1);
+        assert_eq!(h.stats.evicted(StateTable::Tcp, Bound::Entries), 1);
         assert!(!h.r.flows.contains_key(&key(2)));
         h.seg(3, key(1), 11, 0, &s[10..]);
         assert_eq!(h.out, vec![a]);
@@ -1093,6 +1208,73 @@ mod tests {
         }
         assert_eq!(h.r.len(), 2);
         assert!(h.r.lru.len() <= 2 * h.r.len() + 65);
+    }
+
+    #[test]
+    fn byte_budget_evicts_the_oldest_after_emitting_what_they_held() {
+        // A direction whose first message the capture missed: the second
+        // one waits behind the hole.
+        let (a, b) = (msg(1, 20), msg(2, 30));
+        let s = framed(&[&a, &b]);
+        let one_big = DIRECTION_OVERHEAD + 60_002;
+        let budget = 3 * one_big + 100; // less than the first direction
+        let mut r = TcpReassembler::new(100, 1 << 17, budget, 60);
+        let mut stats = DecodeStats::default();
+        let out = std::cell::RefCell::new(Vec::<(u64, Vec<u8>)>::new());
+        let feed = |r: &mut TcpReassembler, now, k, seq, data: &[u8], stats: &mut _| {
+            r.segment(now, k, seq, 0, 0, data, stats, &mut |m| {
+                out.borrow_mut().push((now, m.to_vec()))
+            });
+            r.shed(stats, &mut |last_seen, m| {
+                out.borrow_mut().push((last_seen, m.to_vec()))
+            });
+            assert!(r.bytes() <= budget);
+            assert_eq!(
+                r.bytes,
+                r.flows.values().map(Direction::footprint).sum::<usize>()
+            );
+        };
+        feed(&mut r, 7, key(1), ISN, &s[..1], &mut stats);
+        feed(&mut r, 8, key(1), ISN + 22, &s[22..], &mut stats);
+        assert!(r.flows[&key(1)].has_hole());
+
+        // Then connections that announce a 60 000-byte message and stop.
+        let mut prefix = 60_000u16.to_be_bytes().to_vec();
+        prefix.extend_from_slice(&[0; 10]);
+        for port in 2..7 {
+            feed(&mut r, 9, key(port), ISN, &prefix, &mut stats);
+        }
+        // Three fit: the hole's direction, the least recently used, went
+        // first, then the two oldest floods.
+        assert_eq!(r.len(), 3);
+        assert!(!r.flows.contains_key(&key(1)));
+        assert_eq!(stats.evicted(StateTable::Tcp, Bound::Bytes), 3);
+        assert_eq!(stats.evicted(StateTable::Tcp, Bound::Entries), 0);
+        // The held message came out, with its direction's time; the
+        // hole and the floods' partial messages are overflow, not gaps.
+        assert_eq!(*out.borrow(), vec![(8, b)]);
+        assert_eq!(stats.dropped(DropReason::TcpOverflow), 3);
+        assert_eq!(stats.dropped(DropReason::TcpGap), 0);
+        assert_eq!(r.holed, 0);
+
+        // A flow that keeps talking is never the oldest: it survives a
+        // flood that evicts everything else many times over.
+        let c = msg(3, 40);
+        let sc = framed(&[&c]);
+        let evicted = stats.evicted(StateTable::Tcp, Bound::Bytes);
+        for (i, port) in (2000..2000 + sc.len() as u16).enumerate() {
+            feed(
+                &mut r,
+                10,
+                key(1000),
+                ISN + i as u32,
+                &sc[i..=i],
+                &mut stats,
+            );
+            feed(&mut r, 10, key(port), ISN, &prefix, &mut stats);
+        }
+        assert!(stats.evicted(StateTable::Tcp, Bound::Bytes) >= evicted + sc.len() as u64);
+        assert_eq!(out.borrow().last(), Some(&(10, c)));
     }
 
     #[test]
@@ -1390,7 +1572,8 @@ mod tests {
             ),
             base in prop_oneof![Just(0xFFFF_FF80u32), any::<u32>()],
         ) {
-            let mut h = Harness::new(3, 100);
+            // The byte budget is raised to what one direction may hold.
+            let mut h = Harness::with_budget(3, 100, 0);
             let mut now = 0;
             let mut seen = Vec::new();
             for ((port, back), off, ack, flags, data, dt) in segs {

@@ -168,7 +168,7 @@ impl Worker {
             self.summary.flushes += 1;
             self.writer.write(batch)?;
         }
-        let decode = self.decoder.stats.take();
+        let decode = self.decoder.take_stats();
         let extract = self.extract_stats.take();
         metrics::publish_decode(&decode);
         metrics::publish_extract(&extract);

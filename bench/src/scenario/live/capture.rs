@@ -26,7 +26,7 @@ use crate::report::SENSOR;
 use crate::ringread;
 
 /// System name of the bare ring reader.
-pub(super) const RING_READ: &str = "ring-read";
+pub(crate) const RING_READ: &str = "ring-read";
 
 /// Longest wait for a process to start capturing.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,13 +36,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What captures: the sensor or the bare ring reader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum System {
+pub(crate) enum System {
     Sensor,
     RingRead,
 }
 
 impl System {
-    pub(super) fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             System::Sensor => SENSOR,
             System::RingRead => RING_READ,
@@ -61,7 +61,7 @@ impl System {
 /// The geometry of each capture ring: `blocks` blocks of `block_size`
 /// bytes (`--ring-blocks`, `--ring-block-size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct RingSize {
+pub(crate) struct RingSize {
     pub blocks: u32,
     pub block_size: u32,
 }
@@ -69,7 +69,7 @@ pub(super) struct RingSize {
 impl RingSize {
     /// The library's default ring, which `pdns-sensor run` uses without
     /// ring flags and `bench ring-read` always uses.
-    pub(super) fn default_ring() -> RingSize {
+    pub(crate) fn default_ring() -> RingSize {
         let c = RingConfig::default();
         RingSize {
             blocks: c.block_count,
@@ -78,11 +78,11 @@ impl RingSize {
     }
 
     /// Bytes mapped per ring.
-    pub(super) fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         u64::from(self.blocks) * u64::from(self.block_size)
     }
 
-    pub(super) fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         *self == RingSize::default_ring()
     }
 }
@@ -117,14 +117,14 @@ pub fn binary_size(bytes: u64) -> String {
 
 /// The binaries of both systems.
 #[derive(Clone, Debug)]
-pub(super) struct Programs {
+pub(crate) struct Programs {
     pub sensor: PathBuf,
     /// The `bench` binary (for `bench ring-read`), if found.
     pub bench: Option<PathBuf>,
 }
 
 impl Programs {
-    pub(super) fn new(sensor: &Path) -> Programs {
+    pub(crate) fn new(sensor: &Path) -> Programs {
         Programs {
             sensor: sensor.to_path_buf(),
             bench: bench_binary(),
@@ -145,44 +145,61 @@ fn bench_binary() -> Option<PathBuf> {
 
 /// What a stopped capture reported.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Captured {
+pub(crate) struct Captured {
     pub frames: Option<f64>,
     pub drops: Option<f64>,
     /// Sensor only.
     pub dns_responses: Option<f64>,
     /// User + system CPU of the capturing process.
     pub cpu_secs: f64,
+    /// The sensor's whole stats file (sensor only).
+    pub report: Option<Box<RunReport>>,
 }
 
 /// A running capture.
-pub(super) struct Capture {
+pub(crate) struct Capture {
     system: System,
     child: Option<Child>,
     log: Option<JoinHandle<String>>,
     stats: PathBuf,
-    _dir: tempfile::TempDir,
+    /// Holds the stats file and the sensor's database.
+    dir: tempfile::TempDir,
 }
 
 impl Capture {
     /// Starts `system` with `threads` rings of size `ring` on the rx end and
     /// waits until it captures. The ring reader has the default ring only.
-    pub(super) fn start(
+    pub(crate) fn start(
         rx: &Netns,
         programs: &Programs,
         system: System,
         threads: u32,
         ring: RingSize,
     ) -> Result<Capture> {
+        Capture::start_with(rx, programs, system, threads, ring, &[])
+    }
+
+    /// As [`Capture::start`], with `extra` arguments for the sensor; with
+    /// `--listen` among them the sensor serves its API (else `--no-api`).
+    pub(crate) fn start_with(
+        rx: &Netns,
+        programs: &Programs,
+        system: System,
+        threads: u32,
+        ring: RingSize,
+        extra: &[&std::ffi::OsStr],
+    ) -> Result<Capture> {
         let dir = tempfile::tempdir()?;
         let stats = dir.path().join("stats.json");
         let mut cmd = match system {
             System::Sensor => {
                 let mut c = rx.cmd(programs.sensor.to_str().context("sensor path")?);
+                c.args(["run", "-i", RX_IF]);
+                if !extra.iter().any(|a| *a == "--listen") {
+                    c.arg("--no-api");
+                }
+                c.args(extra);
                 c.args([
-                    "run",
-                    "-i",
-                    RX_IF,
-                    "--no-api",
                     "--status-interval",
                     "3600",
                     "--threads",
@@ -243,7 +260,7 @@ impl Capture {
             child: Some(child),
             log: Some(log),
             stats,
-            _dir: dir,
+            dir,
         };
         if let Err(e) = ready_rx.recv_timeout(START_TIMEOUT) {
             let how = match capture.child.as_mut().map(Child::try_wait) {
@@ -262,7 +279,13 @@ impl Capture {
     }
 
     /// SIGTERM, reap (with CPU time), read the stats file.
-    pub(super) fn stop(mut self) -> Result<Captured> {
+    pub(crate) fn stop(self) -> Result<Captured> {
+        self.stop_keeping().map(|(c, _dir)| c)
+    }
+
+    /// As [`Capture::stop`], and hands over the directory holding the
+    /// sensor's database (`db` in it), to be read before it is dropped.
+    pub(crate) fn stop_keeping(mut self) -> Result<(Captured, tempfile::TempDir)> {
         let child = self.child.take().context("already stopped")?;
         let pid = child.id() as libc::pid_t;
         // SAFETY: `pid` is our unreaped child, so it cannot be recycled.
@@ -305,7 +328,15 @@ impl Capture {
         let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
         let mut c = parse_stats(self.system, &text).context("stats JSON")?;
         c.cpu_secs = tv(usage.ru_utime) + tv(usage.ru_stime);
-        Ok(c)
+        // An empty directory takes the place of the real one in `self`,
+        // which is dropped right after.
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        Ok((c, dir))
+    }
+
+    /// The capturing process's pid (`ip netns exec` execs it).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn kill(&mut self) {
@@ -347,6 +378,7 @@ fn parse_stats(system: System, text: &str) -> serde_json::Result<Captured> {
                 drops: iface.map(|t| t.drops as f64),
                 dns_responses: Some(report.totals.dns_responses as f64),
                 cpu_secs: 0.0,
+                report: Some(Box::new(report)),
             }
         }
         System::RingRead => {
@@ -356,6 +388,7 @@ fn parse_stats(system: System, text: &str) -> serde_json::Result<Captured> {
                 drops: Some(report.total.drops as f64),
                 dns_responses: None,
                 cpu_secs: 0.0,
+                report: None,
             }
         }
     })

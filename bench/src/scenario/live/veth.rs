@@ -14,21 +14,21 @@ use anyhow::Result;
 use crate::netns::{Netns, SETUP_TIMEOUT, run_bounded};
 
 /// The receiving end's MAC address (frames are retargeted to it).
-pub(super) const RX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
+pub(crate) const RX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
 /// The sending end's MAC address.
-pub(super) const TX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
+pub(crate) const TX_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
 /// Interface names inside the namespaces.
-pub(super) const TX_IF: &str = "veth-a";
-pub(super) const RX_IF: &str = "veth-b";
+pub(crate) const TX_IF: &str = "veth-a";
+pub(crate) const RX_IF: &str = "veth-b";
 
 /// The tx and rx namespaces and the veth pair between them.
-pub(super) struct VethPair {
+pub(crate) struct VethPair {
     pub tx: Netns,
     pub rx: Netns,
 }
 
 impl VethPair {
-    pub(super) fn new() -> Result<VethPair> {
+    pub(crate) fn new() -> Result<VethPair> {
         let tx = Netns::new("tx")?;
         tx.disable_ipv6()?;
         let rx = Netns::new("rx")?;
