@@ -104,6 +104,27 @@ pub const CONFIG_FLAGS: u32 = 0;
 /// Entries of [`CONFIG_MAP`].
 pub const CONFIG_SLOTS: u32 = 1;
 
+/// Name of the interface map: `Array<u32>` with one entry, the index of
+/// the interface whose packets the filter takes.
+///
+/// Why: the capture sockets are bound to every device of the network
+/// namespace (ifindex 0), so that an interface that is deleted and created
+/// again under its name can be followed without a new socket (the sensor
+/// has dropped the capability to open one, and a socket in a fanout group
+/// cannot be bound again). The filter's first check is therefore
+/// `skb->ifindex == wanted`; anything else is counted in
+/// [`FilterStats::rejected_interface`] and dropped. [`IFINDEX_ABSENT`]
+/// (the interface does not exist now) matches no packet;
+/// [`IFINDEX_ANY`] turns the check off (a socket bound to one device,
+/// as the benchmark's ring reader opens them).
+pub const IFINDEX_MAP: &str = "PDNS_IFINDEX";
+
+/// [`IFINDEX_MAP`] value: the interface is absent; every packet is dropped.
+pub const IFINDEX_ABSENT: u32 = 0;
+
+/// [`IFINDEX_MAP`] value: packets of any device are classified.
+pub const IFINDEX_ANY: u32 = u32::MAX;
+
 /// Flag in [`CONFIG_FLAGS`]: look into GRE (IP protocol 47): IP, Ethernet
 /// (0x6558) and ERSPAN I, II and III. Unset (`--no-tunnels`), GRE is just
 /// another protocol that is not UDP or TCP.
@@ -159,6 +180,10 @@ pub struct FilterStats {
     /// Tunnelled, with a truncated or lying tunnel header or inner packet,
     /// or nested deeper than [`MAX_TUNNEL_DEPTH`]: dropped.
     pub rejected_tunnel_malformed: u64,
+    /// Not from the captured interface (another device of the network
+    /// namespace, or any packet while the interface is absent; see
+    /// [`IFINDEX_MAP`]): dropped before anything else is looked at.
+    pub rejected_interface: u64,
 }
 
 impl FilterStats {
@@ -175,6 +200,7 @@ impl FilterStats {
         self.rejected_tunnel_port += other.rejected_tunnel_port;
         self.rejected_tunnel_protocol += other.rejected_tunnel_protocol;
         self.rejected_tunnel_malformed += other.rejected_tunnel_malformed;
+        self.rejected_interface += other.rejected_interface;
     }
 
     /// Packets kept.
@@ -194,5 +220,6 @@ impl FilterStats {
             + self.rejected_tunnel_port
             + self.rejected_tunnel_protocol
             + self.rejected_tunnel_malformed
+            + self.rejected_interface
     }
 }

@@ -66,7 +66,7 @@ use aya_ebpf::programs::SkBuffContext;
 use aya_log_ebpf::info;
 use pdns_common::{
     CONFIG_FLAGS, CONFIG_SLOTS, EXPLAIN_REMAINING, EXPLAIN_SLOTS, EXPLAIN_TOTAL, FLAG_GRE,
-    FilterStats, MAX_IPV6_EXT_HEADERS, MAX_PORTS, MAX_TUNNEL_DEPTH, MAX_TUNNEL_PORTS,
+    FilterStats, IFINDEX_ANY, MAX_IPV6_EXT_HEADERS, MAX_PORTS, MAX_TUNNEL_DEPTH, MAX_TUNNEL_PORTS,
     MAX_VLAN_TAGS, TUNNEL_GENEVE, TUNNEL_VXLAN,
 };
 
@@ -81,6 +81,11 @@ static PDNS_TUNNEL_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_TUNNE
 /// Settings (`pdns_common::CONFIG_MAP`): the flags word.
 #[map(name = "PDNS_CONFIG")]
 static PDNS_CONFIG: Array<u32> = Array::with_max_entries(CONFIG_SLOTS, 0);
+
+/// The index of the captured interface (`pdns_common::IFINDEX_MAP`):
+/// written by userspace, 0 while the interface is absent.
+#[map(name = "PDNS_IFINDEX")]
+static PDNS_IFINDEX: Array<u32> = Array::with_max_entries(1, 0);
 
 /// One [`FilterStats`] per CPU.
 #[map(name = "PDNS_STATS")]
@@ -207,12 +212,19 @@ struct Walk {
 
 #[socket_filter]
 fn pdns_filter(ctx: SkBuffContext) -> i64 {
+    if !wanted_interface(&ctx) {
+        return other_interface();
+    }
     let outcome = classify(&ctx, Next::ethernet(0), &mut NoTrace);
     finish(&ctx, outcome)
 }
 
 #[socket_filter]
 fn pdns_filter_explain(ctx: SkBuffContext) -> i64 {
+    // Before the budget: other devices' packets are not explained.
+    if !wanted_interface(&ctx) {
+        return other_interface();
+    }
     // Index 0 of a one-entry array always exists.
     let Some(facts) = PDNS_FACTS.get_ptr_mut(0) else {
         return 0;
@@ -237,6 +249,11 @@ fn pdns_filter_explain(ctx: SkBuffContext) -> i64 {
 /// addresses (the kernel takes it modulo the number of rings).
 #[socket_filter]
 fn pdns_fanout(ctx: SkBuffContext) -> i64 {
+    // Another device's packet: the filter drops it in whichever ring it
+    // goes to, so spare it the walk.
+    if !wanted_interface(&ctx) {
+        return 0;
+    }
     let mut innermost = Innermost::default();
     let _ = classify(&ctx, fanout_start(&ctx), &mut innermost);
     innermost.hash(&ctx) as i64
@@ -269,6 +286,33 @@ fn fanout_start(ctx: &SkBuffContext) -> Next {
         }
     }
     Next::ethertype(protocol, 0)
+}
+
+/// Whether the packet came through the captured interface. The capture
+/// sockets are bound to every device of the network namespace, so that
+/// the interface can be followed when it is deleted and created again;
+/// this check makes each fanout group take its own interface's packets
+/// only (see `pdns_common::IFINDEX_MAP`).
+#[inline(always)]
+fn wanted_interface(ctx: &SkBuffContext) -> bool {
+    let Some(&wanted) = PDNS_IFINDEX.get(0) else {
+        return false;
+    };
+    // SAFETY: a plain read of the context the kernel passed; socket
+    // filters may read `ifindex`.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    wanted == IFINDEX_ANY || ifindex == wanted
+}
+
+/// Counts a packet of another device (or any packet while the interface is
+/// absent) and drops it.
+#[inline(always)]
+fn other_interface() -> i64 {
+    if let Some(stats) = PDNS_STATS.get_ptr_mut(0) {
+        // SAFETY: as in `finish`.
+        unsafe { (*stats).rejected_interface += 1 };
+    }
+    0
 }
 
 /// Counts the verdict and returns what a socket filter returns: how many

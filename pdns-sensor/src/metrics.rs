@@ -67,6 +67,8 @@ struct Metrics {
     capture_drops: IntCounterVec,
     capture_freezes: IntCounterVec,
     capture_vlan_tagged: IntCounterVec,
+    capture_interface_up: IntGaugeVec,
+    capture_socket_errors: IntCounterVec,
     filter_accepted: IntCounterVec,
     filter_rejected: IntCounterVec,
     api_key_requests: IntCounterVec,
@@ -440,6 +442,19 @@ impl Metrics {
                 r,
                 "pdns_capture_vlan_tagged_frames_total",
                 "Frames whose outer VLAN tag the kernel stripped and reported out of band, by interface.",
+                &["interface"],
+            ),
+            capture_interface_up: gauge_vec(
+                r,
+                "pdns_capture_interface_up",
+                "1 while a captured interface exists, is up and is captured on; 0 while it is \
+                 absent (deleted, not created yet), down, or refused (not Ethernet), by interface.",
+                &["interface"],
+            ),
+            capture_socket_errors: counter_vec(
+                r,
+                "pdns_capture_socket_errors_total",
+                "Errors reading a capture socket (not expected), by interface.",
                 &["interface"],
             ),
             filter_accepted: counter_vec(
@@ -1058,6 +1073,14 @@ pub(crate) fn publish_tls_certificate(not_after: i64) {
     METRICS.api_tls_expiry.set(not_after);
 }
 
+/// Publishes whether a captured interface is there, up and captured on.
+pub(crate) fn publish_interface_up(interface: &str, up: bool) {
+    METRICS
+        .capture_interface_up
+        .with_label_values(&[interface])
+        .set(up as i64);
+}
+
 /// Publishes the increase of capture counters: rings' totals, which only
 /// grow, and the eBPF filter's cumulative verdicts. Keeps what it last
 /// published, one per ring.
@@ -1086,6 +1109,11 @@ impl CapturePublisher {
             m.capture_freezes
                 .with_label_values(&labels)
                 .inc_by(d.freezes);
+            if d.socket_errors > 0 {
+                m.capture_socket_errors
+                    .with_label_values(&labels)
+                    .inc_by(d.socket_errors);
+            }
             if d.vlan_tagged > 0 {
                 m.capture_vlan_tagged
                     .with_label_values(&labels)
@@ -1127,6 +1155,7 @@ impl CapturePublisher {
                 "tunnel_malformed",
                 d(now.rejected_tunnel_malformed, l.rejected_tunnel_malformed),
             ),
+            ("interface", d(now.rejected_interface, l.rejected_interface)),
         ] {
             m.filter_rejected.with_label_values(&[reason]).inc_by(n);
         }

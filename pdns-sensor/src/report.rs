@@ -263,6 +263,10 @@ pub struct FilterVerdicts {
     pub rejected_tunnel_protocol: u64,
     #[serde(default)]
     pub rejected_tunnel_malformed: u64,
+    /// Packets of other devices, or of any while the interface was absent
+    /// (the capture sockets are bound to every device).
+    #[serde(default)]
+    pub rejected_interface: u64,
 }
 
 impl From<pdns_common::FilterStats> for FilterVerdicts {
@@ -279,6 +283,7 @@ impl From<pdns_common::FilterStats> for FilterVerdicts {
             rejected_tunnel_port: f.rejected_tunnel_port,
             rejected_tunnel_protocol: f.rejected_tunnel_protocol,
             rejected_tunnel_malformed: f.rejected_tunnel_malformed,
+            rejected_interface: f.rejected_interface,
         }
     }
 }
@@ -301,6 +306,7 @@ impl FilterVerdicts {
             + self.rejected_tunnel_port
             + self.rejected_tunnel_protocol
             + self.rejected_tunnel_malformed
+            + self.rejected_interface
     }
 }
 

@@ -21,6 +21,13 @@
 //! traffic that costs ring space the eBPF filter would save, which is why
 //! the fallback says so when it is taken.
 //!
+//! Interface: the capture sockets are bound to every device of the network
+//! namespace (see `super::filter` and `pdns_common::IFINDEX_MAP`), so the
+//! program's first check is the device the packet came through
+//! (`SKF_AD_IFINDEX`): another device's packet is dropped before anything
+//! else is looked at. Classic BPF has no maps; when the interface's index
+//! changes, the ring thread attaches a new program.
+//!
 //! The program is generated for the port set (one `jeq` per port and
 //! direction) by a small assembler with labels (`Asm`), which checks that
 //! every conditional jump fits the 8-bit offsets classic BPF allows.
@@ -35,6 +42,7 @@ use super::socket::PacketSocket;
 const ACCEPT: u32 = u32::MAX;
 
 // Classic BPF opcodes (linux/filter.h).
+const LD_W_ABS: u16 = 0x20;
 const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;
 const LD_H_IND: u16 = 0x48;
@@ -47,6 +55,10 @@ const JA: u16 = 0x05;
 const JEQ_K: u16 = 0x15;
 const JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
+
+/// `SKF_AD_OFF + SKF_AD_IFINDEX` (linux/filter.h): a load from this offset
+/// reads the index of the device the packet came through.
+const AD_IFINDEX: u32 = (-0x1000i32) as u32 + 8;
 
 type Label = usize;
 
@@ -336,10 +348,11 @@ struct Tunnel {
 const IPPROTO_GRE: u32 = 47;
 
 /// The DNS filter for `ports` (1 to 16 ports), keeping the traffic of
-/// `tunnels` whole.
+/// `tunnels` whole; with `Some(index)`, only for packets of that device.
 pub(super) fn dns_filter(
     ports: &[u16],
     tunnels: &Tunnels,
+    ifindex: Option<u32>,
 ) -> Result<Vec<libc::sock_filter>, String> {
     if ports.is_empty() {
         return Err("no ports".into());
@@ -363,6 +376,14 @@ pub(super) fn dns_filter(
         a.label(),
         a.label(),
     );
+    if let Some(index) = ifindex {
+        let (ours, other) = (a.label(), a.label());
+        a.stmt(LD_W_ABS, AD_IFINDEX);
+        a.jump(JEQ_K, index, ours, other);
+        a.mark(other);
+        a.stmt(RET_K, 0);
+        a.mark(ours);
+    }
     // Dispatch on the number of in-band tags; far jumps go through `ja`.
     a.stmt(LD_H_ABS, 12);
     is_vlan(&mut a, tag1, to0);
@@ -413,6 +434,12 @@ pub(super) fn attach(socket: &PacketSocket, program: &[libc::sock_filter]) -> io
 /// Runs a classic program on a packet (the subset [`dns_filter`] emits),
 /// for tests: returns the filter's verdict.
 pub(super) fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
+    run_on(program, packet, 1)
+}
+
+#[cfg(test)]
+/// [`run`] for a packet that came through device `ifindex`.
+pub(super) fn run_on(program: &[libc::sock_filter], packet: &[u8], ifindex: u32) -> u32 {
     let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
     let load = |off: usize, n: usize| -> Option<u32> {
         let b = packet.get(off..off + n)?;
@@ -422,6 +449,7 @@ pub(super) fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
         pc += 1;
         let k = ins.k;
         match ins.code {
+            LD_W_ABS if k == AD_IFINDEX => a = ifindex,
             LD_H_ABS | LD_B_ABS | LD_H_IND => {
                 let n = if ins.code == LD_B_ABS { 1 } else { 2 };
                 let off = if ins.code == LD_H_IND { x + k } else { k };
@@ -498,7 +526,7 @@ mod tests {
 
     #[test]
     fn keeps_dns_and_drops_the_rest() {
-        let prog = dns_filter(&[53], &Tunnels::none()).unwrap();
+        let prog = dns_filter(&[53], &Tunnels::none(), None).unwrap();
         let keep = |p: &[u8]| run(&prog, p) != 0;
         for tags in [&[][..], &[0x8100], &[0x88a8, 0x8100]] {
             assert!(keep(&eth(tags, 0x0800, &ipv4(17, 5, 0, 40000, 53))));
@@ -557,8 +585,8 @@ mod tests {
             geneve_ports: vec![6081],
             gre: true,
         };
-        let prog = dns_filter(&[53], &tunnels).unwrap();
-        let none = dns_filter(&[53], &Tunnels::none()).unwrap();
+        let prog = dns_filter(&[53], &tunnels, None).unwrap();
+        let none = dns_filter(&[53], &Tunnels::none(), None).unwrap();
         let keep = |p: &[u8]| run(&prog, p) != 0;
         let keep_none = |p: &[u8]| run(&none, p) != 0;
         let hbh = (0u8, vec![0u8; 8]);
@@ -618,12 +646,27 @@ mod tests {
         let ports: Vec<u16> = (0..pdns_common::MAX_PORTS as u16)
             .map(|i| 5300 + i)
             .collect();
-        let prog = dns_filter(&ports, &Tunnels::default()).unwrap();
+        let prog = dns_filter(&ports, &Tunnels::default(), None).unwrap();
         let keep = |p: &[u8]| run(&prog, p) != 0;
         for &p in &ports {
             assert!(keep(&eth(&[0x8100], 0x0800, &ipv4(17, 5, 0, 1, p))));
             assert!(keep(&eth(&[], 0x86dd, &ipv6(&[], 6, p, 1))));
         }
         assert!(!keep(&eth(&[], 0x0800, &ipv4(17, 5, 0, 53, 53))));
+    }
+
+    #[test]
+    fn only_the_wanted_interface() {
+        let prog = dns_filter(&[53], &Tunnels::default(), Some(17)).unwrap();
+        let dns = eth(&[0x8100], 0x0800, &ipv4(17, 5, 0, 40000, 53));
+        assert_ne!(run_on(&prog, &dns, 17), 0);
+        assert_eq!(run_on(&prog, &dns, 16), 0, "another device");
+        assert_eq!(
+            run_on(&prog, &eth(&[], 0x0800, &ipv4(17, 5, 0, 5353, 5353)), 17),
+            0
+        );
+        // The rest of the program is the same, with every jump in range.
+        let any = dns_filter(&[53], &Tunnels::default(), None).unwrap();
+        assert_eq!(prog.len(), any.len() + 3);
     }
 }

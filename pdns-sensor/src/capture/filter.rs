@@ -2,10 +2,16 @@
 //! or the classic BPF fallback when eBPF cannot be loaded.
 //!
 //! The eBPF object is built by `build.rs` and embedded in the binary, so the
-//! sensor is one file. It is loaded once; the same program is attached to
-//! every socket (fanout demultiplexes *before* the per-socket filter, so
-//! each member needs it). Its port set is a map filled from `--port`, and
-//! its verdicts are counted per CPU in another map, summed here.
+//! sensor is one file. It is loaded once per captured interface, and that
+//! program is attached to every socket of the interface's fanout group
+//! (fanout demultiplexes *before* the per-socket filter, so each member
+//! needs it). One per interface because `run`'s sockets are bound to every
+//! device and the filter picks the interface by its index, held in a map
+//! of the instance ([`Filter::set_interface`]; see `super` on following an
+//! interface). Its port set is a map filled from `--port`, and its
+//! verdicts are counted per CPU in another map, summed here, and over the
+//! instances by [`sum_stats`]. With `--explain-filter N` each instance
+//! explains the first N packets of its own interface.
 //!
 //! Loading can fail on old kernels or without CAP_BPF/CAP_SYS_ADMIN. The
 //! sensor then attaches the equivalent classic program from `super::cbpf`
@@ -36,7 +42,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -45,8 +51,9 @@ use aya::programs::SocketFilter;
 use aya::{Ebpf, EbpfLoader};
 use pdns_common::{
     CONFIG_FLAGS, CONFIG_MAP, EXPLAIN_MAP, EXPLAIN_PROGRAM_NAME, EXPLAIN_REMAINING, EXPLAIN_TOTAL,
-    FANOUT_PROGRAM_NAME, FLAG_GRE, FilterStats, MAX_PORTS, MAX_TUNNEL_PORTS, PORTS_MAP,
-    PROGRAM_NAME, STATS_MAP, TUNNEL_GENEVE, TUNNEL_PORTS_MAP, TUNNEL_VXLAN,
+    FANOUT_PROGRAM_NAME, FLAG_GRE, FilterStats, IFINDEX_ANY, IFINDEX_MAP, MAX_PORTS,
+    MAX_TUNNEL_PORTS, PORTS_MAP, PROGRAM_NAME, STATS_MAP, TUNNEL_GENEVE, TUNNEL_PORTS_MAP,
+    TUNNEL_VXLAN,
 };
 
 use super::cbpf;
@@ -132,15 +139,61 @@ pub enum Fanout<'a> {
     Ebpf(BorrowedFd<'a>),
 }
 
-/// The filter the capture sockets share.
+/// The filter of one interface's capture sockets.
 pub enum Filter {
     Ebpf(Box<EbpfFilter>),
-    Classic(Vec<libc::sock_filter>),
+    Classic(ClassicFilter),
+}
+
+/// The classic program's inputs, and the interface it takes packets of.
+/// Changing the interface means attaching a new program to every socket,
+/// which only the ring thread that owns a socket does ([`ClassicFollow`]).
+pub struct ClassicFilter {
+    ports: Vec<u16>,
+    tunnels: Tunnels,
+    /// `IFINDEX_ANY`, an interface index, or `IFINDEX_ABSENT`.
+    wanted: Arc<AtomicU32>,
+}
+
+/// What a ring thread under the classic filter needs to follow its
+/// interface: the index wanted now, and how to build the program for it.
+#[derive(Clone)]
+pub struct ClassicFollow {
+    ports: Vec<u16>,
+    tunnels: Tunnels,
+    wanted: Arc<AtomicU32>,
+}
+
+impl ClassicFollow {
+    /// The interface index the socket should take packets of now.
+    pub fn wanted(&self) -> u32 {
+        self.wanted.load(Ordering::Acquire)
+    }
+
+    /// Attaches the program for interface `index` to the socket.
+    pub fn attach(&self, socket: &PacketSocket, index: u32) -> Result<()> {
+        let prog = classic_program(&self.ports, &self.tunnels, index)?;
+        cbpf::attach(socket, &prog).context("attaching the classic filter")
+    }
+}
+
+/// The classic program for the port set and tunnels, taking the packets of
+/// interface `index` (or of any with `IFINDEX_ANY`; none when absent).
+fn classic_program(ports: &[u16], tunnels: &Tunnels, index: u32) -> Result<Vec<libc::sock_filter>> {
+    let ifindex = match index {
+        IFINDEX_ANY => None,
+        pdns_common::IFINDEX_ABSENT => return Ok(cbpf::drop_all()),
+        i => Some(i),
+    };
+    cbpf::dns_filter(ports, tunnels, ifindex)
+        .map_err(|e| anyhow!("building the classic filter: {e}"))
 }
 
 /// The loaded eBPF program and its counters map.
 pub struct EbpfFilter {
     ebpf: Ebpf,
+    /// The interface map (`IFINDEX_MAP`).
+    ifindex: Array<MapData, u32>,
     /// [`PROGRAM_NAME`] or [`EXPLAIN_PROGRAM_NAME`].
     program: &'static str,
     /// Whether the fanout program loaded.
@@ -155,7 +208,7 @@ pub struct EbpfFilter {
 /// loaded.
 const LOG_MAP: &str = "AYA_LOGS";
 
-const STATS_WORDS: usize = 11;
+const STATS_WORDS: usize = 12;
 const _: () = assert!(size_of::<FilterStats>() == STATS_WORDS * 8);
 
 fn stats_from_words(w: &[u64; STATS_WORDS]) -> FilterStats {
@@ -172,6 +225,7 @@ fn stats_from_words(w: &[u64; STATS_WORDS]) -> FilterStats {
         rejected_tunnel_port: w[8],
         rejected_tunnel_protocol: w[9],
         rejected_tunnel_malformed: w[10],
+        rejected_interface: w[11],
     }
 }
 
@@ -196,6 +250,21 @@ impl Filter {
         tunnels: &Tunnels,
         explain: Option<u32>,
     ) -> Result<Filter> {
+        Filter::load_for_interface(choice, ports, tunnels, explain, IFINDEX_ANY)
+    }
+
+    /// Like [`Filter::load_explaining`], taking only the packets of
+    /// interface `index` (`IFINDEX_ABSENT`: none yet), for sockets bound to
+    /// every device ([`super::open_following_ring`]); the index can be
+    /// changed later ([`Filter::set_interface`]). Each interface needs its
+    /// own filter: a loaded program cannot tell which socket it runs for.
+    pub fn load_for_interface(
+        choice: FilterChoice,
+        ports: &[u16],
+        tunnels: &Tunnels,
+        explain: Option<u32>,
+        index: u32,
+    ) -> Result<Filter> {
         if ports.is_empty() || ports.len() > MAX_PORTS {
             bail!(
                 "between 1 and {MAX_PORTS} ports can be watched, got {}",
@@ -204,9 +273,14 @@ impl Filter {
         }
         tunnels.udp_ports()?;
         let classic = || -> Result<Filter> {
-            Ok(Filter::Classic(cbpf::dns_filter(ports, tunnels).map_err(
-                |e| anyhow!("building the classic filter: {e}"),
-            )?))
+            // Built once here so that a port set that cannot be expressed
+            // fails now, not in a ring thread.
+            classic_program(ports, tunnels, IFINDEX_ANY)?;
+            Ok(Filter::Classic(ClassicFilter {
+                ports: ports.to_vec(),
+                tunnels: tunnels.clone(),
+                wanted: Arc::new(AtomicU32::new(index)),
+            }))
         };
         if let Some(n) = explain {
             if choice == FilterChoice::Classic {
@@ -215,7 +289,7 @@ impl Filter {
                      its verdicts (use --filter auto or --filter ebpf)"
                 );
             }
-            return EbpfFilter::load(ports, tunnels, Some(n))
+            return EbpfFilter::load(ports, tunnels, Some(n), index)
                 .map(|f| Filter::Ebpf(Box::new(f)))
                 .with_context(|| {
                     format!(
@@ -228,9 +302,9 @@ impl Filter {
         match choice {
             FilterChoice::Classic => classic(),
             FilterChoice::Ebpf => Ok(Filter::Ebpf(Box::new(EbpfFilter::load(
-                ports, tunnels, None,
+                ports, tunnels, None, index,
             )?))),
-            FilterChoice::Auto => match EbpfFilter::load(ports, tunnels, None) {
+            FilterChoice::Auto => match EbpfFilter::load(ports, tunnels, None, index) {
                 Ok(f) => Ok(Filter::Ebpf(Box::new(f))),
                 Err(e) => {
                     tracing::warn!(
@@ -254,9 +328,41 @@ impl Filter {
                 .program()?
                 .attach(socket.as_fd())
                 .context("attaching the eBPF filter"),
-            Filter::Classic(prog) => {
-                cbpf::attach(socket, prog).context("attaching the classic filter")
+            Filter::Classic(c) => {
+                let prog = classic_program(&c.ports, &c.tunnels, c.wanted.load(Ordering::Acquire))?;
+                cbpf::attach(socket, &prog).context("attaching the classic filter")
             }
+        }
+    }
+
+    /// Makes the filter take the packets of interface `index` from now on
+    /// (`IFINDEX_ABSENT`: none). The eBPF filter's map is written here
+    /// (without capabilities that needs kernel 6.5 or later, see
+    /// [`EbpfFilter::stats`]); the classic filter is swapped by each ring
+    /// thread, which watches [`Filter::follower`]'s index.
+    pub fn set_interface(&mut self, index: u32) -> Result<()> {
+        match self {
+            Filter::Ebpf(f) => f
+                .ifindex
+                .set(0, index, 0)
+                .context("writing the interface index into the eBPF filter's map"),
+            Filter::Classic(c) => {
+                c.wanted.store(index, Ordering::Release);
+                Ok(())
+            }
+        }
+    }
+
+    /// What a ring thread needs to follow the interface (classic filter
+    /// only: the eBPF filter follows through its map).
+    pub fn follower(&self) -> Option<ClassicFollow> {
+        match self {
+            Filter::Ebpf(_) => None,
+            Filter::Classic(c) => Some(ClassicFollow {
+                ports: c.ports.clone(),
+                tunnels: c.tunnels.clone(),
+                wanted: Arc::clone(&c.wanted),
+            }),
         }
     }
 
@@ -286,10 +392,29 @@ impl Filter {
     }
 }
 
+/// The kernel filters' counters summed over interfaces (eBPF only: `None`
+/// with the classic filter, or with no filter).
+pub fn sum_stats(filters: &[Filter]) -> Option<Result<FilterStats>> {
+    let mut total: Option<FilterStats> = None;
+    for f in filters {
+        match f.stats() {
+            None => {}
+            Some(Ok(s)) => total.get_or_insert_with(FilterStats::default).add(&s),
+            Some(Err(e)) => return Some(Err(e)),
+        }
+    }
+    total.map(Ok)
+}
+
 impl EbpfFilter {
     /// Loads the production program, or with `Some(n)` the explain program
     /// with a budget of `n` lines and the thread that drains them.
-    fn load(ports: &[u16], tunnels: &Tunnels, explain: Option<u32>) -> Result<EbpfFilter> {
+    fn load(
+        ports: &[u16],
+        tunnels: &Tunnels,
+        explain: Option<u32>,
+        index: u32,
+    ) -> Result<EbpfFilter> {
         raise_memlock_limit();
         let mut loader = EbpfLoader::new();
         // Enough room for every line, should all of them come in one burst
@@ -388,8 +513,16 @@ impl EbpfFilter {
             .take_map(STATS_MAP)
             .ok_or_else(|| anyhow!("no map {STATS_MAP} in the eBPF object"))?;
         let stats = PerCpuArray::try_from(stats)?;
+        let ifindex = ebpf
+            .take_map(IFINDEX_MAP)
+            .ok_or_else(|| anyhow!("no map {IFINDEX_MAP} in the eBPF object"))?;
+        let mut ifindex: Array<MapData, u32> = Array::try_from(ifindex)?;
+        ifindex
+            .set(0, index, 0)
+            .context("writing the interface index into the eBPF filter's map")?;
         Ok(EbpfFilter {
             ebpf,
+            ifindex,
             program,
             fanout,
             stats,

@@ -60,6 +60,62 @@ impl Interface {
     }
 }
 
+/// What an interface name stands for right now (see [`probe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// No interface has this name (not created yet, or deleted).
+    Absent,
+    /// An interface has it.
+    Present {
+        index: u32,
+        /// Its ARPHRD link type.
+        kind: u32,
+        /// Administratively up, with a carrier (`carrier` rather than
+        /// `operstate`, which the kernel updates up to a second later).
+        up: bool,
+    },
+}
+
+impl Presence {
+    /// Whether this is an Ethernet-framed interface (or loopback, when
+    /// `loopback` says the capture was set up for it).
+    pub fn capturable(kind: u32, loopback: bool) -> bool {
+        if loopback {
+            kind == ARPHRD_LOOPBACK
+        } else {
+            kind == ARPHRD_ETHER
+        }
+    }
+}
+
+/// Looks at interface `name` now: its index (`if_nametoindex`), link type
+/// and state (`/sys/class/net/NAME/{type,flags,carrier}`). Cheap enough
+/// to call once a second: one ioctl and three small sysfs reads. An
+/// interface deleted between the reads is absent.
+pub fn probe(name: &str) -> Presence {
+    const IFF_UP: u32 = 0x1;
+    let Ok(c) = CString::new(name) else {
+        return Presence::Absent;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string for the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Presence::Absent;
+    }
+    let dir = Path::new("/sys/class/net").join(name);
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let Some(kind) = read("type").and_then(|t| t.trim().parse::<u32>().ok()) else {
+        return Presence::Absent;
+    };
+    let flags = read("flags")
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    // Reading `carrier` fails (EINVAL) while the interface is down.
+    let carrier = read("carrier").is_some_and(|c| c.trim() == "1");
+    let up = flags & IFF_UP != 0 && carrier;
+    Presence::Present { index, kind, up }
+}
+
 /// The interface of the IPv4 default route with the lowest metric, else of
 /// the IPv6 default route. The tables are read under `/proc/self/net`,
 /// where `/proc/net` links: systemd's `ProcSubset=pid` (the packaged unit)
@@ -147,5 +203,19 @@ mod tests {
         assert!(lo.loopback);
         assert!(lo.index > 0);
         assert!(Interface::resolve("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn probe_sees_loopback_and_absence() {
+        match probe("lo") {
+            Presence::Present { index, kind, up } => {
+                assert!(index > 0);
+                assert!(Presence::capturable(kind, true));
+                assert!(!Presence::capturable(kind, false));
+                assert!(up, "lo is up");
+            }
+            Presence::Absent => panic!("lo is absent"),
+        }
+        assert_eq!(probe("no-such-if0"), Presence::Absent);
     }
 }

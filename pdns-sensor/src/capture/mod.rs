@@ -33,6 +33,48 @@
 //! * **Plain threads for data, tokio for control.** Ring threads block in
 //!   `poll()`; the control plane (signals, status line, timers) runs on a
 //!   small tokio runtime in `cli::run`.
+//! * **Following an interface: sockets bound to every device.** An
+//!   interface that is deleted and created again under its name (bond or
+//!   VLAN reconfiguration, hot-plug, a container's veth) gets a new index.
+//!   A socket bound to the old index is unhooked when the device goes
+//!   (and `poll` reports "Network is down" forever), and `run` cannot open
+//!   a new one: it has dropped every capability after setup, and
+//!   `socket(AF_PACKET)` needs CAP_NET_RAW; nor can it bind the old socket
+//!   again, since the kernel refuses `bind` on a socket in a fanout group.
+//!   So `run`'s sockets ([`open_following_ring`]) are bound to ifindex 0,
+//!   every device of the network namespace, and the kernel filter picks
+//!   the interface: the eBPF filter's first check is `skb->ifindex`
+//!   against a one-entry map (`pdns_common::IFINDEX_MAP`, 0 while the
+//!   interface is absent), the classic filter's an `SKF_AD_IFINDEX` load.
+//!   Since one loaded program cannot know which socket it runs for, each
+//!   interface gets its own filter instance (and fanout program). `run`'s
+//!   watcher looks the names up once a second and points each filter at
+//!   the interface's current index: the eBPF map is written from the
+//!   control plane, the classic program is re-attached by each ring thread
+//!   to its own socket (`SO_ATTACH_FILTER` needs no capability). The
+//!   costs: every packet of the network namespace passes each interface
+//!   group's fanout program (which stops at the index check) and filter,
+//!   and is counted there (`rejected_interface`) when it is another
+//!   device's. IPv4 reassembly (`PACKET_FANOUT_FLAG_DEFRAG`) is asked for
+//!   by the first interface's group only, and it reassembles the IPv4
+//!   fragments of every device: the kernel keeps one reassembly queue per
+//!   datagram for all the fanout groups of a network namespace, so of two
+//!   defragmenting groups that both see a datagram's fragments, one gets
+//!   the datagram and the other nothing (with every group defragmenting,
+//!   the fragments sent through the first interface were lost). The other
+//!   interfaces' groups receive IPv4 fragments as they are, like IPv6's:
+//!   the filter keeps the non-first ones, the fanout hashes all of a
+//!   datagram's fragments alike, and the decoder reassembles them. The
+//!   same sharing means that another program in the same network
+//!   namespace whose defragmenting fanout group is bound to another
+//!   device (Suricata's or Zeek's AF_PACKET capture with defrag, a second
+//!   sensor) can lose fragmented datagrams to the sensor's group, which
+//!   runs first because it is hooked on every device. Writing the eBPF map
+//!   without capabilities needs Linux 6.5 or later (map operations on an
+//!   open descriptor); on an older kernel the sensor says once that the
+//!   interface cannot be followed without a restart, and goes on
+//!   capturing as it was. The benchmark's ring reader still binds to one
+//!   device ([`open_ring`]), with a filter that takes any device's packets.
 //!
 //! The modules are one job each: [`iface`] (names, indices, the
 //! default-route interface), [`socket`] (the socket options and their
@@ -74,19 +116,50 @@ pub fn open_ring(
     group: &mut Option<u16>,
     fanout: filter::Fanout<'_>,
 ) -> Result<ring::Ring> {
+    open_bound_ring(iface.index, iface.loopback, true, config, group, fanout)
+}
+
+/// Like [`open_ring`], but bound to every device of the network namespace
+/// (ifindex 0), so that the ring keeps working when its interface is
+/// deleted and created again (see "Following an interface" in the module
+/// docs). Its
+/// filter must take only the interface's packets
+/// ([`filter::Filter::load_for_interface`]). `loopback`: the interface
+/// is `lo` (the group then ignores outgoing copies, which on any other
+/// device the filter drops anyway). `defrag`: the group asks the kernel to
+/// reassemble IPv4 (`PACKET_FANOUT_FLAG_DEFRAG`); at most one group of a
+/// process may (see the module docs).
+pub fn open_following_ring(
+    loopback: bool,
+    defrag: bool,
+    config: &RingConfig,
+    group: &mut Option<u16>,
+    fanout: filter::Fanout<'_>,
+) -> Result<ring::Ring> {
+    open_bound_ring(0, loopback, defrag, config, group, fanout)
+}
+
+fn open_bound_ring(
+    ifindex: u32,
+    loopback: bool,
+    defrag: bool,
+    config: &RingConfig,
+    group: &mut Option<u16>,
+    fanout: filter::Fanout<'_>,
+) -> Result<ring::Ring> {
     let socket =
         socket::PacketSocket::open().context("opening an AF_PACKET socket (needs CAP_NET_RAW)")?;
     cbpf::attach(&socket, &cbpf::drop_all()).context("attaching the setup filter")?;
-    if iface.loopback {
+    if loopback {
         socket
             .ignore_outgoing()
             .context("setting PACKET_IGNORE_OUTGOING")?;
     }
     let ring = ring::Ring::new(socket, config).context("setting up the TPACKET_V3 ring")?;
-    ring.socket().bind(iface.index).context("binding")?;
+    ring.socket().bind(ifindex).context("binding")?;
     *group = Some(
         ring.socket()
-            .join_fanout(*group, iface.loopback, fanout)
+            .join_fanout_with(*group, loopback, defrag, fanout)
             .context("joining the fanout group")?,
     );
     Ok(ring)

@@ -8,7 +8,9 @@
 //! 3. `PACKET_VERSION = TPACKET_V3`, `PACKET_IGNORE_OUTGOING` on loopback
 //!    only (on a real interface the resolver's own outgoing answers are
 //!    exactly what we want), `PACKET_RX_RING` and the mapping ([`Ring`]);
-//! 4. `bind` to the interface with `ETH_P_ALL`: delivery starts here;
+//! 4. `bind` with `ETH_P_ALL`, to the interface or, for `run`, to every
+//!    device (ifindex 0; the filter then picks the interface's packets,
+//!    see `super::filter`): delivery starts here;
 //! 5. `PACKET_FANOUT` (it needs a bound, running socket), and for a
 //!    `PACKET_FANOUT_EBPF` group its program (`PACKET_FANOUT_DATA`, once,
 //!    by the socket that created the group);
@@ -89,7 +91,8 @@ impl PacketSocket {
         )
     }
 
-    /// Binds to one interface, all protocols. Delivery starts here.
+    /// Binds to one interface (or with 0 to every device of the network
+    /// namespace), all protocols. Delivery starts here.
     pub fn bind(&self, ifindex: u32) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -135,11 +138,31 @@ impl PacketSocket {
         ignore_outgoing: bool,
         fanout: Fanout<'_>,
     ) -> io::Result<u16> {
+        self.join_fanout_with(group, ignore_outgoing, true, fanout)
+    }
+
+    /// [`PacketSocket::join_fanout`], with the kernel's IPv4
+    /// defragmentation only if `defrag`. It must be off for all but one
+    /// group of sockets bound to every device: the kernel keeps one
+    /// reassembly queue per datagram for all fanout groups of the network
+    /// namespace, so of two defragmenting groups that see the same
+    /// fragments, the first to take each fragment gets the datagram and
+    /// the other nothing (see `super` on following an interface).
+    pub fn join_fanout_with(
+        &self,
+        group: Option<u16>,
+        ignore_outgoing: bool,
+        defrag: bool,
+        fanout: Fanout<'_>,
+    ) -> io::Result<u16> {
         let kind = match fanout {
             Fanout::Hash => libc::PACKET_FANOUT_HASH,
             Fanout::Ebpf(_) => libc::PACKET_FANOUT_EBPF,
         };
-        let mut mode = kind | libc::PACKET_FANOUT_FLAG_DEFRAG;
+        let mut mode = kind;
+        if defrag {
+            mode |= libc::PACKET_FANOUT_FLAG_DEFRAG;
+        }
         if ignore_outgoing {
             mode |= libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
         }

@@ -31,6 +31,9 @@ pub struct RingCounters {
     pub vlan_tagged: AtomicU64,
     /// Frames with a header pointing outside its block (never expected).
     pub bad_frames: AtomicU64,
+    /// Errors reading the socket (not expected: it is bound to every
+    /// device, so no device can go away under it).
+    pub socket_errors: AtomicU64,
 }
 
 /// A plain copy of [`RingCounters`].
@@ -44,6 +47,8 @@ pub struct RingTotals {
     pub bytes: u64,
     pub vlan_tagged: u64,
     pub bad_frames: u64,
+    #[serde(default)]
+    pub socket_errors: u64,
 }
 
 impl RingTotals {
@@ -55,6 +60,7 @@ impl RingTotals {
         self.bytes += o.bytes;
         self.vlan_tagged += o.vlan_tagged;
         self.bad_frames += o.bad_frames;
+        self.socket_errors += o.socket_errors;
     }
 
     /// The increase since `earlier` (counters only grow).
@@ -68,6 +74,7 @@ impl RingTotals {
             bytes: d(self.bytes, earlier.bytes),
             vlan_tagged: d(self.vlan_tagged, earlier.vlan_tagged),
             bad_frames: d(self.bad_frames, earlier.bad_frames),
+            socket_errors: d(self.socket_errors, earlier.socket_errors),
         }
     }
 }
@@ -98,6 +105,7 @@ impl RingCounters {
             bytes: self.bytes.load(Relaxed),
             vlan_tagged: self.vlan_tagged.load(Relaxed),
             bad_frames: self.bad_frames.load(Relaxed),
+            socket_errors: self.socket_errors.load(Relaxed),
         }
     }
 }

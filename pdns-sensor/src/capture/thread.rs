@@ -11,6 +11,17 @@
 //! last, partly filled block (it does so after the ring's retire timeout),
 //! reads the final kernel statistics and finishes the sink.
 //!
+//! Under the classic filter, the thread also follows its interface: when
+//! the watcher in `run` changes the wanted interface index (the interface
+//! was deleted, or created again), the thread attaches the classic program
+//! for the new index to its own socket (`SO_ATTACH_FILTER` needs no
+//! capability). The eBPF filter follows through its map instead.
+//!
+//! Socket errors should not happen (the socket is bound to every device,
+//! so none goes away under it); if one does, it is counted
+//! ([`RingCounters::socket_errors`]) and logged once, then at most once a
+//! minute, and the thread goes on.
+//!
 //! The sensor's sink is the pipeline's worker; the benchmark's bare ring
 //! reader uses a sink that only counts, and so measures exactly this loop.
 
@@ -21,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::cbpf;
+use super::filter::ClassicFollow;
 use super::ring::{Block, Ring};
 use super::stats::RingCounters;
 use crate::vocab::packet::{Frame, LinkType};
@@ -60,16 +72,35 @@ pub struct RingThread<S> {
 impl<S: FrameSink> RingThread<S> {
     /// Runs until `stop` is set, then drains the ring and finishes the
     /// sink.
-    pub fn run(mut self) -> Result<S::Summary> {
+    pub fn run(self) -> Result<S::Summary> {
+        self.run_following(None)
+    }
+
+    /// [`RingThread::run`], attaching the classic program for the wanted
+    /// interface index whenever it changes (see the module docs).
+    pub fn run_following(mut self, follow: Option<ClassicFollow>) -> Result<S::Summary> {
         let mut last_stats = Instant::now();
+        // None: attach at once, whatever was attached during setup.
+        let mut attached: Option<u32> = None;
+        let mut errors = ErrorLog::default();
         while !self.stop.load(Ordering::Acquire) {
+            if let Some(follow) = &follow {
+                let wanted = follow.wanted();
+                if attached != Some(wanted) {
+                    follow
+                        .attach(self.ring.socket(), wanted)
+                        .with_context(|| format!("{}: following the interface", self.interface))?;
+                    attached = Some(wanted);
+                }
+            }
             match self.ring.next_block(POLL) {
                 Ok(Some(block)) => process(&self.counters, &mut self.sink, block)?,
                 Ok(None) => self.sink.idle()?,
-                // A socket error (the interface went down, ...): say so and
-                // go on; the socket captures again when the interface does.
+                // A socket error: not expected on a socket bound to every
+                // device, but not a reason to stop capturing either.
                 Err(e) if e.raw_os_error().is_some_and(|c| c != libc::EBADF) => {
-                    tracing::warn!("{}: capture socket error: {e}", self.interface);
+                    self.counters.socket_errors.fetch_add(1, Ordering::Relaxed);
+                    errors.log(&self.interface, &e);
                     self.sink.idle()?;
                     std::thread::sleep(POLL);
                 }
@@ -107,6 +138,31 @@ impl<S: FrameSink> RingThread<S> {
                 self.interface
             );
         }
+    }
+}
+
+/// Logs socket errors: the first at once, then a summary at most once a
+/// minute.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl ErrorLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn log(&mut self, interface: &str, e: &std::io::Error) {
+        self.unlogged += 1;
+        if self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            return;
+        }
+        tracing::warn!(
+            "{interface}: capture socket error: {e} ({} since the last such line)",
+            self.unlogged
+        );
+        self.last = Some(Instant::now());
+        self.unlogged = 0;
     }
 }
 

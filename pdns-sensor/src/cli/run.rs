@@ -9,9 +9,11 @@
 //! A run has four parts, one function each:
 //!
 //! 1. **`prepare`**, with privileges, in this order: load the kernel
-//!    filter, bind the API socket, open and map one ring per decoder
-//!    thread on every interface and join them into a fanout group, attach
-//!    the filter, drop privileges to `--user`, and only then open the
+//!    filter (one per interface), bind the API socket, open and map one
+//!    ring per decoder thread for every interface (bound to every device;
+//!    the interface's filter picks its packets) and join them into the
+//!    interface's fanout group, attach the filter, drop privileges to
+//!    `--user`, and only then open the
 //!    database. The database comes last because RocksDB starts its
 //!    background threads when it opens, and a thread keeps the
 //!    capabilities it was started with when a process sheds its own
@@ -20,9 +22,11 @@
 //! 2. **`start`**: one ring thread per ring, each feeding a pipeline
 //!    [`Worker`] (see [`crate::capture`]), and the API.
 //! 3. **`control`**: this thread runs a small tokio runtime for the
-//!    control plane — SIGINT/SIGTERM, the once-a-second publication of
-//!    capture counters, the periodic status line — until a signal comes or
-//!    a ring thread gives up.
+//!    control plane — SIGINT/SIGTERM, the once-a-second look at the
+//!    captured interfaces (following one that is deleted and created
+//!    again, see `Watch`) and publication of capture counters, the
+//!    periodic status line — until a signal comes or a ring thread gives
+//!    up.
 //! 4. **`shut_down`** and the report: stop and drain the rings, flush the
 //!    workers and the database, and say what was done.
 //!
@@ -52,13 +56,13 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::DbArgs;
 use super::export::RunningExport;
-use crate::capture::filter::{Fanout, Filter, FilterChoice, Tunnels};
-use crate::capture::iface::{Interface, default_route_interface};
+use crate::capture::filter::{Fanout, Filter, FilterChoice, Tunnels, sum_stats};
+use crate::capture::iface::{Interface, Presence, default_route_interface, probe};
 use crate::capture::privileges::{self, User};
 use crate::capture::ring::Ring;
 use crate::capture::stats::{RingCounters, RingTotals};
 use crate::capture::thread::RingThread;
-use crate::capture::{RingConfig, open_ring};
+use crate::capture::{RingConfig, open_following_ring};
 use crate::metrics::{self, CapturePublisher};
 use crate::pipeline::{PipelineConfig, Summary, Worker};
 use crate::report::DnstapReport;
@@ -66,6 +70,7 @@ use crate::report::{ExportSummary, PipelineTotals, RetentionSummary, RingReport,
 use crate::serve::Api;
 use crate::source::dnstap::{DnstapService, Listener};
 use crate::store::{CF_RECORDS, Store};
+use pdns_common::IFINDEX_ABSENT;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -75,6 +80,11 @@ pub struct RunArgs {
     /// of the default route).
     #[arg(long = "interface", short = 'i', value_name = "IF")]
     pub interfaces: Vec<String>,
+    /// Fail at startup if an interface named with --interface does not
+    /// exist (by default the sensor waits for it and captures once it
+    /// appears).
+    #[arg(long)]
+    pub require_interface: bool,
     /// Decoder threads (one ring each) per interface; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -195,11 +205,11 @@ impl ControlPlane {
 struct Prepared {
     store: Arc<Store>,
     export: Option<RunningExport>,
-    interfaces: Vec<Interface>,
+    interfaces: Vec<Target>,
     /// Each ring with the index of its interface.
     rings: Vec<(usize, Ring)>,
-    /// None when nothing is captured (dnstap only).
-    filter: Option<Filter>,
+    /// One per interface (none when nothing is captured: dnstap only).
+    filters: Vec<Filter>,
     dnstap: Vec<Listener>,
     api: Option<Api>,
     pipeline: PipelineConfig,
@@ -226,7 +236,7 @@ fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<
         anyhow::bail!("--explain-filter needs a capture: add --interface");
     }
     let interfaces = if capture {
-        interfaces(&args.interfaces)?
+        interfaces(&args.interfaces, args.require_interface)?
     } else {
         Vec::new()
     };
@@ -240,16 +250,7 @@ fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<
     let export = args.export.prepare()?;
     // Before anything is created: a filter that cannot do what was asked
     // (explain with the classic filter) is an error.
-    let filter = capture
-        .then(|| {
-            Filter::load_explaining(
-                args.filter,
-                &ports,
-                &filter_tunnels(&args.pipeline),
-                args.explain_filter,
-            )
-        })
-        .transpose()?;
+    let filters = load_filters(&interfaces, args, &ports)?;
     // The dnstap sockets too (a path under /run may need root).
     let dnstap = args.dnstap.bind()?;
     if let Some(user) = &user {
@@ -270,10 +271,7 @@ fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<
         }
     };
     let pipeline = args.pipeline.config(args.threads);
-    let rings = match &filter {
-        Some(filter) => open_rings(&interfaces, pipeline.thread_count(), &ring_config, filter)?,
-        None => Vec::new(),
-    };
+    let rings = open_rings(&interfaces, pipeline.thread_count(), &ring_config, &filters)?;
 
     // Opened now, while we may still write anywhere.
     let stats_file = args
@@ -293,13 +291,41 @@ fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<
         export,
         interfaces,
         rings,
-        filter,
+        filters,
         dnstap,
         api,
         pipeline,
         ring_config,
         stats_file,
     })
+}
+
+/// One filter per interface (a loaded eBPF program cannot tell which
+/// socket it runs for, and the sockets are bound to every device; see
+/// `crate::capture`), each taking its interface's packets, or none while
+/// the interface is absent. Under `--filter auto`, the first decides: if
+/// eBPF cannot be loaded for it, every interface gets the classic filter
+/// (one fallback line, not one per interface). With `--explain-filter N`
+/// each interface explains its own first N packets.
+fn load_filters(interfaces: &[Target], args: &RunArgs, ports: &[u16]) -> Result<Vec<Filter>> {
+    let tunnels = filter_tunnels(&args.pipeline);
+    let mut choice = args.filter;
+    let mut filters: Vec<Filter> = Vec::new();
+    for target in interfaces {
+        let index = target
+            .interface
+            .as_ref()
+            .map_or(IFINDEX_ABSENT, |i| i.index);
+        let filter =
+            Filter::load_for_interface(choice, ports, &tunnels, args.explain_filter, index)
+                .with_context(|| format!("loading the kernel filter for {}", target.name))?;
+        choice = match filter {
+            Filter::Ebpf(_) => FilterChoice::Ebpf,
+            Filter::Classic(_) => FilterChoice::Classic,
+        };
+        filters.push(filter);
+    }
+    Ok(filters)
 }
 
 /// The tunnels the kernel filter looks into: the decoder's.
@@ -326,8 +352,18 @@ fn give_sockets(listeners: &[Listener], user: &User) -> Result<()> {
     Ok(())
 }
 
-/// The interfaces asked for, each once, or the default route's.
-fn interfaces(names: &[String]) -> Result<Vec<Interface>> {
+/// An interface to capture on, by name: it may not exist yet.
+struct Target {
+    name: String,
+    /// What it was at startup; None if it did not exist.
+    interface: Option<Interface>,
+}
+
+/// The interfaces asked for, each once, or the default route's. One that
+/// does not exist yet is waited for (with a log line), unless
+/// `require` (`--require-interface`); one that exists must be
+/// capturable (Ethernet or loopback), and so must the default route's.
+fn interfaces(names: &[String], require: bool) -> Result<Vec<Target>> {
     let mut unique: Vec<String> = Vec::new();
     for name in names {
         // The same interface twice would capture every packet twice.
@@ -336,27 +372,54 @@ fn interfaces(names: &[String]) -> Result<Vec<Interface>> {
         }
     }
     if unique.is_empty() {
-        unique.push(default_route_interface()?);
+        let name = default_route_interface()?;
+        let interface = Some(Interface::resolve(&name)?);
+        return Ok(vec![Target { name, interface }]);
     }
-    unique.iter().map(|n| Interface::resolve(n)).collect()
+    unique
+        .into_iter()
+        .map(|name| {
+            let interface = match probe(&name) {
+                Presence::Absent if !require => {
+                    tracing::warn!(
+                        "waiting for interface {name}: it does not exist (yet); capture on it \
+                         starts when it appears (--require-interface makes this an error)"
+                    );
+                    None
+                }
+                _ => Some(Interface::resolve(&name).with_context(|| {
+                    if require {
+                        format!("--require-interface: interface {name} is not there")
+                    } else {
+                        format!("interface {name}")
+                    }
+                })?),
+            };
+            Ok(Target { name, interface })
+        })
+        .collect()
 }
 
-/// Opens `per_interface` rings on every interface. All of an interface's
-/// sockets join its fanout group behind a drop-everything filter; the real
-/// filter goes on once the group is complete.
+/// Opens `per_interface` rings for every interface, bound to every device
+/// (each interface's filter picks its packets; see `crate::capture`). All
+/// of an interface's sockets join its fanout group behind a
+/// drop-everything filter; the real filter goes on once the group is
+/// complete.
 fn open_rings(
-    interfaces: &[Interface],
+    interfaces: &[Target],
     per_interface: usize,
     config: &RingConfig,
-    filter: &Filter,
+    filters: &[Filter],
 ) -> Result<Vec<(usize, Ring)>> {
     let mut rings = Vec::new();
-    for (i, iface) in interfaces.iter().enumerate() {
+    for (i, (target, filter)) in interfaces.iter().zip(filters).enumerate() {
+        let loopback = target.interface.as_ref().is_some_and(|i| i.loopback);
         let mut group = None;
         let first = rings.len();
         for _ in 0..per_interface {
-            let ring = open_ring(iface, config, &mut group, filter.fanout())
-                .with_context(|| format!("opening a capture ring on {}", iface.name))?;
+            // Only one group may defragment (see `crate::capture`).
+            let ring = open_following_ring(loopback, i == 0, config, &mut group, filter.fanout())
+                .with_context(|| format!("opening a capture ring for {}", target.name))?;
             rings.push((i, ring));
         }
         for (_, ring) in &rings[first..] {
@@ -422,7 +485,10 @@ struct Capture {
     interfaces: Vec<Arc<str>>,
     threads: Vec<RingHandle>,
     stop: Arc<AtomicBool>,
-    filter: Option<Filter>,
+    /// One per interface, in the order of `interfaces`.
+    filters: Vec<Filter>,
+    /// One per interface, in the order of `interfaces`.
+    watches: Vec<Watch>,
     dnstap: Option<DnstapService>,
     publisher: CapturePublisher,
     stats_file: Option<File>,
@@ -435,7 +501,7 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         export,
         interfaces,
         rings,
-        filter,
+        filters,
         dnstap,
         api,
         pipeline,
@@ -444,8 +510,9 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
     } = prepared;
     let names: Vec<Arc<str>> = interfaces
         .iter()
-        .map(|i| Arc::from(i.name.as_str()))
+        .map(|t| Arc::from(t.name.as_str()))
         .collect();
+    let watches: Vec<Watch> = interfaces.iter().map(Watch::new).collect();
     let per_interface = rings.len() / interfaces.len().max(1);
     let stop = Arc::new(AtomicBool::new(false));
     // Live traffic cannot wait: a full disk holds the writers (and, once
@@ -466,9 +533,10 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
             stop: Arc::clone(&stop),
             retire_timeout: Duration::from_millis(ring_config.retire_timeout_ms as u64),
         };
+        let follow = filters[i].follower();
         let handle = std::thread::Builder::new()
             .name(format!("pdns-ring-{n}"))
-            .spawn(move || thread.run())
+            .spawn(move || thread.run_following(follow))
             .context("starting a ring thread")?;
         threads.push(RingHandle {
             interface: i,
@@ -476,7 +544,7 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
             handle,
         });
     }
-    if let Some(filter) = &filter {
+    if let Some(filter) = filters.first() {
         let fanout = match filter.fanout() {
             Fanout::Ebpf(_) => "eBPF fanout (innermost addresses)",
             Fanout::Hash => "hash fanout",
@@ -518,7 +586,8 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         interfaces: names,
         threads,
         stop,
-        filter,
+        filters,
+        watches,
         dnstap,
         publisher: CapturePublisher::default(),
         stats_file,
@@ -538,7 +607,7 @@ impl Capture {
         if let Some(dnstap) = &self.dnstap {
             dnstap.publish();
         }
-        match self.filter.as_ref()?.stats()? {
+        match sum_stats(&self.filters)? {
             Ok(s) => {
                 self.publisher.filter(s);
                 Some(s)
@@ -548,6 +617,147 @@ impl Capture {
                 None
             }
         }
+    }
+
+    /// Looks at every captured interface and follows it: see [`Watch`].
+    fn watch(&mut self) {
+        for (watch, filter) in self.watches.iter_mut().zip(&mut self.filters) {
+            watch.check(filter);
+        }
+    }
+}
+
+/// What the watcher knows of one captured interface. Once a second (on the
+/// control plane's tick) the interface is looked up by name
+/// ([`probe`]); when it has changed, the filter is pointed at its new index
+/// (or at none when it is gone or refused), one line says what happened,
+/// and `pdns_capture_interface_up{interface}` follows. Polling rather than
+/// netlink: a second's delay is nothing next to a reconfiguration, and
+/// the sensor holds no capability a netlink socket would need anyway.
+struct Watch {
+    name: Arc<str>,
+    /// The capture was set up for loopback (an interface that did not
+    /// exist at startup is taken to be Ethernet).
+    loopback: bool,
+    /// The index the filter takes packets of (`IFINDEX_ABSENT`: none).
+    index: u32,
+    /// What was seen last; None before the first look.
+    seen: Option<Seen>,
+    /// The filter could not be changed (eBPF map write refused): said
+    /// once.
+    stuck: bool,
+    /// The index the interface had when it was last up (None: never
+    /// seen up yet).
+    last_up: Option<u32>,
+}
+
+/// An interface's state as the watcher sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    Absent,
+    Down(u32),
+    Up(u32),
+    /// Present, with this index and a link type that is not capturable.
+    Refused(u32, u32),
+}
+
+impl Watch {
+    fn new(target: &Target) -> Watch {
+        Watch {
+            name: Arc::from(target.name.as_str()),
+            loopback: target.interface.as_ref().is_some_and(|i| i.loopback),
+            index: target
+                .interface
+                .as_ref()
+                .map_or(IFINDEX_ABSENT, |i| i.index),
+            seen: None,
+            stuck: false,
+            last_up: None,
+        }
+    }
+
+    fn check(&mut self, filter: &mut Filter) {
+        let now = match probe(&self.name) {
+            Presence::Absent => Seen::Absent,
+            Presence::Present { index, kind, .. } if !Presence::capturable(kind, self.loopback) => {
+                Seen::Refused(index, kind)
+            }
+            Presence::Present {
+                index, up: true, ..
+            } => Seen::Up(index),
+            Presence::Present {
+                index, up: false, ..
+            } => Seen::Down(index),
+        };
+        if self.seen == Some(now) {
+            return;
+        }
+        let wanted = match now {
+            Seen::Up(i) | Seen::Down(i) => i,
+            Seen::Absent | Seen::Refused(..) => IFINDEX_ABSENT,
+        };
+        if wanted != self.index {
+            match filter.set_interface(wanted) {
+                Ok(()) => self.index = wanted,
+                Err(e) => {
+                    if !self.stuck {
+                        tracing::error!(
+                            "interface {}: cannot follow it without a restart: {e:#} (once \
+                             privileges are dropped, writing the eBPF filter's map needs Linux \
+                             6.5 or later); capture on it stays as it was",
+                            self.name
+                        );
+                    }
+                    self.stuck = true;
+                }
+            }
+        }
+        let name = &self.name;
+        let before = self.seen;
+        match now {
+            Seen::Absent => {
+                if before.is_some() {
+                    tracing::warn!("interface {name} is gone; waiting for it");
+                }
+            }
+            Seen::Refused(index, kind) => tracing::error!(
+                "interface {name} (index {index}) has link type {kind} (ARPHRD), not {}: not \
+                 captured; waiting for one that is",
+                if self.loopback {
+                    "loopback"
+                } else {
+                    "Ethernet"
+                }
+            ),
+            Seen::Up(index) => {
+                match (self.last_up, before) {
+                    // Up from the start: the startup line said enough.
+                    (None, None) => {}
+                    (None, _) => {
+                        tracing::info!("interface {name} is there (index {index}); capturing")
+                    }
+                    (Some(i), Some(Seen::Down(j))) if i == index && j == index => {
+                        tracing::info!("interface {name} is up; capturing again")
+                    }
+                    _ => {
+                        tracing::info!("interface {name} is back (index {index}); capturing again")
+                    }
+                }
+                self.last_up = Some(index);
+            }
+            Seen::Down(index) => match before {
+                Some(Seen::Up(i)) if i == index => {
+                    tracing::warn!("interface {name} is down; capturing again when it comes up")
+                }
+                _ => tracing::warn!(
+                    "interface {name} is there (index {index}) but down; capturing once it \
+                     comes up"
+                ),
+            },
+        }
+        self.seen = Some(now);
+        let up = matches!(now, Seen::Up(i) if i == self.index);
+        metrics::publish_interface_up(name, up);
     }
 }
 
@@ -573,6 +783,7 @@ fn control(plane: &mut ControlPlane, capture: &mut Capture, args: &RunArgs) -> &
                 // The API, if it runs, reloads its certificates on it.
                 _ = sighup.recv() => tracing::debug!("SIGHUP: capture goes on"),
                 _ = tick.tick() => {
+                    capture.watch();
                     capture.publish();
                     if capture.threads.iter().any(|t| t.handle.is_finished()) {
                         break "a ring thread stopped";
@@ -650,7 +861,7 @@ fn shut_down(mut capture: Capture) -> Result<Stopped> {
             Some(outcome.connections),
         ));
     }
-    let filter_stats = match capture.filter.as_ref().and_then(Filter::stats) {
+    let filter_stats = match sum_stats(&capture.filters) {
         Some(Ok(s)) => {
             capture.publisher.filter(s);
             Some(s)
@@ -667,7 +878,7 @@ fn shut_down(mut capture: Capture) -> Result<Stopped> {
     Ok(Stopped {
         store: capture.store,
         export,
-        filter_kind: capture.filter.as_ref().map_or("none", Filter::kind),
+        filter_kind: capture.filters.first().map_or("none", Filter::kind),
         filter_stats,
         rings,
         dnstap,
@@ -803,7 +1014,7 @@ pub fn render_report(report: &RunReport) -> String {
         Some(f) => s.push_str(&format!(
             "  eBPF filter: kept {} ({} DNS port, {} fragments, {} tunnelled DNS port, \
              {} tunnelled fragments), rejected {} (port {}, protocol {}, not IP {}, \
-             malformed {}, tunnelled: port {}, protocol {}, malformed {})\n",
+             malformed {}, tunnelled: port {}, protocol {}, malformed {}; other devices {})\n",
             f.kept(),
             f.accepted,
             f.accepted_fragments,
@@ -816,7 +1027,8 @@ pub fn render_report(report: &RunReport) -> String {
             f.rejected_malformed,
             f.rejected_tunnel_port,
             f.rejected_tunnel_protocol,
-            f.rejected_tunnel_malformed
+            f.rejected_tunnel_malformed,
+            f.rejected_interface
         )),
         None => s.push_str(&format!(
             "  {} filter (no kernel counters)\n",

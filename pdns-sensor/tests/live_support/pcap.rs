@@ -206,3 +206,41 @@ pub(crate) fn dns_traffic(pairs: usize, names: usize) -> (Vec<Packet>, Vec<(Stri
         .collect();
     (packets, expected)
 }
+
+/// Reads a LINKTYPE_IPV4 (228) or RAW (101) classic pcap as Ethernet
+/// frames (zero MACs, to be patched; EtherType IPv4).
+pub(crate) fn raw_ipv4_as_ethernet(b: &[u8]) -> Vec<Packet> {
+    let le = u32::from_le_bytes(b[0..4].try_into().unwrap()) == 0xa1b2c3d4;
+    let u32_at = |o: usize| {
+        let a: [u8; 4] = b[o..o + 4].try_into().unwrap();
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    assert!(
+        matches!(u32_at(20), 228 | 101 | 12 | 14),
+        "link type {}",
+        u32_at(20)
+    );
+    let mut out = Vec::new();
+    let mut o = 24;
+    while o + 16 <= b.len() {
+        let (sec, usec, caplen) = (
+            u32_at(o) as u64,
+            u32_at(o + 4) as u64,
+            u32_at(o + 8) as usize,
+        );
+        o += 16;
+        let mut data = vec![0u8; 12];
+        data.extend_from_slice(&[0x08, 0x00]);
+        data.extend_from_slice(&b[o..o + caplen]);
+        out.push(Packet {
+            ts_usec: sec * 1_000_000 + usec,
+            data,
+        });
+        o += caplen;
+    }
+    out
+}
