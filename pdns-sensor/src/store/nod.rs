@@ -55,9 +55,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use foldhash::fast::RandomState;
-use rocksdb::{
-    BlockBasedOptions, ColumnFamily, DBCompressionType, Direction, IteratorMode, Options,
-};
+use rocksdb::{ColumnFamily, DBCompressionType, Direction, IteratorMode, Options};
 
 use super::{META_PREFIX, SEAL_KEY, Store, StoreError};
 use crate::vocab::Rtype;
@@ -162,11 +160,7 @@ pub(super) fn cf_options() -> Options {
     opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     opts.set_write_buffer_size(8 << 20);
     opts.set_level_compaction_dynamic_level_bytes(true);
-    let mut table = BlockBasedOptions::default();
-    table.set_block_size(16 << 10);
-    table.set_format_version(6);
-    table.set_bloom_filter(10.0, false);
-    opts.set_block_based_table_factory(&table);
+    opts.set_block_based_table_factory(&super::table_options(true));
     opts
 }
 

@@ -143,6 +143,7 @@ pub(super) fn cf_options() -> Options {
     opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
     opts.set_enable_blob_gc(true);
     opts.set_blob_gc_age_cutoff(1.0);
+    opts.set_block_based_table_factory(&super::table_options(false));
     opts
 }
 
