@@ -23,7 +23,6 @@ mod common;
 #[allow(dead_code)]
 mod pcap;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pcap::Packet;
@@ -188,31 +187,6 @@ fn hostile_frames(i: u32) -> Vec<Vec<u8>> {
     out
 }
 
-/// A classic pcap (Ethernet, µs) written frame by frame.
-struct PcapWriter(std::io::BufWriter<std::fs::File>);
-
-impl PcapWriter {
-    fn create(path: &Path) -> PcapWriter {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-        let mut header = 0xa1b2c3d4u32.to_le_bytes().to_vec();
-        header.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        header.extend_from_slice(&65535u32.to_le_bytes());
-        header.extend_from_slice(&1u32.to_le_bytes());
-        w.write_all(&header).unwrap();
-        PcapWriter(w)
-    }
-
-    fn frame(&mut self, ts_usec: u64, data: &[u8]) {
-        let mut record = Vec::with_capacity(16);
-        record.extend_from_slice(&((ts_usec / 1_000_000) as u32).to_le_bytes());
-        record.extend_from_slice(&((ts_usec % 1_000_000) as u32).to_le_bytes());
-        record.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        record.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        self.0.write_all(&record).unwrap();
-        self.0.write_all(data).unwrap();
-    }
-}
-
 /// Runs `ingest` on one decoder thread; returns its peak RSS in bytes and
 /// its `--stats-json` report.
 fn ingest(pcap: &Path, db: &Path) -> (u64, serde_json::Value) {
@@ -262,8 +236,8 @@ fn a_flood_of_unfinished_flows_and_fragments_stays_within_the_budgets() {
     // time of the real frame before it.
     let (real_pcap, mixed_pcap) = (dir.path().join("real.pcap"), dir.path().join("mixed.pcap"));
     let (mut truth_file, mut mixed_file) = (
-        PcapWriter::create(&real_pcap),
-        PcapWriter::create(&mixed_pcap),
+        pcap::Writer::create(&real_pcap),
+        pcap::Writer::create(&mixed_pcap),
     );
     let steps = HOSTILE_FLOWS.max(HOSTILE_TRAINS);
     let per_gap = steps.div_ceil(real.len() as u32);

@@ -44,7 +44,7 @@ fn ipv4_fragments_are_reassembled_by_the_kernel() {
     // frags.pcap is raw IPv4: give every packet an Ethernet header.
     let original = capture("dnscap/frags.pcap");
     let raw = std::fs::read(&original).unwrap();
-    let mut packets = raw_ipv4_packets(&raw);
+    let mut packets = pcap::raw_ipv4_as_ethernet(&raw);
     assert!(!packets.is_empty());
     let (stopped, _dir) = replay("f4", &mut packets);
     let s = &stopped.stats;
@@ -58,41 +58,4 @@ fn ipv4_fragments_are_reassembled_by_the_kernel() {
         num(s, &["filter_stats", "accepted"]) < packets.len() as u64,
         "{s:#}"
     );
-}
-
-/// Reads a LINKTYPE_IPV4 (228) or RAW (101) classic pcap as Ethernet frames.
-fn raw_ipv4_packets(b: &[u8]) -> Vec<pcap::Packet> {
-    let le = u32::from_le_bytes(b[0..4].try_into().unwrap()) == 0xa1b2c3d4;
-    let u32_at = |o: usize| {
-        let a: [u8; 4] = b[o..o + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }
-    };
-    assert!(
-        matches!(u32_at(20), 228 | 101 | 12 | 14),
-        "link type {}",
-        u32_at(20)
-    );
-    let mut out = Vec::new();
-    let mut o = 24;
-    while o + 16 <= b.len() {
-        let (sec, usec, caplen) = (
-            u32_at(o) as u64,
-            u32_at(o + 4) as u64,
-            u32_at(o + 8) as usize,
-        );
-        o += 16;
-        let mut data = vec![0u8; 12];
-        data.extend_from_slice(&[0x08, 0x00]);
-        data.extend_from_slice(&b[o..o + caplen]);
-        out.push(pcap::Packet {
-            ts_usec: sec * 1_000_000 + usec,
-            data,
-        });
-        o += caplen;
-    }
-    out
 }

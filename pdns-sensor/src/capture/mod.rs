@@ -122,8 +122,7 @@ pub fn open_ring(
 /// Like [`open_ring`], but bound to every device of the network namespace
 /// (ifindex 0), so that the ring keeps working when its interface is
 /// deleted and created again (see "Following an interface" in the module
-/// docs). Its
-/// filter must take only the interface's packets
+/// docs). Its filter must take only the interface's packets
 /// ([`filter::Filter::load_for_interface`]). `loopback`: the interface
 /// is `lo` (the group then ignores outgoing copies, which on any other
 /// device the filter drops anyway). `defrag`: the group asks the kernel to

@@ -4,6 +4,7 @@
 //! `PACKET_MULTICAST`), adding an outer QinQ tag, and generating
 //! deterministic DNS traffic with many flows.
 
+use std::io::Write;
 use std::path::Path;
 
 /// One packet: capture time (µs) and bytes.
@@ -57,21 +58,45 @@ pub(crate) fn read(path: &Path) -> Vec<Packet> {
 
 /// Writes an Ethernet classic pcap (µs, little endian).
 pub(crate) fn write(path: &Path, packets: &[Packet]) {
-    let mut b = 0xa1b2c3d4u32.to_le_bytes().to_vec();
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&4u16.to_le_bytes());
-    b.extend_from_slice(&0i32.to_le_bytes());
-    b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&65535u32.to_le_bytes());
-    b.extend_from_slice(&1u32.to_le_bytes());
+    let mut w = Writer::create(path);
     for p in packets {
-        b.extend_from_slice(&((p.ts_usec / 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&((p.ts_usec % 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
-        b.extend_from_slice(&p.data);
+        w.frame(p.ts_usec, &p.data);
     }
-    std::fs::write(path, b).unwrap();
+}
+
+/// An Ethernet classic pcap (µs, little endian) written frame by frame,
+/// for captures too big to hold in memory first.
+pub(crate) struct Writer(std::io::BufWriter<std::fs::File>);
+
+impl Writer {
+    pub(crate) fn create(path: &Path) -> Writer {
+        let mut b = 0xa1b2c3d4u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&2u16.to_le_bytes());
+        b.extend_from_slice(&4u16.to_le_bytes());
+        b.extend_from_slice(&0i32.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&65535u32.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        w.write_all(&b).unwrap();
+        Writer(w)
+    }
+
+    pub(crate) fn frame(&mut self, ts_usec: u64, data: &[u8]) {
+        let mut h = Vec::with_capacity(16);
+        h.extend_from_slice(&((ts_usec / 1_000_000) as u32).to_le_bytes());
+        h.extend_from_slice(&((ts_usec % 1_000_000) as u32).to_le_bytes());
+        h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.0.write_all(&h).unwrap();
+        self.0.write_all(data).unwrap();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.flush().unwrap();
+    }
 }
 
 /// Rewrites every frame's MAC addresses so the receiving veth sees unicast
