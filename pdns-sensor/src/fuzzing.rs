@@ -13,13 +13,17 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::aggregate::Aggregator;
 use crate::decode::{DecodeConfig, Decoder, StateTable};
-use crate::extract::{Extractor, Sections};
+use crate::extract::{ExtractStats, Extractor, Sections};
+use crate::pipeline::Repeats;
 use crate::source::dnstap::frame_streams::{self, FrameDecoder, Session};
 use crate::source::dnstap::message;
 use crate::source::zeek::{FileParser, Warnings, ZeekStats, reader};
+use crate::vocab::batch::Batch;
 use crate::vocab::observation::ObservationSink;
 use crate::vocab::packet::{DnsMessage, Frame, LinkType, Timestamp, Transport};
+use crate::vocab::value::{Origin, Value};
 use crate::vocab::{OptRcode, Rtype, key, name, render};
 
 /// The largest DNS message there is (the TCP length prefix is 16 bits).
@@ -114,18 +118,96 @@ pub fn decode_frames(data: &[u8]) {
 
 /// DNS message extraction, all three sections. Invariants: every record
 /// and negative key decodes back to what was observed, and owner, type and
-/// rdata render as text on one line.
+/// rdata render as text on one line; the repeated-response shortcut
+/// (`pipeline::repeats`) leaves the same aggregates and counters as the
+/// slow path for the message, then again under a new ID, then with its
+/// question name in flipped case — and takes both as repeats when the
+/// message was a response it kept.
 pub fn extract_message(data: &[u8]) {
     let transport = if data.first().is_some_and(|b| b & 1 == 1) {
         Transport::Tcp
     } else {
         Transport::Udp
     };
-    Checker::new().message(&DnsMessage {
+    let message = DnsMessage {
         ts: Timestamp::from_secs(1_700_000_000),
         transport,
         data,
-    });
+    };
+    Checker::new().message(&message);
+    repeats_agree(&message);
+}
+
+/// See [`extract_message`].
+fn repeats_agree(message: &DnsMessage<'_>) {
+    let sections = Sections {
+        answer: true,
+        authority: true,
+        additional: true,
+    };
+    let (mut slow_ex, mut fast_ex) = (Extractor::new(sections), Extractor::new(sections));
+    let mut slow = Aggregator::new(1 << 20, Origin::WIRE);
+    let mut fast = Aggregator::new(1 << 20, Origin::WIRE);
+    let (mut slow_stats, mut fast_stats) = (ExtractStats::default(), ExtractStats::default());
+    let mut repeats = Repeats::default();
+
+    let mut new_id = message.data.to_vec();
+    if new_id.len() >= 2 {
+        new_id[0] ^= 0x5a;
+    }
+    // The question name in flipped case, if there is a question and its
+    // name walks to its root label (the shortcut folds nothing else).
+    let mut flipped = message.data.to_vec();
+    let has_question = flipped.len() >= 12 && flipped[4..6] != [0, 0];
+    let mut pos = if has_question { 12 } else { usize::MAX };
+    let mut letters = Vec::new();
+    while let Some(&len) = flipped.get(pos) {
+        if len == 0 {
+            for i in letters {
+                flipped[i] ^= 0x20;
+            }
+            break;
+        }
+        if len & 0xc0 != 0 || pos + 1 + usize::from(len) > flipped.len() {
+            break;
+        }
+        letters.extend(
+            (pos + 1..pos + 1 + usize::from(len)).filter(|&i| flipped[i].is_ascii_alphabetic()),
+        );
+        pos += 1 + usize::from(len);
+    }
+    let mut kept = false;
+    for (i, data) in [message.data, &new_id, &flipped].into_iter().enumerate() {
+        let m = DnsMessage {
+            ts: Timestamp::from_secs(message.ts.secs + i as u64),
+            transport: message.transport,
+            data,
+        };
+        if i == 0 {
+            kept = slow_ex
+                .extract_response(&m, &mut slow_stats, &mut slow)
+                .is_some()
+                && data.len() <= crate::pipeline::repeats::MAX_MESSAGE;
+        } else {
+            slow_ex.extract(&m, &mut slow_stats, &mut slow);
+        }
+        repeats.extract(&m, &mut fast_ex, &mut fast_stats, &mut fast);
+    }
+    let expected = if kept { 2 } else { 0 };
+    assert_eq!(fast_stats.repeated_responses, expected, "repeats taken");
+    fast_stats.repeated_responses = 0;
+    assert_eq!(slow_stats, fast_stats, "counters");
+    let rows = |batch: Batch| {
+        let mut rows: Vec<(bool, Vec<u8>, Value)> = batch
+            .records
+            .iter()
+            .map(|(k, v)| (false, k.to_vec(), *v))
+            .chain(batch.negatives.iter().map(|(k, v)| (true, k.to_vec(), *v)))
+            .collect();
+        rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        rows
+    };
+    assert_eq!(rows(slow.take()), rows(fast.take()), "aggregates");
 }
 
 /// The pcap/pcapng reader. Invariants: the summary counts the frames
@@ -323,7 +405,7 @@ fn link_number(link: LinkType) -> u32 {
 /// the extractor's buffers).
 struct Checker {
     extractor: Extractor,
-    stats: crate::extract::ExtractStats,
+    stats: ExtractStats,
     sink: CheckingSink,
 }
 

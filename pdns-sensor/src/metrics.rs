@@ -37,6 +37,7 @@ struct Metrics {
     dns_messages: IntCounterVec,
     dns_responses_by_rcode: IntCounterVec,
     reassembled_datagrams: IntCounter,
+    repeated_responses: IntCounter,
     decapsulated: IntCounterVec,
     decode_evictions: IntCounterVec,
     decode_state_bytes: IntGaugeVec,
@@ -263,6 +264,13 @@ impl Metrics {
                 "pdns_dns_responses_total",
                 "DNS responses decoded, by RCODE.",
                 &["rcode"],
+            ),
+            repeated_responses: counter(
+                r,
+                "pdns_dns_repeated_responses_total",
+                "DNS responses counted as the repeat of one extracted before in the same \
+                 batch (bytes after the ID equal, question name case aside), without being \
+                 parsed again; included in pdns_dns_responses_total.",
             ),
             reassembled_datagrams: counter(
                 r,
@@ -823,6 +831,7 @@ pub(crate) fn publish_extract(e: &ExtractStats) {
                 .inc_by(n);
         }
     }
+    m.repeated_responses.inc_by(e.repeated_responses);
     for (label, n) in e.rcodes() {
         if n > 0 {
             m.dns_responses_by_rcode

@@ -29,6 +29,10 @@ pub struct PipelineTotals {
     pub bytes: u64,
     pub dns_queries: u64,
     pub dns_responses: u64,
+    /// Of those, counted as the repeat of a response extracted before in
+    /// the same batch, without being parsed again.
+    #[serde(default)]
+    pub repeated_responses: u64,
     /// Record and negative-answer observations together.
     pub observations: u64,
     pub record_observations: u64,
@@ -68,6 +72,7 @@ impl PipelineTotals {
             bytes: d.bytes,
             dns_queries: e.dns_queries,
             dns_responses: e.dns_responses,
+            repeated_responses: e.repeated_responses,
             observations: e.observations + e.negatives,
             record_observations: e.observations,
             negative_observations: e.negatives,

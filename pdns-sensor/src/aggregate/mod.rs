@@ -9,8 +9,16 @@
 //! so a name seen a million times between two flushes costs one merge. Keys
 //! are built in a reusable buffer and only copied (into the batch's
 //! [`KeyTable`] arena) when a key is new.
+//!
+//! The aggregator can also *record* which entries an input updated, as
+//! [`Observed`] handles, and later [`replay`](Aggregator::replay) them:
+//! the same updates again without building, hashing or comparing a key.
+//! Handles are valid for one batch; [`Aggregator::generation`] changes
+//! whenever the batch is taken, so whoever keeps handles knows when to drop
+//! them (the pipeline's repeated-response shortcut,
+//! `pipeline::repeats`).
 
-use crate::vocab::batch::{Batch, KeyTable};
+use crate::vocab::batch::{Batch, KeyTable, SlotIndex};
 use crate::vocab::key;
 use crate::vocab::observation::ObservationSink;
 use crate::vocab::value::{Origin, Value};
@@ -22,12 +30,26 @@ use crate::vocab::{OptRcode, Rtype};
 /// gigabytes.
 pub const MAX_KEY_BYTES: usize = 32 << 20;
 
+/// One update an input made: which entry of which table, with what TTL
+/// (the capture time is the replaying input's own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observed {
+    negative: bool,
+    index: SlotIndex,
+    ttl: u32,
+}
+
 /// The pre-aggregated observations of one thread since its last flush.
 pub struct Aggregator {
     batch: Batch,
     max_entries: usize,
     origin: Origin,
     scratch: Vec<u8>,
+    /// Changes whenever the batch is taken (handles become invalid).
+    generation: u64,
+    /// Whether observations are recorded into `recorded`.
+    recording: bool,
+    recorded: Vec<Observed>,
 }
 
 impl Aggregator {
@@ -39,6 +61,46 @@ impl Aggregator {
             max_entries: max_entries.max(1),
             origin,
             scratch: Vec::with_capacity(512),
+            generation: 0,
+            recording: false,
+            recorded: Vec::new(),
+        }
+    }
+
+    /// Which batch the current entries belong to: [`Observed`] handles
+    /// recorded under another generation must not be replayed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Starts recording the updates observations make (forgetting any
+    /// recorded before).
+    #[inline]
+    pub fn start_recording(&mut self) {
+        self.recording = true;
+        self.recorded.clear();
+    }
+
+    /// Stops recording; returns what was recorded since
+    /// [`start_recording`](Aggregator::start_recording).
+    #[inline]
+    pub fn stop_recording(&mut self) -> &[Observed] {
+        self.recording = false;
+        &self.recorded
+    }
+
+    /// Makes again, at capture time `ts`, updates recorded in this
+    /// generation: exactly what observing the same records and negative
+    /// answers (with the same TTLs) would do, without their keys.
+    #[inline]
+    pub fn replay(&mut self, updates: &[Observed], ts: u64) {
+        for u in updates {
+            let table = if u.negative {
+                &mut self.batch.negatives
+            } else {
+                &mut self.batch.records
+            };
+            table.update_at(u.index, |v| v.observe(ts, u.ttl));
         }
     }
 
@@ -64,6 +126,7 @@ impl Aggregator {
     /// Takes everything out, leaving the aggregator empty (with new maps
     /// that allocate as they fill).
     pub fn take(&mut self) -> Batch {
+        self.generation += 1;
         std::mem::take(&mut self.batch)
     }
 
@@ -80,8 +143,8 @@ impl Aggregator {
     }
 
     #[inline]
-    fn bump(table: &mut KeyTable, key: &[u8], ts: u64, ttl: u32, origin: Origin) {
-        table.upsert(key, |v| v.observe(ts, ttl), || Value::seen(ts, ttl, origin));
+    fn bump(table: &mut KeyTable, key: &[u8], ts: u64, ttl: u32, origin: Origin) -> SlotIndex {
+        table.upsert(key, |v| v.observe(ts, ttl), || Value::seen(ts, ttl, origin))
     }
 }
 
@@ -90,14 +153,28 @@ impl ObservationSink for Aggregator {
     fn record(&mut self, owner: &[u8], rtype: Rtype, rdata: &[u8], ttl: u32, ts: u64) {
         self.scratch.clear();
         key::record_key(&mut self.scratch, owner, rtype, rdata);
-        Self::bump(&mut self.batch.records, &self.scratch, ts, ttl, self.origin);
+        let index = Self::bump(&mut self.batch.records, &self.scratch, ts, ttl, self.origin);
+        if self.recording {
+            self.recorded.push(Observed {
+                negative: false,
+                index,
+                ttl,
+            });
+        }
     }
 
     #[inline]
     fn negative(&mut self, qname: &[u8], qtype: Rtype, rcode: OptRcode, ts: u64) {
         self.scratch.clear();
         key::negative_key(&mut self.scratch, qname, qtype, rcode);
-        Self::bump(&mut self.batch.negatives, &self.scratch, ts, 0, self.origin);
+        let index = Self::bump(&mut self.batch.negatives, &self.scratch, ts, 0, self.origin);
+        if self.recording {
+            self.recorded.push(Observed {
+                negative: true,
+                index,
+                ttl: 0,
+            });
+        }
     }
 }
 

@@ -35,7 +35,7 @@ pub mod response;
 mod stats;
 
 pub use response::{NoData, Outcome, Response};
-pub use stats::{DropReason, ExtractStats};
+pub use stats::{DropReason, ExtractStats, Extraction};
 
 use crate::vocab::name;
 use crate::vocab::observation::ObservationSink;
@@ -122,29 +122,54 @@ impl Extractor {
         stats: &mut ExtractStats,
         sink: &mut impl ObservationSink,
     ) {
+        self.extract_response(message, stats, sink);
+    }
+
+    /// [`extract`](Extractor::extract), returning what a response that
+    /// parsed counted, so the same message seen again can be counted alike
+    /// without being parsed ([`Extraction::count`]). `None` for a query, an
+    /// opcode other than QUERY and a malformed message.
+    pub fn extract_response(
+        &mut self,
+        message: &DnsMessage<'_>,
+        stats: &mut ExtractStats,
+        sink: &mut impl ObservationSink,
+    ) -> Option<Extraction> {
         let Ok(msg) = Message::from_octets(message.data) else {
-            return stats.drop(DropReason::DnsMalformed);
+            stats.drop(DropReason::DnsMalformed);
+            return None;
         };
         let header = msg.header();
         let tcp = message.transport == Transport::Tcp;
         if !header.qr() {
             stats.dns_queries += 1;
             stats.tcp_queries += u64::from(tcp);
-            return;
+            return None;
         }
         stats.dns_responses += 1;
         stats.tcp_responses += u64::from(tcp);
         if header.opcode() != Opcode::QUERY {
-            return stats.drop(DropReason::DnsOpcodeIgnored);
+            stats.drop(DropReason::DnsOpcodeIgnored);
+            return None;
         }
+        let ignored = stats.dropped(DropReason::RecordIgnored);
+        let malformed = stats.dropped(DropReason::RecordMalformed);
         self.response.clear();
         self.response.ts = message.ts.secs;
         if self.read_response(&msg, stats).is_err() {
-            return stats.drop(DropReason::DnsMalformed);
+            stats.drop(DropReason::DnsMalformed);
+            return None;
         }
         let outcome = self.response.observe(sink);
         stats.observations += outcome.records as u64;
         stats.negatives += u64::from(outcome.negative);
+        Some(Extraction {
+            rcode: self.response.rcode,
+            records: outcome.records as u32,
+            negative: outcome.negative,
+            ignored: (stats.dropped(DropReason::RecordIgnored) - ignored) as u32,
+            malformed: (stats.dropped(DropReason::RecordMalformed) - malformed) as u32,
+        })
     }
 
     /// Fills `self.response` from a parsed message; an error leaves it

@@ -50,6 +50,36 @@ impl DropReason {
 /// so far), the last slot for everything above.
 pub(super) const RCODE_SLOTS: usize = 25;
 
+/// What the extraction of one response counted, beyond the response
+/// itself: enough to count the same message again, seen later, exactly as
+/// if it had been parsed again (the pipeline's repeated-response shortcut).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extraction {
+    /// The response's (extended) RCODE.
+    pub rcode: OptRcode,
+    /// Record observations and whether a negative one was made.
+    pub records: u32,
+    pub negative: bool,
+    /// Records dropped as [`DropReason::RecordIgnored`] and
+    /// [`DropReason::RecordMalformed`].
+    pub ignored: u32,
+    pub malformed: u32,
+}
+
+impl Extraction {
+    /// Counts one more response that gave exactly this, over TCP or not.
+    #[inline]
+    pub fn count(&self, stats: &mut ExtractStats, tcp: bool) {
+        stats.dns_responses += 1;
+        stats.tcp_responses += u64::from(tcp);
+        stats.response_rcode(self.rcode);
+        stats.observations += u64::from(self.records);
+        stats.negatives += u64::from(self.negative);
+        stats.drops[DropReason::RecordIgnored as usize] += u64::from(self.ignored);
+        stats.drops[DropReason::RecordMalformed as usize] += u64::from(self.malformed);
+    }
+}
+
 /// Counters one extractor keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExtractStats {
@@ -67,6 +97,9 @@ pub struct ExtractStats {
     pub negatives: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::ALL.len()],
+    /// Of `dns_responses`, those counted as the repeat of one extracted
+    /// before in the same batch, without being parsed again.
+    pub repeated_responses: u64,
 }
 
 impl ExtractStats {
@@ -108,6 +141,7 @@ impl ExtractStats {
         self.tcp_responses += other.tcp_responses;
         self.observations += other.observations;
         self.negatives += other.negatives;
+        self.repeated_responses += other.repeated_responses;
         for (a, b) in self.rcodes.iter_mut().zip(other.rcodes.iter()) {
             *a += b;
         }

@@ -17,9 +17,11 @@
 //! [`Pipeline::finish`] flushes everything that is left; nothing pushed
 //! before it is lost.
 
+pub mod repeats;
 mod worker;
 mod writer;
 
+pub use repeats::Repeats;
 pub use worker::Worker;
 
 use std::sync::Arc;

@@ -9,6 +9,10 @@
 //! | DNS messages (a resolver's dnstap) | [`Worker::message`] | extract, aggregate |
 //! | responses rebuilt from a log (Zeek) | [`Worker::response`] | the extraction rules, aggregate |
 //!
+//! A DNS message, from frames or from dnstap, goes through [`Repeats`]
+//! first: a response already extracted in the current batch is counted
+//! again without being parsed (see `repeats`).
+//!
 //! Whatever the entry point, the observations go through the same rules
 //! ([`crate::extract::Response::observe`]), into the same aggregator, and
 //! leave through the same [`Writer`] thread on the same flush schedule: a
@@ -27,6 +31,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::repeats::Repeats;
 use super::writer::Writer;
 use super::{PipelineConfig, PipelineError, Summary};
 use crate::aggregate::Aggregator;
@@ -44,6 +49,9 @@ const CLOCK_EVERY: u32 = 4096;
 pub struct Worker {
     decoder: Decoder,
     extractor: Extractor,
+    /// Responses already extracted in this batch (the shortcut for
+    /// repeats, see `repeats`).
+    repeats: Repeats,
     aggregator: Aggregator,
     /// The extractor's counters since the last flush (the decoder keeps
     /// its own).
@@ -68,6 +76,7 @@ impl Worker {
         Ok(Worker {
             decoder: Decoder::new(&config.decode),
             extractor: Extractor::new(config.sections),
+            repeats: Repeats::default(),
             aggregator: Aggregator::new(config.max_entries, config.origin),
             extract_stats: ExtractStats::default(),
             writer: Writer::spawn(
@@ -90,12 +99,13 @@ impl Worker {
         let Worker {
             decoder,
             extractor,
+            repeats,
             aggregator,
             extract_stats,
             ..
         } = self;
         decoder.decode(frame, &mut |message| {
-            extractor.extract(&message, extract_stats, aggregator)
+            repeats.extract(&message, extractor, extract_stats, aggregator)
         });
         self.after_input()
     }
@@ -104,8 +114,12 @@ impl Worker {
     /// extracted and aggregated; flushes when due.
     #[inline]
     pub fn message(&mut self, message: &DnsMessage<'_>) -> Result<(), PipelineError> {
-        self.extractor
-            .extract(message, &mut self.extract_stats, &mut self.aggregator);
+        self.repeats.extract(
+            message,
+            &mut self.extractor,
+            &mut self.extract_stats,
+            &mut self.aggregator,
+        );
         self.after_input()
     }
 
@@ -216,11 +230,13 @@ impl Worker {
         let Worker {
             decoder,
             extractor,
+            repeats,
             aggregator,
             extract_stats,
             ..
         } = &mut self;
-        decoder.finish(&mut |message| extractor.extract(&message, extract_stats, aggregator));
+        decoder
+            .finish(&mut |message| repeats.extract(&message, extractor, extract_stats, aggregator));
         self.flush_with(checkpoints)?;
         self.writer.finish()?;
         Ok(self.summary)

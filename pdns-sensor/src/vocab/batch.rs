@@ -17,6 +17,12 @@
 //! [`KeyTable::clear`] keeps both for the next batch. The arena's size is
 //! also what lets the aggregator bound its memory in bytes, not only in
 //! keys (a key can be 64 KiB of TXT rdata).
+//!
+//! Values live in a vector of their own, in insertion order, so an entry
+//! has a stable index ([`SlotIndex`]) until the table is cleared: the
+//! pipeline's repeated-response shortcut remembers which entries a
+//! response updated and updates them again by index, without building or
+//! hashing a key.
 
 use std::hash::BuildHasher;
 
@@ -29,17 +35,23 @@ use super::value::Value;
 /// huge keys) is given back when the table is cleared.
 const KEEP_ARENA_BYTES: usize = 16 << 20;
 
+/// Where a key's bytes are in the arena, and its value's index.
 struct Slot {
     start: usize,
     len: u32,
-    value: Value,
+    index: u32,
 }
+
+/// The index of an entry of a [`KeyTable`]: valid until the table is
+/// cleared (or taken).
+pub type SlotIndex = u32;
 
 /// Keys (bytes) to values, insert and update only.
 #[derive(Default)]
 pub struct KeyTable {
     keys: Vec<u8>,
     slots: HashTable<Slot>,
+    values: Vec<Value>,
     /// Seeded per process: hostile names cannot be chosen to collide.
     hasher: RandomState,
 }
@@ -67,38 +79,52 @@ impl KeyTable {
         let hash = self.hasher.hash_one(key);
         self.slots
             .find(hash, |s| slot_key(&self.keys, s) == key)
-            .map(|s| &s.value)
+            .map(|s| &self.values[s.index as usize])
     }
 
-    /// Updates the value of `key` with `update`, or inserts `new()` for it.
+    /// Updates the value of `key` with `update`, or inserts `new()` for it;
+    /// returns the entry's index.
     #[inline]
     pub fn upsert(
         &mut self,
         key: &[u8],
         update: impl FnOnce(&mut Value),
         new: impl FnOnce() -> Value,
-    ) {
+    ) -> SlotIndex {
         let hash = self.hasher.hash_one(key);
         let keys = &self.keys;
-        if let Some(slot) = self.slots.find_mut(hash, |s| slot_key(keys, s) == key) {
-            return update(&mut slot.value);
+        if let Some(slot) = self.slots.find(hash, |s| slot_key(keys, s) == key) {
+            let index = slot.index;
+            update(&mut self.values[index as usize]);
+            return index;
         }
         let start = self.keys.len();
         self.keys.extend_from_slice(key);
+        let index = self.values.len() as SlotIndex;
+        self.values.push(new());
         let (keys, hasher) = (&self.keys, &self.hasher);
         self.slots.insert_unique(
             hash,
             Slot {
                 start,
                 len: key.len() as u32,
-                value: new(),
+                index,
             },
             |s| hasher.hash_one(slot_key(keys, s)),
         );
+        index
     }
 
-    /// Sets the value of `key`, replacing any value it had (for callers
-    /// that build batches of known values: fixtures, loaders).
+    /// Updates the entry at `index` (from [`upsert`](KeyTable::upsert)
+    /// since the table was last cleared).
+    ///
+    /// # Panics
+    /// If no entry has that index.
+    #[inline]
+    pub fn update_at(&mut self, index: SlotIndex, update: impl FnOnce(&mut Value)) {
+        update(&mut self.values[index as usize]);
+    }
+
     pub fn insert(&mut self, key: &[u8], value: Value) {
         self.upsert(key, |v| *v = value, || value);
     }
@@ -107,13 +133,14 @@ impl KeyTable {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &Value)> {
         self.slots
             .iter()
-            .map(|s| (slot_key(&self.keys, s), &s.value))
+            .map(|s| (slot_key(&self.keys, s), &self.values[s.index as usize]))
     }
 
     /// Empties the table, keeping its allocations (an arena beyond
     /// `KEEP_ARENA_BYTES` excepted).
     pub fn clear(&mut self) {
         self.slots.clear();
+        self.values.clear();
         if self.keys.capacity() > KEEP_ARENA_BYTES {
             self.keys = Vec::new();
         } else {

@@ -1,0 +1,257 @@
+//! Repeated responses: a response seen before in the same batch is counted
+//! without being parsed again.
+//!
+//! A resolver answers the same popular names over and over, and within one
+//! flush window most of its responses are byte for byte a response it sent
+//! before, the 16-bit ID aside. Parsing such a response again, building its
+//! keys and looking them up in the aggregator's tables gives exactly the
+//! updates the first one gave. So the first time a response is extracted,
+//! the aggregator records which of its entries it updated
+//! ([`Observed`] handles) and the extractor what it counted
+//! ([`Extraction`]); both are kept here under the message's bytes. The next
+//! time the same bytes arrive, the handles are replayed with the new
+//! capture time and the counts added — the store and every counter end
+//! exactly as on the slow path, which `tests/repeats.rs` checks over real
+//! and mutated captures.
+//!
+//! **What makes two responses the same.** Everything after the ID, except
+//! that ASCII letters of the question name are compared without case: DNS
+//! 0x20 (RFC draft-vixie-dnsext-dns0x20) randomises that case per query, and
+//! extraction lowercases every name it reads, whether it reads it in the
+//! question or through a compression pointer into it (names are the only
+//! thing a pointer can reach). Any other byte, a TTL counting down in a
+//! resolver's cache included, makes a different response; that costs speed,
+//! never correctness.
+//!
+//! **Bounds.** Only responses of QUERY opcode up to [`MAX_MESSAGE`] bytes
+//! are kept, at most [`MAX_BYTES`] of them and their handles per thread.
+//! When that is full the table starts over, so a window whose responses
+//! never repeat (a random-subdomain flood) keeps recycling the same memory.
+//! Everything is forgotten when the aggregator hands its batch over (its
+//! [`generation`](Aggregator::generation) changes): the handles point into
+//! that batch.
+
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use crate::aggregate::{Aggregator, Observed};
+use crate::extract::{ExtractStats, Extraction, Extractor};
+use crate::vocab::packet::{DnsMessage, Transport};
+
+/// Largest response (in bytes) remembered; larger ones are rare enough
+/// that their parse is not worth keeping.
+pub const MAX_MESSAGE: usize = 2048;
+
+/// Bytes of remembered messages and handles per thread before the table
+/// starts over.
+pub const MAX_BYTES: usize = 8 << 20;
+
+/// Responses remembered at most (the hash table's own bound).
+const MAX_ENTRIES: usize = 65_536;
+
+/// One remembered response.
+struct Entry {
+    hash: u64,
+    /// The message after its ID, question name folded, in `messages`.
+    start: u32,
+    len: u32,
+    /// Its updates, in `updates`.
+    first_update: u32,
+    updates: u32,
+    extraction: Extraction,
+}
+
+/// The responses one worker has seen in the current batch.
+pub struct Repeats {
+    table: HashTable<Entry>,
+    messages: Vec<u8>,
+    updates: Vec<Observed>,
+    /// The incoming message's fingerprint is built here.
+    scratch: Vec<u8>,
+    hasher: RandomState,
+    /// The aggregator generation the entries belong to.
+    generation: u64,
+}
+
+impl Default for Repeats {
+    fn default() -> Self {
+        Repeats {
+            table: HashTable::new(),
+            messages: Vec::new(),
+            updates: Vec::new(),
+            scratch: Vec::with_capacity(MAX_MESSAGE),
+            hasher: RandomState::default(),
+            generation: 0,
+        }
+    }
+}
+
+impl Repeats {
+    /// Extracts `message` into `aggregator` like [`Extractor::extract`]
+    /// does — the same updates, the same counts in `stats` — taking the
+    /// shortcut if the same response was extracted before in this batch.
+    #[inline]
+    pub fn extract(
+        &mut self,
+        message: &DnsMessage<'_>,
+        extractor: &mut Extractor,
+        stats: &mut ExtractStats,
+        aggregator: &mut Aggregator,
+    ) {
+        let data = message.data;
+        if data.len() > MAX_MESSAGE || !is_query_response(data) {
+            extractor.extract(message, stats, aggregator);
+            return;
+        }
+        if aggregator.generation() != self.generation {
+            self.forget();
+            self.generation = aggregator.generation();
+        }
+        fingerprint(data, &mut self.scratch);
+        let hash = self.hasher.hash_one(self.scratch.as_slice());
+        let (messages, scratch) = (&self.messages, &self.scratch);
+        if let Some(entry) = self.table.find(hash, |e| {
+            e.hash == hash && &messages[e.start as usize..(e.start + e.len) as usize] == scratch
+        }) {
+            let first = entry.first_update as usize;
+            let updates = &self.updates[first..first + entry.updates as usize];
+            aggregator.replay(updates, message.ts.secs);
+            entry
+                .extraction
+                .count(stats, message.transport == Transport::Tcp);
+            stats.repeated_responses += 1;
+            return;
+        }
+
+        aggregator.start_recording();
+        let extraction = extractor.extract_response(message, stats, aggregator);
+        let recorded = aggregator.stop_recording();
+        let Some(extraction) = extraction else {
+            return;
+        };
+        let cost = self.scratch.len() + size_of_val(recorded);
+        if self.table.len() >= MAX_ENTRIES || self.bytes() + cost > MAX_BYTES {
+            self.forget();
+        }
+        let entry = Entry {
+            hash,
+            start: self.messages.len() as u32,
+            len: self.scratch.len() as u32,
+            first_update: self.updates.len() as u32,
+            updates: recorded.len() as u32,
+            extraction,
+        };
+        self.messages.extend_from_slice(&self.scratch);
+        self.updates.extend_from_slice(recorded);
+        self.table.insert_unique(hash, entry, |e| e.hash);
+    }
+
+    /// Bytes held by remembered messages and their handles.
+    fn bytes(&self) -> usize {
+        self.messages.len() + self.updates.len() * size_of::<Observed>()
+    }
+
+    /// Forgets every response (keeping the allocations).
+    fn forget(&mut self) {
+        self.table.clear();
+        self.messages.clear();
+        self.updates.clear();
+    }
+}
+
+/// Whether a message is a response (QR=1) of opcode QUERY with a whole
+/// header: the only messages worth remembering.
+#[inline]
+fn is_query_response(data: &[u8]) -> bool {
+    data.len() >= 12 && data[2] & 0x80 != 0 && (data[2] >> 3) & 0x0f == 0
+}
+
+/// Writes into `out` the bytes that make two responses the same: the
+/// message after its ID, with the ASCII letters of the question name
+/// lowercased. A question name that does not walk cleanly (a pointer, a
+/// label past the end) is left as it is: such messages then only match
+/// themselves byte for byte.
+#[inline]
+fn fingerprint(data: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&data[2..]);
+    let qdcount = u16::from_be_bytes([data[4], data[5]]);
+    if qdcount == 0 {
+        return;
+    }
+    // The question name starts right after the 12-byte header, which is
+    // `out[10..]`.
+    let mut pos = 10;
+    let mut labels_end = pos;
+    while let Some(&len) = out.get(pos) {
+        if len == 0 {
+            labels_end = pos;
+            break;
+        }
+        if len & 0xc0 != 0 || pos + 1 + usize::from(len) > out.len() {
+            return;
+        }
+        pos += 1 + usize::from(len);
+    }
+    // Length bytes are at most 63, so lowercasing A–Z leaves them alone.
+    out[10..labels_end].make_ascii_lowercase();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(qname: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(qname);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn fingerprint_folds_the_question_name_only() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        fingerprint(&message(b"\x07ExAmPlE\x03COM\x00"), &mut a);
+        fingerprint(&message(b"\x07example\x03com\x00"), &mut b);
+        assert_eq!(a, b);
+        assert_eq!(&a[..2], &[0x81, 0x80]);
+
+        // The type after the name keeps its bytes: 0x41 is not 0x61.
+        let mut upper = message(b"\x01a\x00");
+        let n = upper.len();
+        upper[n - 3] = 0x41;
+        let mut lower = upper.clone();
+        lower[n - 3] = 0x61;
+        fingerprint(&upper, &mut a);
+        fingerprint(&lower, &mut b);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_name_that_does_not_walk_is_not_folded() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        // A label running past the end.
+        fingerprint(&message(b"\x3fAB"), &mut a);
+        fingerprint(&message(b"\x3fab"), &mut b);
+        assert_ne!(a, b);
+        // A pointer.
+        fingerprint(&message(b"\x01A\xc0\x0c"), &mut a);
+        fingerprint(&message(b"\x01a\xc0\x0c"), &mut b);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_query_responses_are_remembered() {
+        let mut m = message(b"\x01a\x00");
+        assert!(is_query_response(&m));
+        m[2] = 0x01; // a query
+        assert!(!is_query_response(&m));
+        m[2] = 0x80 | (5 << 3); // UPDATE response
+        assert!(!is_query_response(&m));
+        assert!(!is_query_response(&m[..11]));
+    }
+}
