@@ -39,6 +39,31 @@ pub struct Observed {
     ttl: u32,
 }
 
+impl Observed {
+    /// Bytes of [`Observed::to_bytes`].
+    pub const BYTES: usize = 9;
+
+    /// A compact form, for keeping handles next to other bytes.
+    #[inline]
+    pub fn to_bytes(self) -> [u8; Self::BYTES] {
+        let mut out = [0; Self::BYTES];
+        out[0] = u8::from(self.negative);
+        out[1..5].copy_from_slice(&self.index.to_le_bytes());
+        out[5..9].copy_from_slice(&self.ttl.to_le_bytes());
+        out
+    }
+
+    /// Reads back [`Observed::to_bytes`].
+    #[inline]
+    pub fn from_bytes(b: &[u8; Self::BYTES]) -> Observed {
+        Observed {
+            negative: b[0] != 0,
+            index: SlotIndex::from_le_bytes([b[1], b[2], b[3], b[4]]),
+            ttl: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
+        }
+    }
+}
+
 /// The pre-aggregated observations of one thread since its last flush.
 pub struct Aggregator {
     batch: Batch,
@@ -93,7 +118,7 @@ impl Aggregator {
     /// generation: exactly what observing the same records and negative
     /// answers (with the same TTLs) would do, without their keys.
     #[inline]
-    pub fn replay(&mut self, updates: &[Observed], ts: u64) {
+    pub fn replay(&mut self, updates: impl IntoIterator<Item = Observed>, ts: u64) {
         for u in updates {
             let table = if u.negative {
                 &mut self.batch.negatives

@@ -66,14 +66,14 @@ const MIN_HIT_SHARE: u32 = 16;
 /// Responses that skip the shortcut once it was not worth it.
 const BYPASS: u32 = 262_144;
 
-/// One remembered response.
+/// One remembered response: its fingerprint (the message after its ID,
+/// question name folded) followed by its updates ([`Observed::to_bytes`]),
+/// in `arena` — next to each other, so that comparing the fingerprint
+/// brings the updates into the cache too.
 struct Entry {
     hash: u64,
-    /// The message after its ID, question name folded, in `messages`.
     start: u32,
     len: u32,
-    /// Its updates, in `updates`.
-    first_update: u32,
     updates: u32,
     extraction: Extraction,
 }
@@ -81,8 +81,7 @@ struct Entry {
 /// The responses one worker has seen in the current batch.
 pub struct Repeats {
     table: HashTable<Entry>,
-    messages: Vec<u8>,
-    updates: Vec<Observed>,
+    arena: Vec<u8>,
     /// The incoming message's fingerprint is built here.
     scratch: Vec<u8>,
     hasher: RandomState,
@@ -99,8 +98,7 @@ impl Default for Repeats {
     fn default() -> Self {
         Repeats {
             table: HashTable::new(),
-            messages: Vec::new(),
-            updates: Vec::new(),
+            arena: Vec::new(),
             scratch: Vec::with_capacity(MAX_MESSAGE),
             hasher: RandomState::default(),
             generation: 0,
@@ -139,13 +137,18 @@ impl Repeats {
         }
         fingerprint(data, &mut self.scratch);
         let hash = self.hasher.hash_one(self.scratch.as_slice());
-        let (messages, scratch) = (&self.messages, &self.scratch);
+        let (arena, scratch) = (&self.arena, &self.scratch);
         if let Some(entry) = self.table.find(hash, |e| {
-            e.hash == hash && &messages[e.start as usize..(e.start + e.len) as usize] == scratch
+            e.hash == hash && &arena[e.start as usize..(e.start + e.len) as usize] == scratch
         }) {
-            let first = entry.first_update as usize;
-            let updates = &self.updates[first..first + entry.updates as usize];
-            aggregator.replay(updates, message.ts.secs);
+            let first = (entry.start + entry.len) as usize;
+            let updates = &arena[first..first + entry.updates as usize * Observed::BYTES];
+            aggregator.replay(
+                updates
+                    .chunks_exact(Observed::BYTES)
+                    .map(|b| Observed::from_bytes(b.try_into().expect("chunks of BYTES"))),
+                message.ts.secs,
+            );
             entry
                 .extraction
                 .count(stats, message.transport == Transport::Tcp);
@@ -169,33 +172,28 @@ impl Repeats {
         let Some(extraction) = extraction else {
             return;
         };
-        let cost = self.scratch.len() + size_of_val(recorded);
-        if self.table.len() >= MAX_ENTRIES || self.bytes() + cost > MAX_BYTES {
+        let cost = self.scratch.len() + recorded.len() * Observed::BYTES;
+        if self.table.len() >= MAX_ENTRIES || self.arena.len() + cost > MAX_BYTES {
             self.forget();
         }
         let entry = Entry {
             hash,
-            start: self.messages.len() as u32,
+            start: self.arena.len() as u32,
             len: self.scratch.len() as u32,
-            first_update: self.updates.len() as u32,
             updates: recorded.len() as u32,
             extraction,
         };
-        self.messages.extend_from_slice(&self.scratch);
-        self.updates.extend_from_slice(recorded);
+        self.arena.extend_from_slice(&self.scratch);
+        for u in recorded {
+            self.arena.extend_from_slice(&u.to_bytes());
+        }
         self.table.insert_unique(hash, entry, |e| e.hash);
-    }
-
-    /// Bytes held by remembered messages and their handles.
-    fn bytes(&self) -> usize {
-        self.messages.len() + self.updates.len() * size_of::<Observed>()
     }
 
     /// Forgets every response (keeping the allocations).
     fn forget(&mut self) {
         self.table.clear();
-        self.messages.clear();
-        self.updates.clear();
+        self.arena.clear();
     }
 }
 
