@@ -42,6 +42,11 @@ pub struct PipelineTotals {
     pub negatives_written: u64,
     /// Batches handed to the store.
     pub flushes: u64,
+    /// Seconds the decoder threads waited for their store writers,
+    /// summed over threads: where it nears the run's time, the store is
+    /// what limits the rate.
+    #[serde(default)]
+    pub writer_wait_secs: f64,
     /// Every drop reason (decoding and extraction), zeros included.
     pub drops: BTreeMap<String, u64>,
     /// Tunnelled packets opened, by encapsulation (`vxlan`, `geneve`,
@@ -79,6 +84,7 @@ impl PipelineTotals {
             records_written: s.records_written,
             negatives_written: s.negatives_written,
             flushes: s.flushes,
+            writer_wait_secs: s.writer_wait_secs,
             drops,
             decapsulated: decode::Encap::ALL
                 .iter()

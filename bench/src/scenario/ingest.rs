@@ -167,6 +167,8 @@ impl Scenario for Ingest {
                 "obs/s",
                 "B/record",
                 "RSS MiB",
+                "repeats %",
+                "store wait %",
                 "vs raw",
             ]),
         };
@@ -330,6 +332,17 @@ fn sensor_run(
     e.set_figure("elapsed_secs", elapsed);
     e.set_figure("packets", packets);
     e.set_figure("dns_responses", figure(|r| r.totals.dns_responses as f64));
+    e.set_figure(
+        "repeated_responses",
+        figure(|r| r.totals.repeated_responses as f64),
+    );
+    // The share of the run the decoder threads spent waiting for their
+    // store writers (summed over threads): near 1 × threads, the store is
+    // what limits the rate.
+    e.set_figure(
+        "writer_wait_share",
+        ratio(figure(|r| r.totals.writer_wait_secs), elapsed),
+    );
     e.set_figure("observations", observations);
     e.set_figure("db_bytes", db_bytes);
     e.set_figure("db_records", db_records);
@@ -419,6 +432,11 @@ fn table_row(t: &mut Table, e: &Entry) {
         num(f("observations_per_sec"), 0),
         num(f("bytes_per_record"), 1),
         num(f("peak_rss_mib"), 1),
+        num(
+            ratio(f("repeated_responses"), f("dns_responses")).map(|r| r * 100.0),
+            0,
+        ),
+        num(f("writer_wait_share").map(|r| r * 100.0), 0),
         num(e.ratios.get("packets_per_sec_wall_vs_raw_read").copied(), 3),
     ]);
 }

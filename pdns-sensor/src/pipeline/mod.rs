@@ -109,6 +109,10 @@ pub struct Summary {
     pub records_written: u64,
     pub negatives_written: u64,
     pub flushes: u64,
+    /// Seconds the decoder threads waited for their store writers (handing
+    /// over a batch while the previous one was still being written, and at
+    /// the end): a pipeline whose decoders wait is bound by its store.
+    pub writer_wait_secs: f64,
 }
 
 impl Summary {
@@ -119,6 +123,7 @@ impl Summary {
         self.records_written += other.records_written;
         self.negatives_written += other.negatives_written;
         self.flushes += other.flushes;
+        self.writer_wait_secs += other.writer_wait_secs;
     }
 }
 

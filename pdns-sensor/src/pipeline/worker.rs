@@ -238,7 +238,7 @@ impl Worker {
         decoder
             .finish(&mut |message| repeats.extract(&message, extractor, extract_stats, aggregator));
         self.flush_with(checkpoints)?;
-        self.writer.finish()?;
+        self.summary.writer_wait_secs = self.writer.finish()?.as_secs_f64();
         Ok(self.summary)
     }
 }

@@ -55,6 +55,8 @@ pub(super) struct Writer {
     jobs: Option<SyncSender<Job>>,
     emptied: Receiver<Batch>,
     thread: Option<JoinHandle<Result<(), StoreError>>>,
+    /// Time spent waiting to hand batches over, and for the end.
+    waited: Duration,
 }
 
 impl Writer {
@@ -94,6 +96,7 @@ impl Writer {
             jobs: Some(jobs),
             emptied,
             thread: Some(thread),
+            waited: Duration::ZERO,
         })
     }
 
@@ -106,7 +109,9 @@ impl Writer {
         }
         let started = Instant::now();
         let sent = self.send(Job::Write(batch));
-        metrics::publish_writer_wait(started.elapsed());
+        let waited = started.elapsed();
+        self.waited += waited;
+        metrics::publish_writer_wait(waited);
         if sent {
             Ok(())
         } else {
@@ -136,8 +141,12 @@ impl Writer {
     }
 
     /// Waits until every batch handed over is written.
-    pub(super) fn finish(mut self) -> Result<(), PipelineError> {
-        self.stop()
+    /// Waits for the writer thread to write everything and end; returns
+    /// the time the worker waited for it altogether.
+    pub(super) fn finish(mut self) -> Result<Duration, PipelineError> {
+        let started = Instant::now();
+        self.stop()?;
+        Ok(self.waited + started.elapsed())
     }
 
     fn stop(&mut self) -> Result<(), PipelineError> {
