@@ -335,6 +335,42 @@ mod tests {
     }
 
     #[test]
+    fn when_full_nothing_more_is_remembered_until_the_batch_is_taken() {
+        use crate::vocab::packet::Timestamp;
+        use crate::vocab::value::Origin;
+
+        let mut repeats = Repeats::default();
+        let mut extractor = Extractor::new(Default::default());
+        let mut aggregator = Aggregator::new(usize::MAX, Origin::WIRE);
+        let mut stats = ExtractStats::default();
+        let mut feed = |repeats: &mut Repeats, aggregator: &mut Aggregator, data: &[u8]| {
+            let before = stats.repeated_responses;
+            let m = DnsMessage {
+                ts: Timestamp::from_secs(1),
+                transport: Transport::Udp,
+                data,
+            };
+            repeats.extract(&m, &mut extractor, &mut stats, aggregator);
+            stats.repeated_responses > before
+        };
+        let extra = 1_000;
+        for n in 0..MAX_ENTRIES as u32 + extra {
+            let first = feed(&mut repeats, &mut aggregator, &nxdomain(n));
+            let again = feed(&mut repeats, &mut aggregator, &nxdomain(n));
+            assert!(!first);
+            assert_eq!(again, (n as usize) < MAX_ENTRIES, "response {n}");
+        }
+        assert_eq!(repeats.table.len(), MAX_ENTRIES);
+        assert!(repeats.arena.len() <= MAX_BYTES);
+        // A new batch: room again.
+        let _ = aggregator.take();
+        let n = MAX_ENTRIES as u32 + extra;
+        assert!(!feed(&mut repeats, &mut aggregator, &nxdomain(n)));
+        assert!(feed(&mut repeats, &mut aggregator, &nxdomain(n)));
+        assert_eq!(repeats.table.len(), 1);
+    }
+
+    #[test]
     fn only_query_responses_are_remembered() {
         let mut m = message(b"\x01a\x00");
         assert!(is_query_response(&m));
