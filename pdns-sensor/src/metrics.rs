@@ -201,7 +201,8 @@ impl Metrics {
             Opts::new(
                 "pdns_rocksdb_property",
                 "RocksDB properties per column family: estimate_num_keys, live_data_bytes, sst_bytes, \
-                 pending_compaction_bytes, memtable_bytes; and of the database as a whole \
+                 pending_compaction_bytes, memtable_bytes, table_readers_bytes (table file \
+                 readers outside the block cache); and of the database as a whole \
                  (cf=\"all\"): block_cache_bytes, block_cache_pinned_bytes (the block cache all \
                  column families share).",
             ),
