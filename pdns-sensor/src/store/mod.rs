@@ -32,6 +32,7 @@
 
 pub mod backup;
 pub mod flex;
+pub mod memory;
 pub mod nod;
 mod query;
 pub mod retention;
