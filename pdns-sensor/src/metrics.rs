@@ -62,6 +62,7 @@ struct Metrics {
     api_requests: IntCounterVec,
     api_seconds: HistogramVec,
     rocksdb: IntGaugeVec,
+    allocator: IntGaugeVec,
     retention_expired: IntCounterVec,
     retention_days: IntGauge,
     capture_packets: IntCounterVec,
@@ -202,7 +203,8 @@ impl Metrics {
             Opts::new(
                 "pdns_rocksdb_property",
                 "RocksDB properties per column family: estimate_num_keys, live_data_bytes, sst_bytes, \
-                 pending_compaction_bytes, memtable_bytes; and of the database as a whole \
+                 pending_compaction_bytes, memtable_bytes, table_readers_bytes (table file \
+                 readers outside the block cache); and of the database as a whole \
                  (cf=\"all\"): block_cache_bytes, block_cache_pinned_bytes (the block cache all \
                  column families share).",
             ),
@@ -210,6 +212,19 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(rocksdb.clone()))
+            .expect("unique metric");
+        let allocator = IntGaugeVec::new(
+            Opts::new(
+                "pdns_allocator_bytes",
+                "What the memory allocator (jemalloc) holds, by kind: allocated (bytes in use by \
+                 the program, RocksDB included), active (their pages), resident (in RAM: active, \
+                 metadata, freed pages not yet returned), mapped, retained (mapped, returned to \
+                 the kernel), metadata. Absent where the process runs on another allocator.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(allocator.clone()))
             .expect("unique metric");
         let retention_expired = counter_vec(
             r,
@@ -246,6 +261,7 @@ impl Metrics {
             ),
             api_seconds,
             rocksdb,
+            allocator,
             frames: counter(r, "pdns_frames_total", "Frames handed to the decoders."),
             frame_bytes: counter(
                 r,
@@ -1304,11 +1320,25 @@ pub(crate) fn gather() -> Vec<prometheus::proto::MetricFamily> {
 
 /// Renders every metric in the Prometheus text format.
 pub(crate) fn render() -> String {
+    publish_allocator();
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&METRICS.registry.gather(), &mut out)
         .expect("text encoding into a Vec cannot fail");
     String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+/// Refreshes the allocator's byte counts, if the binary registered how to
+/// read them (called on scrape).
+fn publish_allocator() {
+    if let Some(stats) = crate::store::memory::allocator_stats() {
+        for (kind, bytes) in stats.kinds() {
+            METRICS
+                .allocator
+                .with_label_values(&[kind])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// Identity labels of `pdns_dnstap_frames_total` made so far (bounded).
@@ -1435,6 +1465,26 @@ mod tests {
             "pdns_capture_vlan_tagged_frames_total{interface=\"test-if0\"} 2",
             "pdns_ebpf_accepted_total{kind=\"port\"} 8",
             "pdns_ebpf_rejected_total{reason=\"port\"} 7",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn allocator_bytes_come_from_the_registered_probe() {
+        use crate::store::memory::{AllocatorStats, set_allocator_stats};
+        fn probe() -> Option<AllocatorStats> {
+            Some(AllocatorStats {
+                allocated: 100,
+                resident: 300,
+                ..AllocatorStats::default()
+            })
+        }
+        set_allocator_stats(probe);
+        let text = render();
+        for line in [
+            "pdns_allocator_bytes{kind=\"allocated\"} 100",
+            "pdns_allocator_bytes{kind=\"resident\"} 300",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -30,7 +30,9 @@
 //! (`pdns_rocksdb_property{property="pending_compaction_bytes"}` summed
 //! over column families: RocksDB's estimate of the bytes compaction must
 //! rewrite to bring every level within its target), SST and memtable
-//! bytes, frames captured (hence packets/s), ring drops and decode drops;
+//! bytes, the shared block cache's usage, the table readers outside it,
+//! what the allocator holds (`pdns_allocator_bytes`: allocated and
+//! resident), frames captured (hence packets/s), ring drops and decode drops;
 //! and [`LOOKUPS`] timed API lookups (half DNSDB
 //! `/dnsdb/v2/lookup/rrset/name/NAME/A`, half CIRCL `/pdns/query/NAME`),
 //! p50 and p99 per sample, of names sent at least [`SETTLED`] earlier, each
@@ -57,7 +59,13 @@
 //!   as the data grows, in steps at flushes and compactions) is above
 //!   [`LEAK_MIB_PER_MIN`] MiB a minute. Judged only when that half spans
 //!   at least [`LEAK_MIN_SECS`] seconds; a shorter run's row says so. The
-//!   plain RSS slope is shown beside it;
+//!   plain RSS slope is shown beside it, and the allocator's own count of
+//!   bytes in use beyond the caches: a leak grows there too, while memory
+//!   the allocator keeps after it was freed (fragmentation: what glibc's
+//!   malloc did here) grows RSS alone. The block cache's usage is read
+//!   from the cache itself: the sensor used to report a stray 32 MiB cache
+//!   of the default column family instead (4 KiB, always), so the shared
+//!   cache filling up counted as growth beyond the caches;
 //! - **anything is lost**: ring drops (`PACKET_STATISTICS`), any decode or
 //!   extraction drop reason, corrupt stored values, an API error or a
 //!   lookup that does not find its name;
@@ -200,6 +208,13 @@ pub struct Sample {
     pub memtable_mib: Option<f64>,
     /// The shared block cache's usage (`cf="all"`).
     pub block_cache_mib: Option<f64>,
+    /// Table file readers outside the block cache, all column families.
+    pub table_readers_mib: Option<f64>,
+    /// Bytes the program holds allocated (`pdns_allocator_bytes`, jemalloc's
+    /// `stats.allocated`), RocksDB's included.
+    pub allocated_mib: Option<f64>,
+    /// What the allocator keeps resident (`stats.resident`).
+    pub allocator_resident_mib: Option<f64>,
     pub frames: Option<f64>,
     /// Frames per second since the previous sample.
     pub captured_pps: Option<f64>,
@@ -316,6 +331,12 @@ impl Sampler<'_> {
                 s.sst_mib = prop("sst_bytes");
                 s.memtable_mib = prop("memtable_bytes");
                 s.block_cache_mib = prop("block_cache_bytes");
+                s.table_readers_mib = prop("table_readers_bytes");
+                let allocator = |k: &'static str| {
+                    sum(&m, "pdns_allocator_bytes", |x| x.label("kind") == Some(k)).map(|v| v / MIB)
+                };
+                s.allocated_mib = allocator("allocated");
+                s.allocator_resident_mib = allocator("resident");
                 s.frames = sum(&m, "pdns_capture_packets_total", |_| true);
                 s.ring_drops = sum(&m, "pdns_capture_drops_total", |_| true);
                 s.decode_drops = sum(&m, "pdns_decode_drops_total", |_| true);
@@ -455,10 +476,13 @@ fn soak_run(ctx: &Ctx, secs: u64, pps: u64) -> Result<Run> {
             sampler.take("traffic", done)?;
             let s = sampler.samples.last().expect("just taken");
             eprintln!(
-                "soak: {:>4.0} s  {} names  RSS {} MiB  fds {}  debt {} MiB  API p99 {} ms  drops {}",
+                "soak: {:>4.0} s  {} names  RSS {} MiB (memtables {}, allocated {})  fds {}  \
+                 debt {} MiB  API p99 {} ms  drops {}",
                 s.t_secs,
                 num(Some(s.names_sent as f64), 0),
                 num(s.rss_mib, 1),
+                num(s.memtable_mib, 1),
+                num(s.allocated_mib, 1),
                 num(s.open_files, 0),
                 num(s.pending_compaction_mib, 1),
                 num(s.api_p99_ms, 2),
@@ -614,6 +638,34 @@ fn judge(run: &Run, secs: u64, pps: u64) -> Verdict {
             format!("not judged: run under {} s", 2.0 * LEAK_MIN_SECS),
         ]);
     }
+    // The allocator's view of the same: bytes the program holds beyond the
+    // caches (a leak grows here; fragmentation only in RSS).
+    let held: Vec<(f64, f64)> = traffic
+        .iter()
+        .filter(|x| x.t_secs >= half)
+        .filter_map(|x| {
+            let caches = x.memtable_mib.unwrap_or(0.0) + x.block_cache_mib.unwrap_or(0.0);
+            Some((x.t_secs / 60.0, x.allocated_mib? - caches))
+        })
+        .collect();
+    v.rows.push([
+        "allocated beyond memtables and block cache, slope (MiB/min)".into(),
+        num(slope(&held), 2),
+        if secs as f64 - half >= LEAK_MIN_SECS {
+            "not judged: the allocator's count of bytes in use (pdns_allocator_bytes)".into()
+        } else {
+            format!("not judged: run under {} s", 2.0 * LEAK_MIN_SECS)
+        },
+    ]);
+    v.rows.push([
+        "allocated / allocator resident (MiB) end".into(),
+        format!(
+            "{} / {}",
+            num(traffic.last().and_then(|x| x.allocated_mib), 1),
+            num(traffic.last().and_then(|x| x.allocator_resident_mib), 1)
+        ),
+        String::new(),
+    ]);
     let fds = |f: fn(&Sample) -> Option<f64>, d: usize| {
         format!(
             "{} / {} / {}",
@@ -636,6 +688,11 @@ fn judge(run: &Run, secs: u64, pps: u64) -> Verdict {
         "SST (MiB) start / end / peak".into(),
         fds(|x| x.sst_mib, 1),
         String::new(),
+    ]);
+    v.rows.push([
+        "table readers (MiB) start / end / peak".into(),
+        fds(|x| x.table_readers_mib, 2),
+        "outside the block cache, one per open table file".into(),
     ]);
     let p50 = quantile(&run.latencies, 0.5);
     let p99 = quantile(&run.latencies, 0.99);
@@ -744,14 +801,14 @@ fn write_series(dir: &Path, day: &str, samples: &[Sample], secs: u64) -> Result<
     std::fs::create_dir_all(dir)?;
     let mut csv = String::from(
         "t_secs,phase,exchanges_sent,names_sent,rss_mib,open_files,pending_compaction_mib,\
-         sst_mib,memtable_mib,block_cache_mib,frames,captured_pps,ring_drops,decode_drops,\
-         corrupt_values,aggregator_entries,api_p50_ms,api_p99_ms,lookups,lookup_misses,\
-         api_errors\n",
+         sst_mib,memtable_mib,block_cache_mib,table_readers_mib,allocated_mib,\
+         allocator_resident_mib,frames,captured_pps,ring_drops,decode_drops,corrupt_values,\
+         aggregator_entries,api_p50_ms,api_p99_ms,lookups,lookup_misses,api_errors\n",
     );
     let o = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
     for s in samples {
         csv.push_str(&format!(
-            "{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             s.t_secs,
             s.phase,
             s.exchanges_sent,
@@ -762,6 +819,9 @@ fn write_series(dir: &Path, day: &str, samples: &[Sample], secs: u64) -> Result<
             o(s.sst_mib),
             o(s.memtable_mib),
             o(s.block_cache_mib),
+            o(s.table_readers_mib),
+            o(s.allocated_mib),
+            o(s.allocator_resident_mib),
             o(s.frames),
             o(s.captured_pps),
             o(s.ring_drops),

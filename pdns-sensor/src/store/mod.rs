@@ -32,6 +32,7 @@
 
 pub mod backup;
 pub mod flex;
+pub mod memory;
 pub mod nod;
 mod query;
 pub mod retention;
@@ -316,15 +317,31 @@ fn db_options() -> Options {
     opts
 }
 
-/// The column families to open: the data ones, and the export spool and
-/// newly observed domains (a writer creates them; a reader opens them if
-/// they exist).
+/// The default column family's options (format version, bookkeeping):
+/// the shared block cache like every other. Left out of the descriptors,
+/// RocksDB opens it with options of its own — the database options are
+/// not its options — and so with a 32 MiB block cache of its own, outside
+/// the bound, whose usage `block-cache-usage` read in place of the shared
+/// cache's.
+fn default_cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table_options(false));
+    opts
+}
+
+/// The column families to open: the default one, the data ones, and the
+/// export spool and newly observed domains (a writer creates them; a
+/// reader opens them if they exist).
 fn descriptors(state: &Arc<RetentionState>, spool: bool, nod: bool) -> Vec<ColumnFamilyDescriptor> {
     let mut all: Vec<_> = DATA_CFS
         .iter()
         .enumerate()
         .map(|(i, name)| ColumnFamilyDescriptor::new(*name, cf_options(state, i)))
         .collect();
+    all.push(ColumnFamilyDescriptor::new(
+        rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+        default_cf_options(),
+    ));
     if spool {
         all.push(ColumnFamilyDescriptor::new(CF_SPOOL, spool::cf_options()));
     }
@@ -967,7 +984,7 @@ impl Store {
     /// RocksDB properties worth exporting, per column family:
     /// `(cf, name, value)`.
     pub fn properties(&self) -> Vec<(&'static str, &'static str, u64)> {
-        const PROPS: [(&str, &str); 5] = [
+        const PROPS: [(&str, &str); 6] = [
             ("estimate_num_keys", "rocksdb.estimate-num-keys"),
             ("live_data_bytes", "rocksdb.estimate-live-data-size"),
             ("sst_bytes", "rocksdb.total-sst-files-size"),
@@ -976,15 +993,10 @@ impl Store {
                 "rocksdb.estimate-pending-compaction-bytes",
             ),
             ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
-        ];
-        /// The database's as a whole (the block cache is shared), under
-        /// the column family label `all`.
-        const DB_PROPS: [(&str, &str); 2] = [
-            ("block_cache_bytes", "rocksdb.block-cache-usage"),
-            (
-                "block_cache_pinned_bytes",
-                "rocksdb.block-cache-pinned-usage",
-            ),
+            // The open table files' readers outside the block cache (their
+            // index and filter blocks are in it): one per file, so it
+            // follows the number of files, which the LSM shape bounds.
+            ("table_readers_bytes", "rocksdb.estimate-table-readers-mem"),
         ];
         let mut out = Vec::new();
         let nod = self.nod_cf().map(|_| CF_NOD);
@@ -995,11 +1007,18 @@ impl Store {
                 }
             }
         }
-        for (label, prop) in DB_PROPS {
-            if let Ok(Some(v)) = self.db.property_int_value(prop) {
-                out.push(("all", label, v));
-            }
-        }
+        // The block cache is shared (every column family, every store of
+        // the process), so it is read from the cache itself, under the
+        // column family label `all`: a column family's
+        // `rocksdb.block-cache-usage` is whatever cache its own table
+        // options name.
+        let cache = block_cache();
+        out.push(("all", "block_cache_bytes", cache.get_usage() as u64));
+        out.push((
+            "all",
+            "block_cache_pinned_bytes",
+            cache.get_pinned_usage() as u64,
+        ));
         out
     }
 
@@ -1075,5 +1094,59 @@ fn check_version(path: &Path, stored: &[u8]) -> Result<(), StoreError> {
             path: path.to_path_buf(),
             found: text,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::Aggregator;
+    use crate::vocab::Rtype;
+    use crate::vocab::name;
+    use crate::vocab::observation::ObservationSink;
+    use crate::vocab::value::Origin;
+
+    /// Every column family, the default one included, reads through the
+    /// one shared cache, and the store reports that cache's usage. (The
+    /// default column family used to get RocksDB's own 32 MiB cache, and
+    /// `block_cache_bytes` read that one: about 4 KiB, whatever the load.)
+    #[test]
+    fn every_column_family_shares_the_reported_block_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut agg = Aggregator::new(1 << 20, Origin::WIRE);
+        for i in 0..2_000u32 {
+            let owner = name::encode_presentation(&format!("h{i}.example.com.")).unwrap();
+            agg.record(&owner, Rtype::A, &i.to_be_bytes(), 60, 1_700_000_000);
+        }
+        store.write(&agg.take()).unwrap();
+        store.flush().unwrap();
+        let mut families = DB::list_cf(&Options::default(), dir.path()).unwrap();
+        families.sort();
+        assert!(
+            families
+                .iter()
+                .any(|cf| cf == rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+        );
+        for cf in &families {
+            let capacity = store
+                .db
+                .property_int_value_cf(store.cf(cf), "rocksdb.block-cache-capacity")
+                .unwrap();
+            assert_eq!(
+                capacity,
+                Some(BLOCK_CACHE_BYTES as u64),
+                "column family {cf}"
+            );
+        }
+        // The flushed tables' level-0 index and filter blocks are pinned
+        // in the cache while the store is open.
+        let usage = store
+            .properties()
+            .into_iter()
+            .find(|(cf, p, _)| *cf == "all" && *p == "block_cache_bytes")
+            .map(|(_, _, v)| v)
+            .unwrap();
+        assert!(usage > 0, "block cache usage {usage}");
     }
 }
