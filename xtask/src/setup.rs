@@ -22,9 +22,10 @@ use crate::sh;
 /// started, see [`install`]).
 const BRO_PDNS_TEST_PACKAGES: [&str; 1] = ["postgresql-15"];
 
-/// Debian packages the build needs: libclang for RocksDB's bindgen and a
-/// C++ compiler for RocksDB itself.
-const BUILD_PACKAGES: [&str; 3] = ["libclang-dev", "clang", "g++"];
+/// Debian packages the build needs: libclang for RocksDB's bindgen, a C++
+/// compiler for RocksDB itself, and make for jemalloc (the binary's
+/// allocator).
+const BUILD_PACKAGES: [&str; 4] = ["libclang-dev", "clang", "g++", "make"];
 
 /// Debian packages the tests and benchmarks drive: tshark, an independent
 /// decoder to cross-check ours; dnsdbq, the analysts' DNSDB/CIRCL client;
