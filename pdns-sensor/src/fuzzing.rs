@@ -187,7 +187,7 @@ fn repeats_agree(message: &DnsMessage<'_>) {
             kept = slow_ex
                 .extract_response(&m, &mut slow_stats, &mut slow)
                 .is_some()
-                && data.len() <= crate::pipeline::repeats::MAX_MESSAGE;
+                && crate::pipeline::repeats::rememberable(data);
         } else {
             slow_ex.extract(&m, &mut slow_stats, &mut slow);
         }

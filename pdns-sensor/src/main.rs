@@ -27,24 +27,29 @@ fn colour() -> bool {
 /// writer's batches freed as free chunks inside its arenas, resident and
 /// fragmented: in a 5-minute soak those free chunks grew from 22 to
 /// 102 MiB while the bytes in use did not, and RSS crept up at every
-/// flush and compaction. jemalloc returns freed pages to the kernel (its
-/// background threads do it on time, see [`MALLOC_CONF`]).
+/// flush and compaction. jemalloc returns freed pages to the kernel (see
+/// [`MALLOC_CONF`]).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at its start (the `MALLOC_CONF` environment
-/// variable still overrides them; background threads are on from the
-/// build). Freed pages go back to the kernel within about a second
-/// instead of jemalloc's default ten: the sensor frees memtables (16 MiB)
-/// and whole batches (up to 100 MiB) every few seconds, and with ten
-/// seconds RSS held 30–90 MiB of such pages beyond what was allocated, in
-/// swings that hid any trend. Re-faulting them costs little next to
-/// decoding and writing them.
+/// variable still overrides them). Freed pages go back to the kernel
+/// within about a second instead of jemalloc's default ten: the sensor
+/// frees memtables (16 MiB) and whole batches (up to 100 MiB) every few
+/// seconds, and with ten seconds RSS held 30–90 MiB of such pages beyond
+/// what was allocated, in swings that hid any trend. Re-faulting them
+/// costs little next to decoding and writing them.
+///
+/// No background threads: the purging happens on the threads that
+/// allocate, which in a running sensor never stop. A jemalloc thread would
+/// be started at the first allocation, before `run` drops its privileges,
+/// and keep the capabilities the drop takes from every other thread (the
+/// drop checks every thread and refuses to go on).
 #[unsafe(export_name = "malloc_conf")]
 static MALLOC_CONF: Option<&'static std::ffi::c_char> =
     // SAFETY: a pointer to the first byte of a NUL-terminated static
     // string, as jemalloc reads it.
-    Some(unsafe { &*c"dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() });
+    Some(unsafe { &*c"background_thread:false,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() });
 
 /// What jemalloc holds, for `pdns_allocator_bytes` (read at every scrape).
 fn allocator_stats() -> Option<AllocatorStats> {

@@ -190,7 +190,7 @@ fn every_response_three_times_counts_alike() {
                 data: &m.data,
             };
             ex.extract_response(&msg, &mut stats, &mut agg).is_some()
-                && m.data.len() <= pdns_sensor::pipeline::repeats::MAX_MESSAGE
+                && pdns_sensor::pipeline::repeats::rememberable(&m.data)
         };
         let new_id = both.feed(m.transport, &with_id(&m.data, 0xbeef), ts + 3);
         let qname_len = question_name_len(&m.data);

@@ -316,12 +316,18 @@ fn is_meta(rtype: Rtype) -> bool {
 }
 
 /// RFC 4034 canonical form leaves some embedded names in their original
-/// case (SVCB/HTTPS targets, the NSEC next name). We store every name in
-/// rdata lowercase, so fix those up in place.
+/// case (SVCB/HTTPS targets, the NSEC next name, an IPSECKEY gateway). We
+/// store every name in rdata lowercase, so fix those up in place. (The
+/// repeated-response shortcut relies on it too: a name read through a
+/// compression pointer into the question must not keep the question's
+/// case.)
 fn lowercase_uncanonical_names(rtype: Rtype, rdata: &mut [u8]) {
     let offset = match rtype.to_int() {
         47 => 0,      // NSEC next domain name
         64 | 65 => 2, // SVCB/HTTPS target after the priority
+        // IPSECKEY: precedence, gateway type, algorithm, then the gateway,
+        // a name when its type is 3.
+        45 if rdata.get(1) == Some(&3) => 3,
         _ => return,
     };
     let mut pos = offset;
@@ -332,5 +338,50 @@ fn lowercase_uncanonical_names(rtype: Rtype, rdata: &mut [u8]) {
         let end = (pos + 1 + len as usize).min(rdata.len());
         rdata[pos + 1..end].make_ascii_lowercase();
         pos = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::packet::Timestamp;
+
+    #[derive(Default)]
+    struct Records(Vec<(Rtype, Vec<u8>)>);
+
+    impl ObservationSink for Records {
+        fn record(&mut self, _: &[u8], rtype: Rtype, rdata: &[u8], _: u32, _: u64) {
+            self.0.push((rtype, rdata.to_vec()));
+        }
+        fn negative(&mut self, _: &[u8], _: Rtype, _: OptRcode, _: u64) {}
+    }
+
+    #[test]
+    fn an_ipseckey_gateway_name_is_lowercased_even_through_a_pointer() {
+        // Question `GW.Example.` IPSECKEY; the answer's gateway (type 3)
+        // is a compression pointer to the question name, which DNS 0x20
+        // wrote in mixed case.
+        let mut m = vec![0, 7, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x02GW\x07Example\x00\x00\x2d\x00\x01");
+        let rdata: &[u8] = &[10, 3, 2, 0xc0, 0x0c, 0xab, 0xcd];
+        m.extend_from_slice(&[0xc0, 0x0c, 0x00, 0x2d, 0x00, 0x01, 0, 0, 0, 60, 0, 7]);
+        m.extend_from_slice(rdata);
+        let mut sink = Records::default();
+        let mut stats = ExtractStats::default();
+        Extractor::new(Sections::default()).extract(
+            &DnsMessage {
+                ts: Timestamp::from_secs(1),
+                transport: Transport::Udp,
+                data: &m,
+            },
+            &mut stats,
+            &mut sink,
+        );
+        assert_eq!(stats.observations, 1, "{stats:?}");
+        let (rtype, rdata) = &sink.0[0];
+        assert_eq!(*rtype, Rtype::IPSECKEY);
+        assert_eq!(&rdata[..3], &[10, 3, 2]);
+        assert_eq!(&rdata[3..15], b"\x02gw\x07example\x00");
+        assert_eq!(&rdata[15..], &[0xab, 0xcd]);
     }
 }

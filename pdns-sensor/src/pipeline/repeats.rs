@@ -23,6 +23,12 @@
 //! resolver's cache included, makes a different response; that costs speed,
 //! never correctness.
 //!
+//! The ID does not matter — unless a compression pointer points into it,
+//! which makes a name of its two bytes (the fuzzer found one). Such a
+//! pointer is the byte pair `C0 00` or `C0 01`; a response holding that
+//! pair anywhere after its header (a pointer, or just an address in
+//! 192.0.0.0/15) is never remembered.
+//!
 //! **Bounds.** Only responses of QUERY opcode up to [`MAX_MESSAGE`] bytes
 //! are kept, at most [`MAX_BYTES`] of them and their handles and
 //! `MAX_ENTRIES` of them per thread (about 7 MiB with the table). When
@@ -173,6 +179,9 @@ impl Repeats {
         let Some(extraction) = extraction else {
             return;
         };
+        if may_point_into_id(data) {
+            return;
+        }
         let cost = self.scratch.len() + recorded.len() * Observed::BYTES;
         if self.table.len() >= MAX_ENTRIES || self.arena.len() + cost > MAX_BYTES {
             return;
@@ -196,6 +205,22 @@ impl Repeats {
         self.table.clear();
         self.arena.clear();
     }
+}
+
+/// Whether a response whose extraction succeeded is one the shortcut
+/// remembers (and so takes its repeats): a QUERY response up to
+/// [`MAX_MESSAGE`] bytes with no possible pointer into its ID, while the
+/// table has room and the shortcut is not bypassed.
+pub fn rememberable(data: &[u8]) -> bool {
+    data.len() <= MAX_MESSAGE && is_query_response(data) && !may_point_into_id(data)
+}
+
+/// Whether a compression pointer in `data` may point into its ID (offset
+/// 0 or 1): the pair `C0 00` or `C0 01` after the header.
+#[inline]
+fn may_point_into_id(data: &[u8]) -> bool {
+    data.get(12..)
+        .is_some_and(|rest| rest.windows(2).any(|w| w[0] == 0xc0 && w[1] < 2))
 }
 
 /// Whether a message is a response (QR=1) of opcode QUERY with a whole
@@ -368,6 +393,24 @@ mod tests {
         assert!(!feed(&mut repeats, &mut aggregator, &nxdomain(n)));
         assert!(feed(&mut repeats, &mut aggregator, &nxdomain(n)));
         assert_eq!(repeats.table.len(), 1);
+    }
+
+    #[test]
+    fn a_pointer_into_the_id_is_seen() {
+        let mut m = message(b"\x01a\x00");
+        assert!(!may_point_into_id(&m));
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        assert!(!may_point_into_id(&m));
+        for target in [0, 1] {
+            let mut p = m.clone();
+            p.extend_from_slice(&[0xc0, target]);
+            assert!(may_point_into_id(&p));
+        }
+        // In the header it is no pointer (ID 0xc000).
+        let mut h = m.clone();
+        h[0] = 0xc0;
+        h[1] = 0x00;
+        assert!(!may_point_into_id(&h));
     }
 
     #[test]
