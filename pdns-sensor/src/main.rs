@@ -34,11 +34,17 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at its start (the `MALLOC_CONF` environment
 /// variable still overrides them). Freed pages go back to the kernel
-/// within about a second instead of jemalloc's default ten: the sensor
-/// frees memtables (16 MiB) and whole batches (up to 100 MiB) every few
-/// seconds, and with ten seconds RSS held 30–90 MiB of such pages beyond
-/// what was allocated, in swings that hid any trend. Re-faulting them
-/// costs little next to decoding and writing them.
+/// within about a tenth of a second instead of jemalloc's default ten:
+/// the sensor frees memtables (16 MiB) and whole batches (up to 100 MiB)
+/// every few seconds, and with ten seconds RSS held 30–90 MiB of such
+/// pages beyond what was allocated, in swings that hid any trend (the
+/// bench's soak). A second was still too long under a flood of
+/// unfinished TCP flows and fragment trains: the decoder frees what it
+/// evicts as fast as it allocates, and with a one-second window the peak
+/// RSS of `tests/hostile_state.rs` was 152 MiB, above its bound of 131
+/// (what the real traffic needs, plus the decoder's budgets, plus 24 MiB);
+/// with 100 ms it is 100 MiB. Neither window costs measurable CPU on the
+/// bench's workloads.
 ///
 /// No background threads: the purging happens on the threads that
 /// allocate, which in a running sensor never stop. A jemalloc thread would
@@ -49,7 +55,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: Option<&'static std::ffi::c_char> =
     // SAFETY: a pointer to the first byte of a NUL-terminated static
     // string, as jemalloc reads it.
-    Some(unsafe { &*c"background_thread:false,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() });
+    Some(unsafe { &*c"background_thread:false,dirty_decay_ms:100,muzzy_decay_ms:0".as_ptr() });
 
 /// What jemalloc holds, for `pdns_allocator_bytes` (read at every scrape).
 fn allocator_stats() -> Option<AllocatorStats> {
