@@ -35,7 +35,8 @@
 //! that is full, nothing more is remembered until the batch is handed
 //! over: popular responses are the ones seen early in a window, and on the
 //! bench's traffic this keeps as many hits as starting over with twice the
-//! room did (70 % at 100 k names, 54 % at 1 M). Everything is forgotten when the aggregator hands its batch over (its
+//! room did (70 % at 100 k names, 54 % at 1 M). Everything is forgotten
+//! when the aggregator hands its batch over (its
 //! [`generation`](Aggregator::generation) changes): the handles point into
 //! that batch.
 //!
