@@ -20,10 +20,9 @@ use crate::pipeline::Repeats;
 use crate::source::dnstap::frame_streams::{self, FrameDecoder, Session};
 use crate::source::dnstap::message;
 use crate::source::zeek::{FileParser, Warnings, ZeekStats, reader};
-use crate::vocab::batch::Batch;
 use crate::vocab::observation::ObservationSink;
 use crate::vocab::packet::{DnsMessage, Frame, LinkType, Timestamp, Transport};
-use crate::vocab::value::{Origin, Value};
+use crate::vocab::value::Origin;
 use crate::vocab::{OptRcode, Rtype, key, name, render};
 
 /// The largest DNS message there is (the TCP length prefix is 16 bits).
@@ -197,17 +196,8 @@ fn repeats_agree(message: &DnsMessage<'_>) {
     assert_eq!(fast_stats.repeated_responses, expected, "repeats taken");
     fast_stats.repeated_responses = 0;
     assert_eq!(slow_stats, fast_stats, "counters");
-    let rows = |batch: Batch| {
-        let mut rows: Vec<(bool, Vec<u8>, Value)> = batch
-            .records
-            .iter()
-            .map(|(k, v)| (false, k.to_vec(), *v))
-            .chain(batch.negatives.iter().map(|(k, v)| (true, k.to_vec(), *v)))
-            .collect();
-        rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        rows
-    };
-    assert_eq!(rows(slow.take()), rows(fast.take()), "aggregates");
+    let (slow, fast) = (slow.take(), fast.take());
+    assert_eq!(slow.sorted_entries(), fast.sorted_entries(), "aggregates");
 }
 
 /// The pcap/pcapng reader. Invariants: the summary counts the frames

@@ -13,9 +13,8 @@ use pdns_sensor::aggregate::Aggregator;
 use pdns_sensor::decode::{DecodeConfig, Decoder};
 use pdns_sensor::extract::{ExtractStats, Extractor, Sections};
 use pdns_sensor::pipeline::Repeats;
-use pdns_sensor::vocab::batch::Batch;
 use pdns_sensor::vocab::packet::{DnsMessage, Timestamp, Transport};
-use pdns_sensor::vocab::value::{Origin, Value};
+use pdns_sensor::vocab::value::Origin;
 use proptest::prelude::*;
 
 /// An owned DNS message as the decoder hands it over.
@@ -63,18 +62,6 @@ fn messages() -> Vec<Message> {
         decoder.finish(&mut keep);
     }
     out
-}
-
-/// A batch as sorted (table, key, value) rows.
-fn rows(batch: &Batch) -> Vec<(bool, Vec<u8>, Value)> {
-    let mut rows: Vec<_> = batch
-        .records
-        .iter()
-        .map(|(k, v)| (false, k.to_vec(), *v))
-        .chain(batch.negatives.iter().map(|(k, v)| (true, k.to_vec(), *v)))
-        .collect();
-    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    rows
 }
 
 /// The slow path and the shortcut side by side.
@@ -125,8 +112,8 @@ impl Both {
 
     /// Takes both batches and checks they are equal.
     fn flush(&mut self) -> Result<(), TestCaseError> {
-        let slow = rows(&self.slow.1.take());
-        let fast = rows(&self.fast.1.take());
+        let (slow, fast) = (self.slow.1.take(), self.fast.1.take());
+        let (slow, fast) = (slow.sorted_entries(), fast.sorted_entries());
         prop_assert_eq!(slow.len(), fast.len(), "batch {}", self.batches);
         for (s, f) in slow.iter().zip(&fast) {
             prop_assert_eq!(s, f, "batch {}", self.batches);

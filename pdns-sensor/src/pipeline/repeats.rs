@@ -318,82 +318,86 @@ mod tests {
         m
     }
 
-    #[test]
-    fn a_flood_without_repeats_bypasses_the_shortcut_for_a_while() {
-        use crate::vocab::packet::Timestamp;
-        use crate::vocab::value::Origin;
+    /// A shortcut with its extractor and aggregator, fed at one time.
+    struct Harness {
+        repeats: Repeats,
+        extractor: Extractor,
+        aggregator: Aggregator,
+        stats: ExtractStats,
+    }
 
-        let mut repeats = Repeats::default();
-        let mut extractor = Extractor::new(Default::default());
-        let mut aggregator = Aggregator::new(usize::MAX, Origin::WIRE);
-        let mut stats = ExtractStats::default();
-        let mut feed = |repeats: &mut Repeats, data: &[u8]| {
-            let before = stats.repeated_responses;
+    impl Harness {
+        fn new() -> Harness {
+            Harness {
+                repeats: Repeats::default(),
+                extractor: Extractor::new(Default::default()),
+                aggregator: Aggregator::new(usize::MAX, crate::vocab::value::Origin::WIRE),
+                stats: ExtractStats::default(),
+            }
+        }
+
+        /// Extracts one message; returns whether it was taken as a repeat.
+        fn feed(&mut self, data: &[u8]) -> bool {
+            let before = self.stats.repeated_responses;
             let m = DnsMessage {
-                ts: Timestamp::from_secs(1),
+                ts: crate::vocab::packet::Timestamp::from_secs(1),
                 transport: Transport::Udp,
                 data,
             };
-            repeats.extract(&m, &mut extractor, &mut stats, &mut aggregator);
-            stats.repeated_responses > before
-        };
+            self.repeats.extract(
+                &m,
+                &mut self.extractor,
+                &mut self.stats,
+                &mut self.aggregator,
+            );
+            self.stats.repeated_responses > before
+        }
+    }
+
+    #[test]
+    fn a_flood_without_repeats_bypasses_the_shortcut_for_a_while() {
+        let mut h = Harness::new();
         // Repeats are taken while some responses repeat ...
-        assert!(!feed(&mut repeats, &nxdomain(0)));
-        assert!(feed(&mut repeats, &nxdomain(0)));
+        assert!(!h.feed(&nxdomain(0)));
+        assert!(h.feed(&nxdomain(0)));
         // ... until a whole probe of misses brings less than one hit in 16.
         for n in 1..PROBE_MISSES {
-            assert!(!feed(&mut repeats, &nxdomain(n)));
+            assert!(!h.feed(&nxdomain(n)));
         }
-        assert_eq!(repeats.bypass, BYPASS);
-        assert!(repeats.table.len() <= 1);
+        assert_eq!(h.repeats.bypass, BYPASS);
+        assert!(h.repeats.table.len() <= 1);
         for _ in 0..BYPASS {
-            assert!(!feed(&mut repeats, &nxdomain(1)));
+            assert!(!h.feed(&nxdomain(1)));
         }
         // Then it looks again.
-        assert_eq!(repeats.bypass, 0);
-        assert!(!feed(&mut repeats, &nxdomain(2)));
-        assert!(feed(&mut repeats, &nxdomain(2)));
+        assert_eq!(h.repeats.bypass, 0);
+        assert!(!h.feed(&nxdomain(2)));
+        assert!(h.feed(&nxdomain(2)));
         assert_eq!(
-            stats.dns_responses,
+            h.stats.dns_responses,
             2 + u64::from(PROBE_MISSES) - 1 + u64::from(BYPASS) + 2
         );
-        assert_eq!(stats.negatives, stats.dns_responses);
+        assert_eq!(h.stats.negatives, h.stats.dns_responses);
     }
 
     #[test]
     fn when_full_nothing_more_is_remembered_until_the_batch_is_taken() {
-        use crate::vocab::packet::Timestamp;
-        use crate::vocab::value::Origin;
-
-        let mut repeats = Repeats::default();
-        let mut extractor = Extractor::new(Default::default());
-        let mut aggregator = Aggregator::new(usize::MAX, Origin::WIRE);
-        let mut stats = ExtractStats::default();
-        let mut feed = |repeats: &mut Repeats, aggregator: &mut Aggregator, data: &[u8]| {
-            let before = stats.repeated_responses;
-            let m = DnsMessage {
-                ts: Timestamp::from_secs(1),
-                transport: Transport::Udp,
-                data,
-            };
-            repeats.extract(&m, &mut extractor, &mut stats, aggregator);
-            stats.repeated_responses > before
-        };
+        let mut h = Harness::new();
         let extra = 1_000;
         for n in 0..MAX_ENTRIES as u32 + extra {
-            let first = feed(&mut repeats, &mut aggregator, &nxdomain(n));
-            let again = feed(&mut repeats, &mut aggregator, &nxdomain(n));
+            let first = h.feed(&nxdomain(n));
+            let again = h.feed(&nxdomain(n));
             assert!(!first);
             assert_eq!(again, (n as usize) < MAX_ENTRIES, "response {n}");
         }
-        assert_eq!(repeats.table.len(), MAX_ENTRIES);
-        assert!(repeats.arena.len() <= MAX_BYTES);
+        assert_eq!(h.repeats.table.len(), MAX_ENTRIES);
+        assert!(h.repeats.arena.len() <= MAX_BYTES);
         // A new batch: room again.
-        let _ = aggregator.take();
+        let _ = h.aggregator.take();
         let n = MAX_ENTRIES as u32 + extra;
-        assert!(!feed(&mut repeats, &mut aggregator, &nxdomain(n)));
-        assert!(feed(&mut repeats, &mut aggregator, &nxdomain(n)));
-        assert_eq!(repeats.table.len(), 1);
+        assert!(!h.feed(&nxdomain(n)));
+        assert!(h.feed(&nxdomain(n)));
+        assert_eq!(h.repeats.table.len(), 1);
     }
 
     #[test]

@@ -172,6 +172,20 @@ impl Batch {
         self.records.len() + self.negatives.len()
     }
 
+    /// Every entry as `(negative, key, value)`, records first, each table
+    /// in key order: two batches hold the same aggregates exactly when
+    /// these are equal (tables iterate in hash order).
+    pub fn sorted_entries(&self) -> Vec<(bool, &[u8], &Value)> {
+        let mut entries: Vec<_> = self
+            .records
+            .iter()
+            .map(|(k, v)| (false, k, v))
+            .chain(self.negatives.iter().map(|(k, v)| (true, k, v)))
+            .collect();
+        entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        entries
+    }
+
     /// Whether there is nothing to write at all, not even bookkeeping.
     pub fn is_empty(&self) -> bool {
         self.len() == 0 && self.checkpoints.is_empty()
