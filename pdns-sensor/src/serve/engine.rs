@@ -67,7 +67,11 @@ pub(super) enum End {
 /// "best estimate" DNSDB's `bailiwick` asks for, and `None` when the name is
 /// itself a public suffix or under no known suffix.
 pub(super) fn bailiwick(owner: &[u8]) -> Option<String> {
-    let text = crate::vocab::name::presentation(owner);
+    bailiwick_of(&crate::vocab::name::presentation(owner))
+}
+
+/// [`bailiwick`] of a name already in presentation form.
+pub(super) fn bailiwick_of(text: &str) -> Option<String> {
     let trimmed = text.trim_end_matches('.');
     let domain = psl::domain_str(trimmed)?;
     Some(format!("{domain}."))

@@ -38,7 +38,7 @@ impl Sink {
     }
 
     /// Appends one JSON value and a newline.
-    pub(super) fn line(&mut self, value: &serde_json::Value) -> bool {
+    pub(super) fn line(&mut self, value: &(impl serde::Serialize + ?Sized)) -> bool {
         if self.closed {
             return false;
         }
