@@ -36,6 +36,7 @@ pub mod memory;
 pub mod nod;
 mod query;
 pub mod retention;
+mod sort;
 pub mod spool;
 
 use std::path::{Path, PathBuf};
@@ -750,9 +751,8 @@ impl Store {
         let rdata = self.cf(CF_RDATA);
         let negative = self.cf(CF_NEGATIVE);
         let names = self.cf(CF_NAMES);
-        let mut sorted: Vec<(&'a [u8], &Value)> = aggregates.records.iter().collect();
+        let sorted = in_byte_order(aggregates.records.iter().collect());
         let mut domains = nod::Collector::new(self.nod.config);
-        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut values = Vec::with_capacity(sorted.len() * 16);
         let mut value_at = Vec::with_capacity(sorted.len());
         for (_, v) in &sorted {
@@ -825,9 +825,7 @@ impl Store {
             batch.merge_cf(rdata, key, &values[value_at[i].clone()]);
             stats.index_entries += 1;
         }
-        let mut negatives: Vec<(&[u8], &Value)> = aggregates.negatives.iter().collect();
-        negatives.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (key, value) in negatives {
+        for (key, value) in in_byte_order(aggregates.negatives.iter().collect()) {
             if value.is_expired(cutoff) {
                 expired[NEGATIVE] += 1;
                 continue;
@@ -1066,14 +1064,23 @@ impl KeyList {
     }
 
     /// The keys in byte order, with their tags.
-    fn sorted(&mut self) -> impl Iterator<Item = (&[u8], usize)> {
-        let bytes = &self.bytes;
-        self.keys
-            .sort_unstable_by(|a, b| bytes[a.0.clone()].cmp(&bytes[b.0.clone()]));
-        self.keys
-            .iter()
-            .map(move |(range, tag)| (&bytes[range.clone()], *tag))
+    fn sorted(&self) -> impl Iterator<Item = (&[u8], usize)> {
+        let (bytes, keys) = (&self.bytes, &self.keys);
+        sort::byte_order(keys.len(), |i| &bytes[keys[i].0.clone()])
+            .into_iter()
+            .map(move |i| {
+                let (range, tag) = &keys[i as usize];
+                (&bytes[range.clone()], *tag)
+            })
     }
+}
+
+/// A table's entries in byte order of their keys.
+fn in_byte_order<'a>(entries: Vec<(&'a [u8], &'a Value)>) -> Vec<(&'a [u8], &'a Value)> {
+    sort::byte_order(entries.len(), |i| entries[i].0)
+        .into_iter()
+        .map(|i| entries[i as usize])
+        .collect()
 }
 
 /// Whether RocksDB refused to open because another process holds the
