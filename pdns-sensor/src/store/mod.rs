@@ -1156,4 +1156,52 @@ mod tests {
             .unwrap();
         assert!(usage > 0, "block cache usage {usage}");
     }
+
+    /// Lookups leave the blocks they read, the file's index block too, in
+    /// the block cache: the same lookup again reads no block from the
+    /// files. (Lookups once kept what they read out of the cache, and since
+    /// index blocks live in it, every lookup read and decompressed the
+    /// whole index block of each file it touched: a third of an exact-name
+    /// lookup on 10 M records.) Perf counts are per thread, so tests
+    /// running beside this one cannot move them.
+    #[test]
+    fn a_repeated_lookup_reads_no_block_from_the_files() {
+        use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut agg = Aggregator::new(1 << 20, Origin::WIRE);
+        for i in 0..20_000u32 {
+            let owner = name::encode_presentation(&format!("h{i}.example.com.")).unwrap();
+            agg.record(&owner, Rtype::A, &i.to_be_bytes(), 60, 1_700_000_000);
+        }
+        store.write(&agg.take()).unwrap();
+        store.flush().unwrap();
+        // Out of level 0, whose index blocks are pinned in the cache anyway.
+        store.compact();
+        let selector = Selector::Owner {
+            name: name::encode_presentation("h4242.example.com.").unwrap(),
+            wildcard: false,
+        };
+        let filter = Filter::default();
+        let lookup = || {
+            store
+                .records(&selector, &filter)
+                .map(Result::unwrap)
+                .count()
+        };
+        set_perf_stats(PerfStatsLevel::EnableCount);
+        let mut perf = PerfContext::default();
+        perf.reset();
+        assert_eq!(lookup(), 1);
+        let first = perf.metric(PerfMetric::BlockReadCount);
+        perf.reset();
+        assert_eq!(lookup(), 1);
+        let again = perf.metric(PerfMetric::BlockReadCount);
+        set_perf_stats(PerfStatsLevel::Disable);
+        assert!(
+            first > 0,
+            "the first lookup read {first} blocks from the files"
+        );
+        assert_eq!(again, 0, "blocks the repeated lookup read from the files");
+    }
 }
