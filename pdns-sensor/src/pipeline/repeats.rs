@@ -143,11 +143,13 @@ impl Repeats {
             self.forget();
             self.generation = aggregator.generation();
         }
-        fingerprint(data, &mut self.scratch);
-        let hash = self.hasher.hash_one(self.scratch.as_slice());
-        let (arena, scratch) = (&self.arena, &self.scratch);
+        // From here on `self.scratch` is borrowed (by `fingerprint`): the
+        // other fields are reached one by one.
+        let fingerprint = fingerprint(data, &mut self.scratch);
+        let hash = self.hasher.hash_one(fingerprint);
+        let arena = &self.arena;
         if let Some(entry) = self.table.find(hash, |e| {
-            e.hash == hash && &arena[e.start as usize..(e.start + e.len) as usize] == scratch
+            e.hash == hash && &arena[e.start as usize..(e.start + e.len) as usize] == fingerprint
         }) {
             let first = (entry.start + entry.len) as usize;
             let updates = &arena[first..first + entry.updates as usize * Observed::BYTES];
@@ -168,7 +170,8 @@ impl Repeats {
         if self.misses >= PROBE_MISSES {
             if self.hits < self.misses / MIN_HIT_SHARE {
                 self.bypass = BYPASS;
-                self.forget();
+                self.table.clear();
+                self.arena.clear();
             }
             self.hits = 0;
             self.misses = 0;
@@ -183,18 +186,18 @@ impl Repeats {
         if may_point_into_id(data) {
             return;
         }
-        let cost = self.scratch.len() + recorded.len() * Observed::BYTES;
+        let cost = fingerprint.len() + recorded.len() * Observed::BYTES;
         if self.table.len() >= MAX_ENTRIES || self.arena.len() + cost > MAX_BYTES {
             return;
         }
         let entry = Entry {
             hash,
             start: self.arena.len() as u32,
-            len: self.scratch.len() as u32,
+            len: fingerprint.len() as u32,
             updates: recorded.len() as u32,
             extraction,
         };
-        self.arena.extend_from_slice(&self.scratch);
+        self.arena.extend_from_slice(fingerprint);
         for u in recorded {
             self.arena.extend_from_slice(&u.to_bytes());
         }
@@ -231,35 +234,50 @@ fn is_query_response(data: &[u8]) -> bool {
     data.len() >= 12 && data[2] & 0x80 != 0 && (data[2] >> 3) & 0x0f == 0
 }
 
-/// Writes into `out` the bytes that make two responses the same: the
-/// message after its ID, with the ASCII letters of the question name
-/// lowercased. A question name that does not walk cleanly (a pointer, a
-/// label past the end) is left as it is: such messages then only match
+/// The bytes that make two responses the same: the message after its ID,
+/// with the ASCII letters of the question name lowercased. That is `data`
+/// itself (after the ID) unless the question name holds an uppercase
+/// letter (DNS 0x20); only then is it copied into `scratch` and folded
+/// there. A question name that does not walk cleanly (a pointer, a label
+/// past the end) is left as it is: such messages then only match
 /// themselves byte for byte.
 #[inline]
-fn fingerprint(data: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&data[2..]);
-    let qdcount = u16::from_be_bytes([data[4], data[5]]);
+fn fingerprint<'a>(data: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    let body = &data[2..];
+    match question_name(body) {
+        // Length bytes are at most 63, so A–Z is never one of them.
+        Some(name) if body[name.clone()].iter().any(u8::is_ascii_uppercase) => {
+            scratch.clear();
+            scratch.extend_from_slice(body);
+            scratch[name].make_ascii_lowercase();
+            scratch
+        }
+        _ => body,
+    }
+}
+
+/// Where the question name's labels lie in `body` (a message after its
+/// ID), if the message has a question and its name walks to the root
+/// within `body`.
+#[inline]
+fn question_name(body: &[u8]) -> Option<std::ops::Range<usize>> {
+    let qdcount = u16::from_be_bytes([body[2], body[3]]);
     if qdcount == 0 {
-        return;
+        return None;
     }
     // The question name starts right after the 12-byte header, which is
-    // `out[10..]`.
+    // `body[10..]`.
     let mut pos = 10;
-    let mut labels_end = pos;
-    while let Some(&len) = out.get(pos) {
+    loop {
+        let len = *body.get(pos)?;
         if len == 0 {
-            labels_end = pos;
-            break;
+            return Some(10..pos);
         }
-        if len & 0xc0 != 0 || pos + 1 + usize::from(len) > out.len() {
-            return;
+        if len & 0xc0 != 0 || pos + 1 + usize::from(len) > body.len() {
+            return None;
         }
         pos += 1 + usize::from(len);
     }
-    // Length bytes are at most 63, so lowercasing A–Z leaves them alone.
-    out[10..labels_end].make_ascii_lowercase();
 }
 
 #[cfg(test)]
@@ -275,10 +293,8 @@ mod tests {
 
     #[test]
     fn fingerprint_folds_the_question_name_only() {
-        let mut a = Vec::new();
-        let mut b = Vec::new();
-        fingerprint(&message(b"\x07ExAmPlE\x03COM\x00"), &mut a);
-        fingerprint(&message(b"\x07example\x03com\x00"), &mut b);
+        let a = fp(&message(b"\x07ExAmPlE\x03COM\x00"));
+        let b = fp(&message(b"\x07example\x03com\x00"));
         assert_eq!(a, b);
         assert_eq!(&a[..2], &[0x81, 0x80]);
 
@@ -288,23 +304,36 @@ mod tests {
         upper[n - 3] = 0x41;
         let mut lower = upper.clone();
         lower[n - 3] = 0x61;
-        fingerprint(&upper, &mut a);
-        fingerprint(&lower, &mut b);
-        assert_ne!(a, b);
+        assert_ne!(fp(&upper), fp(&lower));
+        // And so does an uppercase name that needs folding.
+        upper[13] = b'A';
+        lower[13] = b'A';
+        assert_ne!(fp(&upper), fp(&lower));
+    }
+
+    #[test]
+    fn a_lowercase_name_is_fingerprinted_in_place() {
+        let m = message(b"\x07example\x03com\x00");
+        let mut scratch = Vec::new();
+        let f = fingerprint(&m, &mut scratch);
+        assert_eq!(f, &m[2..]);
+        assert_eq!(f.as_ptr(), m[2..].as_ptr(), "no copy");
+        assert!(scratch.is_empty());
     }
 
     #[test]
     fn a_name_that_does_not_walk_is_not_folded() {
-        let mut a = Vec::new();
-        let mut b = Vec::new();
         // A label running past the end.
-        fingerprint(&message(b"\x3fAB"), &mut a);
-        fingerprint(&message(b"\x3fab"), &mut b);
-        assert_ne!(a, b);
+        assert_ne!(fp(&message(b"\x3fAB")), fp(&message(b"\x3fab")));
         // A pointer.
-        fingerprint(&message(b"\x01A\xc0\x0c"), &mut a);
-        fingerprint(&message(b"\x01a\xc0\x0c"), &mut b);
-        assert_ne!(a, b);
+        assert_ne!(
+            fp(&message(b"\x01A\xc0\x0c")),
+            fp(&message(b"\x01a\xc0\x0c"))
+        );
+    }
+
+    fn fp(data: &[u8]) -> Vec<u8> {
+        fingerprint(data, &mut Vec::new()).to_vec()
     }
 
     /// An NXDOMAIN response for `n.test`.
