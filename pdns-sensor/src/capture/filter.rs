@@ -44,6 +44,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
@@ -153,7 +154,18 @@ pub struct ClassicFilter {
     tunnels: Tunnels,
     /// `IFINDEX_ANY`, an interface index, or `IFINDEX_ABSENT`.
     wanted: Arc<AtomicU32>,
+    /// The index each follower's socket has a program for now
+    /// ([`NOT_ATTACHED`] before its first).
+    attached: Vec<Arc<AtomicU32>>,
 }
+
+/// A follower that has attached no program yet.
+const NOT_ATTACHED: u32 = u32::MAX - 1;
+
+/// How long [`Filter::set_interface`] waits for the ring threads to attach
+/// the classic program for a new index: they look once per `poll()` (at
+/// most 100 ms), so a running one is there well within this.
+const ATTACH_WAIT: Duration = Duration::from_millis(500);
 
 /// What a ring thread under the classic filter needs to follow its
 /// interface: the index wanted now, and how to build the program for it.
@@ -162,6 +174,8 @@ pub struct ClassicFollow {
     ports: Vec<u16>,
     tunnels: Tunnels,
     wanted: Arc<AtomicU32>,
+    /// The index its socket has a program for, for the control plane.
+    attached: Arc<AtomicU32>,
 }
 
 impl ClassicFollow {
@@ -170,10 +184,13 @@ impl ClassicFollow {
         self.wanted.load(Ordering::Acquire)
     }
 
-    /// Attaches the program for interface `index` to the socket.
+    /// Attaches the program for interface `index` to the socket, and says
+    /// so to the control plane (see [`Filter::set_interface`]).
     pub fn attach(&self, socket: &PacketSocket, index: u32) -> Result<()> {
         let prog = classic_program(&self.ports, &self.tunnels, index)?;
-        cbpf::attach(socket, &prog).context("attaching the classic filter")
+        cbpf::attach(socket, &prog).context("attaching the classic filter")?;
+        self.attached.store(index, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -280,6 +297,7 @@ impl Filter {
                 ports: ports.to_vec(),
                 tunnels: tunnels.clone(),
                 wanted: Arc::new(AtomicU32::new(index)),
+                attached: Vec::new(),
             }))
         };
         if let Some(n) = explain {
@@ -339,7 +357,11 @@ impl Filter {
     /// (`IFINDEX_ABSENT`: none). The eBPF filter's map is written here
     /// (without capabilities that needs kernel 6.5 or later, see
     /// [`EbpfFilter::stats`]); the classic filter is swapped by each ring
-    /// thread, which watches [`Filter::follower`]'s index.
+    /// thread, which watches [`Filter::follower`]'s index: this waits (up
+    /// to [`ATTACH_WAIT`]) until every one has, so that what the caller
+    /// says next ("capturing again") is true. Until a ring thread attaches
+    /// the new program its socket keeps the old one, which takes nothing
+    /// from the new index: packets arriving in that window would be lost.
     pub fn set_interface(&mut self, index: u32) -> Result<()> {
         match self {
             Filter::Ebpf(f) => f
@@ -348,6 +370,15 @@ impl Filter {
                 .context("writing the interface index into the eBPF filter's map"),
             Filter::Classic(c) => {
                 c.wanted.store(index, Ordering::Release);
+                let deadline = Instant::now() + ATTACH_WAIT;
+                while c
+                    .attached
+                    .iter()
+                    .any(|a| a.load(Ordering::Acquire) != index)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 Ok(())
             }
         }
@@ -355,14 +386,19 @@ impl Filter {
 
     /// What a ring thread needs to follow the interface (classic filter
     /// only: the eBPF filter follows through its map).
-    pub fn follower(&self) -> Option<ClassicFollow> {
+    pub fn follower(&mut self) -> Option<ClassicFollow> {
         match self {
             Filter::Ebpf(_) => None,
-            Filter::Classic(c) => Some(ClassicFollow {
-                ports: c.ports.clone(),
-                tunnels: c.tunnels.clone(),
-                wanted: Arc::clone(&c.wanted),
-            }),
+            Filter::Classic(c) => {
+                let attached = Arc::new(AtomicU32::new(NOT_ATTACHED));
+                c.attached.push(Arc::clone(&attached));
+                Some(ClassicFollow {
+                    ports: c.ports.clone(),
+                    tunnels: c.tunnels.clone(),
+                    wanted: Arc::clone(&c.wanted),
+                    attached,
+                })
+            }
         }
     }
 

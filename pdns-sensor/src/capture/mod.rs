@@ -51,7 +51,10 @@
 //!   watcher looks the names up once a second and points each filter at
 //!   the interface's current index: the eBPF map is written from the
 //!   control plane, the classic program is re-attached by each ring thread
-//!   to its own socket (`SO_ATTACH_FILTER` needs no capability). The
+//!   to its own socket (`SO_ATTACH_FILTER` needs no capability), and the
+//!   watcher waits for them (half a second at most) before it says the
+//!   interface is captured again: until a thread attaches the new program,
+//!   its socket takes nothing from the new index. The
 //!   costs: every packet of the network namespace passes each interface
 //!   group's fanout program (which stops at the index check) and filter,
 //!   and is counted there (`rejected_interface`) when it is another

@@ -501,7 +501,7 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         export,
         interfaces,
         rings,
-        filters,
+        mut filters,
         dnstap,
         api,
         pipeline,
