@@ -448,3 +448,39 @@ async fn v1_inner(
     });
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::Rtype;
+    use crate::vocab::value::{Origin, Value as Aggregate};
+
+    /// The struct writes exactly what the `serde_json::Map` it replaced
+    /// wrote: the same keys, in the map's (sorted) order, in every form.
+    #[test]
+    fn cof_writes_what_a_map_of_it_writes() {
+        let record = StoredRecord {
+            owner: name::encode_presentation("www.example.co.uk.").unwrap(),
+            rtype: Rtype::A,
+            rdata: vec![192, 0, 2, 1],
+            value: Aggregate {
+                count: 7,
+                first: 1_700_000_000,
+                last: 1_700_086_400,
+                ttl: 300,
+                origin: Origin::WIRE,
+            },
+        };
+        for rrset in [true, false] {
+            for humantime in [true, false] {
+                for rdata_array in [true, false] {
+                    let cof = cof(&record, rrset, humantime, rdata_array);
+                    let direct = serde_json::to_string(&Obj { obj: &cof }).unwrap();
+                    let as_map = serde_json::to_value(Obj { obj: &cof }).unwrap();
+                    assert_eq!(direct, as_map.to_string());
+                    assert_eq!(as_map["obj"]["bailiwick"].as_str().is_some(), rrset);
+                }
+            }
+        }
+    }
+}
