@@ -1113,6 +1113,20 @@ mod tests {
     use crate::vocab::observation::ObservationSink;
     use crate::vocab::value::Origin;
 
+    /// A store at `dir` holding one A record for each of `h0.example.com.`
+    /// … `h{names - 1}.example.com.`, flushed to a table file.
+    fn flushed_store(dir: &Path, names: u32) -> Store {
+        let store = Store::open(dir).unwrap();
+        let mut agg = Aggregator::new(1 << 20, Origin::WIRE);
+        for i in 0..names {
+            let owner = name::encode_presentation(&format!("h{i}.example.com.")).unwrap();
+            agg.record(&owner, Rtype::A, &i.to_be_bytes(), 60, 1_700_000_000);
+        }
+        store.write(&agg.take()).unwrap();
+        store.flush().unwrap();
+        store
+    }
+
     /// Every column family, the default one included, reads through the
     /// one shared cache, and the store reports that cache's usage. (The
     /// default column family used to get RocksDB's own 32 MiB cache, and
@@ -1120,14 +1134,7 @@ mod tests {
     #[test]
     fn every_column_family_shares_the_reported_block_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut agg = Aggregator::new(1 << 20, Origin::WIRE);
-        for i in 0..2_000u32 {
-            let owner = name::encode_presentation(&format!("h{i}.example.com.")).unwrap();
-            agg.record(&owner, Rtype::A, &i.to_be_bytes(), 60, 1_700_000_000);
-        }
-        store.write(&agg.take()).unwrap();
-        store.flush().unwrap();
+        let store = flushed_store(dir.path(), 2_000);
         let mut families = DB::list_cf(&Options::default(), dir.path()).unwrap();
         families.sort();
         assert!(
@@ -1168,14 +1175,7 @@ mod tests {
     fn a_repeated_lookup_reads_no_block_from_the_files() {
         use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut agg = Aggregator::new(1 << 20, Origin::WIRE);
-        for i in 0..20_000u32 {
-            let owner = name::encode_presentation(&format!("h{i}.example.com.")).unwrap();
-            agg.record(&owner, Rtype::A, &i.to_be_bytes(), 60, 1_700_000_000);
-        }
-        store.write(&agg.take()).unwrap();
-        store.flush().unwrap();
+        let store = flushed_store(dir.path(), 20_000);
         // Out of level 0, whose index blocks are pinned in the cache anyway.
         store.compact();
         let selector = Selector::Owner {
