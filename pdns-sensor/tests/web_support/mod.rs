@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 pub(crate) struct Browser {
     pub client: Client,
-    driver: Child,
+    /// Held for its `Drop`: kills chromedriver and its Chromium.
+    _driver: Driver,
     log: PathBuf,
     _profile: tempfile::TempDir,
 }
@@ -21,34 +22,51 @@ pub(crate) struct Browser {
 impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session
     /// of `width`×`height`.
+    ///
+    /// The port is chosen by binding port 0 and letting it go, so another
+    /// process can take it before chromedriver does — on a machine running
+    /// seven browsers at once, most often another Chromium's DevTools
+    /// port. A session request sent there fails with a dropped connection
+    /// (CI saw exactly that once). So the driver only counts as up when
+    /// its *own* log says it listens on that port with no bind failure,
+    /// and a session that still cannot be made is tried again with a new
+    /// driver on a new port, three times before the test fails.
     pub(crate) async fn start(width: u32, height: u32) -> Browser {
-        let profile = tempfile::tempdir().unwrap();
-        let log = profile.path().join("chromedriver.log");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // A process group of its own: dropping the browser kills
-        // chromedriver and every Chromium process it started, even when
-        // the test panicked before closing its session.
-        let driver = Command::new("chromedriver")
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("chromedriver could not start ({e}): run `cargo xtask setup`")
-            });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(50));
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let profile = tempfile::tempdir().unwrap();
+            let (driver, port, log) = Driver::spawn(profile.path());
+            match Self::session(port, profile.path(), width, height).await {
+                Ok(client) => {
+                    let browser = Browser {
+                        client,
+                        _driver: driver,
+                        log,
+                        _profile: profile,
+                    };
+                    browser.client.set_window_size(width, height).await.unwrap();
+                    return browser;
+                }
+                Err(e) => {
+                    failures.push(format!(
+                        "port {port}: {e}\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    ));
+                    drop(driver);
+                }
+            }
         }
-        let data_dir = profile.path().join("profile");
+        panic!("no WebDriver session:\n{}", failures.join("\n---\n"));
+    }
+
+    /// Asks the chromedriver on `port` for a headless Chromium session.
+    async fn session(
+        port: u16,
+        profile: &std::path::Path,
+        width: u32,
+        height: u32,
+    ) -> Result<Client, fantoccini::error::NewSessionError> {
+        let data_dir = profile.join("profile");
         // The flags keep Chromium off the network (this machine's is
         // closed) and out of the sandbox (the tests run as root).
         let args = vec![
@@ -72,24 +90,10 @@ impl Browser {
             json!({"binary": "/usr/bin/chromium", "args": args}),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
+        ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "no WebDriver session ({e}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
-        let browser = Browser {
-            client,
-            driver,
-            log,
-            _profile: profile,
-        };
-        browser.client.set_window_size(width, height).await.unwrap();
-        browser
     }
 
     /// Opens `url` and waits until the page has finished its search.
@@ -181,14 +185,76 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group this browser's chromedriver
-        // leads (made with process_group(0); its pid is the group id, not
-        // yet reaped since wait() comes after).
-        unsafe {
-            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
+/// A chromedriver process of this test's own, killed with its process
+/// group when dropped (until a session hands it to a [`Browser`]).
+struct Driver {
+    child: Child,
+}
+
+impl Driver {
+    /// Spawns chromedriver on a port free a moment ago and waits (20 s at
+    /// most) until its own log says it is listening there; a driver that
+    /// lost the port to another process is killed and the next port tried.
+    fn spawn(dir: &std::path::Path) -> (Driver, u16, PathBuf) {
+        let mut lost = Vec::new();
+        for attempt in 0..5 {
+            let log = dir.join(format!("chromedriver-{attempt}.log"));
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            // A process group of its own: dropping it kills chromedriver
+            // and every Chromium process it started, even when the test
+            // panicked before closing its session.
+            let child = Command::new("chromedriver")
+                .process_group(0)
+                .arg(format!("--port={port}"))
+                .arg(format!("--log-path={}", log.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("chromedriver could not start ({e}): run `cargo xtask setup`")
+                });
+            let mut driver = Driver { child };
+            let listening = format!("started successfully on port {port}");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("bind() failed") || text.contains("failed with error") {
+                    lost.push(format!("port {port}: {text}"));
+                    break;
+                }
+                if text.contains(&listening)
+                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
+                    return (driver, port, log);
+                }
+                if let Ok(Some(status)) = driver.child.try_wait() {
+                    lost.push(format!("port {port}: exited {status}: {text}"));
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "chromedriver did not listen on {port}: {text}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        let _ = self.driver.wait();
+        panic!("chromedriver found no free port:\n{}", lost.join("\n"));
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group the child leads (spawned
+        // with process_group(0); its pid is the group id, not yet reaped
+        // since wait() comes after).
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
     }
 }
