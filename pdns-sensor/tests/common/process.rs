@@ -1,7 +1,6 @@
 //! `pdns-sensor serve` as a child process on a free loopback port, killed
 //! when dropped; its stderr goes to a file the test can read.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -16,20 +15,19 @@ pub(crate) struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `serve --db DB --listen 127.0.0.1:PORT ARGS` and waits (20 s
-    /// at most) until the port accepts connections.
+    /// Starts `serve --db DB --listen 127.0.0.1:0 ARGS` and waits (20 s at
+    /// most) until it logs the port the kernel gave it and that port
+    /// accepts connections. The server binds port 0 itself rather than a
+    /// port the test found free a moment earlier: with browsers, ClickHouse
+    /// and other servers starting beside it, such a port can be taken in
+    /// between, and the test would then talk to someone else's server.
     pub(crate) fn start(db: &Path, args: &[&str]) -> ServeProcess {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr");
         let child = Command::new(SENSOR)
             .args(["serve", "--db"])
             .arg(db)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -40,12 +38,18 @@ impl ServeProcess {
             .unwrap();
         let mut serve = ServeProcess {
             child,
-            port,
+            port: 0,
             log,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if let Some(port) = listening_port(&serve.stderr()) {
+                serve.port = port;
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return serve;
+                }
+            }
             if let Some(status) = serve.child.try_wait().unwrap() {
                 panic!("serve exited ({status}):\n{}", serve.stderr());
             }
@@ -54,9 +58,8 @@ impl ServeProcess {
                 "serve did not start:\n{}",
                 serve.stderr()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        serve
     }
 
     pub(crate) fn addr(&self) -> std::net::SocketAddr {
@@ -185,4 +188,12 @@ pub(crate) fn client_ok(cmd: &mut Command) -> String {
     let (ok, out, err) = client(cmd);
     assert!(ok, "{cmd:?} failed:\n{err}\n{out}");
     out
+}
+
+/// The port in serve's "API listening on http(s)://127.0.0.1:PORT" line.
+fn listening_port(stderr: &str) -> Option<u16> {
+    let line = stderr.lines().find(|l| l.contains("API listening on "))?;
+    let addr = line.rsplit("://").next()?;
+    let port = addr.trim().rsplit(':').next()?;
+    port.parse().ok()
 }
