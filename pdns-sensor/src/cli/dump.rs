@@ -117,6 +117,7 @@ pub fn run(args: &DumpArgs) -> Result<u64> {
         first_before: args.first_before,
         last_after: args.last_after,
         last_before: args.last_before,
+        deadline: None,
     };
     let store = Store::open_reader_with(&args.db.db, super::clock()?)?;
     store.catch_up()?;

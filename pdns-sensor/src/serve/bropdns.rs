@@ -133,7 +133,8 @@ pub(super) async fn python(
             sink.write(sep) && sink.write(&row.to_string())
         });
         sink.write("]}\n");
-    });
+    })
+    .await;
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -178,7 +179,8 @@ pub(super) async fn go(
                 sink.write(sep) && sink.write(&row.to_string())
             });
             sink.write("]\n");
-        });
+        })
+        .await;
         return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     // Individual values: the query names and answers seen, each with its
@@ -208,6 +210,7 @@ pub(super) async fn go(
             })
             .collect();
         sink.write(&(serde_json::Value::Array(rows).to_string() + "\n"));
-    });
+    })
+    .await;
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -309,13 +309,17 @@ fn rate_limit(state: &SharedState, caller: &Caller) -> Value {
 
 /// `GET /dnsdb/v2/...`
 pub(super) async fn v2(State(state): State<SharedState>, uri: Uri, headers: HeaderMap) -> Response {
-    match v2_inner(state, &uri, &headers) {
+    match v2_inner(state, &uri, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn v2_inner(
+    state: SharedState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let caller = auth::dnsdb(&state.config.keys, headers)?;
     if !accept_ok(headers) {
         return Err(ApiError::new(
@@ -336,7 +340,7 @@ fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Respon
         "rate_limit" if segs.len() == 1 => {
             Ok(ndjson(format!("{}\n", rate_limit(&state, &caller)).into()))
         }
-        "regex" | "glob" => super::flex::dnsdb(state, &caller, &segs, &params),
+        "regex" | "glob" => super::flex::dnsdb(state, &caller, &segs, &params).await,
         "lookup" | "summarize" => {
             let req = parse_request(&state, &caller, verb, &segs[1..], &params)?;
             let summarize = verb == "summarize";
@@ -375,7 +379,8 @@ fn v2_inner(state: SharedState, uri: &Uri, headers: &HeaderMap) -> Result<Respon
                             });
                     sink.line(&terminator(&end));
                 }
-            });
+            })
+            .await;
             Ok(ndjson(body))
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown path")),
@@ -445,7 +450,8 @@ async fn v1_inner(
             deadline,
             |r| sink.line(&cof(r, req.rrset, req.humantime, req.rrset)),
         );
-    });
+    })
+    .await;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

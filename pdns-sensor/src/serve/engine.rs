@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::backend::{Backend, BackendError};
 use super::pattern::{NamePattern, TypeFilter};
-use crate::store::{Filter, Selector, StoredRecord};
+use crate::store::{Filter, Selector, StoreError, StoredRecord};
 use crate::vocab::Rtype;
 use crate::vocab::name::label_count;
 
@@ -95,6 +95,7 @@ impl Lookup {
             first_before: fences.first_before,
             last_after: fences.last_after,
             last_before: fences.last_before,
+            deadline: Some(deadline),
         };
         let mut skipped = 0;
         let mut sent = 0;
@@ -106,6 +107,7 @@ impl Lookup {
             }
             let r = match r {
                 Ok(r) => r,
+                Err(BackendError::Store(StoreError::TimedOut)) => return Some(End::TimedOut),
                 Err(e) => return Some(End::Failed(e.to_string())),
             };
             if !self.accepts(&r) {

@@ -121,6 +121,8 @@ fn parse(
             first_before: fences.first_before,
             last_after: fences.last_after,
             last_before: fences.last_before,
+            // The scan keeps its own deadline.
+            deadline: None,
         },
         limit,
         offset,
@@ -158,7 +160,7 @@ fn rdata_object(h: &RdataHit, verbose: bool, humantime: bool) -> Value {
 }
 
 /// Answers a Flex path (`segs` starts with `regex` or `glob`).
-pub(super) fn dnsdb(
+pub(super) async fn dnsdb(
     state: SharedState,
     caller: &Caller,
     segs: &[String],
@@ -258,7 +260,8 @@ pub(super) fn dnsdb(
             outcome,
             stats,
         );
-    });
+    })
+    .await;
     Ok(ndjson(body))
 }
 

@@ -31,13 +31,18 @@ pub(super) async fn query(
         Ok(caller) => caller,
         Err(r) => return *r,
     };
-    match inner(state, &caller, &q, &uri) {
+    match inner(state, &caller, &q, &uri).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn inner(state: SharedState, caller: &Caller, q: &str, uri: &Uri) -> Result<Response, ApiError> {
+async fn inner(
+    state: SharedState,
+    caller: &Caller,
+    q: &str,
+    uri: &Uri,
+) -> Result<Response, ApiError> {
     let params = parse_query(uri.query());
     let (wildcard, rest) = match q.strip_prefix("*.") {
         Some(r) => (true, r),
@@ -70,14 +75,15 @@ fn inner(state: SharedState, caller: &Caller, q: &str, uri: &Uri) -> Result<Resp
             }
         })
         .unwrap_or(caller.default_limit(&state.config));
+    let deadline = Instant::now() + state.config.query_timeout;
     let filter = Filter {
         rtype,
         first_after: fences.first_after,
         first_before: fences.first_before,
         last_after: fences.last_after,
         last_before: fences.last_before,
+        deadline: Some(deadline),
     };
-    let deadline = Instant::now() + state.config.query_timeout;
     let body = stream::body(move |sink| {
         let mut selectors = vec![Selector::Owner {
             name: encoded.clone(),
@@ -113,6 +119,7 @@ fn inner(state: SharedState, caller: &Caller, q: &str, uri: &Uri) -> Result<Resp
                 }
             }
         }
-    });
+    })
+    .await;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }

@@ -45,13 +45,13 @@ pub(super) async fn query(
         Ok(caller) => caller,
         Err(r) => return *r,
     };
-    match inner(state, &caller, &uri) {
+    match inner(state, &caller, &uri).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn inner(state: SharedState, caller: &Caller, uri: &Uri) -> Result<Response, ApiError> {
+async fn inner(state: SharedState, caller: &Caller, uri: &Uri) -> Result<Response, ApiError> {
     let params = parse_query(uri.query());
     let since = match params.get("since").filter(|v| !v.trim().is_empty()) {
         Some(v) => crate::vocab::time::parse(v)
@@ -101,6 +101,7 @@ fn inner(state: SharedState, caller: &Caller, uri: &Uri) -> Result<Response, Api
             last = r.cursor();
         }
         sink.line(&json!({ "cursor": last, "more": more }));
-    });
+    })
+    .await;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }

@@ -13,6 +13,7 @@
 //! compaction has already deleted.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
 
 use rocksdb::{DB, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions};
 
@@ -46,6 +47,37 @@ pub struct Filter {
     pub first_before: Option<u64>,
     pub last_after: Option<u64>,
     pub last_before: Option<u64>,
+    /// When a scan stops with [`StoreError::TimedOut`]. Checked every
+    /// [`DEADLINE_EVERY`] keys read, matching or not: a scan whose filter
+    /// rejects everything (a time fence no record meets, over a /8) reads
+    /// on without yielding, so the caller's own per-result check would
+    /// never run.
+    pub deadline: Option<Instant>,
+}
+
+/// Keys read between two looks at the clock in a filtered scan.
+const DEADLINE_EVERY: u32 = 1024;
+
+/// Ends a scan at `deadline`: yields the items of `iter` until the
+/// deadline passes, then one [`StoreError::TimedOut`], then nothing.
+fn until<T>(
+    deadline: Option<Instant>,
+    iter: impl Iterator<Item = Option<Result<T, StoreError>>>,
+) -> impl Iterator<Item = Result<T, StoreError>> {
+    let mut read = 0u32;
+    let mut over = false;
+    iter.map_while(move |item| {
+        if over {
+            return None;
+        }
+        read = read.wrapping_add(1);
+        if read.is_multiple_of(DEADLINE_EVERY) && deadline.is_some_and(|d| Instant::now() >= d) {
+            over = true;
+            return Some(Some(Err(StoreError::TimedOut)));
+        }
+        Some(item)
+    })
+    .flatten()
 }
 
 impl Filter {
@@ -299,7 +331,7 @@ impl Store {
     ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + 'a {
         let span = selector.span();
         let cutoff = self.retention_cutoff();
-        self.raw_iter(span.cf, &span.range).filter_map(move |item| {
+        let read = self.raw_iter(span.cf, &span.range).map(move |item| {
             let (key, value) = match item {
                 Ok(kv) => kv,
                 Err(e) => return Some(Err(self.error("reading")(e))),
@@ -309,7 +341,8 @@ impl Store {
                 return None;
             };
             span.record(&key, value, cutoff, filter).map(Ok)
-        })
+        });
+        until(filter.deadline, read)
     }
 
     /// Streams negative answers under a selector (`All` or `Owner`; other
@@ -321,18 +354,18 @@ impl Store {
     ) -> impl Iterator<Item = Result<NegativeRecord, StoreError>> + 'a {
         let span = selector.negative_span();
         let cutoff = self.retention_cutoff();
-        self.raw_iter(CF_NEGATIVE, &span.range)
-            .filter_map(move |item| {
-                let (key, value) = match item {
-                    Ok(kv) => kv,
-                    Err(e) => return Some(Err(self.error("reading")(e))),
-                };
-                let Some(value) = Value::decode(&value) else {
-                    count_corrupt();
-                    return None;
-                };
-                span.negative(&key, value, cutoff, filter).map(Ok)
-            })
+        let read = self.raw_iter(CF_NEGATIVE, &span.range).map(move |item| {
+            let (key, value) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(self.error("reading")(e))),
+            };
+            let Some(value) = Value::decode(&value) else {
+                count_corrupt();
+                return None;
+            };
+            span.negative(&key, value, cutoff, filter).map(Ok)
+        });
+        until(filter.deadline, read)
     }
 }
 

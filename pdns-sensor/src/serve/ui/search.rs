@@ -151,6 +151,8 @@ fn filter(rtype: TypeFilter, fences: Fences) -> Filter {
         first_before: fences.first_before,
         last_after: fences.last_after,
         last_before: fences.last_before,
+        // Flex scans keep their own deadline.
+        deadline: None,
     }
 }
 
