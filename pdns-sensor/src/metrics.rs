@@ -60,6 +60,7 @@ struct Metrics {
     bro_pdns_rows: IntCounterVec,
     bro_pdns_rows_skipped: IntCounterVec,
     api_requests: IntCounterVec,
+    api_reads: IntCounterVec,
     api_seconds: HistogramVec,
     rocksdb: IntGaugeVec,
     allocator: IntGaugeVec,
@@ -258,6 +259,17 @@ impl Metrics {
                 "pdns_api_requests_total",
                 "HTTP API requests, by surface and status code.",
                 &["surface", "status"],
+            ),
+            api_reads: with_values(
+                counter_vec(
+                    r,
+                    "pdns_api_reads_total",
+                    "Lookups of the local store tried on the request's own thread: answered \
+                     there (inline), or larger or slower than its 2 ms budget and run again on \
+                     the blocking pool (handed_off).",
+                    &["where"],
+                ),
+                ["inline", "handed_off"],
             ),
             api_seconds,
             rocksdb,
@@ -986,6 +998,11 @@ pub(crate) fn publish_api_request(surface: &str, status: &str, took: Duration) {
         .api_seconds
         .with_label_values(&[surface])
         .observe(took.as_secs_f64());
+}
+
+/// Counts one lookup tried on the request's thread, by where it ended.
+pub(crate) fn publish_api_read(place: &'static str) {
+    METRICS.api_reads.with_label_values(&[place]).inc();
 }
 
 /// Makes the per-key series of one API credential exist from the start

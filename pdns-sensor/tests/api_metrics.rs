@@ -48,7 +48,19 @@ fn metrics_parse_and_move_with_traffic() {
         common::pcap("tcpdump/dns-zlip-1.pcap"),
     ]);
     let _ = common::get(server.addr, "/dnsdb/v2/ping", &[]);
+    let _ = common::get(
+        server.addr,
+        "/dnsdb/v2/lookup/rrset/name/www.example.com/A",
+        &[],
+    );
     let after = scrape(server.addr);
+    // The lookup was tried on the request's thread: answered there, or
+    // (on a machine too busy to finish it within the budget) handed off.
+    let tried = |s: &prometheus_parse::Scrape| {
+        value(s, "pdns_api_reads_total", &[("where", "inline")])
+            + value(s, "pdns_api_reads_total", &[("where", "handed_off")])
+    };
+    assert!(tried(&after) - tried(&before) >= 1.0);
     for (metric, labels, at_least) in [
         ("pdns_frames_total", vec![], 134.0),
         (

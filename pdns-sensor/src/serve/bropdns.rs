@@ -69,9 +69,9 @@ fn each(
     state: &SharedState,
     lookups: &[Lookup],
     limit: u64,
+    deadline: Instant,
     mut f: impl FnMut(&StoredRecord) -> bool,
 ) {
-    let deadline = Instant::now() + state.config.query_timeout;
     let mut sent = 0u64;
     for (i, lookup) in lookups.iter().enumerate() {
         let mut go_on = true;
@@ -115,10 +115,11 @@ pub(super) async fn python(
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
-    let body = stream::body(move |sink| {
+    let deadline = Instant::now() + state.config.query_timeout;
+    let body = stream::body(deadline, move |sink| {
         sink.write("{\"records\": [");
         let mut first = true;
-        each(&state, &lookups, limit, |r| {
+        each(&state, &lookups, limit, sink.deadline(), |r| {
             let row = json!({
                 "query": query_name(r),
                 "type": render::rtype_name(r.rtype),
@@ -160,11 +161,12 @@ pub(super) async fn go(
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
+    let deadline = Instant::now() + state.config.query_timeout;
     if !individual {
-        let body = stream::body(move |sink| {
+        let body = stream::body(deadline, move |sink| {
             sink.write("[");
             let mut first = true;
-            each(&state, &lookups, limit, |r| {
+            each(&state, &lookups, limit, sink.deadline(), |r| {
                 let row = json!({
                     "Query": query_name(r),
                     "Type": render::rtype_name(r.rtype),
@@ -186,10 +188,10 @@ pub(super) async fn go(
     // Individual values: the query names and answers seen, each with its
     // summed count and time span ("Which": Q for a query name, A for an
     // answer). Bounded by the query cap.
-    let body = stream::body(move |sink| {
+    let body = stream::body(deadline, move |sink| {
         let mut values: std::collections::BTreeMap<(String, &'static str), (u64, u64, u64)> =
             Default::default();
-        each(&state, &lookups, limit, |r| {
+        each(&state, &lookups, limit, sink.deadline(), |r| {
             for (value, which) in [(query_name(r), "Q"), (answer(r), "A")] {
                 let e = values.entry((value, which)).or_insert((0, u64::MAX, 0));
                 e.0 += r.value.count;

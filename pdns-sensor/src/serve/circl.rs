@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use super::auth::Caller;
 use super::engine::{End, Fences, Lookup, seen_before};
 use super::pattern::{NamePattern, TypeFilter};
-use super::{ApiError, SharedState, auth, params, quota};
+use super::{ApiError, SharedState, auth, inline, params, quota};
 use crate::store::{Selector, StoredRecord};
 use crate::vocab::key::rdata_name_offset;
 use crate::vocab::name;
@@ -160,7 +160,7 @@ async fn query_inner(
     let deadline = Instant::now() + state.config.query_timeout;
     let st = SharedState::clone(&state);
     // Read one record past the page to know whether another page exists.
-    let (records, more, end) = tokio::task::spawn_blocking(move || {
+    let read = move |deadline: Instant| {
         let mut out: Vec<StoredRecord> = Vec::new();
         let mut seen = 0u64;
         let mut more = false;
@@ -190,9 +190,17 @@ async fn query_inner(
             }
         }
         (out, more, end)
-    })
-    .await
-    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    };
+    // Tried on this thread first; a big or slow one runs on the pool.
+    let (records, more, end) =
+        match inline::attempt(&state.backend, deadline, |budget| Some(read(budget))) {
+            Some(found) => found,
+            None => tokio::task::spawn_blocking(move || read(deadline))
+                .await
+                .map_err(|e| {
+                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                })?,
+        };
 
     let mut body = String::new();
     for r in &records {

@@ -345,7 +345,9 @@ async fn v2_inner(
             let req = parse_request(&state, &caller, verb, &segs[1..], &params)?;
             let summarize = verb == "summarize";
             let deadline = Instant::now() + state.config.query_timeout;
-            let body = stream::body(move |sink| {
+            let backend = state.backend.clone();
+            let body = stream::answer(&backend, deadline, move |sink| {
+                let deadline = sink.deadline();
                 sink.line(&json!({"cond": "begin"}));
                 let store = &state.backend;
                 if summarize {
@@ -441,13 +443,14 @@ async fn v1_inner(
             "no results found for query",
         ));
     }
-    let body = stream::body(move |sink| {
+    let backend = state.backend.clone();
+    let body = stream::answer(&backend, deadline, move |sink| {
         req.lookup.run(
             &state.backend,
             req.fences,
             req.offset,
             req.limit,
-            deadline,
+            sink.deadline(),
             |r| sink.line(&cof(r, req.rrset, req.humantime, req.rrset)),
         );
     })

@@ -184,7 +184,7 @@ pub(super) async fn dnsdb(
         return Ok(ndjson(body.into()));
     };
     let deadline = Instant::now() + state.config.query_timeout;
-    let body = stream::body(move |sink| {
+    let body = stream::body(deadline, move |sink| {
         sink.line(&json!({"cond": "begin"}));
         let mut stats = ScanStats::default();
         let rtype = req.rtype;

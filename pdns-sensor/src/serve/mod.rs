@@ -30,6 +30,7 @@ pub mod connections;
 mod dnsdb;
 mod engine;
 mod flex;
+mod inline;
 mod listen;
 mod negative;
 mod nod;

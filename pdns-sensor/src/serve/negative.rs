@@ -84,7 +84,7 @@ async fn inner(
         last_before: fences.last_before,
         deadline: Some(deadline),
     };
-    let body = stream::body(move |sink| {
+    let body = stream::body(deadline, move |sink| {
         let mut selectors = vec![Selector::Owner {
             name: encoded.clone(),
             wildcard: false,

@@ -81,7 +81,7 @@ async fn inner(state: SharedState, caller: &Caller, uri: &Uri) -> Result<Respons
         ));
     }
     let deadline = Instant::now() + state.config.query_timeout;
-    let body = stream::body(move |sink| {
+    let body = stream::body(deadline, move |sink| {
         let Some(store) = state.backend.store() else {
             return;
         };

@@ -12,20 +12,30 @@
 //! `Content-Length`, so headers and body leave in one write; only answers
 //! larger than a chunk are sent chunked as they are read. (Measured on a
 //! cached store: the chunked form cost an exact-name lookup a second
-//! write and wake-up for its terminating chunk.)
+//! write and wake-up for its terminating chunk.) [`answer`] goes one step
+//! further for lookups of the local store: it first tries the read on the
+//! request's own thread ([`super::inline`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
-use std::convert::Infallible;
 use tokio::sync::mpsc;
-
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+
+use super::backend::Backend;
+use super::inline;
 
 /// Bytes gathered before a chunk is sent.
 const CHUNK: usize = 32 << 10;
 /// Chunks in flight: bounds memory per response at about 8 × 32 KiB.
 const DEPTH: usize = 8;
+/// The most an answer read on the request's thread may hold: the memory
+/// a streamed answer may have in flight.
+const INLINE_MAX: usize = CHUNK * DEPTH;
 
 /// What the reader sends: a full chunk, or the rest once it is done.
 enum Piece {
@@ -33,23 +43,37 @@ enum Piece {
     Last(Bytes),
 }
 
+/// Where a [`Sink`]'s bytes go.
+enum Out {
+    /// To the HTTP side, chunk by chunk, from a blocking thread.
+    Channel(mpsc::Sender<Piece>),
+    /// Kept whole (a read tried on the request's thread); `full` once it
+    /// outgrew [`INLINE_MAX`] and stopped taking more.
+    Kept { full: bool },
+}
+
 /// Where a producer writes its output.
 pub(super) struct Sink {
-    tx: mpsc::Sender<Piece>,
+    out: Out,
     buf: BytesMut,
     closed: bool,
+    deadline: Instant,
 }
 
 impl Sink {
+    /// When the producer's reads must stop: the query's deadline, or the
+    /// shorter budget of a read tried on the request's thread.
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Appends raw text; returns false once the client is gone.
     pub(super) fn write(&mut self, text: &str) -> bool {
         if self.closed {
             return false;
         }
         self.buf.extend_from_slice(text.as_bytes());
-        if self.buf.len() >= CHUNK {
-            self.flush();
-        }
+        self.filled();
         !self.closed
     }
 
@@ -61,19 +85,30 @@ impl Sink {
         // Writing JSON into memory cannot fail.
         let _ = serde_json::to_writer((&mut self.buf).writer(), value);
         self.buf.put_u8(b'\n');
-        if self.buf.len() >= CHUNK {
-            self.flush();
-        }
+        self.filled();
         !self.closed
     }
 
+    /// Sends a full chunk on, or stops a kept answer that grew too big.
+    fn filled(&mut self) {
+        match &mut self.out {
+            Out::Channel(_) if self.buf.len() >= CHUNK => self.flush(),
+            Out::Kept { full } if self.buf.len() > INLINE_MAX => {
+                *full = true;
+                self.closed = true;
+            }
+            _ => {}
+        }
+    }
+
     fn flush(&mut self) {
+        let Out::Channel(tx) = &self.out else { return };
         if self.buf.is_empty() || self.closed {
             return;
         }
         let chunk = self.buf.split().freeze();
         self.buf.reserve(CHUNK);
-        if self.tx.blocking_send(Piece::More(chunk)).is_err() {
+        if tx.blocking_send(Piece::More(chunk)).is_err() {
             self.closed = true;
         }
     }
@@ -81,23 +116,30 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        if !self.closed {
+        if let Out::Channel(tx) = &self.out
+            && !self.closed
+        {
             let rest = self.buf.split().freeze();
-            let _ = self.tx.blocking_send(Piece::Last(rest));
+            let _ = tx.blocking_send(Piece::Last(rest));
         }
     }
 }
 
-/// A body fed by `produce`, which runs on a blocking thread. Resolves once
-/// the answer is known to fit one chunk (a `Content-Length` body) or has
-/// filled its first chunk (a streamed body).
-pub(super) async fn body(produce: impl FnOnce(&mut Sink) + Send + 'static) -> Body {
+/// A body fed by `produce`, which runs on a blocking thread with a sink
+/// whose deadline is `deadline`. Resolves once the answer is known to fit
+/// one chunk (a `Content-Length` body) or has filled its first chunk (a
+/// streamed body).
+pub(super) async fn body(
+    deadline: Instant,
+    produce: impl FnOnce(&mut Sink) + Send + 'static,
+) -> Body {
     let (tx, mut rx) = mpsc::channel(DEPTH);
     tokio::task::spawn_blocking(move || {
         let mut sink = Sink {
-            tx,
+            out: Out::Channel(tx),
             buf: BytesMut::with_capacity(CHUNK),
             closed: false,
+            deadline,
         };
         produce(&mut sink);
     });
@@ -110,7 +152,130 @@ pub(super) async fn body(produce: impl FnOnce(&mut Sink) + Send + 'static) -> Bo
             });
             Body::from_stream(tokio_stream::once(Ok(first)).chain(rest))
         }
-        // The producer panicked before it wrote anything.
+        // The blocking pool never ran the producer (the runtime is
+        // shutting down).
         None => Body::empty(),
+    }
+}
+
+/// The body of a lookup: `produce` tried on this thread first (see
+/// [`super::inline`]) and kept whole when it finishes within the budget
+/// and [`INLINE_MAX`]; otherwise thrown away and run again as a [`body`].
+/// `produce` must take its reads' deadline from [`Sink::deadline`].
+pub(super) async fn answer(
+    backend: &Backend,
+    deadline: Instant,
+    produce: impl Fn(&mut Sink) + Send + Sync + 'static,
+) -> Body {
+    let kept = inline::attempt(backend, deadline, |budget| {
+        let mut sink = Sink {
+            out: Out::Kept { full: false },
+            buf: BytesMut::new(),
+            closed: false,
+            deadline: budget,
+        };
+        produce(&mut sink);
+        match sink.out {
+            Out::Kept { full: false } => Some(sink.buf.split().freeze()),
+            _ => None,
+        }
+    });
+    if let Some(whole) = kept {
+        return Body::from(whole);
+    }
+    let produce = Arc::new(produce);
+    body(deadline, move |sink| produce(sink)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::HttpBody;
+
+    fn store() -> (tempfile::TempDir, Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        (dir, Backend::Store(Arc::new(store)))
+    }
+
+    fn lines(n: usize) -> impl Fn(&mut Sink) + Send + Sync + 'static {
+        move |sink: &mut Sink| {
+            for i in 0..n {
+                if !sink.line(&serde_json::json!({ "line": i, "pad": "x".repeat(100) })) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn expected(n: usize) -> Vec<u8> {
+        let mut sink = Vec::new();
+        for i in 0..n {
+            serde_json::to_writer(
+                &mut sink,
+                &serde_json::json!({ "line": i, "pad": "x".repeat(100) }),
+            )
+            .unwrap();
+            sink.push(b'\n');
+        }
+        sink
+    }
+
+    async fn collect(body: Body) -> (Option<u64>, Vec<u8>) {
+        let exact = body.size_hint().exact();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (exact, bytes.to_vec())
+    }
+
+    /// Small answers are whole bodies (a `Content-Length`), big ones are
+    /// streamed, and either way every byte arrives in order — tried on
+    /// the request's thread or not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_answers_are_whole_and_big_ones_stream() {
+        let (_dir, backend) = store();
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        for n in [0, 1, 10, 200, 1_000, 5_000] {
+            let size = expected(n).len();
+            let (exact, bytes) = collect(body(later, lines(n)).await).await;
+            assert_eq!(bytes, expected(n), "{n} lines, blocking");
+            assert_eq!(
+                exact.is_some(),
+                size < CHUNK,
+                "{n} lines ({size} B), blocking"
+            );
+            let (exact, bytes) = collect(answer(&backend, later, lines(n)).await).await;
+            assert_eq!(bytes, expected(n), "{n} lines, tried inline");
+            // Between one chunk and the inline cap, whole or streamed
+            // depends on whether this machine wrote it within the budget.
+            if size < CHUNK {
+                assert!(exact.is_some(), "{n} lines ({size} B), tried inline");
+            } else if size > INLINE_MAX {
+                assert!(exact.is_none(), "{n} lines ({size} B), tried inline");
+            }
+        }
+    }
+
+    /// A read that outruns the budget on the request's thread is run
+    /// again on the pool with the query's deadline, and its answer is the
+    /// second run's alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_read_is_run_again_with_the_real_deadline() {
+        let (_dir, backend) = store();
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let produce = move |sink: &mut Sink| {
+            let run = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // The first run sees the short budget and stops at it.
+            std::thread::sleep(inline::BUDGET + std::time::Duration::from_millis(1));
+            let timed_out = Instant::now() >= sink.deadline();
+            sink.line(&serde_json::json!({ "run": run, "timed_out": timed_out }));
+        };
+        let (_, bytes) = collect(answer(&backend, later, produce).await).await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "{\"run\":1,\"timed_out\":false}\n"
+        );
     }
 }
