@@ -1,6 +1,7 @@
 //! The query engine behind every HTTP surface: a [`Lookup`] (what the path
-//! asked for) plus its time [`Fences`] becomes a stream of stored records, read in a
-//! blocking thread with a deadline and a result cap.
+//! asked for) plus its time [`Fences`] becomes a stream of stored records,
+//! read with a deadline and a result cap (on a blocking thread, or briefly
+//! on the request's own, see `inline`).
 
 use std::time::Instant;
 
