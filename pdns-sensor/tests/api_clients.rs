@@ -5,47 +5,17 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-struct Serve {
-    child: Child,
-    port: u16,
+use common::process::ServeProcess;
+
+/// `serve` with the test's key file, on a port it binds itself.
+fn start(db: &Path, keys: &Path) -> ServeProcess {
+    ServeProcess::start(db, &["--api-key-file", keys.to_str().unwrap()])
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db: &Path, keys: &Path) -> Serve {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_pdns-sensor"))
-        .args(["serve", "--db"])
-        .arg(db)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--api-key-file"])
-        .arg(keys)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve { child, port }
-}
-
-fn fixture() -> (common::Ingested, tempfile::TempDir, Serve) {
+fn fixture() -> (common::Ingested, tempfile::TempDir, ServeProcess) {
     let ingested = common::ingest(&[
         common::pcap("dnscap/dns.pcap"),
         common::pcap("zeek/pcapng-multi-interface.pcapng"),
