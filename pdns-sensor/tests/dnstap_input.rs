@@ -442,14 +442,27 @@ fn dnstap_of_real_captures_equals_their_pcap_ingest() {
     for t in threads {
         t.join().unwrap();
     }
-    let frames = sensor.metrics("pdns_dnstap_frames_total");
-    for s in 0..4 {
+    // Each sender's frames are counted under its identity. The counters
+    // are published as the sensor's threads get to them, which can be a
+    // moment after a sender has finished: wait for them (10 s at most).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let frames = sensor.metrics("pdns_dnstap_frames_total");
+        let missing: Vec<_> = (0..4)
+            .filter(|s| {
+                !frames.contains_key(&format!(
+                    "pdns_dnstap_frames_total{{identity=\"sender-{s}\"}}"
+                ))
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
         assert!(
-            frames.contains_key(&format!(
-                "pdns_dnstap_frames_total{{identity=\"sender-{s}\"}}"
-            )),
-            "{frames:?}"
+            Instant::now() < deadline,
+            "no frames counted for senders {missing:?}: {frames:?}"
         );
+        std::thread::sleep(Duration::from_millis(50));
     }
     let (report, dir) = sensor.stop();
     let d = report.dnstap.expect("a dnstap report");
