@@ -17,7 +17,6 @@
 //! request's own thread ([`super::inline`]).
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -185,14 +184,14 @@ pub(super) async fn answer(
     if let Some(whole) = kept {
         return Body::from(whole);
     }
-    let produce = Arc::new(produce);
-    body(deadline, move |sink| produce(sink)).await
+    body(deadline, produce).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::HttpBody;
+    use std::sync::Arc;
 
     fn store() -> (tempfile::TempDir, Backend) {
         let dir = tempfile::tempdir().unwrap();

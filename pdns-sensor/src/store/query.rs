@@ -58,28 +58,6 @@ pub struct Filter {
 /// Keys read between two looks at the clock in a filtered scan.
 const DEADLINE_EVERY: u32 = 1024;
 
-/// Ends a scan at `deadline`: yields the items of `iter` until the
-/// deadline passes, then one [`StoreError::TimedOut`], then nothing.
-fn until<T>(
-    deadline: Option<Instant>,
-    iter: impl Iterator<Item = Option<Result<T, StoreError>>>,
-) -> impl Iterator<Item = Result<T, StoreError>> {
-    let mut read = 0u32;
-    let mut over = false;
-    iter.map_while(move |item| {
-        if over {
-            return None;
-        }
-        read = read.wrapping_add(1);
-        if read.is_multiple_of(DEADLINE_EVERY) && deadline.is_some_and(|d| Instant::now() >= d) {
-            over = true;
-            return Some(Some(Err(StoreError::TimedOut)));
-        }
-        Some(item)
-    })
-    .flatten()
-}
-
 impl Filter {
     fn time_matches(&self, v: &Value) -> bool {
         self.first_after.is_none_or(|t| v.first >= t)
@@ -331,18 +309,10 @@ impl Store {
     ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + 'a {
         let span = selector.span();
         let cutoff = self.retention_cutoff();
-        let read = self.raw_iter(span.cf, &span.range).map(move |item| {
-            let (key, value) = match item {
-                Ok(kv) => kv,
-                Err(e) => return Some(Err(self.error("reading")(e))),
-            };
-            let Some(value) = Value::decode(&value) else {
-                count_corrupt();
-                return None;
-            };
-            span.record(&key, value, cutoff, filter).map(Ok)
-        });
-        until(filter.deadline, read)
+        let rows = self.raw_iter(span.cf, &span.range);
+        self.scan(rows, filter.deadline, move |key, value| {
+            span.record(key, value, cutoff, filter)
+        })
     }
 
     /// Streams negative answers under a selector (`All` or `Owner`; other
@@ -354,18 +324,49 @@ impl Store {
     ) -> impl Iterator<Item = Result<NegativeRecord, StoreError>> + 'a {
         let span = selector.negative_span();
         let cutoff = self.retention_cutoff();
-        let read = self.raw_iter(CF_NEGATIVE, &span.range).map(move |item| {
+        let rows = self.raw_iter(CF_NEGATIVE, &span.range);
+        self.scan(rows, filter.deadline, move |key, value| {
+            span.negative(key, value, cutoff, filter)
+        })
+    }
+
+    /// Reads `rows`, giving `accept` each key and decoded value and
+    /// yielding what it returns; a value that does not decode is counted
+    /// as corrupt and skipped. Past `deadline` (looked at every
+    /// [`DEADLINE_EVERY`] keys read, accepted or not), the scan yields one
+    /// [`StoreError::TimedOut`] and ends.
+    fn scan<'a, T, A>(
+        &'a self,
+        rows: DBIteratorWithThreadMode<'a, DB>,
+        deadline: Option<Instant>,
+        mut accept: A,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + use<'a, T, A>
+    where
+        A: FnMut(&[u8], Value) -> Option<T> + 'a,
+    {
+        let mut read = 0u32;
+        let mut over = false;
+        rows.map_while(move |item| {
+            if over {
+                return None;
+            }
+            read = read.wrapping_add(1);
+            if read.is_multiple_of(DEADLINE_EVERY) && deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                over = true;
+                return Some(Some(Err(StoreError::TimedOut)));
+            }
             let (key, value) = match item {
                 Ok(kv) => kv,
-                Err(e) => return Some(Err(self.error("reading")(e))),
+                Err(e) => return Some(Some(Err(self.error("reading")(e)))),
             };
             let Some(value) = Value::decode(&value) else {
                 count_corrupt();
-                return None;
+                return Some(None);
             };
-            span.negative(&key, value, cutoff, filter).map(Ok)
-        });
-        until(filter.deadline, read)
+            Some(accept(&key, value).map(Ok))
+        })
+        .flatten()
     }
 }
 
