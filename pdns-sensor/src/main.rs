@@ -33,18 +33,24 @@ fn colour() -> bool {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at its start (the `MALLOC_CONF` environment
-/// variable still overrides them). Freed pages go back to the kernel
-/// within about a tenth of a second instead of jemalloc's default ten:
-/// the sensor frees memtables (16 MiB) and whole batches (up to 100 MiB)
-/// every few seconds, and with ten seconds RSS held 30–90 MiB of such
-/// pages beyond what was allocated, in swings that hid any trend (the
-/// bench's soak). A second was still too long under a flood of
-/// unfinished TCP flows and fragment trains: the decoder frees what it
-/// evicts as fast as it allocates, and with a one-second window the peak
-/// RSS of `tests/hostile_state.rs` was 152 MiB, above its bound of 131
-/// (what the real traffic needs, plus the decoder's budgets, plus 24 MiB);
-/// with 100 ms it is 100 MiB. Neither window costs measurable CPU on the
-/// bench's workloads.
+/// variable still overrides them). Freed pages go back to the kernel at
+/// once (`dirty_decay_ms:0`) instead of after jemalloc's default ten
+/// seconds. The sensor frees big, short-lived buffers all the time: each
+/// store writer builds a write batch and its sorted index keys from a full
+/// aggregate (tens of MiB at 100 000 keys) and frees them once written,
+/// RocksDB frees 16 MiB memtables at every flush, and under a flood of
+/// unfinished TCP flows the decoder frees what it evicts as fast as it
+/// allocates. Every window tried kept such pages resident beyond what was
+/// allocated: ten seconds held 30–90 MiB in swings that hid any trend (the
+/// bench's soak); one second let `tests/hostile_state.rs` peak at 152 MiB
+/// (its bound is 131); 100 ms, 10 ms and 30 ms all left the 10 M-packet,
+/// 1 M-name, two-thread ingest at 282–313 MiB with about 200 MiB allocated,
+/// the rest freed pages of the writers' batches. Purging at once: 225–230
+/// MiB there, 159–166 instead of 195–199 on one thread. It costs system
+/// time (1.8 → 2.7 CPU-s over those 10 M packets, the returned pages
+/// fault in again) but no measured throughput: one thread at 10 k and 1 M
+/// names, and lookups on the 10 M-record store, were within run-to-run
+/// noise of the 100 ms window (interleaved runs, 2026-12-06).
 ///
 /// No background threads: the purging happens on the threads that
 /// allocate, which in a running sensor never stop. A jemalloc thread would
@@ -55,7 +61,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: Option<&'static std::ffi::c_char> =
     // SAFETY: a pointer to the first byte of a NUL-terminated static
     // string, as jemalloc reads it.
-    Some(unsafe { &*c"background_thread:false,dirty_decay_ms:100,muzzy_decay_ms:0".as_ptr() });
+    Some(unsafe { &*c"background_thread:false,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr() });
 
 /// What jemalloc holds, for `pdns_allocator_bytes` (read at every scrape).
 fn allocator_stats() -> Option<AllocatorStats> {
