@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::clickhouse::{ClickHouse, Totals, central, free_port, merge};
+use common::clickhouse::{ClickHouse, Totals, central, merge};
+use common::free_port;
 use pdns_sensor::store::{Filter, Selector, Store};
 use pdns_sensor::vocab::key;
 

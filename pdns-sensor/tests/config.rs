@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -207,14 +206,6 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `serve` and waits until `port` answers; returns the /metrics
 /// status line.
 fn serve_on(config: &Path, env: &[(&str, &str)], port: u16) -> String {
@@ -256,7 +247,7 @@ fn serve_on(config: &Path, env: &[(&str, &str)], port: u16) -> String {
 fn serve_listens_where_the_file_or_the_environment_says() {
     let ingested = common::ingest(&[common::pcap("dnscap/dns6.pcap")]);
     let dir = tempfile::tempdir().unwrap();
-    let (file_port, env_port) = (free_port(), free_port());
+    let (file_port, env_port) = (common::free_port(), common::free_port());
     let config = write(
         dir.path(),
         "c.toml",

@@ -62,17 +62,6 @@ impl Drop for Daemon {
     }
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Starts `program args…` in its own process group and waits until it
 /// answers `probe` (a name and type) with something containing `expect`.
 fn spawn(
@@ -112,7 +101,7 @@ fn start_nsd() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let zone = common::testdata().join("zones/rendering.zone");
     std::fs::copy(&zone, dir.path().join("zone")).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let d = dir.path().display();
     let conf = format!(
         "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  \
@@ -149,7 +138,7 @@ const LOCAL_DATA: &[&str] = &[
 /// Unbound answering [`LOCAL_DATA`] from a static local zone.
 fn start_unbound() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let d = dir.path().display();
     let mut conf = format!(
         "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  \

@@ -16,7 +16,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -170,14 +169,6 @@ fn connect(path: &Path) -> UnixStream {
     s
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `pdns-sensor run` with dnstap input only, killed if dropped.
 struct Sensor {
     child: Child,
@@ -197,7 +188,7 @@ impl Sensor {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let socket = dir.path().join("run/dnstap.sock");
-        let api = free_port();
+        let api = common::free_port();
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = std::process::Command::new(program);
@@ -664,7 +655,7 @@ fn dnstap_only_runs_without_privileges_and_replaces_a_stale_socket() {
     drop(sensor);
     // A new sensor on the same path replaces it, and records (its store
     // is a new one: the killed sensor's flushes are not what is tested).
-    let api = free_port();
+    let api = common::free_port();
     let mut child = common::sensor_command()
         .arg("run")
         .arg("--db")
@@ -728,7 +719,7 @@ fn many_senders_connect_and_reconnect() {
             .map(|c| dnstap(c, proto::message::Type::ForwarderResponse, "fwd"))
             .collect(),
     );
-    let tcp = free_port();
+    let tcp = common::free_port();
     let sensor = Sensor::start(&["--dnstap", &format!("tcp:127.0.0.1:{tcp}")]);
     let socket = Arc::new(sensor.socket.clone());
     // 16 senders, half on the Unix socket, half over TCP, each connecting

@@ -3,7 +3,6 @@
 //! file in a temporary directory, killed when the test ends. Fails loudly
 //! when the server is not installed: these tests never pass by skipping.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,28 +10,11 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use pdns_sensor::clickhouse::client::{Client, ClientOptions, Target};
+
+use super::free_port;
 use pdns_sensor::vocab::value::{Origin, Value};
 
 const SERVER: &str = "/usr/sbin/clickhouse-server";
-
-/// A free loopback port, never handed out twice in this process.
-///
-/// Tests run as parallel threads, each starting servers that bind their
-/// ports a moment after choosing them: an ephemeral port released by one
-/// could be chosen by another in between. These come from a range below
-/// the kernel's ephemeral ports, per process, from a counter.
-pub(crate) fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 24) as u16 * 500;
-    for _ in 0..500 {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 500;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {base}..{}", base + 500);
-}
 
 /// Aggregates by store key, as both a local store and ClickHouse report
 /// them.

@@ -17,6 +17,30 @@ use pdns_sensor::dump::Row;
 use pdns_sensor::report::IngestReport;
 use pdns_sensor::store::{Filter, Selector, Store};
 
+/// A loopback port free for TCP and UDP, never handed out twice in this
+/// process.
+///
+/// Tests run as parallel threads, each starting servers that bind their
+/// ports a moment after choosing them, next to Chromium, ClickHouse and
+/// resolvers that bind ephemeral ports of their own: a port found free by
+/// binding port 0 and letting it go is an ephemeral port, which any of
+/// them can take in between. These come from a range below the kernel's
+/// ephemeral ports (32768 and up), per process, from a counter.
+pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 24) as u16 * 500;
+    for _ in 0..500 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 500;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + 500);
+}
+
 /// The repository's `testdata/` (captures, Zeek baselines, `pairs.tsv`;
 /// see its `MANIFEST.md`). Fails loudly if it is missing: these tests must
 /// not pass by finding nothing.
