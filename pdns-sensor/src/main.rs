@@ -45,18 +45,20 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// bench's soak); one second let `tests/hostile_state.rs` peak at 152 MiB
 /// (its bound is 131); 100 ms, 10 ms and 30 ms all left the 10 M-packet,
 /// 1 M-name, two-thread ingest at 282–313 MiB with about 200 MiB allocated,
-/// the rest freed pages of the writers' batches. Purging at once: 225–230
-/// MiB there, 159–166 instead of 195–199 on one thread. It costs system
-/// time (1.8 → 2.7 CPU-s over those 10 M packets, the returned pages
-/// fault in again) but no measured throughput: one thread at 10 k and 1 M
-/// names, and lookups on the 10 M-record store, were within run-to-run
+/// the rest freed pages of the writers' batches. Purging at once: 221–238
+/// MiB there (one thread: 165–167). Sending only requests over 256 KiB or
+/// 1 MiB to a purged-at-once arena (`oversize_threshold`) kept 237–252.
+/// Purging costs system time (1.8 → 2.7 CPU-s over those 10 M packets:
+/// the returned pages fault in again) but no measured throughput: the
+/// bench's ingest rows, lookups on the 10 M-record store with the block
+/// cache churning, and the live scenario's CPU were within run-to-run
 /// noise of the 100 ms window (interleaved runs, 2026-12-06).
 ///
-/// No background threads: the purging happens on the threads that
-/// allocate, which in a running sensor never stop. A jemalloc thread would
-/// be started at the first allocation, before `run` drops its privileges,
-/// and keep the capabilities the drop takes from every other thread (the
-/// drop checks every thread and refuses to go on).
+/// No background threads: the purging happens on the threads that free,
+/// as they free. A jemalloc thread would be started at the first
+/// allocation, before `run` drops its privileges, and keep the
+/// capabilities the drop takes from every other thread (the drop checks
+/// every thread and refuses to go on).
 #[unsafe(export_name = "malloc_conf")]
 static MALLOC_CONF: Option<&'static std::ffi::c_char> =
     // SAFETY: a pointer to the first byte of a NUL-terminated static
