@@ -128,6 +128,12 @@ impl Header {
         u64::from_le_bytes(field(arena, at as usize))
     }
 
+    /// The fingerprint length of the record at `at`.
+    #[inline]
+    fn len_at(arena: &[u8], at: u32) -> u32 {
+        u32::from_le_bytes(field(arena, at as usize + 8))
+    }
+
     #[inline]
     fn read(arena: &[u8], at: u32) -> Header {
         let at = at as usize;
@@ -224,10 +230,8 @@ impl Repeats {
         let hash = self.hasher.hash_one(fingerprint);
         let arena = &self.arena;
         let found = self.table.find(hash, |&at| {
-            Header::hash_at(arena, at) == hash && {
-                let len = u32::from_le_bytes(field(arena, at as usize + 8));
-                fingerprint_at(arena, at, len) == fingerprint
-            }
+            Header::hash_at(arena, at) == hash
+                && fingerprint_at(arena, at, Header::len_at(arena, at)) == fingerprint
         });
         if let Some(&at) = found {
             let header = Header::read(arena, at);
@@ -531,6 +535,7 @@ mod tests {
         assert_eq!(arena.len(), 5 + HEADER);
         assert_eq!(Header::read(&arena, 5), header);
         assert_eq!(Header::hash_at(&arena, 5), header.hash);
+        assert_eq!(Header::len_at(&arena, 5), header.len);
     }
 
     #[test]
