@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: where the test data is, and
 //! ingesting captures into a throw-away database through the same code
 //! path as `pdns-sensor ingest`; `serve` as a child process (`process`);
-//! a test CA and an HTTPS client (`tls`).
+//! a test CA and an HTTPS client (`tls`); loopback ports for the servers
+//! tests start ([`free_port`]).
 #![allow(dead_code)]
 
 pub(crate) mod clickhouse;
