@@ -87,8 +87,11 @@ pub(super) async fn serve<L>(
         let service = TowerToHyperService::new(app.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            // Declared in this order so that the slot goes back before the
+            // gauge drops: a scrape that sees only itself open knows every
+            // other slot is free.
             let _open = metrics::ApiConnectionOpen::new();
+            let _slot = slot;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout);
