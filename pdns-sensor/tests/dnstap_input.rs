@@ -5,7 +5,8 @@
 //! oversized and truncated frames, broken protobufs) are cut off and
 //! counted while a well-behaved sender on the same sensor loses nothing;
 //! `run --dnstap` alone needs no privileges; many senders connect and
-//! reconnect; a socket left by a killed sensor is replaced.
+//! reconnect; senders over the connection cap are refused and counted; a
+//! socket left by a killed sensor is replaced.
 //!
 //! The senders here are written in the test (the Frame Streams handshake
 //! with the library's encoder, so a handshake bug on both sides would
@@ -767,4 +768,73 @@ fn many_senders_connect_and_reconnect() {
     assert_eq!(c.accepted, 48);
     assert_eq!(c.closed, 8, "eight closed without STOP");
     assert_eq!(c.finished, 40);
+}
+
+#[test]
+fn senders_beyond_the_connection_cap_are_refused_and_counted() {
+    let captured: Vec<Captured> = responses(&sample_captures())
+        .into_iter()
+        .take(300)
+        .collect();
+    let payloads: Vec<Vec<u8>> = captured
+        .iter()
+        .map(|c| dnstap(c, proto::message::Type::ForwarderResponse, "fwd"))
+        .collect();
+    let (first_part, rest) = payloads.split_at(100);
+    let (second_part, third_part) = rest.split_at(100);
+    let sensor = Sensor::start(&["--dnstap-max-connections", "2"]);
+    let mut first = Sender::open(connect(&sensor.socket));
+    let mut second = Sender::open(connect(&sensor.socket));
+    first.send(first_part);
+    second.send(second_part);
+    // A third sender, with two open: closed before any handshake.
+    let mut refused = connect(&sensor.socket);
+    let _ = refused.write_all(&encode_control(ControlType::Ready, Some(CONTENT_TYPE)));
+    let mut buf = [0u8; 64];
+    match refused.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("a sender over the cap was answered: {other:?}"),
+    }
+    let count = |result: &str| {
+        sensor.metrics("pdns_dnstap_connections_total")
+            [&format!("pdns_dnstap_connections_total{{result=\"{result}\"}}")]
+    };
+    assert_eq!(count("refused"), 1.0, "{}", sensor.stderr());
+    assert!(
+        sensor.stderr().contains("--dnstap-max-connections"),
+        "the refusal is logged with the setting to change:\n{}",
+        sensor.stderr()
+    );
+    // The two held senders lost nothing, and a slot comes back when one
+    // ends.
+    first.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sensor.metrics("pdns_dnstap_connections_open")["pdns_dnstap_connections_open"] != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the finished sender's slot never came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut third = Sender::open(connect(&sensor.socket));
+    third.send(third_part);
+    third.stop();
+    second.stop();
+    let (report, dir) = sensor.stop();
+    let d = report.dnstap.unwrap();
+    assert_eq!(d.recorded, payloads.len() as u64, "nothing lost");
+    let c = d.connections.unwrap();
+    assert_eq!((c.accepted, c.refused, c.finished), (3, 1, 3));
+    // Exactly what one sender with every message makes.
+    let single = Sensor::start(&[]);
+    let mut all = Sender::open(connect(&single.socket));
+    all.send(&payloads);
+    all.stop();
+    let (_, single_dir) = single.stop();
+    assert_same(
+        &stored(&dir.path().join("db")),
+        &stored(&single_dir.path().join("db")),
+        "three senders through a cap of two vs one sender",
+    );
 }
