@@ -2,7 +2,6 @@
 //! driven through ChromeDriver's WebDriver interface (fantoccini). Both
 //! are installed by `cargo xtask setup`; a missing one fails the test.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -23,14 +22,15 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session
     /// of `width`×`height`.
     ///
-    /// The port is chosen by binding port 0 and letting it go, so another
-    /// process can take it before chromedriver does — on a machine running
-    /// seven browsers at once, most often another Chromium's DevTools
-    /// port. A session request sent there fails with a dropped connection
-    /// (CI saw exactly that once). So the driver only counts as up when
-    /// its *own* log says it listens on that port with no bind failure,
-    /// and a session that still cannot be made is tried again with a new
-    /// driver on a new port, three times before the test fails.
+    /// The port comes from [`crate::common::free_port`], below the
+    /// ephemeral range, but another process can still hold it — on a
+    /// machine running seven browsers at once, another Chromium's DevTools
+    /// port, say. A session request sent there fails with a dropped
+    /// connection (CI saw exactly that once, with an ephemeral port). So
+    /// the driver only counts as up when its *own* log says it listens on
+    /// that port with no bind failure, and a session that still cannot be
+    /// made is tried again with a new driver on a new port, three times
+    /// before the test fails.
     pub(crate) async fn start(width: u32, height: u32) -> Browser {
         let mut failures = Vec::new();
         for _ in 0..3 {
@@ -192,23 +192,22 @@ struct Driver {
 }
 
 impl Driver {
-    /// Spawns chromedriver on a port free a moment ago and waits (20 s at
+    /// Spawns chromedriver on a free port and waits (20 s at
     /// most) until its own log says it is listening there; a driver that
     /// lost the port to another process is killed and the next port tried.
     fn spawn(dir: &std::path::Path) -> (Driver, u16, PathBuf) {
         let mut lost = Vec::new();
         for attempt in 0..5 {
             let log = dir.join(format!("chromedriver-{attempt}.log"));
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = crate::common::free_port();
             // A process group of its own: dropping it kills chromedriver
             // and every Chromium process it started, even when the test
-            // panicked before closing its session.
+            // panicked before closing its session. Killed, Chromium leaves
+            // its singleton socket's directory behind in the temporary
+            // directory, so that is the test's own, removed with it.
             let child = Command::new("chromedriver")
                 .process_group(0)
+                .env("TMPDIR", dir)
                 .arg(format!("--port={port}"))
                 .arg(format!("--log-path={}", log.display()))
                 .stdin(Stdio::null())
