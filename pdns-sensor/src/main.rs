@@ -54,6 +54,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// cache churning, and the live scenario's CPU were within run-to-run
 /// noise of the 100 ms window (interleaved runs, 2026-12-06).
 ///
+/// `serve` alone sets a window of [`SERVE_DIRTY_DECAY_MS`] instead (see
+/// [`serve_decay`]).
+///
 /// No background threads: the purging happens on the threads that free,
 /// as they free. A jemalloc thread would be started at the first
 /// allocation, before `run` drops its privileges, and keep the
@@ -64,6 +67,39 @@ static MALLOC_CONF: Option<&'static std::ffi::c_char> =
     // SAFETY: a pointer to the first byte of a NUL-terminated static
     // string, as jemalloc reads it.
     Some(unsafe { &*c"background_thread:false,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr() });
+
+/// How long `serve` lets freed pages stay before they go back, in ms.
+///
+/// A server streams its large answers in 32 KiB chunks, allocated by the
+/// reading thread and freed by the runtime's workers once sent: purging
+/// each at once cost a 10 000-record wildcard answer (1.6 MB) a
+/// `madvise` per chunk, with a TLB shootdown across the cores, and its
+/// pages faulted in again for the next answer — 5 % of the profile and
+/// p50 / p99 8.3–11.3 / 16.3–17.1 ms on the bench's 10 M-record store,
+/// against 6.7–7.3 / 12.2–14.7 ms with a window of 100 ms, 1 s or 10 s
+/// (interleaved `wrk -c1` runs, 2026-12-06). `serve` holds none of the
+/// writers' big batches that purging at once is for; what a second of its
+/// frees keeps is bounded by its reads in a second.
+const SERVE_DIRTY_DECAY_MS: isize = 1000;
+
+/// Gives every arena, and those created later, `serve`'s decay window,
+/// unless `MALLOC_CONF` in the environment chose the allocator's settings.
+fn serve_decay() {
+    if std::env::var_os("MALLOC_CONF").is_some() {
+        return;
+    }
+    // `arena.4096` is MALLCTL_ARENAS_ALL: every arena that exists now.
+    for name in [
+        &b"arena.4096.dirty_decay_ms\0"[..],
+        b"arenas.dirty_decay_ms\0",
+    ] {
+        // SAFETY: both names are NUL-terminated and take an `ssize_t`,
+        // which `isize` is on every platform jemalloc supports.
+        if let Err(e) = unsafe { tikv_jemalloc_ctl::raw::write(name, SERVE_DIRTY_DECAY_MS) } {
+            tracing::debug!("allocator decay window not set: {e}");
+        }
+    }
+}
 
 /// What jemalloc holds, for `pdns_allocator_bytes` (read at every scrape).
 fn allocator_stats() -> Option<AllocatorStats> {
@@ -94,7 +130,10 @@ fn main() -> ExitCode {
     let invocation = config::parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
     let result = match &invocation.cli.command {
         Command::Run(args) => run::run(args).map(|_| ()),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => {
+            serve_decay();
+            serve::run(args)
+        }
         Command::Ingest(args) => ingest::run(args).map(|_| ()),
         Command::Dump(args) => dump::run(args).map(|_| ()),
         Command::ImportZeek(args) => import_zeek::run(args),
