@@ -11,18 +11,16 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::auth::Caller;
-use super::engine::{End, Lookup, bailiwick_of};
+use super::cof::{self, CofWriter};
+use super::engine::{End, Lookup};
 use super::params::{self, parse_query};
 use super::pattern::{NamePattern, TypeFilter, parse_ip, parse_name};
 use super::quota::{self, Window};
 use super::{ApiError, SharedState, auth, stream};
-use crate::store::StoredRecord;
 use crate::vocab::name;
-use crate::vocab::render;
 use crate::vocab::time::format_rfc3339;
 
 /// A parsed `lookup`/`summarize` request.
@@ -36,82 +34,13 @@ struct Request {
     max_count: Option<u64>,
 }
 
-pub(super) fn time_value(t: u64, human: bool) -> Value {
-    match Time::new(t, human) {
-        Time::Epoch(t) => Value::from(t),
-        Time::Human(s) => Value::String(s),
-    }
-}
-
 /// A time as DNSDB writes it: seconds since the epoch, or RFC 3339 with
 /// `humantime`.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(super) enum Time {
-    Epoch(u64),
-    Human(String),
-}
-
-impl Time {
-    pub(super) fn new(t: u64, human: bool) -> Self {
-        if human {
-            Time::Human(format_rfc3339(t))
-        } else {
-            Time::Epoch(t)
-        }
-    }
-}
-
-/// COF's `rdata`: an array of one (an RRset of one record) or, in the v1
-/// API's `rrset=false` form, the bare string.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum RdataField {
-    Array([String; 1]),
-    Bare(String),
-}
-
-/// A COF object in DNSDB's key set.
-///
-/// Serialized straight into the response instead of through a
-/// `serde_json::Map`: a map per record (a B-tree of owned keys, built and
-/// torn down) was most of the time of a 10 k-record answer. The fields
-/// are declared in alphabetical order, the order the map wrote them in,
-/// so the bytes are the same.
-#[derive(Serialize)]
-pub(super) struct Cof {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bailiwick: Option<String>,
-    count: u64,
-    rdata: RdataField,
-    rrname: String,
-    rrtype: String,
-    time_first: Time,
-    time_last: Time,
-}
-
-/// A result line of the v2 API: `{"obj": COF}`.
-#[derive(Serialize)]
-struct Obj<T> {
-    obj: T,
-}
-
-/// The COF object of a stored record.
-pub(super) fn cof(r: &StoredRecord, rrset: bool, humantime: bool, rdata_array: bool) -> Cof {
-    let rrname = name::presentation(&r.owner);
-    let rdata = render::rdata(r.rtype, &r.rdata);
-    Cof {
-        bailiwick: if rrset { bailiwick_of(&rrname) } else { None },
-        count: r.value.count,
-        rdata: if rdata_array {
-            RdataField::Array([rdata])
-        } else {
-            RdataField::Bare(rdata)
-        },
-        rrname,
-        rrtype: render::rtype_name(r.rtype),
-        time_first: Time::new(r.value.first, humantime),
-        time_last: Time::new(r.value.last, humantime),
+pub(super) fn time_value(t: u64, human: bool) -> Value {
+    if human {
+        Value::String(format_rfc3339(t))
+    } else {
+        Value::from(t)
     }
 }
 
@@ -372,12 +301,17 @@ async fn v2_inner(
                     sink.line(&json!({"obj": Value::Object(obj)}));
                     sink.line(&terminator(&end));
                 } else {
+                    let form = cof::Form {
+                        rrset: req.rrset,
+                        humantime: req.humantime,
+                        rdata_array: true,
+                        in_obj: true,
+                    };
+                    let mut writer = CofWriter::default();
                     let end =
                         req.lookup
                             .run(store, req.fences, req.offset, req.limit, deadline, |r| {
-                                sink.line(&Obj {
-                                    obj: cof(r, req.rrset, req.humantime, true),
-                                })
+                                sink.line_with(|out| writer.write(out, r, form))
                             });
                     sink.line(&terminator(&end));
                 }
@@ -445,51 +379,22 @@ async fn v1_inner(
     }
     let backend = state.backend.clone();
     let body = stream::answer(&backend, deadline, move |sink| {
+        let form = cof::Form {
+            rrset: req.rrset,
+            humantime: req.humantime,
+            rdata_array: req.rrset,
+            in_obj: false,
+        };
+        let mut writer = CofWriter::default();
         req.lookup.run(
             &state.backend,
             req.fences,
             req.offset,
             req.limit,
             sink.deadline(),
-            |r| sink.line(&cof(r, req.rrset, req.humantime, req.rrset)),
+            |r| sink.line_with(|out| writer.write(out, r, form)),
         );
     })
     .await;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::vocab::Rtype;
-    use crate::vocab::value::{Origin, Value as Aggregate};
-
-    /// The struct writes exactly what the `serde_json::Map` it replaced
-    /// wrote: the same keys, in the map's (sorted) order, in every form.
-    #[test]
-    fn cof_writes_what_a_map_of_it_writes() {
-        let record = StoredRecord {
-            owner: name::encode_presentation("www.example.co.uk.").unwrap(),
-            rtype: Rtype::A,
-            rdata: vec![192, 0, 2, 1],
-            value: Aggregate {
-                count: 7,
-                first: 1_700_000_000,
-                last: 1_700_086_400,
-                ttl: 300,
-                origin: Origin::WIRE,
-            },
-        };
-        for rrset in [true, false] {
-            for humantime in [true, false] {
-                for rdata_array in [true, false] {
-                    let cof = cof(&record, rrset, humantime, rdata_array);
-                    let direct = serde_json::to_string(&Obj { obj: &cof }).unwrap();
-                    let as_map = serde_json::to_value(Obj { obj: &cof }).unwrap();
-                    assert_eq!(direct, as_map.to_string());
-                    assert_eq!(as_map["obj"]["bailiwick"].as_str().is_some(), rrset);
-                }
-            }
-        }
-    }
 }

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod backend;
 mod bropdns;
 mod circl;
+mod cof;
 pub mod connections;
 mod dnsdb;
 mod engine;

@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::body::Body;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -57,6 +57,10 @@ enum Out {
 pub(super) struct Sink {
     out: Out,
     buf: BytesMut,
+    /// A line is serialized here first, then copied into `buf` whole:
+    /// serde_json writes a line in a dozen small pieces, each cheap into
+    /// a `Vec` and each a reserve check and a call into a `BytesMut`.
+    line: Vec<u8>,
     closed: bool,
     deadline: Instant,
 }
@@ -80,12 +84,22 @@ impl Sink {
 
     /// Appends one JSON value and a newline.
     pub(super) fn line(&mut self, value: &(impl serde::Serialize + ?Sized)) -> bool {
+        // Writing JSON into memory cannot fail.
+        self.line_with(|out| {
+            let _ = serde_json::to_writer(out, value);
+        })
+    }
+
+    /// Appends one line that `write` writes (the newline is added); returns
+    /// false once the client is gone.
+    pub(super) fn line_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         if self.closed {
             return false;
         }
-        // Writing JSON into memory cannot fail.
-        let _ = serde_json::to_writer((&mut self.buf).writer(), value);
-        self.buf.put_u8(b'\n');
+        self.line.clear();
+        write(&mut self.line);
+        self.line.push(b'\n');
+        self.buf.extend_from_slice(&self.line);
         self.filled();
         !self.closed
     }
@@ -137,6 +151,7 @@ pub(super) async fn body(
     let (tx, mut rx) = mpsc::channel(DEPTH);
     tokio::task::spawn_blocking(move || {
         let mut sink = Sink {
+            line: Vec::with_capacity(256),
             out: Out::Channel(tx),
             buf: BytesMut::with_capacity(CHUNK),
             closed: false,
@@ -170,6 +185,7 @@ pub(super) async fn answer(
 ) -> Body {
     let kept = inline::attempt(backend, deadline, |budget| {
         let mut sink = Sink {
+            line: Vec::with_capacity(256),
             out: Out::Kept { full: false },
             buf: BytesMut::new(),
             closed: false,

@@ -33,8 +33,13 @@ use domain::base::iana::Rtype;
 /// `TYPE65280`).
 pub fn rtype_name(rtype: Rtype) -> String {
     let mut s = String::new();
-    text::type_name(&mut s, rtype.to_int());
+    write_rtype_name(rtype, &mut s);
     s
+}
+
+/// [`rtype_name`], appended to `out`.
+pub fn write_rtype_name(rtype: Rtype, out: &mut String) {
+    text::type_name(out, rtype.to_int());
 }
 
 /// Parses a record type mnemonic or `TYPEnnn` (case-insensitive): dig's
