@@ -15,7 +15,7 @@
 //! `serde_json::Value` of it.
 //!
 //! Only DNSDB's own keys, in its (alphabetical) order: MISP's module
-//! rejects any other.
+//! rejects any other. The value writers below serve Flex's objects too.
 
 use crate::store::StoredRecord;
 use crate::vocab::name;
@@ -93,18 +93,18 @@ impl CofWriter {
 }
 
 /// A JSON string, escaped by serde_json.
-fn string(out: &mut Vec<u8>, s: &str) {
+pub(super) fn string(out: &mut Vec<u8>, s: &str) {
     // Writing JSON into memory cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// A JSON number, formatted by serde_json.
-fn number(out: &mut Vec<u8>, n: u64) {
+pub(super) fn number(out: &mut Vec<u8>, n: u64) {
     let _ = serde_json::to_writer(&mut *out, &n);
 }
 
 /// A time as DNSDB writes it: epoch seconds, or RFC 3339 with `humantime`.
-fn time(out: &mut Vec<u8>, t: u64, human: bool) {
+pub(super) fn time(out: &mut Vec<u8>, t: u64, human: bool) {
     if human {
         string(out, &format_rfc3339(t));
     } else {
