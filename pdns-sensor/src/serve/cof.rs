@@ -113,7 +113,7 @@ pub(super) fn time(out: &mut Vec<u8>, t: u64, human: bool) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
 
@@ -159,6 +159,23 @@ mod tests {
         } else {
             obj.to_string()
         }
+    }
+
+    /// The stored (reversed) encoding of a wire name of `labels`, each 1
+    /// to 63 bytes of anything.
+    pub(in crate::serve) fn owner(labels: &[Vec<u8>]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for label in labels {
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label);
+        }
+        wire.push(0);
+        let mut owner = Vec::new();
+        assert!(
+            name::encode_wire(&wire, &mut owner),
+            "labels of 1 to 63 bytes"
+        );
+        owner
     }
 
     fn forms() -> impl Iterator<Item = Form> {
@@ -230,14 +247,7 @@ mod tests {
             first in 0u64..4_000_000_000,
             bits in 0u8..16,
         ) {
-            let mut wire = Vec::new();
-            for label in &labels {
-                wire.push(label.len() as u8);
-                wire.extend_from_slice(label);
-            }
-            wire.push(0);
-            let mut owner = Vec::new();
-            prop_assume!(name::encode_wire(&wire, &mut owner));
+            let owner = owner(&labels);
             let r = StoredRecord {
                 owner,
                 rtype: Rtype::from_int(rtype),

@@ -146,12 +146,7 @@ struct ObjectWriter {
 impl ObjectWriter {
     /// `{"obj": {count?, rrname, rrtype, time_first?, time_last?}}`.
     fn rrname(&mut self, out: &mut Vec<u8>, h: &NameHit, verbose: bool, humantime: bool) {
-        out.extend_from_slice(b"{\"obj\":{");
-        if verbose {
-            out.extend_from_slice(b"\"count\":");
-            cof::number(out, h.count);
-            out.push(b',');
-        }
+        Self::open(out, verbose, h.count);
         out.extend_from_slice(b"\"rrname\":");
         self.text.clear();
         name::write_presentation(&h.owner, &mut self.text);
@@ -167,12 +162,7 @@ impl ObjectWriter {
     /// time_last?}}`, `raw_rdata` the wire form in lowercase hex.
     fn rdata(&mut self, out: &mut Vec<u8>, h: &RdataHit, verbose: bool, humantime: bool) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.extend_from_slice(b"{\"obj\":{");
-        if verbose {
-            out.extend_from_slice(b"\"count\":");
-            cof::number(out, h.count);
-            out.push(b',');
-        }
+        Self::open(out, verbose, h.count);
         out.extend_from_slice(b"\"raw_rdata\":\"");
         for &b in &h.rdata {
             out.push(HEX[usize::from(b >> 4)]);
@@ -185,6 +175,16 @@ impl ObjectWriter {
             Self::times(out, h.first, h.last, humantime);
         }
         out.extend_from_slice(b"}}");
+    }
+
+    /// `{"obj":{`, and the count first when `verbose`.
+    fn open(out: &mut Vec<u8>, verbose: bool, count: u64) {
+        out.extend_from_slice(b"{\"obj\":{");
+        if verbose {
+            out.extend_from_slice(b"\"count\":");
+            cof::number(out, count);
+            out.push(b',');
+        }
     }
 
     fn rrtype(&mut self, out: &mut Vec<u8>, rtype: Rtype) {
@@ -376,14 +376,7 @@ mod tests {
             verbose in any::<bool>(),
             humantime in any::<bool>(),
         ) {
-            let mut wire = Vec::new();
-            for label in &labels {
-                wire.push(label.len() as u8);
-                wire.extend_from_slice(label);
-            }
-            wire.push(0);
-            let mut owner = Vec::new();
-            prop_assume!(name::encode_wire(&wire, &mut owner));
+            let owner = cof::tests::owner(&labels);
             let rtype = Rtype::from_int(rtype);
             let mut writer = ObjectWriter::default();
             let name_hit = NameHit { owner, rtype, count, first, last: first + 1 };
