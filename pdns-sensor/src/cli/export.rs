@@ -33,7 +33,9 @@ pub struct ExportArgs {
     /// Mozilla roots).
     #[arg(long, value_name = "FILE")]
     pub export_clickhouse_ca: Option<PathBuf>,
-    /// This sensor's name in the exported rows (default: the host name).
+    /// This sensor's name in the exported rows (default: the host name);
+    /// with `run`, also the COF `sensor_id` on the CIRCL surface (not set
+    /// there by default).
     #[arg(long, value_name = "NAME")]
     pub sensor_id: Option<String>,
     /// Most the export spool may hold on disk (K, M, G suffixes); past it,

@@ -300,6 +300,41 @@ pub struct DbArgs {
 mod tests {
     use super::parse_duration;
 
+    /// Every command's options have distinct ids and long names. clap
+    /// checks this only in debug builds (where a clash panics at start);
+    /// release builds, the tests' included, take a clash silently, and
+    /// `run` once had two `--sensor-id`s (the export's and the API's).
+    #[test]
+    fn no_command_has_two_options_of_one_name() {
+        use clap::CommandFactory;
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut commands = vec![&cli];
+        let mut checked = 0;
+        while let Some(command) = commands.pop() {
+            let mut ids = std::collections::BTreeSet::new();
+            let mut longs = std::collections::BTreeSet::new();
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                assert!(
+                    ids.insert(id),
+                    "`{}`: option id {id} twice",
+                    command.get_name()
+                );
+                if let Some(long) = arg.get_long() {
+                    assert!(
+                        longs.insert(long),
+                        "`{}`: --{long} twice",
+                        command.get_name()
+                    );
+                }
+            }
+            checked += 1;
+            commands.extend(command.get_subcommands());
+        }
+        assert!(checked > 10, "{checked} commands");
+    }
+
     #[test]
     fn durations_are_seconds_or_have_a_unit() {
         assert_eq!(parse_duration("24h"), Ok(86_400));

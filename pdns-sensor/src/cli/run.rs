@@ -262,7 +262,7 @@ fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<
     let api = if args.no_api {
         None
     } else {
-        match runtime.block_on(Api::bind(args.api.config()?)) {
+        match runtime.block_on(Api::bind(args.api.config(args.export.sensor_id.clone())?)) {
             Ok(api) => Some(api),
             Err(e) => {
                 tracing::error!("HTTP API not started: {e:#}");

@@ -41,9 +41,6 @@ pub struct ApiArgs {
     /// COF `origin` on the CIRCL surface.
     #[arg(long, default_value = "urn:pdns-sensor")]
     pub origin: String,
-    /// COF `sensor_id` on the CIRCL surface.
-    #[arg(long)]
-    pub sensor_id: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (leaf first); reloaded,
     /// with the key, on SIGHUP.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -62,7 +59,10 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    pub fn config(&self) -> Result<ServeConfig> {
+    /// The API's settings; `sensor_id` is the COF `sensor_id` of the
+    /// CIRCL surface (`serve --sensor-id`; with `run`, the one sensor name
+    /// that also goes into exported rows).
+    pub fn config(&self, sensor_id: Option<String>) -> Result<ServeConfig> {
         let keys = match &self.api_key_file {
             Some(p) => Some(ApiKeys::load(p)?),
             None => None,
@@ -85,7 +85,7 @@ impl ApiArgs {
             offset_max: 3_000_000,
             query_timeout: Duration::from_secs(self.query_timeout.max(1)),
             origin: self.origin.clone(),
-            sensor_id: self.sensor_id.clone(),
+            sensor_id,
             tls,
             clock: Default::default(),
             limits: ConnectionLimits {
@@ -111,6 +111,9 @@ pub struct ServeArgs {
     /// CA certificate(s) (PEM) to trust for an https ClickHouse URL.
     #[arg(long, value_name = "FILE")]
     pub clickhouse_ca: Option<PathBuf>,
+    /// COF `sensor_id` on the CIRCL surface.
+    #[arg(long)]
+    pub sensor_id: Option<String>,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -141,7 +144,7 @@ fn backend(args: &ServeArgs, query_timeout: Duration) -> Result<Backend> {
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let config = args.api.config()?;
+    let config = args.api.config(args.sensor_id.clone())?;
     let store = backend(args, config.query_timeout)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
