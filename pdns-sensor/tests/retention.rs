@@ -327,7 +327,7 @@ fn an_expired_base_gives_nothing_to_a_fresh_operand() {
         store.write(&old).unwrap();
         // Folded into base values in the bottommost files, where the
         // compaction filter would see them only at the next compaction.
-        store.compact();
+        store.compact().unwrap();
 
         // Forty days on the base is expired; the record is seen again.
         clock.set(T0 + 40 * DAY);
@@ -370,7 +370,7 @@ fn an_expired_base_gives_nothing_to_a_fresh_operand() {
             assert_eq!(negatives[0].value, want, "{retention} {when}: negative");
         };
         check(&store, "merged on read");
-        store.compact();
+        store.compact().unwrap();
         check(&store, "after compaction");
         store.flush().unwrap();
         drop(store);
@@ -386,11 +386,11 @@ fn compaction_deletes_expired_entries_and_counts_them() {
     let clock = Clock::fixed(T0);
     let store = Store::open_with(&db, &options(&clock, Some(Retention::Days(WINDOW)))).unwrap();
     store.write(&fixture()).unwrap();
-    store.compact();
+    store.compact().unwrap();
     assert_eq!(store.expired_here(), Default::default());
 
     clock.set(T0 + 10 * DAY + 1);
-    store.compact();
+    store.compact().unwrap();
     let e = store.expired_here();
     assert_eq!(e.records.compaction, 3, "{e:?}");
     assert_eq!(e.rdata.compaction, 3, "{e:?}");
@@ -414,7 +414,7 @@ fn compaction_deletes_expired_entries_and_counts_them() {
     clock.set(T0 + 30 * DAY + 1);
     let store = Store::open_with(&db, &options(&clock, None)).unwrap();
     assert_eq!(store.retention(), Retention::Days(WINDOW), "recorded");
-    store.compact();
+    store.compact().unwrap();
     let total = store.expired();
     assert_eq!(total.records.compaction, 6, "{total:?}");
     assert_eq!(total.negative.compaction, 2, "{total:?}");
@@ -721,7 +721,7 @@ fn expiry_is_counted_in_prometheus_by_column_family() {
     // A month on, compaction deletes the rest (the fresh half, merged into
     // values that are expired as a whole, then deleted by a second pass).
     clock.set(T0 + 31 * DAY);
-    store.compact();
+    store.compact().unwrap();
     let s = scrape();
     for (cf, n) in [
         ("records", 3.0),

@@ -129,8 +129,7 @@ fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
     let store = Store::open(&db)?;
     let started = Instant::now();
     write_records(n, |batch| Ok(store.write(batch).map(|_| ())?))?;
-    store.flush()?;
-    store.compact();
+    store.compact()?;
     eprintln!(
         "filled {n} records in {:.1}s",
         started.elapsed().as_secs_f64()

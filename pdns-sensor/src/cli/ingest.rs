@@ -156,13 +156,15 @@ pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     report.totals = PipelineTotals::from_summary(&report.summary);
     // Everything is written (and spooled): wait for ClickHouse.
     report.export = export.map(|e| e.finish());
-    let flush_started = Instant::now();
-    store.flush()?;
-    tracing::debug!("memtables flushed in {:?}", flush_started.elapsed());
     if args.compact {
+        // Flushes too, with automatic compactions held off.
         let compact_started = Instant::now();
-        store.compact();
-        tracing::debug!("compacted in {:?}", compact_started.elapsed());
+        store.compact()?;
+        tracing::debug!("flushed and compacted in {:?}", compact_started.elapsed());
+    } else {
+        let flush_started = Instant::now();
+        store.flush()?;
+        tracing::debug!("memtables flushed in {:?}", flush_started.elapsed());
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.db_bytes = store.disk_bytes()?;

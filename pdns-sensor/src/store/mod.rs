@@ -898,23 +898,24 @@ impl Store {
         Ok(())
     }
 
-    /// Compacts every column family fully (merges folded, space reclaimed).
+    /// Flushes, then compacts every column family fully (merges folded,
+    /// space reclaimed).
     ///
-    /// Every file above the bottommost level is compacted down into it.
-    /// None of them can be *moved* down unchanged (which would keep a
-    /// flush's uncompressed blocks, or LZ4, below the bottommost level's
-    /// Zstd): RocksDB never moves a file in a manual compaction of a column
-    /// family with a compaction filter (every data one has retention's), nor
-    /// between levels of different compression.
+    /// The bottommost level is rewritten too (`ForceOptimized`): a manual
+    /// compaction may *move* a file down without rewriting it (a column
+    /// family without a compaction filter, or a level-0 file while nothing
+    /// else is stored), which would keep its uncompressed or LZ4 blocks
+    /// instead of the bottommost level's Zstd. What this compaction itself
+    /// wrote there is not rewritten.
     ///
-    /// Files already in the bottommost level were written by a compaction
-    /// into it, so their merges are folded and their blocks are Zstd. Without
-    /// retention they are left as they are: rewriting them (`ForceOptimized`)
-    /// gained nothing, and at high cardinality it doubled the work, as the
-    /// background compaction a large ingest triggers has usually written most
-    /// of the data there just before (water torture, 1 M new keys: 0.49 s of
-    /// a 1.3 s compaction rewrote a file finished a moment earlier). With
-    /// retention they are rewritten, so that what expired in them goes.
+    /// Automatic compactions are held off from the flush to the end. The
+    /// flush of a large ingest's last memtables used to start one (level 0
+    /// reached its trigger), this compaction waited for it, and then
+    /// rewrote the bottommost file it had just written, as that file was
+    /// not its own: water torture, 1 M new keys, spent 0.49 s of a 1.3 s
+    /// compaction on that second pass. An automatic compaction already
+    /// running when this starts still finishes first, and its output is
+    /// rewritten.
     ///
     /// The column families are compacted side by side, one thread each
     /// (a manual compaction runs on the calling thread).
@@ -924,7 +925,9 @@ impl Store {
     /// whose pieces had all expired before any compaction folded them
     /// comes out of the pass as one expired value: when that happened, a
     /// second pass deletes them.
-    pub fn compact(&self) {
+    pub fn compact(&self) -> Result<(), StoreError> {
+        let _held = AutoCompactionsHeld::new(self)?;
+        self.flush()?;
         let merged_expired = || self.retention.expired_merges.load(Ordering::Relaxed);
         let before = merged_expired();
         self.compact_once();
@@ -938,25 +941,32 @@ impl Store {
         if let Err(e) = self.persist_expired() {
             tracing::warn!("{e}");
         }
+        Ok(())
     }
 
     fn compact_once(&self) {
-        let bottommost = if self.retention.cutoff() > 0 {
-            BottommostLevelCompaction::ForceOptimized
-        } else {
-            BottommostLevelCompaction::Skip
-        };
         std::thread::scope(|scope| {
             for cf in self.all_cfs() {
                 scope.spawn(move || {
                     let mut opts = CompactOptions::default();
-                    opts.set_bottommost_level_compaction(bottommost);
+                    opts.set_bottommost_level_compaction(BottommostLevelCompaction::ForceOptimized);
                     opts.set_exclusive_manual_compaction(false);
                     self.db
                         .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
                 });
             }
         });
+    }
+
+    /// Sets `disable_auto_compactions` on every column family compacted.
+    fn set_auto_compactions_disabled(&self, disabled: bool) -> Result<(), StoreError> {
+        let value = if disabled { "true" } else { "false" };
+        for cf in self.all_cfs() {
+            self.db
+                .set_options_cf(cf, &[("disable_auto_compactions", value)])
+                .map_err(self.error("setting automatic compactions"))?;
+        }
+        Ok(())
     }
 
     /// Bytes of SST files of all column families.
@@ -1094,6 +1104,28 @@ impl KeyList {
     }
 }
 
+/// Automatic compactions held off while [`Store::compact`] runs; allowed
+/// again when dropped (also if the compaction fails). The setting lives
+/// only in the open database: a process killed meanwhile opens with
+/// automatic compactions on.
+struct AutoCompactionsHeld<'a>(&'a Store);
+
+impl<'a> AutoCompactionsHeld<'a> {
+    fn new(store: &'a Store) -> Result<Self, StoreError> {
+        let held = AutoCompactionsHeld(store);
+        store.set_auto_compactions_disabled(true)?;
+        Ok(held)
+    }
+}
+
+impl Drop for AutoCompactionsHeld<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.set_auto_compactions_disabled(false) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
 /// A table's entries in byte order of their keys.
 fn in_byte_order<'a>(entries: Vec<(&'a [u8], &'a Value)>) -> Vec<(&'a [u8], &'a Value)> {
     sort::byte_order(entries.len(), |i| entries[i].0)
@@ -1148,22 +1180,33 @@ mod tests {
 
     /// A full compaction leaves every data column family's entries in the
     /// bottommost level, merged (one entry per key, no merge operand left)
-    /// and compressed; compacting again with nothing new rewrites no file
-    /// (without retention there is nothing a rewrite could change).
+    /// and compressed, in one pass: the flush of the last memtable (the
+    /// fourth level-0 file, level 0's compaction trigger) starts no
+    /// automatic compaction whose output it would then rewrite.
     #[test]
     fn a_full_compaction_folds_everything_into_the_bottom_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        // Two flushed batches over the same 3 000 names (and 1 000 more):
-        // every key of the first is a merge operand in two level-0 files.
-        for (names, seen) in [(0..3_000u32, 1_700_000_000), (0..4_000, 1_700_000_600)] {
+        // Three batches over the same 3 000 names and 1 000 more each time:
+        // 3 000 keys are merge operands in every level-0 file. The first
+        // two are flushed (beside the file opening the store wrote), the
+        // last is left to the compaction's flush.
+        for batch in 0..3u32 {
             let mut agg = Aggregator::new(1 << 20, Origin::WIRE);
-            for i in names {
+            for i in (0..3_000).chain(3_000 + 1_000 * batch..4_000 + 1_000 * batch) {
                 let owner = name::encode_presentation(&format!("h{i}.example.com.")).unwrap();
-                agg.record(&owner, Rtype::A, &i.to_be_bytes(), 60, seen);
+                agg.record(
+                    &owner,
+                    Rtype::A,
+                    &i.to_be_bytes(),
+                    60,
+                    1_700_000_000 + u64::from(batch),
+                );
             }
             store.write(&agg.take()).unwrap();
-            store.flush().unwrap();
+            if batch < 2 {
+                store.flush().unwrap();
+            }
         }
         let property = |cf: &str, p: &str| {
             store
@@ -1187,11 +1230,6 @@ mod tests {
                 })
                 .unwrap_or_else(|| panic!("{cf}: no {figure:?} in {all:?}"))
         };
-        let flushed: u32 = property(CF_RECORDS, "rocksdb.num-files-at-level0")
-            .parse()
-            .unwrap();
-        assert!(flushed >= 2, "{flushed} flushed files");
-        let table_figure = |cf: &str, figure: &str| table_figure_at(6, cf, figure);
         // Bytes per entry of the flushed (uncompressed) files.
         let flushed_entry_bytes: Vec<f64> = [CF_RECORDS, CF_RDATA, CF_NAMES]
             .iter()
@@ -1201,37 +1239,57 @@ mod tests {
             })
             .collect();
 
-        store.compact();
-        let compacted = [(CF_RECORDS, 4_000), (CF_RDATA, 4_000), (CF_NAMES, 4_000)];
-        for ((cf, keys), flushed_bytes) in compacted.into_iter().zip(flushed_entry_bytes) {
+        store.compact().unwrap();
+        let keys = 6_000;
+        let compacted = [CF_RECORDS, CF_RDATA, CF_NAMES];
+        for (cf, flushed_bytes) in compacted.into_iter().zip(flushed_entry_bytes) {
             for level in 0..6 {
                 let files = property(cf, &format!("rocksdb.num-files-at-level{level}"));
                 assert_eq!(files, "0", "{cf}: files left at level {level}");
             }
-            assert_eq!(table_figure(cf, "# entries"), keys, "{cf}");
-            assert_eq!(table_figure(cf, "# merge operands"), 0, "{cf}");
+            assert_eq!(table_figure_at(6, cf, "# entries"), keys, "{cf}");
+            assert_eq!(table_figure_at(6, cf, "# merge operands"), 0, "{cf}");
             // Compressed (Zstd) where the flushes were not.
-            let entry_bytes = table_figure(cf, "data block size") as f64 / keys as f64;
-            eprintln!("{cf}: {entry_bytes:.1} bytes an entry, {flushed_bytes:.1} flushed");
+            let entry_bytes = table_figure_at(6, cf, "data block size") as f64 / keys as f64;
             assert!(
                 entry_bytes < 0.75 * flushed_bytes,
                 "{cf}: {entry_bytes:.1} bytes an entry, {flushed_bytes:.1} flushed"
             );
         }
-        let files = |store: &Store| {
-            let mut names: Vec<_> = store
-                .db
-                .live_files()
-                .unwrap()
-                .into_iter()
-                .map(|f| (f.column_family_name, f.name))
-                .collect();
-            names.sort();
-            names
-        };
-        let compacted = files(&store);
-        store.compact();
-        assert_eq!(files(&store), compacted, "rewritten by a second compaction");
+        // One compaction wrote below level 0 (the `Comp(cnt)` column of
+        // RocksDB's compaction statistics, whose level 0 row counts the
+        // flushes): where a flush had started an automatic one, this
+        // compaction rewrote its output, and that made two.
+        for cf in compacted {
+            let stats = property(cf, "rocksdb.cfstats-no-file-histogram");
+            let header = stats
+                .lines()
+                .find(|l| l.starts_with("Level"))
+                .unwrap_or_else(|| panic!("{cf}: no table in {stats}"));
+            let count = header
+                .split_whitespace()
+                .position(|c| c == "Comp(cnt)")
+                .expect("a Comp(cnt) column");
+            let compactions: u64 = stats
+                .lines()
+                .take_while(|l| !l.trim_start().starts_with("Sum"))
+                .filter_map(|l| l.trim_start().strip_prefix('L'))
+                .filter(|l| !l.starts_with('0') && !l.starts_with("evel"))
+                // The size is a number and a unit: one cell more than its
+                // header.
+                .map(|l| {
+                    l.split_whitespace()
+                        .nth(count + 1)
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .sum();
+            assert_eq!(
+                compactions, 1,
+                "{cf}: compactions below level 0 in\n{stats}"
+            );
+        }
     }
 
     /// A scan whose filter rejects every record still ends at its deadline
@@ -1314,7 +1372,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = flushed_store(dir.path(), 20_000);
         // Out of level 0, whose index blocks are pinned in the cache anyway.
-        store.compact();
+        store.compact().unwrap();
         let selector = Selector::Owner {
             name: name::encode_presentation("h4242.example.com.").unwrap(),
             wildcard: false,
