@@ -18,7 +18,7 @@ use crate::report::{DnstapReport, IngestReport, PipelineTotals, RetentionSummary
 use crate::source::dnstap::{self, DnstapStats};
 use crate::source::pcap;
 use crate::source::progress::ReadProgress;
-use crate::store::{CF_RECORDS, Selector, Store};
+use crate::store::{CF_RECORDS, Selector, Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -59,10 +59,12 @@ pub struct IngestArgs {
 pub fn run(args: &IngestArgs) -> Result<IngestReport> {
     let started = Instant::now();
     let export = args.export.prepare()?;
-    let mut store = Store::open_with(
-        &args.db.db,
-        &args.nod.apply(args.retention.store_options()?),
-    )?;
+    // A bulk writer: compactions may take every core.
+    let options = StoreOptions {
+        split_compactions: true,
+        ..args.nod.apply(args.retention.store_options()?)
+    };
+    let mut store = Store::open_with(&args.db.db, &options)?;
     super::export::attach(export.as_ref(), &mut store)?;
     let store = Arc::new(store);
     let export = export.map(|e| e.start(&store)).transpose()?;

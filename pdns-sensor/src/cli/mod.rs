@@ -208,6 +208,7 @@ impl RetentionArgs {
             retention: self.retention,
             clock: clock()?,
             nod: Default::default(),
+            split_compactions: false,
         })
     }
 }

@@ -159,6 +159,7 @@ pub(super) fn cf_options() -> Options {
     opts.set_compression_type(DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     opts.set_write_buffer_size(8 << 20);
+    opts.set_target_file_size_base(super::TARGET_FILE_BYTES);
     opts.set_level_compaction_dynamic_level_bytes(true);
     opts.set_block_based_table_factory(&super::table_options(true));
     opts
@@ -929,6 +930,7 @@ mod tests {
                 retention: Some(Retention::Days(10)),
                 clock: Clock::fixed(now),
                 nod: NodConfig::default(),
+                ..StoreOptions::default()
             },
         )
         .unwrap();
