@@ -785,11 +785,18 @@ impl Store {
             }
             value_at.push(start..values.len());
         }
+        let negatives = in_byte_order(aggregates.negatives.iter().collect());
         // Records, their index entries and owner names, each about a key's
-        // size plus a value: sized once instead of regrown (and copied)
-        // a dozen times.
+        // size plus a value, and the negative answers, a key and a value
+        // each: sized once instead of regrown (and copied, into fresh pages)
+        // a dozen times. Negatives were left out once: a batch of 100 000
+        // (water torture) grew from nothing, 3.7 % of that ingest's time in
+        // the copies.
         let key_bytes: usize = sorted.iter().map(|(k, _)| k.len()).sum();
-        let mut batch = WriteBatch::with_capacity_bytes(3 * key_bytes + 64 * sorted.len() + 64);
+        let negative_bytes: usize = negatives.iter().map(|(k, _)| k.len() + 32).sum();
+        let mut batch = WriteBatch::with_capacity_bytes(
+            3 * key_bytes + 64 * sorted.len() + negative_bytes + 64,
+        );
         let mut stats = WriteStats::default();
         let mut index = KeyList::with_capacity(key_bytes + 8 * sorted.len(), sorted.len());
         let mut forward = KeyList::with_capacity(key_bytes, sorted.len() / 2);
@@ -848,7 +855,7 @@ impl Store {
             batch.merge_cf(rdata, key, &values[value_at[i].clone()]);
             stats.index_entries += 1;
         }
-        for (key, value) in in_byte_order(aggregates.negatives.iter().collect()) {
+        for (key, value) in negatives {
             if value.is_expired(cutoff) {
                 expired[NEGATIVE] += 1;
                 continue;
