@@ -1036,13 +1036,18 @@ impl Store {
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         let mut total = 0;
         for cf in self.all_cfs() {
-            total += self
-                .db
-                .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
-                .map_err(self.error("reading a property"))?
-                .unwrap_or(0);
+            total += self.int_property(cf, "rocksdb.total-sst-files-size")?;
         }
         Ok(total)
+    }
+
+    /// A numeric RocksDB property of a column family (0 if it has none).
+    fn int_property(&self, cf: &ColumnFamily, property: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .property_int_value_cf(cf, property)
+            .map_err(self.error("reading a property"))?
+            .unwrap_or(0))
     }
 
     /// Reads a bookkeeping entry (default column family, under a `meta/`
@@ -1181,17 +1186,10 @@ impl<'a> FullCompaction<'a> {
     /// Changes the settings of the column families holding more than
     /// `min_bytes` (files and memtables).
     fn start(store: &'a Store, min_bytes: u64) -> Result<Self, StoreError> {
-        let bytes = |cf, property| {
-            store
-                .db
-                .property_int_value_cf(cf, property)
-                .map_err(store.error("reading a property"))
-                .map(Option::unwrap_or_default)
-        };
         let mut cfs = Vec::new();
         for cf in store.all_cfs() {
-            let held = bytes(cf, "rocksdb.total-sst-files-size")?
-                + bytes(cf, "rocksdb.size-all-mem-tables")?;
+            let held = store.int_property(cf, "rocksdb.total-sst-files-size")?
+                + store.int_property(cf, "rocksdb.size-all-mem-tables")?;
             if held > min_bytes {
                 cfs.push(cf);
             }
@@ -1316,7 +1314,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("{cf}: no {figure:?} in {all:?}"))
         };
         // Bytes per entry of the flushed (uncompressed) files.
-        let flushed_entry_bytes: Vec<f64> = [CF_RECORDS, CF_RDATA, CF_NAMES]
+        let compacted = [CF_RECORDS, CF_RDATA, CF_NAMES];
+        let flushed_entry_bytes: Vec<f64> = compacted
             .iter()
             .map(|cf| {
                 table_figure_at(0, cf, "data block size") as f64
@@ -1327,7 +1326,6 @@ mod tests {
         // Its few MiB are under `compact`'s threshold for the settings.
         store.compact_above(0).unwrap();
         let keys = 6_000;
-        let compacted = [CF_RECORDS, CF_RDATA, CF_NAMES];
         for (cf, flushed_bytes) in compacted.into_iter().zip(flushed_entry_bytes) {
             for level in 0..6 {
                 let files = property(cf, &format!("rocksdb.num-files-at-level{level}"));
