@@ -53,7 +53,7 @@ use regex_syntax::hir::{Hir, HirKind, Look};
 use rocksdb::ReadOptions;
 
 use super::{CF_NAMES, Filter, Selector, Store, StoreError, StoredRecord, names_range};
-use crate::vocab::value::Value;
+use crate::vocab::value;
 use crate::vocab::{Rtype, name, render};
 
 /// Longest pattern accepted, in bytes (DNSDB documents no limit; this one
@@ -605,13 +605,13 @@ impl Store {
                 let Some(key) = it.key() else {
                     break;
                 };
-                // The value (the owner's combined sightings) only matters
-                // under retention; reading it costs a call per name.
+                // The value (the owner's last sighting) only matters under
+                // retention; reading it costs a call per name.
                 let live = cutoff == 0
-                    || !it
+                    || it
                         .value()
-                        .and_then(Value::decode)
-                        .is_some_and(|v| v.is_expired(cutoff));
+                        .and_then(value::last_seen)
+                        .is_none_or(|last| last >= cutoff);
                 if live {
                     block.starts.push(block.text.len());
                     name::write_presentation_forward(key, &mut block.text);
@@ -918,7 +918,7 @@ mod tests {
     fn narrowed_search_equals_brute_force() {
         use crate::vocab::batch::Batch;
         use crate::vocab::key;
-        use crate::vocab::value::Origin;
+        use crate::vocab::value::{Origin, Value};
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();

@@ -8,7 +8,9 @@
 //! batches.
 //!
 //! A fourth, `names`, lists every owner name once in forward label order,
-//! so right-hand wildcards (`www.example.*`) are prefix scans too.
+//! so right-hand wildcards (`www.example.*`) are prefix scans too. Its
+//! entries keep only their owner's last sighting (merged by taking the
+//! latest), which is all they need to expire with its records.
 //!
 //! A [`Batch`] is written atomically, together with the bookkeeping
 //! entries it carries, so an importer's position and the data it covers
@@ -21,7 +23,8 @@
 //!
 //! The default column family holds `format_version`. A database without it,
 //! or with a version this build does not know, is refused with a clear
-//! error instead of being misread.
+//! error instead of being misread; one of an older version this build reads
+//! is upgraded in place by the first writer (see [`FORMAT_VERSION`]).
 //!
 //! A sixth, `nod`, records each registrable domain the first time it is
 //! seen (see [`nod`]), decided and written with the batch that saw it.
@@ -49,7 +52,7 @@ use rocksdb::{
 };
 
 use crate::vocab::batch::Batch;
-use crate::vocab::value::Value;
+use crate::vocab::value::{self, Value};
 use crate::vocab::{key, name};
 
 use nod::{CF_NOD, NodConfig, NodState};
@@ -60,8 +63,16 @@ pub use query::{
 use retention::{At, Clock, ExpiredCounts, Retention, RetentionState};
 use spool::{CF_SPOOL, Spool};
 
-/// The on-disk format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build writes.
+///
+/// Format 2 (values with their span, `names` entries with the last
+/// sighting alone; see [`crate::vocab::value`]) reads everything format 1
+/// wrote, so a writer opening a format-1 database marks it 2 and goes on:
+/// old and new values merge. A build that knows only format 1 then refuses
+/// the database instead of dropping the values it cannot read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads (and upgrades, as a writer).
+const OLDEST_READABLE_FORMAT: u32 = 1;
 const FORMAT_KEY: &[u8] = b"format_version";
 const META_PREFIX: &[u8] = b"meta/";
 
@@ -88,7 +99,7 @@ pub enum StoreError {
     )]
     NotOurs(PathBuf),
     #[error(
-        "database at {path} has format version {found}; this build reads version {FORMAT_VERSION} (upgrade pdns-sensor)"
+        "database at {path} has format version {found}; this build reads versions {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION} (upgrade pdns-sensor)"
     )]
     UnknownVersion { path: PathBuf, found: String },
     #[error(
@@ -224,10 +235,17 @@ pub struct WriteStats {
 
 fn cf_options(state: &Arc<RetentionState>, cf: usize) -> Options {
     let mut opts = Options::default();
-    opts.set_merge_operator_associative(
-        "pdns_value_v1",
-        retention::merge_operator(Arc::clone(state)),
-    );
+    if cf == NAMES {
+        opts.set_merge_operator_associative(
+            "pdns_last_seen_v1",
+            retention::last_seen_merge_operator(Arc::clone(state)),
+        );
+    } else {
+        opts.set_merge_operator_associative(
+            "pdns_value_v1",
+            retention::merge_operator(Arc::clone(state)),
+        );
+    }
     opts.set_compaction_filter_factory(retention::ExpiryFilterFactory {
         state: Arc::clone(state),
         cf,
@@ -416,15 +434,20 @@ impl Store {
             .db
             .get(FORMAT_KEY)
             .map_err(store.error("reading the format version"))?;
-        match version {
-            Some(v) => check_version(path, &v)?,
+        let current = match version {
+            Some(v) => check_version(path, &v)? == FORMAT_VERSION,
             None if exists && store.has_data()? => {
                 return Err(StoreError::NotOurs(path.to_path_buf()));
             }
-            None => store
+            None => false,
+        };
+        // New, or an older format this build upgrades: marked before
+        // anything of this format is written.
+        if !current {
+            store
                 .db
                 .put(FORMAT_KEY, FORMAT_VERSION.to_string())
-                .map_err(store.error("writing the format version"))?,
+                .map_err(store.error("writing the format version"))?;
         }
         store.apply_retention(options.retention)?;
         store.load_spool()?;
@@ -656,7 +679,7 @@ impl Store {
         match version {
             Some(v) => check_version(path, &v)?,
             None => return Err(StoreError::NotOurs(path.to_path_buf())),
-        }
+        };
         let store = Store {
             backup: None,
             db: Arc::new(db),
@@ -765,7 +788,7 @@ impl Store {
     ///
     /// Aggregates last seen before the retention cutoff are left out (and
     /// counted), with their index and `names` entries. Each `names` entry
-    /// carries the combined value of its owner's records, so it expires
+    /// carries the last sighting of its owner's records, so it expires
     /// when the last of them does.
     ///
     /// Also returns the batch's newly-observed-domain candidates (see
@@ -805,8 +828,9 @@ impl Store {
         let mut stats = WriteStats::default();
         let mut index = KeyList::with_capacity(key_bytes + 8 * sorted.len(), sorted.len());
         let mut forward = KeyList::with_capacity(key_bytes, sorted.len() / 2);
-        // One combined value per `names` entry, tagged by position.
-        let mut owner_values: Vec<Value> = Vec::with_capacity(sorted.len() / 2);
+        // One last sighting per `names` entry (its owner's latest), tagged
+        // by position.
+        let mut owner_last: Vec<u64> = Vec::with_capacity(sorted.len() / 2);
         let mut expired = [0u64; 4];
         // Sorted keys group records by owner: the current group, and
         // whether any of its records is fresh (has a `names` entry).
@@ -834,12 +858,12 @@ impl Store {
             stats.records += 1;
             if let (Some(record), Some((_, fresh))) = (&record, &mut group) {
                 if *fresh {
-                    let last = owner_values.last_mut().expect("a fresh group has a value");
-                    *last = last.combine(**value);
+                    let last = owner_last.last_mut().expect("a fresh group has a value");
+                    *last = (*last).max(value.last);
                 } else {
                     *fresh = true;
-                    forward.push_with(owner_values.len(), |out| name::forward(record.owner, out));
-                    owner_values.push(**value);
+                    forward.push_with(owner_last.len(), |out| name::forward(record.owner, out));
+                    owner_last.push(value.last);
                 }
                 index.push_if(i, |out| key::index_key(out, record));
             }
@@ -853,7 +877,7 @@ impl Store {
         let mut value_buf = Vec::with_capacity(32);
         for (key, tag) in forward.sorted() {
             value_buf.clear();
-            owner_values[tag].encode(&mut value_buf);
+            value::encode_last_seen(owner_last[tag], &mut value_buf);
             batch.merge_cf(names, key, &value_buf);
         }
         for (key, i) in index.sorted() {
@@ -889,7 +913,7 @@ impl Store {
         for (cf, touched) in [
             (records, stats.records > 0),
             (rdata, stats.index_entries > 0),
-            (names, !owner_values.is_empty()),
+            (names, !owner_last.is_empty()),
             (negative, stats.negatives > 0),
         ] {
             if !touched {
@@ -1227,10 +1251,11 @@ fn is_lock_error(e: &rocksdb::Error) -> bool {
         && (text.contains("temporarily unavailable") || text.contains("lock hold"))
 }
 
-fn check_version(path: &Path, stored: &[u8]) -> Result<(), StoreError> {
+/// The stored format version, if this build reads it.
+fn check_version(path: &Path, stored: &[u8]) -> Result<u32, StoreError> {
     let text = String::from_utf8_lossy(stored).into_owned();
     match text.trim().parse::<u32>() {
-        Ok(v) if v == FORMAT_VERSION => Ok(()),
+        Ok(v) if (OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&v) => Ok(v),
         _ => Err(StoreError::UnknownVersion {
             path: path.to_path_buf(),
             found: text,

@@ -20,7 +20,7 @@ use rocksdb::{DB, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions
 use super::{CF_NEGATIVE, CF_RDATA, CF_RECORDS, Store, StoreError, count_corrupt};
 use crate::vocab::key::{self, INDEX_IPV4, INDEX_IPV6, INDEX_NAME};
 use crate::vocab::name;
-use crate::vocab::value::Value;
+use crate::vocab::value::{self, Value};
 use crate::vocab::{OptRcode, Rtype};
 
 /// Which keys a query reads.
@@ -373,7 +373,7 @@ impl Store {
 impl Store {
     /// Owner names (reversed encoding) whose forward encoding starts with
     /// `prefix`, from the `names` column family. An entry carries the
-    /// combined value of its owner's records (none if written before
+    /// last sighting of its owner's records (none if written before
     /// retention existed: then it is always listed, and the records it
     /// leads to are checked as they are read).
     pub fn owners_forward<'a>(
@@ -388,7 +388,7 @@ impl Store {
                     Ok(kv) => kv,
                     Err(e) => return Some(Err(self.error("reading")(e))),
                 };
-                if Value::decode(&value).is_some_and(|v| v.is_expired(cutoff)) {
+                if value::last_seen(&value).is_some_and(|last| last < cutoff) {
                     return None;
                 }
                 let mut reversed = Vec::with_capacity(key.len());

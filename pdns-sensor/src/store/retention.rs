@@ -48,7 +48,7 @@ use rocksdb::compaction_filter::CompactionFilter;
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use serde::{Deserialize, Serialize};
 
-use crate::vocab::value::{self, Value};
+use crate::vocab::value;
 
 /// Seconds in a day.
 pub const DAY: u64 = 86_400;
@@ -383,6 +383,21 @@ pub(super) fn merge_operator(
     }
 }
 
+/// The `names` column family's merge operator: [`value::merge_last_seen`],
+/// noting results that come out expired like [`merge_operator`].
+pub(super) fn last_seen_merge_operator(
+    state: Arc<RetentionState>,
+) -> impl Fn(&[u8], Option<&[u8]>, &rocksdb::MergeOperands) -> Option<Vec<u8>> + Clone {
+    move |_key, existing, operands| {
+        let merged = value::merge_last_seen(existing, operands.iter(), super::count_corrupt)?;
+        let cutoff = state.cutoff();
+        if value::last_seen(&merged).is_some_and(|last| last < cutoff) {
+            state.expired_merges.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(merged)
+    }
+}
+
 /// Makes one [`ExpiryFilter`] per compaction of a column family, with the
 /// cutoff at its start.
 pub(super) struct ExpiryFilterFactory {
@@ -407,9 +422,10 @@ impl CompactionFilterFactory for ExpiryFilterFactory {
     }
 }
 
-/// Deletes entries whose value was last seen before the cutoff. Values
-/// that do not decode (an owner in `names` written before retention
-/// existed has none) are kept.
+/// Deletes entries whose value was last seen before the cutoff (a
+/// [`value::Value`] or, in `names`, a last sighting alone). Values that do not
+/// decode (an owner in `names` written before retention existed has none)
+/// are kept.
 pub(super) struct ExpiryFilter {
     cutoff: u64,
     state: Arc<RetentionState>,
@@ -421,8 +437,8 @@ impl CompactionFilter for ExpiryFilter {
         if self.cutoff == 0 {
             return CompactionDecision::Keep;
         }
-        match Value::decode(value) {
-            Some(v) if v.is_expired(self.cutoff) => {
+        match value::last_seen(value) {
+            Some(last) if last < self.cutoff => {
                 self.state.count(self.cf, At::Compaction, 1);
                 CompactionDecision::Remove
             }
