@@ -30,8 +30,8 @@ use std::process::Command;
 
 use anyhow::Result;
 use pdns_sensor::export::rows::RowEncoder;
-use pdns_sensor::store::Store;
 use pdns_sensor::store::spool::SpoolConfig;
+use pdns_sensor::store::{FORMAT_VERSION, Store};
 use pdns_sensor::vocab::batch::Batch;
 use pdns_sensor::vocab::value::{Origin, Value};
 use pdns_sensor::vocab::{Rtype, key, name};
@@ -120,7 +120,9 @@ fn write_records(n: u64, mut write: impl FnMut(&Batch) -> Result<()>) -> Result<
 
 /// Fills (or reuses) a store of `n` records under `dir`.
 fn fill(dir: &Path, n: u64) -> Result<PathBuf> {
-    let db = dir.join(format!("queries-{n}"));
+    // Per store format: a store cached by an older build would otherwise
+    // be served as it is, and measure the old format.
+    let db = dir.join(format!("queries-{n}-format{FORMAT_VERSION}"));
     let done = db.join("FILLED");
     if done.exists() {
         return Ok(db);
