@@ -421,6 +421,9 @@ impl RetentionSummary {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DbStats {
     pub path: String,
+    /// The store format (see `store::FORMAT_VERSION`).
+    #[serde(default)]
+    pub format_version: u32,
     /// `null`: retention off.
     pub retention_days: Option<u32>,
     /// Epoch seconds before which a last sighting is expired (`null`: off).
@@ -457,6 +460,7 @@ impl DbStats {
         let retention = store.retention();
         DbStats {
             path: store.path().display().to_string(),
+            format_version: store.format_version(),
             retention_days: retention.days(),
             retention_cutoff: retention.days().map(|_| store.retention_cutoff()),
             periodic_compaction_secs: retention
@@ -487,7 +491,10 @@ impl DbStats {
     /// The table `dump --stats` prints.
     pub fn render(&self) -> String {
         use crate::vocab::time::format_utc;
-        let mut s = format!("database {}\n", self.path);
+        let mut s = format!(
+            "database {} (store format {})\n",
+            self.path, self.format_version
+        );
         match (self.retention_days, self.retention_cutoff) {
             (Some(days), Some(cutoff)) => s.push_str(&format!(
                 "retention {days} day(s): records last seen before {cutoff} UTC are expired \

@@ -89,6 +89,12 @@ fn format_version(db: &Path) -> String {
     String::from_utf8(raw.get(b"format_version").unwrap().unwrap()).unwrap()
 }
 
+/// The store format `dump --stats` reports.
+fn reported_format(db: &Path) -> u64 {
+    let stats: Json = serde_json::from_str(&dump(db, &["--stats", "--json"])).unwrap();
+    stats["format_version"].as_u64().unwrap()
+}
+
 /// JSON lines keyed by what identifies a record (or negative answer),
 /// with the rest of each object.
 fn by_key(text: &str) -> BTreeMap<String, Json> {
@@ -139,6 +145,11 @@ fn readers_print_what_the_format_1_build_printed_and_change_nothing() {
         sorted_lines(&dump(&db, &["--glob", "*", "--json"])),
         sorted_lines(&expected("dump.json"))
     );
+    assert_eq!(reported_format(&db), 1);
+    assert!(
+        dump(&db, &["--stats"])
+            .starts_with(&format!("database {} (store format 1)\n", db.display()))
+    );
     assert_eq!(format_version(&db), "1", "a reader wrote to the database");
 }
 
@@ -148,6 +159,7 @@ fn the_first_writer_upgrades_in_place_and_old_values_merge_with_new() {
     // The same captures again, by this build, onto the format-1 values.
     ingest::run(&common::args(&db, &fixture_captures())).unwrap();
     assert_eq!(format_version(&db), "2");
+    assert_eq!(reported_format(&db), 2);
     let (records, negatives) = (expected("dump.json"), expected("negative.json"));
     assert_counted_twice(&records, &dump(&db, &["--json"]));
     assert_counted_twice(&negatives, &dump(&db, &["--negative", "--json"]));

@@ -55,9 +55,10 @@ pub struct DumpArgs {
     /// One COF JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Print the database's statistics instead of records: per column
-    /// family estimated keys, SST and live bytes, expired counts; the
-    /// retention in force (with `--json`: one JSON object).
+    /// Print the database's statistics instead of records: its store
+    /// format, per column family estimated keys, SST and live bytes,
+    /// expired counts; the retention in force (with `--json`: one JSON
+    /// object).
     #[arg(long, conflicts_with_all = ["name", "rdata", "negative", "rtype", "limit", "regex", "glob"])]
     pub stats: bool,
     /// Print the newly observed domains first seen at or after this time

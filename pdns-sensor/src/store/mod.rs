@@ -210,6 +210,8 @@ pub struct Store {
     spool: Spool,
     /// Newly observed domains (see [`nod`]).
     nod: NodState,
+    /// The store format as of opening (see [`FORMAT_VERSION`]).
+    format: u32,
 }
 
 /// What one [`Store::write`] did.
@@ -429,6 +431,7 @@ impl Store {
             retention,
             spool: Spool::none(),
             nod: NodState::new(options.nod),
+            format: FORMAT_VERSION,
         };
         let version = store
             .db
@@ -676,7 +679,7 @@ impl Store {
         // until then the database is still being created (or its creator
         // was killed; the next writer completes it), and a reader opened
         // now would not know the column families created after it.
-        match version {
+        let format = match version {
             Some(v) => check_version(path, &v)?,
             None => return Err(StoreError::NotOurs(path.to_path_buf())),
         };
@@ -688,9 +691,17 @@ impl Store {
             retention,
             spool: Spool::none(),
             nod: NodState::new(NodConfig::default()),
+            format,
         };
         store.follow_recorded_retention()?;
         Ok(store)
+    }
+
+    /// The database's store format when it was opened: a writer's is
+    /// always [`FORMAT_VERSION`] (it upgrades older ones); a reader's is
+    /// what the database had.
+    pub fn format_version(&self) -> u32 {
+        self.format
     }
 
     /// Whether this is a reader (see [`Store::open_reader`]).
