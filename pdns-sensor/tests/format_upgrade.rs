@@ -56,19 +56,13 @@ fn expected(file: &str) -> String {
 
 /// `pdns-sensor dump --db DB ARGS`' standard output.
 fn dump(db: &Path, args: &[&str]) -> String {
-    let out = common::sensor_command()
-        .arg("dump")
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dump {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::process::client_ok(
+        common::sensor_command()
+            .arg("dump")
+            .arg("--db")
+            .arg(db)
+            .args(args),
+    )
 }
 
 fn sorted_lines(text: &str) -> Vec<&str> {

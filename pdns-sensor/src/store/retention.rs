@@ -388,13 +388,18 @@ pub(super) fn merge_operator(
 pub(super) fn last_seen_merge_operator(
     state: Arc<RetentionState>,
 ) -> impl Fn(&[u8], Option<&[u8]>, &rocksdb::MergeOperands) -> Option<Vec<u8>> + Clone {
-    move |_key, existing, operands| {
-        let merged = value::merge_last_seen(existing, operands.iter(), super::count_corrupt)?;
-        let cutoff = state.cutoff();
-        if value::last_seen(&merged).is_some_and(|last| last < cutoff) {
-            state.expired_merges.fetch_add(1, Ordering::Relaxed);
+    move |_key, existing, operands| match value::fold_last_seen(
+        existing,
+        operands.iter(),
+        super::count_corrupt,
+    ) {
+        Some(last) => {
+            if last < state.cutoff() {
+                state.expired_merges.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(value::last_seen_to_vec(last))
         }
-        Some(merged)
+        None => existing.map(<[u8]>::to_vec),
     }
 }
 

@@ -280,8 +280,21 @@ pub fn last_seen(data: &[u8]) -> Option<u64> {
 pub fn merge_last_seen<'a>(
     existing: Option<&'a [u8]>,
     operands: impl Iterator<Item = &'a [u8]>,
-    mut corrupt: impl FnMut(),
+    corrupt: impl FnMut(),
 ) -> Option<Vec<u8>> {
+    match fold_last_seen(existing, operands, corrupt) {
+        Some(last) => Some(last_seen_to_vec(last)),
+        None => existing.map(<[u8]>::to_vec),
+    }
+}
+
+/// [`merge_last_seen`] before encoding: the latest sighting, or `None`
+/// when nothing decoded.
+pub fn fold_last_seen<'a>(
+    existing: Option<&'a [u8]>,
+    operands: impl Iterator<Item = &'a [u8]>,
+    mut corrupt: impl FnMut(),
+) -> Option<u64> {
     let mut latest = existing.and_then(last_seen);
     for op in operands {
         match last_seen(op) {
@@ -289,14 +302,14 @@ pub fn merge_last_seen<'a>(
             None => corrupt(),
         }
     }
-    match latest {
-        Some(last) => {
-            let mut out = Vec::with_capacity(8);
-            encode_last_seen(last, &mut out);
-            Some(out)
-        }
-        None => existing.map(<[u8]>::to_vec),
-    }
+    latest
+}
+
+/// A last sighting alone, encoded ([`encode_last_seen`]).
+pub fn last_seen_to_vec(last: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8);
+    encode_last_seen(last, &mut out);
+    out
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
