@@ -23,6 +23,12 @@
 //! resolver's cache included, makes a different response; that costs speed,
 //! never correctness.
 //!
+//! A pointer can also land inside a label of the question name, and then a
+//! byte of it from `C0` up reads as another pointer, the letter after it as
+//! that pointer's offset: the same message with that letter in the other
+//! case names another place. So a question name holding such a byte is
+//! not folded. Read as a label length, a letter is invalid in either case.
+//!
 //! The ID does not matter — unless a compression pointer points into it,
 //! which makes a name of its two bytes (the fuzzer found one). Such a
 //! pointer is the byte pair `C0 00` or `C0 01`; a response holding that
@@ -344,8 +350,9 @@ fn fingerprint<'a>(data: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
 }
 
 /// Where the question name's labels lie in `body` (a message after its
-/// ID), if the message has a question and its name walks to the root
-/// within `body`.
+/// ID), if the message has a question, its name walks to the root within
+/// `body`, and none of its label bytes is from `C0` up (see the module
+/// docs: folding it could change where a pointer leads).
 #[inline]
 fn question_name(body: &[u8]) -> Option<std::ops::Range<usize>> {
     let qdcount = u16::from_be_bytes([body[2], body[3]]);
@@ -360,7 +367,8 @@ fn question_name(body: &[u8]) -> Option<std::ops::Range<usize>> {
         if len == 0 {
             return Some(10..pos);
         }
-        if len & 0xc0 != 0 || pos + 1 + usize::from(len) > body.len() {
+        let label = body.get(pos + 1..pos + 1 + usize::from(len))?;
+        if len & 0xc0 != 0 || label.iter().any(|&b| b >= 0xc0) {
             return None;
         }
         pos += 1 + usize::from(len);
@@ -396,6 +404,69 @@ mod tests {
         upper[13] = b'A';
         lower[13] = b'A';
         assert_ne!(fp(&upper), fp(&lower));
+    }
+
+    #[test]
+    fn a_question_name_a_pointer_could_read_into_is_not_folded() {
+        // A label holding `C0 4A`: a pointer landing on its `C0` goes to
+        // offset 0x4a; folded, it would go to 0x6a.
+        let upper = message(b"\x04x\xc0Jy\x00");
+        let lower = message(b"\x04x\xc0jy\x00");
+        assert_ne!(fp(&upper), fp(&lower));
+        // Any other byte leaves the name folded.
+        assert_eq!(
+            fp(&message(b"\x04x\xbfJy\x00")),
+            fp(&message(b"\x04x\xbfjy\x00"))
+        );
+    }
+
+    /// A response whose CNAME target points at a `C0` inside its question
+    /// name's labels, which points on (backwards, as pointers must) with
+    /// the letter after it: to offset 0x4a, where the labels hold
+    /// `upper.test`, or 0x6a, where they hold `lower.test`.
+    fn pointing_into_the_question(letter: u8) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        // The question name: a label of 60 bytes (13..73), one of 50
+        // (74..124), the root at 124.
+        m.push(60);
+        m.resize(73, b'x');
+        m.push(50);
+        m.resize(124, b'x');
+        m[0x4a..0x4a + 12].copy_from_slice(b"\x05upper\x04test\x00");
+        m[0x6a..0x6a + 12].copy_from_slice(b"\x05lower\x04test\x00");
+        m[120] = 0xc0;
+        m[121] = letter;
+        m.push(0);
+        m.extend_from_slice(&[0, 5, 0, 1]); // CNAME IN
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0x0e, 0x10, 0, 2]);
+        m.extend_from_slice(&[0xc0, 120]); // the target: the C0 at 120
+        m
+    }
+
+    #[test]
+    fn a_letter_a_pointer_reads_as_an_offset_keeps_its_case() {
+        let (upper, lower) = (
+            pointing_into_the_question(b'J'),
+            pointing_into_the_question(b'j'),
+        );
+        let slow = |data: &[u8]| {
+            let mut ex = Extractor::new(Default::default());
+            let mut agg = Aggregator::new(usize::MAX, crate::vocab::value::Origin::WIRE);
+            let mut stats = ExtractStats::default();
+            let m = DnsMessage {
+                ts: crate::vocab::packet::Timestamp::from_secs(1),
+                transport: Transport::Udp,
+                data,
+            };
+            assert!(ex.extract_response(&m, &mut stats, &mut agg).is_some());
+            format!("{:?}", agg.take().sorted_entries())
+        };
+        // The premise: the two are different responses.
+        assert_ne!(slow(&upper), slow(&lower));
+        let mut h = Harness::new();
+        assert!(!h.feed(&upper));
+        assert!(h.feed(&upper));
+        assert!(!h.feed(&lower), "taken as a repeat of the other case");
     }
 
     #[test]
