@@ -121,7 +121,8 @@ pub fn decode_frames(data: &[u8]) {
 /// (`pipeline::repeats`) leaves the same aggregates and counters as the
 /// slow path for the message, then again under a new ID, then with its
 /// question name in flipped case — and takes both as repeats when the
-/// message was a response it kept.
+/// message was a response it kept; working ahead (extracting folded
+/// copies) and not.
 pub fn extract_message(data: &[u8]) {
     let transport = if data.first().is_some_and(|b| b & 1 == 1) {
         Transport::Tcp
@@ -134,11 +135,12 @@ pub fn extract_message(data: &[u8]) {
         data,
     };
     Checker::new().message(&message);
-    repeats_agree(&message);
+    repeats_agree(&message, usize::MAX);
+    repeats_agree(&message, 0);
 }
 
 /// See [`extract_message`].
-fn repeats_agree(message: &DnsMessage<'_>) {
+fn repeats_agree(message: &DnsMessage<'_>, lookahead_from: usize) {
     let sections = Sections {
         answer: true,
         authority: true,
@@ -148,7 +150,7 @@ fn repeats_agree(message: &DnsMessage<'_>) {
     let mut slow = Aggregator::new(1 << 20, Origin::WIRE);
     let mut fast = Aggregator::new(1 << 20, Origin::WIRE);
     let (mut slow_stats, mut fast_stats) = (ExtractStats::default(), ExtractStats::default());
-    let mut repeats = Repeats::default();
+    let mut repeats = Repeats::with_lookahead_from(lookahead_from);
 
     let mut new_id = message.data.to_vec();
     if new_id.len() >= 2 {
@@ -190,8 +192,9 @@ fn repeats_agree(message: &DnsMessage<'_>) {
         } else {
             slow_ex.extract(&m, &mut slow_stats, &mut slow);
         }
-        repeats.extract(&m, &mut fast_ex, &mut fast_stats, &mut fast);
+        repeats.push(&m, &mut fast_ex, &mut fast_stats, &mut fast);
     }
+    repeats.drain(&mut fast_ex, &mut fast_stats, &mut fast);
     let expected = if kept { 2 } else { 0 };
     assert_eq!(fast_stats.repeated_responses, expected, "repeats taken");
     fast_stats.repeated_responses = 0;

@@ -31,6 +31,7 @@ pub mod export;
 pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hint;
 mod metrics;
 pub mod pipeline;
 pub mod report;

@@ -3,16 +3,19 @@
 //! whatever mix of repeats, new IDs, 0x20 case, mutated bytes and flushes
 //! they arrive in, extracting through the shortcut must leave the
 //! aggregator's batches and every extraction counter exactly as extracting
-//! each message from scratch does.
+//! each message from scratch does — with the shortcut working ahead
+//! (holding responses back) and without.
 
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use pdns_sensor::aggregate::Aggregator;
 use pdns_sensor::decode::{DecodeConfig, Decoder};
 use pdns_sensor::extract::{ExtractStats, Extractor, Sections};
-use pdns_sensor::pipeline::Repeats;
+use pdns_sensor::pipeline::{Pipeline, PipelineConfig, Repeats};
+use pdns_sensor::store::{Filter, Selector, Store};
 use pdns_sensor::vocab::packet::{DnsMessage, Timestamp, Transport};
 use pdns_sensor::vocab::value::Origin;
 use proptest::prelude::*;
@@ -72,7 +75,8 @@ struct Both {
 }
 
 impl Both {
-    fn new() -> Both {
+    /// `lookahead_from`: see [`Repeats::with_lookahead_from`].
+    fn new(lookahead_from: usize) -> Both {
         let sections = Sections {
             answer: true,
             authority: true,
@@ -88,14 +92,14 @@ impl Both {
                 Extractor::new(sections),
                 Aggregator::new(1_000_000, Origin::WIRE),
                 ExtractStats::default(),
-                Repeats::default(),
+                Repeats::with_lookahead_from(lookahead_from),
             ),
             batches: 0,
         }
     }
 
     /// Extracts one message both ways; returns whether the shortcut took
-    /// it as a repeat.
+    /// it as a repeat (known at once only if it does not work ahead).
     fn feed(&mut self, transport: Transport, data: &[u8], ts: u64) -> bool {
         let message = DnsMessage {
             ts: Timestamp::from_secs(ts),
@@ -106,12 +110,15 @@ impl Both {
         ex.extract(&message, stats, agg);
         let (ex, agg, stats, repeats) = &mut self.fast;
         let before = stats.repeated_responses;
-        repeats.extract(&message, ex, stats, agg);
+        repeats.push(&message, ex, stats, agg);
         stats.repeated_responses > before
     }
 
-    /// Takes both batches and checks they are equal.
+    /// Takes both batches (the shortcut's after extracting what it holds
+    /// back, as the worker does) and checks they are equal.
     fn flush(&mut self) -> Result<(), TestCaseError> {
+        let (ex, agg, stats, repeats) = &mut self.fast;
+        repeats.drain(ex, stats, agg);
         let (slow, fast) = (self.slow.1.take(), self.fast.1.take());
         let (slow, fast) = (slow.sorted_entries(), fast.sorted_entries());
         prop_assert_eq!(slow.len(), fast.len(), "batch {}", self.batches);
@@ -159,7 +166,8 @@ fn mix_case(data: &[u8], bits: u64, span: usize) -> Vec<u8> {
 #[test]
 fn every_response_three_times_counts_alike() {
     let messages = messages();
-    let mut both = Both::new();
+    // Never ahead: whether each message was taken is known at once.
+    let mut both = Both::new(usize::MAX);
     let (mut responses, mut repeats) = (0, 0);
     for (i, m) in messages.iter().enumerate() {
         let ts = 1_700_000_000 + i as u64;
@@ -197,6 +205,100 @@ fn every_response_three_times_counts_alike() {
         repeats > 300,
         "the case of only {repeats} questions was mixed"
     );
+}
+
+/// Working ahead changes when a response is extracted, never whether it is
+/// taken as a repeat: over every capture (each response also under a new ID
+/// and in 0x20 case, flushed every 97), holding responses back from the
+/// first one takes the same repeats, and leaves the same batches and
+/// counters as the slow path.
+#[test]
+fn working_ahead_takes_the_same_repeats() {
+    let messages = messages_cached();
+    let run = |lookahead_from| {
+        let mut both = Both::new(lookahead_from);
+        for (i, m) in messages.iter().enumerate() {
+            let ts = 1_700_000_000 + i as u64;
+            both.feed(m.transport, &m.data, ts);
+            both.feed(m.transport, &with_id(&m.data, 0xbeef), ts + 3);
+            let mixed = mix_case(&m.data, 0x5555_5555_5555_5555, question_name_len(&m.data));
+            both.feed(m.transport, &mixed, ts + 1);
+            if i % 97 == 96 {
+                both.flush().unwrap();
+            }
+        }
+        both.finish().unwrap()
+    };
+    let never = run(usize::MAX);
+    assert!(never > 800, "only {never} repeats");
+    assert_eq!(run(0), never);
+}
+
+/// A worker drains what its shortcut holds back before every flush and at
+/// the end: a pipeline working ahead from the first response writes the
+/// same store and counts the same (but for repeats) as one that never does, over every
+/// capture read twice (so responses repeat), in batches of about 8 keys
+/// (so there are many flushes).
+#[test]
+fn a_pipeline_working_ahead_writes_the_same_store() {
+    let mut files = Vec::new();
+    pcaps(&common::testdata().join("pcap"), &mut files);
+    let run = |lookahead_from| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let config = PipelineConfig {
+            threads: 1,
+            max_entries: 8,
+            lookahead_from,
+            decode: DecodeConfig {
+                ports: vec![53, 8053],
+                ..DecodeConfig::default()
+            },
+            ..PipelineConfig::default()
+        };
+        let mut pipeline = Pipeline::new(&config, Arc::clone(&store)).unwrap();
+        for file in files.iter().chain(&files) {
+            pdns_sensor::source::pcap::read_file(file, |frame| {
+                pipeline.push(frame).expect("pipeline running");
+            })
+            .unwrap();
+        }
+        let summary = pipeline.finish().unwrap();
+        let all = Filter::default();
+        let records: Vec<_> = store
+            .records(&Selector::All, &all)
+            .map(Result::unwrap)
+            .collect();
+        let negatives: Vec<_> = store
+            .negatives(&Selector::All, &all)
+            .map(Result::unwrap)
+            .collect();
+        (summary.extract, summary.flushes, records, negatives)
+    };
+    let never = run(usize::MAX);
+    let ahead = run(0);
+    assert!(never.2.len() > 1000, "only {} records", never.2.len());
+    assert!(never.1 > 20, "only {} flushes", never.1);
+    assert!(
+        never.0.repeated_responses > 200,
+        "only {} repeats",
+        never.0.repeated_responses
+    );
+    // Responses held back count towards a full aggregator only once
+    // extracted, so batches end a few responses later, and which responses
+    // repeat within one can differ; that counter aside, all is equal.
+    assert!(ahead.0.repeated_responses > 200);
+    let without_repeats = |stats: &ExtractStats| ExtractStats {
+        repeated_responses: 0,
+        ..stats.clone()
+    };
+    assert_eq!(
+        without_repeats(&ahead.0),
+        without_repeats(&never.0),
+        "counters"
+    );
+    assert_eq!(ahead.2, never.2, "records");
+    assert_eq!(ahead.3, never.3, "negative answers");
 }
 
 /// The length of the question name's labels after the header (up to the
@@ -268,9 +370,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Messages picked from a small pool (so they repeat), each possibly
-    /// changed, at times going back and forth, with flushes in between.
+    /// changed, at times going back and forth, with flushes in between;
+    /// the shortcut working ahead from the first response or never.
     #[test]
     fn the_shortcut_matches_the_slow_path(
+        ahead in any::<bool>(),
         pool_start in any::<usize>(),
         steps in proptest::collection::vec(
             (0usize..24, variant(), 0u64..40, proptest::bool::weighted(0.02)),
@@ -280,7 +384,7 @@ proptest! {
         let messages = messages_cached();
         let start = pool_start % messages.len();
         let pool: Vec<&Message> = messages.iter().cycle().skip(start).take(24).collect();
-        let mut both = Both::new();
+        let mut both = Both::new(if ahead { 0 } else { usize::MAX });
         for (pick, v, dt, flush) in &steps {
             let m = pool[*pick];
             both.feed(m.transport, &apply(&m.data, v), 1_700_000_000 + dt);

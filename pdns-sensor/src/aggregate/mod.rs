@@ -129,6 +129,18 @@ impl Aggregator {
         }
     }
 
+    /// Asks for the entry an update of this generation touches to be
+    /// brought into the CPU's caches, ahead of its [`replay`](Aggregator::replay).
+    #[inline]
+    pub fn prefetch(&self, update: Observed) {
+        let table = if update.negative {
+            &self.batch.negatives
+        } else {
+            &self.batch.records
+        };
+        table.prefetch(update.index);
+    }
+
     /// Keys held (records and negative answers).
     pub fn len(&self) -> usize {
         self.batch.len()

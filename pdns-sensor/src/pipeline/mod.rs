@@ -73,6 +73,9 @@ pub struct PipelineConfig {
     /// frames once its next batch is full too, and what arrives is dropped
     /// (at the ring, by the kernel, and counted there).
     pub wait_for_space: Option<Arc<AtomicBool>>,
+    /// Remembered bytes from which the shortcut for repeated responses
+    /// works ahead (see [`Repeats`]); a tuning and testing knob.
+    pub lookahead_from: usize,
 }
 
 impl Default for PipelineConfig {
@@ -85,6 +88,7 @@ impl Default for PipelineConfig {
             flush_interval: Duration::from_secs(5),
             origin: Origin::WIRE,
             wait_for_space: None,
+            lookahead_from: repeats::LOOKAHEAD_FROM,
         }
     }
 }

@@ -76,7 +76,7 @@ impl Worker {
         Ok(Worker {
             decoder: Decoder::new(&config.decode),
             extractor: Extractor::new(config.sections),
-            repeats: Repeats::default(),
+            repeats: Repeats::with_lookahead_from(config.lookahead_from),
             aggregator: Aggregator::new(config.max_entries, config.origin),
             extract_stats: ExtractStats::default(),
             writer: Writer::spawn(
@@ -105,7 +105,7 @@ impl Worker {
             ..
         } = self;
         decoder.decode(frame, &mut |message| {
-            repeats.extract(&message, extractor, extract_stats, aggregator)
+            repeats.push(&message, extractor, extract_stats, aggregator)
         });
         self.after_input()
     }
@@ -114,7 +114,7 @@ impl Worker {
     /// extracted and aggregated; flushes when due.
     #[inline]
     pub fn message(&mut self, message: &DnsMessage<'_>) -> Result<(), PipelineError> {
-        self.repeats.extract(
+        self.repeats.push(
             message,
             &mut self.extractor,
             &mut self.extract_stats,
@@ -175,6 +175,7 @@ impl Worker {
     /// [`Worker::flush`], with bookkeeping entries written atomically with
     /// the batch (even if it holds no observation).
     pub fn flush_with(&mut self, checkpoints: Vec<Checkpoint>) -> Result<(), PipelineError> {
+        self.drain();
         self.since_check = 0;
         self.last_flush = Instant::now();
         let mut batch = self.aggregator.take_reusing(self.writer.emptied());
@@ -198,10 +199,22 @@ impl Worker {
     /// Flushes and waits until everything handed over is written: what
     /// this worker wrote can be read back from the store afterwards.
     pub fn sync(&mut self) -> Result<(), PipelineError> {
+        self.drain();
         if !self.aggregator.is_empty() {
             self.flush()?;
         }
         self.writer.sync()
+    }
+
+    /// Extracts the messages [`Repeats`] holds back (a few at most, see
+    /// its *Lookahead*): called before every flush, so a message waits no
+    /// longer than the aggregates do.
+    fn drain(&mut self) {
+        self.repeats.drain(
+            &mut self.extractor,
+            &mut self.extract_stats,
+            &mut self.aggregator,
+        );
     }
 
     /// Whether the aggregator reached its bound (a flush is due now,
@@ -235,8 +248,7 @@ impl Worker {
             extract_stats,
             ..
         } = &mut self;
-        decoder
-            .finish(&mut |message| repeats.extract(&message, extractor, extract_stats, aggregator));
+        decoder.finish(&mut |message| repeats.push(&message, extractor, extract_stats, aggregator));
         self.flush_with(checkpoints)?;
         self.summary.writer_wait_secs = self.writer.finish()?.as_secs_f64();
         Ok(self.summary)

@@ -125,6 +125,16 @@ impl KeyTable {
         update(&mut self.values[index as usize]);
     }
 
+    /// Asks for the value at `index` to be brought into the CPU's caches,
+    /// ahead of an [`update_at`](KeyTable::update_at) of it; an index
+    /// without an entry is ignored.
+    #[inline]
+    pub fn prefetch(&self, index: SlotIndex) {
+        if let Some(value) = self.values.get(index as usize) {
+            crate::hint::prefetch(value);
+        }
+    }
+
     pub fn insert(&mut self, key: &[u8], value: Value) {
         self.upsert(key, |v| *v = value, || value);
     }
