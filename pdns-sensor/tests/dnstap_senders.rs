@@ -338,10 +338,14 @@ fn unbound_tcp() {
     );
     // Upstream over TCP too: one connection reused for many queries, on
     // the wire and in the socket_protocol of the messages.
+    // At verbosity 3 Unbound logs every upstream exchange: once (in a
+    // loaded suite run) it reported 12 of the 21 on the wire over dnstap,
+    // and a failure here prints what it did.
     let unbound = Unbound::start(
         &lab,
         &UnboundSetup {
             tcp_upstream: true,
+            verbosity: 3,
             ..UnboundSetup::tapping(target.clone())
         },
     );
@@ -354,12 +358,21 @@ fn unbound_tcp() {
 
     run_queries(&lab);
     let upstream = Upstream::of(&capture.stop());
-    sensor.wait_metric(
-        "pdns_dnstap_messages_total",
-        &RESOLVER_RESPONSE,
-        upstream.responses as f64,
-        Duration::from_secs(30),
-    );
+    wait_for(Duration::from_secs(30), || {
+        let metrics = sensor.metrics();
+        let got = counter(&metrics, "pdns_dnstap_messages_total", &RESOLVER_RESPONSE);
+        if got >= upstream.responses {
+            Ok(())
+        } else {
+            Err(format!(
+                "{got} RESOLVER_RESPONSE messages of the {} responses on the upstream link:\n\
+                 {}\nUnbound's log:\n{}",
+                upstream.responses,
+                dnstap_metrics(&metrics),
+                unbound.log()
+            ))
+        }
+    });
     let running = sensor.metrics();
     assert_eq!(
         metric(&running, "pdns_dnstap_connections_open", &[]),
@@ -753,6 +766,7 @@ fn dnsdist_client_responses() {
             dnstap: None,
             tcp_upstream: false,
             interface: BACKEND,
+            verbosity: 1,
         },
     );
     let dnsdist = Dnsdist::start(&lab, BACKEND, &DnstapTarget::Unix(socket));

@@ -615,6 +615,9 @@ pub(crate) struct UnboundSetup {
     /// Where it listens (port 53): [`RESOLVER`], or [`BACKEND`] behind
     /// dnsdist.
     pub interface: &'static str,
+    /// Unbound's `verbosity` (1: operational; 3: every query and upstream
+    /// exchange, for a test whose failure needs them explained).
+    pub verbosity: u8,
 }
 
 impl UnboundSetup {
@@ -624,6 +627,7 @@ impl UnboundSetup {
             dnstap: Some(target),
             tcp_upstream: false,
             interface: RESOLVER,
+            verbosity: 1,
         }
     }
 }
@@ -641,9 +645,10 @@ impl Unbound {
         let d = dir.path().display();
         let tcp_upstream = if setup.tcp_upstream { "yes" } else { "no" };
         let interface = setup.interface;
+        let verbosity = setup.verbosity;
         let mut conf = format!(
             "server:
-    verbosity: 1
+    verbosity: {verbosity}
     interface: {interface}
     port: 53
     do-ip4: yes
@@ -697,6 +702,11 @@ remote-control:
             })
         });
         Unbound { daemon, dir }
+    }
+
+    /// What Unbound logged so far.
+    pub(crate) fn log(&self) -> String {
+        self.daemon.log()
     }
 
     /// SIGTERM; Unbound sends STOP and exits. Messages it has not sent yet
