@@ -314,17 +314,17 @@ impl Default for Waiting {
 /// **Lookahead.** On a hit, the time goes to three cache misses in a row:
 /// the index slot, the remembered response it points to, and the
 /// aggregator entries the response updates (at the bench's 10 k names,
-/// two thirds of the shortcut's own time). Each address is known only
-/// once the load before it is done. So once the remembered responses
-/// outgrow a core's caches ([`LOOKAHEAD_FROM`]), a response the shortcut
-/// may take is copied and waits while up to `RING - 1` more arrive. When
-/// it comes, its slot is asked for; one response later, the remembered
-/// response the slot points to; one more, its updates' aggregator entries
-/// and its fingerprint; then it is extracted, from the caches. These are
-/// hints only: the lookup made when it is extracted is the ordinary one,
-/// against the index as it is then. Its question name is folded in the
-/// copy (extraction lowercases every name anyway), so the fingerprint is
-/// not rebuilt.
+/// about three quarters of the shortcut's own time). Each address is
+/// known only once the load before it is done. So once the remembered
+/// responses outgrow a core's caches ([`LOOKAHEAD_FROM`]), a response the
+/// shortcut may take is copied and waits while up to `RING - 1` more
+/// arrive. When it comes, its slot is asked for; one response later, the
+/// remembered response the slot points to; one more, its updates'
+/// aggregator entries and its fingerprint; then it is extracted, from the
+/// caches. These are hints only: the lookup made when it is extracted is
+/// the ordinary one, against the index as it is then. Its question name is
+/// folded in the copy (extraction lowercases every name anyway), so the
+/// fingerprint is not rebuilt.
 ///
 /// Everything else (queries, messages the shortcut does not take) is
 /// extracted at once, ahead of the responses waiting (see *Order* in the
