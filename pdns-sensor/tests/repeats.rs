@@ -114,6 +114,18 @@ impl Both {
         stats.repeated_responses > before
     }
 
+    /// Feeds `m` three times, as in every test over all captures: as it
+    /// came, under a new ID (3 s later) and with its question name in
+    /// mixed 0x20 case (1 s later). Returns whether the last two were
+    /// taken as repeats, and the mixed-case message.
+    fn feed_three(&mut self, m: &Message, ts: u64) -> (bool, bool, Vec<u8>) {
+        self.feed(m.transport, &m.data, ts);
+        let new_id = self.feed(m.transport, &with_id(&m.data, 0xbeef), ts + 3);
+        let mixed = mix_case(&m.data, 0x5555_5555_5555_5555, question_name_len(&m.data));
+        let mixed_case = self.feed(m.transport, &mixed, ts + 1);
+        (new_id, mixed_case, mixed)
+    }
+
     /// Takes both batches (the shortcut's after extracting what it holds
     /// back, as the worker does) and checks they are equal.
     fn flush(&mut self) -> Result<(), TestCaseError> {
@@ -170,8 +182,7 @@ fn every_response_three_times_counts_alike() {
     let mut both = Both::new(usize::MAX);
     let (mut responses, mut repeats) = (0, 0);
     for (i, m) in messages.iter().enumerate() {
-        let ts = 1_700_000_000 + i as u64;
-        both.feed(m.transport, &m.data, ts);
+        let (new_id, mixed_case, mixed) = both.feed_three(m, 1_700_000_000 + i as u64);
         // Whether the slow path made something of it: then the same
         // response under a new ID, and with its question's case mixed as
         // DNS 0x20 does, must both be taken as repeats.
@@ -187,10 +198,6 @@ fn every_response_three_times_counts_alike() {
             ex.extract_response(&msg, &mut stats, &mut agg).is_some()
                 && pdns_sensor::pipeline::repeats::rememberable(&m.data)
         };
-        let new_id = both.feed(m.transport, &with_id(&m.data, 0xbeef), ts + 3);
-        let qname_len = question_name_len(&m.data);
-        let mixed = mix_case(&m.data, 0x5555_5555_5555_5555, qname_len);
-        let mixed_case = both.feed(m.transport, &mixed, ts + 1);
         assert_eq!(new_id, repeatable, "message {i} under a new ID");
         assert_eq!(mixed_case, repeatable, "message {i} in 0x20 case");
         responses += usize::from(repeatable);
@@ -218,11 +225,7 @@ fn working_ahead_takes_the_same_repeats() {
     let run = |lookahead_from| {
         let mut both = Both::new(lookahead_from);
         for (i, m) in messages.iter().enumerate() {
-            let ts = 1_700_000_000 + i as u64;
-            both.feed(m.transport, &m.data, ts);
-            both.feed(m.transport, &with_id(&m.data, 0xbeef), ts + 3);
-            let mixed = mix_case(&m.data, 0x5555_5555_5555_5555, question_name_len(&m.data));
-            both.feed(m.transport, &mixed, ts + 1);
+            both.feed_three(m, 1_700_000_000 + i as u64);
             if i % 97 == 96 {
                 both.flush().unwrap();
             }
@@ -236,9 +239,9 @@ fn working_ahead_takes_the_same_repeats() {
 
 /// A worker drains what its shortcut holds back before every flush and at
 /// the end: a pipeline working ahead from the first response writes the
-/// same store and counts the same (but for repeats) as one that never does, over every
-/// capture read twice (so responses repeat), in batches of about 8 keys
-/// (so there are many flushes).
+/// same store and counts the same (but for repeats) as one that never
+/// does, over every capture read twice (so responses repeat), in batches
+/// of about 8 keys (so there are many flushes).
 #[test]
 fn a_pipeline_working_ahead_writes_the_same_store() {
     let mut files = Vec::new();

@@ -397,21 +397,17 @@ impl Repeats {
         stats: &mut ExtractStats,
         aggregator: &mut Aggregator,
     ) {
-        let takeable = self.bypass == 0
-            && message.data.len() <= MAX_MESSAGE
-            && is_query_response(message.data);
-        if !takeable {
+        if self.bypass > 0 || !is_candidate(message.data) {
             // Extracted now, ahead of the messages waiting: the batch the
             // worker hands over is the same (it drains first) and nothing
             // in it depends on the order of its updates.
             self.extract(message, None, extractor, stats, aggregator);
             return;
         }
-        if self.waiting == 0 && aggregator.generation() != self.generation {
-            // A new batch (nothing of the last one waits): what is
-            // remembered is void, and the threshold is judged afresh.
-            self.forget();
-            self.generation = aggregator.generation();
+        if self.waiting == 0 {
+            // In a new batch (nothing of the last one waits), the
+            // threshold is judged afresh.
+            self.follow(aggregator);
         }
         if self.arena.len() < self.lookahead_from {
             self.drain(extractor, stats, aggregator);
@@ -519,7 +515,7 @@ impl Repeats {
         aggregator: &mut Aggregator,
     ) {
         let data = message.data;
-        if data.len() > MAX_MESSAGE || !is_query_response(data) {
+        if !is_candidate(data) {
             extractor.extract(message, stats, aggregator);
             return;
         }
@@ -528,10 +524,7 @@ impl Repeats {
             extractor.extract(message, stats, aggregator);
             return;
         }
-        if aggregator.generation() != self.generation {
-            self.forget();
-            self.generation = aggregator.generation();
-        }
+        self.follow(aggregator);
         // From here on `self.scratch` is borrowed (by `fingerprint`): the
         // other fields are reached one by one.
         let (fingerprint, hash) = match folded {
@@ -542,12 +535,14 @@ impl Repeats {
             }
         };
         let arena = &self.arena;
-        let found = self.slots.candidates(hash).find(|&at| {
-            Header::hash_at(arena, at) == hash
-                && arena[Header::read(arena, at).fingerprint_range(at)] == *fingerprint
-        });
-        if let Some(at) = found {
+        let found = self.slots.candidates(hash).find_map(|at| {
+            if Header::hash_at(arena, at) != hash {
+                return None;
+            }
             let header = Header::read(arena, at);
+            (arena[header.fingerprint_range(at)] == *fingerprint).then_some((at, header))
+        });
+        if let Some((at, header)) = found {
             aggregator.replay(updates(&arena[header.updates_range(at)]), message.ts.secs);
             header
                 .extraction
@@ -595,6 +590,16 @@ impl Repeats {
         self.slots.insert(hash, at);
     }
 
+    /// Forgets every response if the aggregator handed its batch over
+    /// since: their handles point into that batch.
+    #[inline]
+    fn follow(&mut self, aggregator: &Aggregator) {
+        if aggregator.generation() != self.generation {
+            self.forget();
+            self.generation = aggregator.generation();
+        }
+    }
+
     /// Forgets every response (keeping the allocations).
     fn forget(&mut self) {
         self.slots.clear();
@@ -607,7 +612,14 @@ impl Repeats {
 /// [`MAX_MESSAGE`] bytes with no possible pointer into its ID, while the
 /// table has room and the shortcut is not bypassed.
 pub fn rememberable(data: &[u8]) -> bool {
-    data.len() <= MAX_MESSAGE && is_query_response(data) && !may_point_into_id(data)
+    is_candidate(data) && !may_point_into_id(data)
+}
+
+/// Whether a message is of the kind the shortcut remembers: a QUERY
+/// response up to [`MAX_MESSAGE`] bytes.
+#[inline]
+fn is_candidate(data: &[u8]) -> bool {
+    data.len() <= MAX_MESSAGE && is_query_response(data)
 }
 
 /// Whether a compression pointer in `data` may point into its ID (offset
