@@ -212,17 +212,33 @@ fn repeats_agree(message: &DnsMessage<'_>, lookahead_from: usize) {
     assert_eq!(slow.sorted_entries(), fast.sorted_entries(), "aggregates");
 }
 
-/// The pcap/pcapng reader. Invariants: the summary counts the frames
-/// delivered; timestamps are normalised (nanoseconds below a second).
+/// The pcap/pcapng readers. Invariants: the summary counts the frames
+/// delivered; timestamps are normalised (nanoseconds below a second); the
+/// reader over a byte stream and the one over bytes in memory (what a
+/// mapped file is read with) deliver the same frames and the same summary,
+/// or fail alike.
 pub fn pcap_reader(data: &[u8]) {
-    let mut delivered = 0u64;
-    let result = crate::source::pcap::read(data, "fuzz", |frame| {
-        delivered += 1;
-        assert!(frame.ts.nanos < 1_000_000_000, "timestamp {:?}", frame.ts);
-    });
-    if let Ok(summary) = result {
-        assert_eq!(summary.frames, delivered);
-    }
+    type Frames = Vec<(Timestamp, LinkType, Vec<u8>)>;
+    let read = |in_place: bool| {
+        let mut frames: Frames = Vec::new();
+        let mut keep = |frame: &Frame<'_>| {
+            assert!(frame.ts.nanos < 1_000_000_000, "timestamp {:?}", frame.ts);
+            frames.push((frame.ts, frame.link, frame.data.to_vec()));
+        };
+        let result = if in_place {
+            crate::source::pcap::read_slice(data, "fuzz", &mut keep)
+        } else {
+            crate::source::pcap::read(data, "fuzz", &mut keep)
+        };
+        if let Ok(summary) = &result {
+            assert_eq!(summary.frames, frames.len() as u64);
+        }
+        (result.map_err(|e| e.to_string()), frames)
+    };
+    let (streamed, streamed_frames) = read(false);
+    let (in_place, in_place_frames) = read(true);
+    assert_eq!(streamed, in_place, "summaries");
+    assert!(streamed_frames == in_place_frames, "frames differ");
 }
 
 /// Zeek dns.log lines, TSV or JSON, headers included, rebuilt into

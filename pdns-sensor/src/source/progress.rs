@@ -3,9 +3,9 @@
 //! A long `ingest` or `import-zeek` shows its progress from another thread
 //! (a bar on a terminal, a periodic log line otherwise). The reading thread
 //! only bumps two relaxed atomic counters, and never per packet: bytes once
-//! per read from the file (a buffer refill, hundreds of kilobytes), items
-//! (packets, lines) once per 4096. Showing progress costs the
-//! hot path nothing measurable.
+//! per read from the file (a buffer refill, hundreds of kilobytes; every
+//! mebibyte of a mapped capture), items (packets, lines) once per 4096.
+//! Showing progress costs the hot path nothing measurable.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};

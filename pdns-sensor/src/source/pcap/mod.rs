@@ -2,9 +2,13 @@
 //!
 //! Both classic pcap (microsecond and nanosecond, either byte order) and
 //! pcapng (several sections, several interfaces each with its own link type
-//! and timestamp resolution) are read in streaming fashion through a fixed
-//! buffer, so file size does not matter. Frames are borrowed from that
-//! buffer for the duration of the callback.
+//! and timestamp resolution) are read block by block, so file size does not
+//! matter. A capture file is mapped into memory and read in place
+//! ([`mapped`], [`slice`]); a stream (a pipe, a device) is read through a
+//! buffer that grows only for a block that needs it. Frames are borrowed
+//! from the mapping or the buffer for the duration of the callback. Both
+//! readers go through one loop ([`read_blocks`]) and give the same frames
+//! and summary for the same bytes.
 //!
 //! A file that ends in the middle of a block is *truncated*, not broken:
 //! everything before the cut is delivered, and [`ReadSummary::truncated`]
@@ -16,12 +20,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
+
+use mapped::MappedFile;
+use slice::SliceReader;
 
 use super::progress::{Counted, ITEMS_BATCH, ReadProgress};
 use crate::vocab::packet::{Frame, LinkType, Timestamp};
 
-/// Initial read buffer; grown (up to [`MAX_BUFFER`]) for larger blocks.
+mod mapped;
+mod sigbus;
+mod slice;
+
+/// Initial read buffer of a stream; grown for larger blocks, up to
+/// [`MAX_BUFFER`]. A larger block is refused by both readers.
 const BUFFER: usize = 1 << 20;
 const MAX_BUFFER: usize = 64 << 20;
 
@@ -65,7 +78,7 @@ pub fn read_file(
 }
 
 /// [`read_file`], counting the bytes and packets read in `progress` (bytes
-/// per buffer refill, packets per [`ITEMS_BATCH`]).
+/// per buffer refill or mapped chunk, packets per [`ITEMS_BATCH`]).
 pub(crate) fn read_file_counted(
     path: &Path,
     progress: &Arc<ReadProgress>,
@@ -77,49 +90,110 @@ pub(crate) fn read_file_counted(
         source,
     })?;
     let mut pending = 0;
-    let result = read(
-        Counted::new(file, Arc::clone(progress)),
-        &display,
-        |frame| {
-            on_frame(frame);
-            pending += 1;
-            if pending == ITEMS_BATCH {
-                progress.add_items(pending);
-                pending = 0;
+    let mut count = |frame: &Frame<'_>| {
+        on_frame(frame);
+        pending += 1;
+        if pending == ITEMS_BATCH {
+            progress.add_items(pending);
+            pending = 0;
+        }
+    };
+    let result = match MappedFile::open(&file) {
+        Some(mapped) => {
+            let on_chunk = mapped.on_chunk(progress);
+            let result =
+                match SliceReader::new(mapped.bytes(), Some(on_chunk), Some(mapped.valid())) {
+                    Ok(mut reader) => read_blocks(&mut reader, &display, &mut count),
+                    Err(e) => Err(open_error(e, &display)),
+                };
+            match mapped.shrunk_at() {
+                None => result,
+                Some(at) => shrunk(result, &display, at),
             }
-        },
-    );
+        }
+        None => read(
+            Counted::new(file, Arc::clone(progress)),
+            &display,
+            &mut count,
+        ),
+    };
     progress.add_items(pending);
     result
+}
+
+/// What reading a mapped file that shrank under the reader amounts to:
+/// the frames before byte `at`, and a file cut short there.
+fn shrunk(
+    result: Result<ReadSummary, SourceError>,
+    name: &str,
+    at: usize,
+) -> Result<ReadSummary, SourceError> {
+    let detail = format!("the file shrank to {at} bytes while it was read");
+    match result {
+        Ok(mut summary) => {
+            tracing::warn!("{name}: {detail}, after {} frames", summary.frames);
+            summary.truncated = true;
+            Ok(summary)
+        }
+        Err(_) => Err(SourceError::Malformed {
+            path: name.to_string(),
+            detail,
+        }),
+    }
 }
 
 /// Reads a capture from any byte stream (`name` is used in errors).
 pub fn read(
     input: impl Read + Send,
     name: &str,
+    on_frame: impl FnMut(&Frame<'_>),
+) -> Result<ReadSummary, SourceError> {
+    let mut reader = pcap_parser::create_reader(BUFFER, input).map_err(|e| open_error(e, name))?;
+    read_blocks(&mut *reader, name, on_frame)
+}
+
+/// Reads a capture held in memory, in place (`name` is used in errors):
+/// the same frames and summary as [`read`] over the same bytes.
+pub fn read_slice(
+    data: &[u8],
+    name: &str,
+    on_frame: impl FnMut(&Frame<'_>),
+) -> Result<ReadSummary, SourceError> {
+    let mut reader = SliceReader::new(data, None, None).map_err(|e| open_error(e, name))?;
+    read_blocks(&mut reader, name, on_frame)
+}
+
+fn read_error(name: &str) -> SourceError {
+    SourceError::Malformed {
+        path: name.to_string(),
+        detail: "read error".into(),
+    }
+}
+
+/// Why a capture could not be opened, from what its reader said of the
+/// first bytes.
+fn open_error(e: PcapError<&[u8]>, name: &str) -> SourceError {
+    match e {
+        // Empty, or shorter than a file header.
+        PcapError::Eof | PcapError::Incomplete(_) => SourceError::NotCapture {
+            path: name.to_string(),
+        },
+        PcapError::ReadError => read_error(name),
+        _ => SourceError::NotCapture {
+            path: name.to_string(),
+        },
+    }
+}
+
+/// Delivers the frames of every block `reader` yields, whichever reader
+/// it is: the format's rules (interfaces, sections, timestamps) and what
+/// counts as cut short or broken are the same for a stream and a slice.
+fn read_blocks<R: PcapReaderIterator + ?Sized>(
+    reader: &mut R,
+    name: &str,
     mut on_frame: impl FnMut(&Frame<'_>),
 ) -> Result<ReadSummary, SourceError> {
     let mut summary = ReadSummary::default();
-    let mut reader = match pcap_parser::create_reader(BUFFER, input) {
-        Ok(r) => r,
-        Err(PcapError::Eof) | Err(PcapError::Incomplete(_)) => {
-            // Empty, or shorter than a file header.
-            return Err(SourceError::NotCapture {
-                path: name.to_string(),
-            });
-        }
-        Err(PcapError::ReadError) => {
-            return Err(SourceError::Malformed {
-                path: name.to_string(),
-                detail: "read error".into(),
-            });
-        }
-        Err(_) => {
-            return Err(SourceError::NotCapture {
-                path: name.to_string(),
-            });
-        }
-    };
     let mut capacity = BUFFER;
     // Classic pcap: one link type and resolution for the whole file.
     let mut legacy = Interface {
@@ -229,48 +303,57 @@ pub fn read(
                     summary.truncated = !reader.data().is_empty();
                     break;
                 }
-                let before = reader.data().len();
                 if reader.refill().is_err() {
-                    return Err(SourceError::Malformed {
-                        path: name.to_string(),
-                        detail: "read error".into(),
-                    });
-                }
-                if reader.data().len() == before {
-                    // The buffer is full and still holds less than one block.
-                    if capacity >= MAX_BUFFER || !reader.grow(capacity * 2) {
-                        return Err(SourceError::Malformed {
-                            path: name.to_string(),
-                            detail: format!("block larger than {} bytes", MAX_BUFFER),
-                        });
-                    }
-                    capacity *= 2;
-                    if reader.refill().is_err() {
-                        return Err(SourceError::Malformed {
-                            path: name.to_string(),
-                            detail: "read error".into(),
-                        });
-                    }
+                    return Err(read_error(name));
                 }
             }
-            Err(e) => {
-                if summary.frames > 0 {
-                    // Garbage after good data: keep what we read, say so.
-                    summary.truncated = true;
-                    tracing::warn!(
-                        "{name}: unreadable block after {} frames ({e:?})",
-                        summary.frames
-                    );
+            // A block larger than the stream reader's buffer: grown, up to
+            // MAX_BUFFER (the in-memory reader cannot grow, and only says so
+            // for a block larger than that).
+            Err(PcapError::BufferTooSmall) if capacity < MAX_BUFFER => {
+                if reader.grow(capacity * 2) {
+                    capacity *= 2;
+                    if reader.refill().is_err() {
+                        return Err(read_error(name));
+                    }
+                } else {
+                    unreadable(&mut summary, name, too_large())?;
                     break;
                 }
-                return Err(SourceError::Malformed {
-                    path: name.to_string(),
-                    detail: format!("{e:?}"),
-                });
+            }
+            Err(PcapError::BufferTooSmall) => {
+                unreadable(&mut summary, name, too_large())?;
+                break;
+            }
+            Err(e) => {
+                unreadable(&mut summary, name, format!("{e:?}"))?;
+                break;
             }
         }
     }
     Ok(summary)
+}
+
+fn too_large() -> String {
+    format!("block larger than {MAX_BUFFER} bytes")
+}
+
+/// A block that cannot be read: after good frames, the file is cut short
+/// there (said, and kept); as the first thing after the header, the file
+/// is malformed.
+fn unreadable(summary: &mut ReadSummary, name: &str, detail: String) -> Result<(), SourceError> {
+    if summary.frames > 0 {
+        summary.truncated = true;
+        tracing::warn!(
+            "{name}: unreadable block after {} frames ({detail})",
+            summary.frames
+        );
+        return Ok(());
+    }
+    Err(SourceError::Malformed {
+        path: name.to_string(),
+        detail,
+    })
 }
 
 /// The length of the pcapng block at the head of `data` if it is below 12
@@ -345,6 +428,78 @@ mod tests {
         file.extend_from_slice(&[1, 0, 0, 0x80, 8, 0, 0, 0, 8, 0, 0, 0]);
         let err = read(&file[..], "short", |_| {}).unwrap_err();
         assert!(err.to_string().contains("below the minimum"), "{err}");
+    }
+
+    /// A classic pcap (Ethernet, microseconds) holding records of these
+    /// captured lengths, each claiming `claims` bytes where given.
+    fn legacy_pcap(records: &[(usize, Option<u32>)]) -> Vec<u8> {
+        let mut file = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        file.extend_from_slice(&[0; 8]);
+        file.extend_from_slice(&(256u32 << 10).to_le_bytes());
+        file.extend_from_slice(&1u32.to_le_bytes());
+        for (i, &(len, claims)) in records.iter().enumerate() {
+            file.extend_from_slice(&(i as u32).to_le_bytes());
+            file.extend_from_slice(&0u32.to_le_bytes());
+            file.extend_from_slice(&claims.unwrap_or(len as u32).to_le_bytes());
+            file.extend_from_slice(&(len as u32).to_le_bytes());
+            file.extend(std::iter::repeat_n(i as u8, len));
+        }
+        file
+    }
+
+    fn both(file: &[u8]) -> [(Result<ReadSummary, String>, Vec<usize>); 2] {
+        let mut out = [
+            (Ok(ReadSummary::default()), Vec::new()),
+            (Ok(ReadSummary::default()), Vec::new()),
+        ];
+        for (in_place, (result, lens)) in out.iter_mut().enumerate() {
+            let keep = |f: &Frame<'_>| lens.push(f.data.len());
+            *result = if in_place == 1 {
+                read_slice(file, "f", keep)
+            } else {
+                read(file, "f", keep)
+            }
+            .map_err(|e| e.to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn a_block_larger_than_the_first_buffer_is_read_by_both_readers() {
+        // 3 MiB: the stream reader's buffer grows twice for it (it used to
+        // stop there and call the file cut short).
+        let file = legacy_pcap(&[(100, None), (3 << 20, None), (60, None)]);
+        let [streamed, in_place] = both(&file);
+        assert_eq!(streamed, in_place);
+        let (summary, lens) = streamed;
+        assert_eq!(lens, [100, 3 << 20, 60]);
+        assert!(!summary.unwrap().truncated);
+    }
+
+    #[test]
+    fn a_block_larger_than_max_buffer_is_refused_alike() {
+        // Present: 64 MiB and one byte, as the first record (the stream
+        // reader's buffer grows to 64 MiB for it, then gives up).
+        let file = legacy_pcap(&[(MAX_BUFFER + 1 - 16, None)]);
+        let [streamed, in_place] = both(&file);
+        assert_eq!(streamed, in_place);
+        let err = streamed.0.unwrap_err();
+        assert!(err.contains("block larger than 67108864 bytes"), "{err}");
+        // Exactly 64 MiB is read.
+        let file = legacy_pcap(&[(MAX_BUFFER - 16, None), (60, None)]);
+        let [streamed, in_place] = both(&file);
+        assert_eq!(streamed, in_place);
+        assert_eq!(streamed.1, [MAX_BUFFER - 16, 60]);
+
+        // Claimed, not present (a damaged length) after a good frame: the
+        // file is cut short there, whatever the claim.
+        for claims in [MAX_BUFFER as u32 + 1, u32::MAX, 3 << 20] {
+            let file = legacy_pcap(&[(100, None), (60, Some(claims)), (60, None)]);
+            let [streamed, in_place] = both(&file);
+            assert_eq!(streamed, in_place, "claims {claims}");
+            assert_eq!(streamed.1, [100]);
+            assert!(streamed.0.unwrap().truncated);
+        }
     }
 
     #[test]
