@@ -262,11 +262,9 @@ fn read_blocks<R: PcapReaderIterator + ?Sized>(
                         match interfaces.get(epb.if_id as usize) {
                             Some(iface) => {
                                 let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                let ts = timestamp(
-                                    raw / iface.resolution,
-                                    raw % iface.resolution,
-                                    iface,
-                                );
+                                // All of it a fraction: `timestamp` carries
+                                // the whole seconds.
+                                let ts = timestamp(0, raw, iface);
                                 last_ts = ts;
                                 summary.frames += 1;
                                 let len = (epb.caplen as usize).min(epb.data.len());
@@ -386,12 +384,25 @@ fn short_pcapng_block(data: &[u8], section_big_endian: Option<bool>) -> Option<u
 /// units. A classic pcap record may hold a fraction of a second or more (a
 /// hostile or broken writer's `ts_usec` of 10⁶ and above): the whole
 /// seconds in it are carried, so `nanos` always stays below a second.
+///
+/// Microseconds and nanoseconds, what nearly every capture holds, are
+/// divided by constants (a multiplication); any other resolution by a
+/// 128-bit division, which was a seventh of the reader's time per frame
+/// when every frame took it.
+#[inline]
 fn timestamp(secs: u64, fraction: u64, iface: &Interface) -> Timestamp {
-    let resolution = iface.resolution.max(1);
-    let nanos = (u128::from(fraction % resolution) * 1_000_000_000 / u128::from(resolution)) as u32;
+    let (carried, nanos) = match iface.resolution {
+        1_000_000 => (fraction / 1_000_000, (fraction % 1_000_000) as u32 * 1_000),
+        1_000_000_000 => (fraction / 1_000_000_000, (fraction % 1_000_000_000) as u32),
+        resolution => {
+            let resolution = resolution.max(1);
+            let nanos = u128::from(fraction % resolution) * 1_000_000_000 / u128::from(resolution);
+            (fraction / resolution, nanos as u32)
+        }
+    };
     Timestamp {
         secs: secs
-            .saturating_add(fraction / resolution)
+            .saturating_add(carried)
             .saturating_add_signed(iface.offset),
         nanos,
     }
@@ -499,6 +510,51 @@ mod tests {
             assert_eq!(streamed, in_place, "claims {claims}");
             assert_eq!(streamed.1, [100]);
             assert!(streamed.0.unwrap().truncated);
+        }
+    }
+
+    #[test]
+    fn microseconds_and_nanoseconds_agree_with_the_general_division() {
+        // The general path, forced by a resolution it does not special-case
+        // but that scales exactly: 10 µs units and 10 ns units.
+        let at = |resolution| Interface {
+            link: LinkType::Ethernet,
+            resolution,
+            offset: -3,
+        };
+        for fraction in [
+            0,
+            1,
+            7,
+            999_999,
+            1_000_000,
+            3_892_570,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let us = timestamp(10, fraction, &at(1_000_000));
+            if fraction % 10 == 0 {
+                assert_eq!(
+                    us,
+                    timestamp(10, fraction / 10, &at(100_000)),
+                    "{fraction} µs"
+                );
+            }
+            assert_eq!(
+                us.nanos as u64,
+                fraction % 1_000_000 * 1_000,
+                "{fraction} µs"
+            );
+            let ns = timestamp(10, fraction, &at(1_000_000_000));
+            if fraction % 10 == 0 {
+                assert_eq!(
+                    ns,
+                    timestamp(10, fraction / 10, &at(100_000_000)),
+                    "{fraction} ns"
+                );
+            }
+            assert_eq!(ns.nanos as u64, fraction % 1_000_000_000, "{fraction} ns");
+            assert!(us.nanos < 1_000_000_000 && ns.nanos < 1_000_000_000);
         }
     }
 
