@@ -21,6 +21,12 @@
 //!
 //! The handler only loads atomics and makes the `mmap` and `sigaction`
 //! system calls: nothing that allocates or locks.
+//!
+//! Exact to the page: in the page where the file now ends, the bytes past
+//! its end read as zeros without a fault. Up to a page of them may be read
+//! before the next page faults (in classic pcap, at most 255 empty 16-byte
+//! records, which decode to nothing: an empty Ethernet frame is dropped as
+//! `link_truncated`).
 
 use std::ffi::c_void;
 use std::sync::OnceLock;
