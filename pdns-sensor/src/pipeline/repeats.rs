@@ -680,19 +680,24 @@ fn question_name(body: &[u8]) -> Option<std::ops::Range<usize>> {
         return None;
     }
     // The question name starts right after the 12-byte header, which is
-    // `body[10..]`.
+    // `body[10..]`. The walk reads only the length bytes; the bytes of
+    // the whole name are checked at once after it (a length byte is below
+    // 64, so it never trips that check): one pass without an early exit,
+    // which the compiler vectorises, instead of a short loop per label.
     let mut pos = 10;
     loop {
         let len = *body.get(pos)?;
         if len == 0 {
-            return Some(10..pos);
+            break;
         }
-        let label = body.get(pos + 1..pos + 1 + usize::from(len))?;
-        if len & 0xc0 != 0 || label.iter().any(|&b| b >= 0xc0) {
+        if len & 0xc0 != 0 {
             return None;
         }
         pos += 1 + usize::from(len);
     }
+    let name = body.get(10..pos)?;
+    let high = name.iter().fold(false, |high, &b| high | (b >= 0xc0));
+    (!high).then_some(10..pos)
 }
 
 #[cfg(test)]
