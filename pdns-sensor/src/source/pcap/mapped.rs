@@ -80,7 +80,7 @@ impl MappedFile {
     /// What the reader calls every chunk: publish the bytes read to
     /// `progress`, and give back the pages behind the reader.
     pub(super) fn on_chunk<'a>(&'a self, progress: &'a Arc<ReadProgress>) -> OnChunk<'a> {
-        let page = page_size();
+        let page = crate::capture::page_size();
         let mut counted = 0;
         let mut released = 0;
         Box::new(move |at: usize| {
@@ -105,13 +105,4 @@ impl MappedFile {
             }
         })
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size)
-        .ok()
-        .filter(|&s| s > 0)
-        .unwrap_or(4096)
 }

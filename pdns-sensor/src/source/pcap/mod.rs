@@ -174,11 +174,8 @@ fn read_error(name: &str) -> SourceError {
 /// first bytes.
 fn open_error(e: PcapError<&[u8]>, name: &str) -> SourceError {
     match e {
-        // Empty, or shorter than a file header.
-        PcapError::Eof | PcapError::Incomplete(_) => SourceError::NotCapture {
-            path: name.to_string(),
-        },
         PcapError::ReadError => read_error(name),
+        // Empty, shorter than a file header, or not one.
         _ => SourceError::NotCapture {
             path: name.to_string(),
         },
@@ -214,15 +211,8 @@ fn read_blocks<R: PcapReaderIterator + ?Sized>(
             // 4 GiB read where they are off). No block is shorter than its
             // type, two lengths and nothing else: 12 bytes.
             let detail = format!("pcapng block length {len} is below the minimum of 12");
-            if summary.frames > 0 {
-                summary.truncated = true;
-                tracing::warn!("{name}: {detail} after {} frames", summary.frames);
-                break;
-            }
-            return Err(SourceError::Malformed {
-                path: name.to_string(),
-                detail,
-            });
+            unreadable(&mut summary, name, detail)?;
+            break;
         }
         match reader.next() {
             Ok((offset, block)) => {
@@ -308,20 +298,16 @@ fn read_blocks<R: PcapReaderIterator + ?Sized>(
             // A block larger than the stream reader's buffer: grown, up to
             // MAX_BUFFER (the in-memory reader cannot grow, and only says so
             // for a block larger than that).
-            Err(PcapError::BufferTooSmall) if capacity < MAX_BUFFER => {
-                if reader.grow(capacity * 2) {
-                    capacity *= 2;
-                    if reader.refill().is_err() {
-                        return Err(read_error(name));
-                    }
-                } else {
-                    unreadable(&mut summary, name, too_large())?;
+            Err(PcapError::BufferTooSmall) => {
+                if capacity >= MAX_BUFFER || !reader.grow(capacity * 2) {
+                    let detail = format!("block larger than {MAX_BUFFER} bytes");
+                    unreadable(&mut summary, name, detail)?;
                     break;
                 }
-            }
-            Err(PcapError::BufferTooSmall) => {
-                unreadable(&mut summary, name, too_large())?;
-                break;
+                capacity *= 2;
+                if reader.refill().is_err() {
+                    return Err(read_error(name));
+                }
             }
             Err(e) => {
                 unreadable(&mut summary, name, format!("{e:?}"))?;
@@ -330,10 +316,6 @@ fn read_blocks<R: PcapReaderIterator + ?Sized>(
         }
     }
     Ok(summary)
-}
-
-fn too_large() -> String {
-    format!("block larger than {MAX_BUFFER} bytes")
 }
 
 /// A block that cannot be read: after good frames, the file is cut short
@@ -522,7 +504,7 @@ mod tests {
             resolution,
             offset: -3,
         };
-        for fraction in [
+        let fractions = [
             0,
             1,
             7,
@@ -531,30 +513,23 @@ mod tests {
             3_892_570,
             u64::from(u32::MAX),
             u64::MAX,
-        ] {
-            let us = timestamp(10, fraction, &at(1_000_000));
-            if fraction % 10 == 0 {
+        ];
+        for (unit, resolution, nanos_per_unit) in
+            [("µs", 1_000_000, 1_000), ("ns", 1_000_000_000, 1)]
+        {
+            for fraction in fractions {
+                let ts = timestamp(10, fraction, &at(resolution));
+                if fraction % 10 == 0 {
+                    let general = timestamp(10, fraction / 10, &at(resolution / 10));
+                    assert_eq!(ts, general, "{fraction} {unit}");
+                }
                 assert_eq!(
-                    us,
-                    timestamp(10, fraction / 10, &at(100_000)),
-                    "{fraction} µs"
+                    ts.nanos as u64,
+                    fraction % resolution * nanos_per_unit,
+                    "{fraction} {unit}"
                 );
+                assert!(ts.nanos < 1_000_000_000);
             }
-            assert_eq!(
-                us.nanos as u64,
-                fraction % 1_000_000 * 1_000,
-                "{fraction} µs"
-            );
-            let ns = timestamp(10, fraction, &at(1_000_000_000));
-            if fraction % 10 == 0 {
-                assert_eq!(
-                    ns,
-                    timestamp(10, fraction / 10, &at(100_000_000)),
-                    "{fraction} ns"
-                );
-            }
-            assert_eq!(ns.nanos as u64, fraction % 1_000_000_000, "{fraction} ns");
-            assert!(us.nanos < 1_000_000_000 && ns.nanos < 1_000_000_000);
         }
     }
 

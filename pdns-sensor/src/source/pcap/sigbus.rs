@@ -107,13 +107,7 @@ impl Drop for Guard {
 fn installed() -> bool {
     PREVIOUS
         .get_or_init(|| {
-            // SAFETY: sysconf has no preconditions.
-            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            if let Ok(page) = usize::try_from(page)
-                && page.is_power_of_two()
-            {
-                PAGE.store(page, Ordering::Relaxed);
-            }
+            PAGE.store(crate::capture::page_size(), Ordering::Relaxed);
             // SAFETY: both sigaction structs are plain data, zeroed is a
             // valid start; the handler has the SA_SIGINFO signature, and
             // sigaction is given valid pointers.
