@@ -946,6 +946,52 @@ fn follow_across_appends_rotations_truncation_and_restarts() {
     let r3 = f.stop();
     assert_eq!(r3.rotations, 1);
 
+    // Two rotations while stopped: the file in between is found and read
+    // whole. A gzipped copy of the older one (a rotation that compresses)
+    // and another log are not read.
+    append(&log, &lines_of(700..705));
+    let rotated3 = logs.join("dns.2024-01-01-02-00-00.log");
+    std::fs::rename(&log, &rotated3).unwrap();
+    std::fs::write(&log, format!("{HEADER}{}", lines_of(710..720))).unwrap();
+    let rotated4 = logs.join("dns.2024-01-01-03-00-00.log");
+    std::fs::rename(&log, &rotated4).unwrap();
+    std::fs::write(&log, format!("{HEADER}{}", lines_of(730..735))).unwrap();
+    let rotated3_gz = logs.join("dns.2024-01-01-02-00-00.log.gz");
+    std::fs::write(&rotated3_gz, gzip(&std::fs::read(&rotated3).unwrap())).unwrap();
+    std::fs::write(
+        logs.join("conn.2024-01-01-03-00-00.log"),
+        format!("{HEADER}{}", lines_of(790..800)),
+    )
+    .unwrap();
+    let f = Follower::start(&db, &log);
+    want.extend(expect(&[700..705, 710..720, 730..735]));
+    wait_for(&db, &want, "after two rotations while stopped");
+    let r = f.stop();
+    assert_eq!((r.rotations, r.files_caught_up), (1, 1), "{r:?}");
+
+    // copytruncate while stopped (logrotate's numbered copies): the lines
+    // written after the saved position are read from the copy, and the
+    // older copy, already read, is not read again.
+    append(&log, &lines_of(740..745));
+    std::fs::copy(&rotated4, logs.join("dns.log.2")).unwrap();
+    std::fs::copy(&log, logs.join("dns.log.1")).unwrap();
+    std::fs::write(&log, format!("{HEADER}{}", lines_of(750..755))).unwrap();
+    let f = Follower::start(&db, &log);
+    want.extend(expect(&[740..745, 750..755]));
+    wait_for(&db, &want, "after copytruncate while stopped");
+
+    // copytruncate while running, faster than a poll: the lines written
+    // between the last read and the copy come from the copy, once.
+    std::thread::sleep(Duration::from_millis(300));
+    append(&log, &lines_of(760..765));
+    std::fs::rename(logs.join("dns.log.1"), logs.join("dns.log.3")).unwrap();
+    std::fs::copy(&log, logs.join("dns.log.1")).unwrap();
+    std::fs::write(&log, format!("{HEADER}{}", lines_of(770..775))).unwrap();
+    want.extend(expect(&[760..765, 770..775]));
+    wait_for(&db, &want, "after copytruncate while running");
+    let r = f.stop();
+    assert_eq!(r.truncations, 2, "{r:?}");
+
     // Exact final counts, and the same after one more idle restart.
     let f = Follower::start(&db, &log);
     std::thread::sleep(Duration::from_millis(500));

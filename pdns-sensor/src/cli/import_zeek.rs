@@ -234,12 +234,13 @@ pub fn render_import(r: &ImportReport) -> String {
 pub fn render_follow(r: &FollowReport) -> String {
     let secs = r.elapsed_secs.max(1e-9);
     let mut s = format!(
-        "followed for {:.1}s{}: {}; {} rotation(s), {} truncation(s); {} records, {} negative answers written\n",
+        "followed for {:.1}s{}: {}; {} rotation(s), {} truncation(s), {} file(s) found rotated away unread; {} records, {} negative answers written\n",
         secs,
         if r.resumed { " (resumed)" } else { "" },
         lines_summary(&r.stats, secs),
         r.rotations,
         r.truncations,
+        r.files_caught_up,
         r.records_written,
         r.negatives_written,
     );

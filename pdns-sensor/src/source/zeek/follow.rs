@@ -21,9 +21,23 @@
 //!   position, or the byte before the position is no longer the newline it
 //!   was (truncated and rewritten between two polls). Reading restarts at
 //!   the beginning. Lines written between the last poll and the truncation
-//!   are lost — inherent to copytruncate;
+//!   are read from the copy, when it is a plain file next to the log (found
+//!   as below: it starts with exactly what was read); otherwise they are
+//!   lost;
 //! * **missing** (between a rename and the new file): the old file keeps
 //!   being read until a new one appears.
+//!
+//! A rotation can also hide a whole file: two rotations between two polls,
+//! or several while the follower was stopped (Zeek rotates hourly; a
+//! sensor down for two hours misses one file completely). So whenever a
+//! rotation is noticed, the directory is searched for the files rotated
+//! out of the path since the one just finished: plain files named like it
+//! (`dns.*` for `dns.log`: Zeek's `dns.2024-01-01-00-00-00.log`,
+//! logrotate's `dns.log.1`) whose status-change time (set by the rename)
+//! is not older than that file's. They are read whole, oldest first,
+//! unless their content hash says they were already imported (by this
+//! follower, by another, or by `import-zeek`). Gzipped files are left to
+//! `import-zeek`: a rotation that compresses writes them while we look.
 //!
 //! On restart the saved position is checked before it is trusted: same
 //! device and inode, and the SHA-256 of the bytes before the offset equal
@@ -32,7 +46,11 @@
 //! imported, which also rebuilds the header state. If the file was
 //! replaced while the follower was stopped, the old inode is looked for in
 //! the same directory (Zeek renames within it) and its tail imported
-//! first; if it is gone, the loss is reported with the line it stopped at.
+//! first, then the files rotated after it. If the old inode is gone, a
+//! plain copy of it (logrotate's `copytruncate` leaves one) is recognised
+//! among the files changed since the last commit by its first `offset`
+//! bytes, which hash to the saved prefix; its tail is imported from there.
+//! If neither is there, the loss is reported with the line it stopped at.
 //!
 //! A follower starting with no saved position reads the file from its
 //! beginning. Only plain files can be followed (Zeek writes them plain and
@@ -49,7 +67,7 @@ use std::time::{Duration, Instant};
 use super::import::ImportConfig;
 use super::meta::{self, Finished, FollowPosition};
 use super::parser::Format;
-use super::reader::LineReader;
+use super::reader::{self, LineReader};
 use super::{FileParser, Warnings, ZeekStats};
 use crate::extract::Outcome;
 use crate::pipeline::{PipelineError, Worker};
@@ -84,6 +102,8 @@ pub struct FollowReport {
     pub stats: ZeekStats,
     /// Files read to their end (rotated away or truncated).
     pub files_finished: usize,
+    /// Files found rotated away unread (see the module docs) and read.
+    pub files_caught_up: usize,
     pub rotations: usize,
     pub truncations: usize,
     /// Whether the run resumed from a saved position.
@@ -165,6 +185,32 @@ impl Current {
     }
 }
 
+/// A file's status-change time (seconds, nanoseconds): set by a rename.
+type ChangeTime = (i64, i64);
+
+fn change_time(md: &std::fs::Metadata) -> ChangeTime {
+    (md.ctime(), md.ctime_nsec())
+}
+
+/// How long before the previous check a `copytruncate` copy may have been
+/// written (a large file takes a while to copy).
+const COPY_MARGIN_SECS: i64 = 60;
+
+fn wall_clock() -> ChangeTime {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+        i64::from(now.subsec_nanos()),
+    )
+}
+
+/// The start of the second `epoch_secs`, as a change time.
+fn since_secs(epoch_secs: u64) -> ChangeTime {
+    (i64::try_from(epoch_secs).unwrap_or(i64::MAX), 0)
+}
+
 /// Why following could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
@@ -242,6 +288,8 @@ struct Follower<P> {
     progress: P,
     dirty: bool,
     started: Instant,
+    /// When the path was last looked at (wall clock, as a change time).
+    last_check: ChangeTime,
 }
 
 impl<P: FnMut(&ZeekStats)> Follower<P> {
@@ -272,6 +320,7 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
             progress,
             dirty: false,
             started: Instant::now(),
+            last_check: wall_clock(),
         })
     }
 
@@ -315,16 +364,29 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
                         "{}: the file no longer starts with what was imported (rewritten or truncated while stopped); reading it from the beginning",
                         self.label
                     );
+                    let here = (md.dev(), md.ino());
+                    if !self.catch_up_rotated(
+                        Some(&saved),
+                        since_secs(saved.updated),
+                        &[here],
+                        true,
+                    )? {
+                        self.report_lost(&saved);
+                    }
                     self.current = Some(Current::fresh(file, md.dev(), md.ino(), &self.label));
+                    self.report.truncations += 1;
                     self.dirty = true;
+                    self.flush()?;
                 }
                 Err(e) => tracing::warn!("{}: {e}", self.label),
             }
             return Ok(());
         }
-        // Replaced while stopped: finish the old file if it is still near.
+        // Replaced while stopped: finish the old file if it is still near,
+        // then whatever was rotated out after it.
+        let here = (md.dev(), md.ino());
         match self.find_old(&saved) {
-            Some(old) => {
+            Some((old, since)) => {
                 tracing::info!(
                     "{}: rotated while stopped; reading the rest of the previous file ({}) from line {}",
                     self.label,
@@ -340,8 +402,13 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
                     }
                     _ => self.report_lost(&saved),
                 }
+                self.catch_up_rotated(None, since, &[here, (saved.dev, saved.ino)], true)?;
             }
-            None => self.report_lost(&saved),
+            None => {
+                if !self.catch_up_rotated(Some(&saved), since_secs(saved.updated), &[here], true)? {
+                    self.report_lost(&saved);
+                }
+            }
         }
         self.current = Some(Current::fresh(file, md.dev(), md.ino(), &self.label));
         self.report.rotations += 1;
@@ -361,20 +428,169 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
         );
     }
 
-    /// A file in the followed path's directory with the saved inode.
-    fn find_old(&self, saved: &FollowPosition) -> Option<PathBuf> {
+    /// A file in the followed path's directory with the saved inode, and
+    /// its status-change time.
+    fn find_old(&self, saved: &FollowPosition) -> Option<(PathBuf, ChangeTime)> {
         let dir = self.path.parent()?;
         std::fs::read_dir(dir)
             .ok()?
             .filter_map(Result::ok)
             .find_map(|e| {
                 let md = e.metadata().ok()?;
-                (md.is_file() && md.dev() == saved.dev && md.ino() == saved.ino).then(|| e.path())
+                (md.is_file() && md.dev() == saved.dev && md.ino() == saved.ino)
+                    .then(|| (e.path(), change_time(&md)))
             })
+    }
+
+    /// The plain files of the followed path's directory named like it
+    /// (`dns.*` for `dns.log`), not in `skip`, whose status changed at or
+    /// after `since`: oldest first.
+    fn rotated_since(&self, since: ChangeTime, skip: &[(u64, u64)]) -> Vec<PathBuf> {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return Vec::new();
+        };
+        let name = name.as_encoded_bytes();
+        let stem = name.split(|&b| b == b'.').next().unwrap_or(name);
+        let prefix = [stem, b"."].concat();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(ChangeTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let file_name = e.file_name();
+                let bytes = file_name.as_encoded_bytes();
+                if bytes == name || !bytes.starts_with(&prefix) {
+                    return None;
+                }
+                let md = e.metadata().ok()?;
+                let changed = change_time(&md);
+                (md.is_file() && changed >= since && !skip.contains(&(md.dev(), md.ino())))
+                    .then(|| (changed, e.path()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, path)| path).collect()
+    }
+
+    /// Reads what nobody imported of the files rotated out of the path
+    /// since `since` (see the module docs), oldest first.
+    ///
+    /// A file that starts with content already read — the saved position
+    /// (`saved`, when the saved file was not found by inode) or a file a
+    /// follower finished — is that file under another name or a longer copy
+    /// of it (`copytruncate`): only what follows that prefix is read. Other
+    /// files are read whole if `whole`, unless `import-zeek` has them.
+    /// Returns whether a file continued `saved`.
+    fn catch_up_rotated(
+        &mut self,
+        saved: Option<&FollowPosition>,
+        since: ChangeTime,
+        skip: &[(u64, u64)],
+        whole: bool,
+    ) -> Result<bool, PipelineError> {
+        let candidates = self.rotated_since(since, skip);
+        if candidates.is_empty() {
+            return Ok(false);
+        }
+        // Every prefix known to be imported, as the position after it.
+        let mut known: Vec<FollowPosition> = saved.into_iter().cloned().collect();
+        let finished = self
+            .finished
+            .iter()
+            .cloned()
+            .chain(meta::followed_finished(&self.store)?);
+        known.extend(finished.map(|f| FollowPosition {
+            offset: f.size,
+            line: f.lines,
+            prefix_sha256: f.sha256,
+            ..FollowPosition::default()
+        }));
+        let saved_index = saved.is_some_and(|s| s.offset > 0).then_some(0);
+        let mut continued_saved = false;
+        for path in candidates {
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) => {
+                    tracing::warn!("{}: {e}", path.display());
+                    continue;
+                }
+            };
+            let mut magic = [0u8; 2];
+            if file.read_at(&mut magic, 0).is_ok_and(|n| n == 2) && magic == [0x1f, 0x8b] {
+                continue; // compressed: left to import-zeek
+            }
+            let mut prefixes: Vec<(u64, String)> =
+                known.iter().map(|k| (k.offset, String::new())).collect();
+            let content = match reader::hash_content_and_prefixes(&path, &mut prefixes) {
+                Ok(c) if c.error.is_none() => c,
+                Ok(_) | Err(_) => continue,
+            };
+            // The longest imported prefix this file starts with.
+            let start = (0..known.len())
+                .filter(|&i| known[i].offset > 0 && prefixes[i].1 == known[i].prefix_sha256)
+                .max_by_key(|&i| known[i].offset);
+            continued_saved |= start.is_some() && start == saved_index;
+            match start.map(|i| &known[i]) {
+                Some(k) if k.offset == content.len => continue, // all imported
+                Some(k) => {
+                    let k = k.clone();
+                    match Current::resume(file, &k, &self.label) {
+                        Ok(Ok(cur)) => {
+                            tracing::info!(
+                                "{}: {} continues a file already read; reading it from line {}",
+                                self.label,
+                                path.display(),
+                                k.line + 1
+                            );
+                            self.current = Some(cur);
+                        }
+                        Ok(Err(_)) | Err(_) => continue, // changed since hashed
+                    }
+                }
+                None if whole => {
+                    let record: Option<meta::FileRecord> =
+                        meta::get(&self.store, &meta::file_key(&content.sha256))?;
+                    if let Some(record) = record {
+                        tracing::info!(
+                            "{}: {} was rotated away unread, and import-zeek has it ({:?}); left to it",
+                            self.label,
+                            path.display(),
+                            record.state
+                        );
+                        continue;
+                    }
+                    let Ok(md) = file.metadata() else { continue };
+                    if let Err(e) = file.seek(SeekFrom::Start(0)) {
+                        tracing::warn!("{}: {e}", path.display());
+                        continue;
+                    }
+                    tracing::info!(
+                        "{}: {} was rotated away before it was read; reading it whole",
+                        self.label,
+                        path.display()
+                    );
+                    self.current = Some(Current::fresh(file, md.dev(), md.ino(), &self.label));
+                }
+                None => continue,
+            }
+            self.drain_and_finish()?;
+            self.report.files_caught_up += 1;
+            if let Some(done) = self.finished.last() {
+                known.push(FollowPosition {
+                    offset: done.size,
+                    line: done.lines,
+                    prefix_sha256: done.sha256.clone(),
+                    ..FollowPosition::default()
+                });
+            }
+        }
+        Ok(continued_saved)
     }
 
     /// Notices a new, replaced or truncated file.
     fn check_file(&mut self) -> Result<(), PipelineError> {
+        let previous_check = std::mem::replace(&mut self.last_check, wall_clock());
         let md = match std::fs::metadata(&self.path) {
             Ok(md) => md,
             Err(_) => return Ok(()), // missing: keep reading what is open
@@ -393,12 +609,21 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
             return Ok(());
         };
         if (md.dev(), md.ino()) != (cur.dev, cur.ino) {
+            let old = (cur.dev, cur.ino);
+            let since = cur.lines.get_ref().metadata().map(|m| change_time(&m));
             self.drain_and_finish()?;
             self.report.rotations += 1;
-            match File::open(&self.path) {
-                Ok(file) => {
-                    let m = file.metadata().ok();
-                    let (dev, ino) = m.map_or((md.dev(), md.ino()), |m| (m.dev(), m.ino()));
+            let new = File::open(&self.path).and_then(|file| {
+                let m = file.metadata()?;
+                Ok((file, m.dev(), m.ino()))
+            });
+            // Two rotations between two polls leave a file in between.
+            if let Ok(since) = since {
+                let here = new.as_ref().map_or((md.dev(), md.ino()), |n| (n.1, n.2));
+                self.catch_up_rotated(None, since, &[old, here], true)?;
+            }
+            match new {
+                Ok((file, dev, ino)) => {
                     tracing::info!("{}: rotated; reading the new file", self.label);
                     self.current = Some(Current::fresh(file, dev, ino, &self.label));
                 }
@@ -431,6 +656,11 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
             let Some(old) = self.current.take() else {
                 return Ok(());
             };
+            // `copytruncate` copied the file first: its lines written
+            // after our last read are in that copy.
+            let here = (md.dev(), md.ino());
+            let since = (previous_check.0 - COPY_MARGIN_SECS, previous_check.1);
+            self.catch_up_rotated(None, since, &[here], false)?;
             let mut file = old.lines.into_inner();
             if let Err(e) = file.seek(SeekFrom::Start(0)) {
                 tracing::warn!("{}: {e}", self.label);

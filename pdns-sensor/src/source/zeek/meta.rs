@@ -123,10 +123,18 @@ pub fn get<T: for<'de> Deserialize<'de>>(
 /// The content hashes of every file a follower finished, to treat as
 /// imported.
 pub fn followed_files(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
-    let mut out = std::collections::HashSet::new();
+    Ok(followed_finished(store)?
+        .into_iter()
+        .map(|f| f.sha256)
+        .collect())
+}
+
+/// Every file a follower finished (of every followed path).
+pub fn followed_finished(store: &Store) -> Result<Vec<Finished>, StoreError> {
+    let mut out = Vec::new();
     for (_, raw) in store.meta_scan(FOLLOW_PREFIX.as_bytes())? {
         if let Ok(pos) = serde_json::from_slice::<FollowPosition>(&raw) {
-            out.extend(pos.finished.into_iter().map(|f| f.sha256));
+            out.extend(pos.finished);
         }
     }
     Ok(out)

@@ -107,17 +107,57 @@ pub struct ContentHash {
 
 /// Hashes a file's decompressed content (a first pass before importing).
 pub fn hash_content(path: &Path) -> io::Result<ContentHash> {
+    hash_content_and_prefixes(path, &mut [])
+}
+
+/// [`hash_content`], also hashing the content's first `n` bytes for each
+/// `(n, hash)` of `prefixes`: each hash is filled in (lowercase hex) when
+/// the content is at least `n` bytes long, and left empty otherwise. One
+/// pass over the file, however many prefixes.
+pub fn hash_content_and_prefixes(
+    path: &Path,
+    prefixes: &mut [(u64, String)],
+) -> io::Result<ContentHash> {
     let (mut reader, compression) = open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut len = 0u64;
     let mut error = None;
+    let mut order: Vec<usize> = (0..prefixes.len()).collect();
+    order.sort_by_key(|&i| prefixes[i].0);
+    for &i in &order {
+        prefixes[i].1.clear();
+    }
+    let mut next = order.iter().peekable();
+    while let Some(&&i) = next.peek() {
+        if prefixes[i].0 > 0 {
+            break;
+        }
+        prefixes[i].1 = hex(&hasher.clone().finalize());
+        next.next();
+    }
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                hasher.update(&buf[..n]);
-                len += n as u64;
+                let mut chunk = &buf[..n];
+                while let Some(&&i) = next.peek() {
+                    let Some(take) = prefixes[i]
+                        .0
+                        .checked_sub(len)
+                        .filter(|&t| t <= chunk.len() as u64)
+                    else {
+                        break;
+                    };
+                    let (head, rest) = chunk.split_at(take as usize);
+                    hasher.update(head);
+                    len += take;
+                    chunk = rest;
+                    prefixes[i].1 = hex(&hasher.clone().finalize());
+                    next.next();
+                }
+                hasher.update(chunk);
+                len += chunk.len() as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -292,6 +332,42 @@ impl<R: Read> LineReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_are_hashed_in_the_same_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        // Longer than one read, so prefixes fall inside, at and across
+        // read boundaries.
+        let data: Vec<u8> = (0..CHUNK * 2 + 777).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let at = [
+            0,
+            1,
+            4096,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            data.len(),
+            data.len() + 1,
+        ];
+        let mut prefixes: Vec<(u64, String)> = at
+            .iter()
+            .rev()
+            .map(|&n| (n as u64, "stale".to_string()))
+            .collect();
+        let whole = hash_content_and_prefixes(&path, &mut prefixes).unwrap();
+        assert_eq!(whole.len, data.len() as u64);
+        assert_eq!(whole.sha256, hex(&Sha256::digest(&data)));
+        for (n, hash) in &prefixes {
+            let n = *n as usize;
+            if n > data.len() {
+                assert!(hash.is_empty(), "past the end: {n}");
+            } else {
+                assert_eq!(*hash, hex(&Sha256::digest(&data[..n])), "prefix {n}");
+            }
+        }
+    }
 
     fn lines(data: &[u8], max: usize, chunk: usize) -> Vec<Line<'static>> {
         struct Slow<'a>(&'a [u8], usize);
