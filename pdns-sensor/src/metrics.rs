@@ -82,6 +82,7 @@ struct Metrics {
     api_connections: IntCounterVec,
     api_connections_open: IntGauge,
     api_tls_reloads: IntCounterVec,
+    api_catch_up_failures: IntCounter,
     api_tls_expiry: IntGauge,
     export_rows: IntCounterVec,
     export_inserts: IntCounterVec,
@@ -560,6 +561,12 @@ impl Metrics {
                 "TLS certificate reloads (SIGHUP), by result (ok, failed: the previous \
                  certificate stays).",
                 &["result"],
+            ),
+            api_catch_up_failures: counter(
+                r,
+                "pdns_api_store_catch_up_failures_total",
+                "Times `serve --db` failed to catch up with the database's writer (once a \
+                 second); the API keeps serving what it read last.",
             ),
             api_tls_expiry: {
                 let g = IntGauge::new(
@@ -1104,6 +1111,11 @@ pub(crate) fn publish_tls_enabled() {
     for result in ["ok", "failed"] {
         m.api_tls_reloads.with_label_values(&[result]);
     }
+}
+
+/// Counts one failed catch-up of `serve`'s reader with the writer.
+pub(crate) fn publish_catch_up_failure() {
+    METRICS.api_catch_up_failures.inc();
 }
 
 /// Counts one certificate reload.

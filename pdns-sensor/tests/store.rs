@@ -132,6 +132,48 @@ fn readers_see_a_live_writer() {
     }
 }
 
+/// A writer creating a database adds its column families one by one; a
+/// reader opened in between must still catch up with everything written
+/// after (RocksDB refuses a secondary's catch-up for good when the writer's
+/// log names a column family the secondary did not open). Readers are
+/// opened as fast as they can be while writers create databases, many
+/// times, so some land inside the creation.
+#[test]
+fn a_reader_opened_while_the_database_is_created_catches_up() {
+    let owner = name::encode_presentation("new.test").unwrap();
+    let mut opened_early = 0;
+    for round in 0..40 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let writer = {
+            let db = db.clone();
+            std::thread::spawn(move || Store::open(&db).unwrap())
+        };
+        let reader = loop {
+            if let Ok(reader) = Store::open_reader(&db) {
+                break reader;
+            }
+            std::thread::yield_now();
+        };
+        if !writer.is_finished() {
+            opened_early += 1;
+        }
+        let writer = writer.join().unwrap();
+        let mut agg = Aggregator::new(100, Origin::WIRE);
+        agg.record(&owner, Rtype::A, &[192, 0, 2, 7], 60, 1000);
+        writer.write(&agg.take()).unwrap();
+        reader
+            .catch_up()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let counts: Vec<u64> = reader
+            .records(&Selector::All, &Filter::default())
+            .map(|r| r.unwrap().value.count)
+            .collect();
+        assert_eq!(counts, [1], "round {round}");
+    }
+    eprintln!("{opened_early} of 40 readers opened before the writer's open returned");
+}
+
 /// A reader replays the writer's log into memtables of its own; when the
 /// writer flushes that data into files (at the end of an ingest, or while
 /// recovering its log at the next open) a reader that kept the memtable

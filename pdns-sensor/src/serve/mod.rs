@@ -303,10 +303,32 @@ impl Api {
         let catch_up = reader.map(|store| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut failing = 0u64;
                 loop {
                     tick.tick().await;
                     let store = Arc::clone(&store);
-                    let _ = tokio::task::spawn_blocking(move || store.catch_up()).await;
+                    let result = tokio::task::spawn_blocking(move || store.catch_up()).await;
+                    match result {
+                        Ok(Ok(())) => {
+                            if failing > 0 {
+                                tracing::info!("catching up with the writer again");
+                            }
+                            failing = 0;
+                        }
+                        Ok(Err(e)) => {
+                            metrics::publish_catch_up_failure();
+                            // The first failure, then one line a minute.
+                            if failing.is_multiple_of(60) {
+                                tracing::warn!(
+                                    "{e}; the API serves what it read last \
+                                     (failed {} time(s) in a row)",
+                                    failing + 1
+                                );
+                            }
+                            failing += 1;
+                        }
+                        Err(_) => {} // the runtime is shutting down
+                    }
                 }
             })
         });

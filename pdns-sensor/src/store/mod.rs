@@ -656,22 +656,46 @@ impl Store {
         opts.create_missing_column_families(false);
         opts.set_max_open_files(-1);
         let retention = Arc::new(RetentionState::new(clock));
-        let cfs = DB::list_cf(&opts, path).unwrap_or_default();
-        let has_spool = cfs.iter().any(|c| c == CF_SPOOL);
-        let has_nod = cfs.iter().any(|c| c == CF_NOD);
-        let db = DB::open_cf_descriptors_as_secondary(
-            &opts,
-            path,
-            secondary.path(),
-            descriptors(&retention, has_spool, has_nod),
-        )
-        .map_err(|e| {
-            if e.to_string().contains("Column famil") {
-                StoreError::NotOurs(path.to_path_buf())
-            } else {
-                StoreError::rocks(path, "opening for reading")(e)
+        let optional = |cfs: &[String]| {
+            (
+                cfs.iter().any(|c| c == CF_SPOOL),
+                cfs.iter().any(|c| c == CF_NOD),
+            )
+        };
+        // A writer creating the database adds its column families one by
+        // one. A reader that listed them before the last one was added, and
+        // replayed the writer's log after, can never catch up ("MANIFEST
+        // record referencing unknown column family"): if the list grew
+        // while opening, open again with the new one.
+        let mut attempts = 0;
+        let db = loop {
+            let listed = optional(&DB::list_cf(&opts, path).unwrap_or_default());
+            let db = DB::open_cf_descriptors_as_secondary(
+                &opts,
+                path,
+                secondary.path(),
+                descriptors(&retention, listed.0, listed.1),
+            )
+            .map_err(|e| {
+                if e.to_string().contains("Column famil") {
+                    StoreError::NotOurs(path.to_path_buf())
+                } else {
+                    StoreError::rocks(path, "opening for reading")(e)
+                }
+            })?;
+            attempts += 1;
+            let now = optional(&DB::list_cf(&opts, path).unwrap_or_default());
+            if now == listed || attempts == 5 {
+                break db;
             }
-        })?;
+            drop(db);
+            std::fs::remove_dir_all(secondary.path())
+                .and_then(|()| std::fs::create_dir(secondary.path()))
+                .map_err(StoreError::io(
+                    secondary.path(),
+                    "emptying the reader's secondary instance directory",
+                ))?;
+        };
         let version = db
             .get(FORMAT_KEY)
             .map_err(StoreError::rocks(path, "reading the format version"))?;
