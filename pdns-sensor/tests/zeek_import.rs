@@ -1007,6 +1007,39 @@ fn follow_across_appends_rotations_truncation_and_restarts() {
     let batch = import(&db, &[rotated1, gz]);
     assert_eq!(batch.import.files_already_imported, 2, "{:?}", batch.import);
     assert_eq!(follow_counts(&reader(&db)), want);
+
+    // The file a follower stands in is its own: a batch import of it, with
+    // lines the follower has not read yet, skips it.
+    append(&log, &lines_of(800..810));
+    let batch = import(&db, std::slice::from_ref(&log));
+    assert_eq!(batch.import.files_already_imported, 1, "{:?}", batch.import);
+    assert_eq!(follow_counts(&reader(&db)), want);
+
+    // Rotated while stopped into an archive elsewhere, gzipped (zeekctl):
+    // the follower cannot find it, and `import-zeek` of the archive reads
+    // only the lines after the follower's position, once.
+    let archive = tmp.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let archived = archive.join("dns.00:00:00-01:00:00.log.gz");
+    std::fs::write(&archived, gzip(&std::fs::read(&log).unwrap())).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, format!("{HEADER}{}", lines_of(820..825))).unwrap();
+    let f = Follower::start(&db, &log);
+    want.extend(expect_one(820..825));
+    wait_for(&db, &want, "after a rotation to an archive while stopped");
+    f.stop();
+    let batch = import(&db, std::slice::from_ref(&archived));
+    assert_eq!(
+        (batch.import.files_resumed, batch.import.files_imported),
+        (1, 1),
+        "{:?}",
+        batch.import
+    );
+    want.extend(expect_one(800..810));
+    assert_eq!(follow_counts(&reader(&db)), want);
+    let batch = import(&db, &[archived]);
+    assert_eq!(batch.import.files_already_imported, 1, "{:?}", batch.import);
+    assert_eq!(follow_counts(&reader(&db)), want);
 }
 
 #[test]

@@ -417,11 +417,18 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
         Ok(())
     }
 
-    fn report_lost(&self, saved: &FollowPosition) {
+    /// Reports the saved file as lost, and remembers what was read of it
+    /// as finished: `import-zeek` of its archive then reads only the rest.
+    fn report_lost(&mut self, saved: &FollowPosition) {
+        self.remember_finished(Finished {
+            sha256: saved.prefix_sha256.clone(),
+            size: saved.offset,
+            lines: saved.line,
+        });
         tracing::warn!(
             "{}: the file was replaced while not followed and the previous one is not in its directory any more; \
-             its lines after line {} (byte {}) were not imported — import the rotated file with `import-zeek` if it still exists \
-             (lines before that point would then be counted again)",
+             its lines after line {} (byte {}) were not imported — import the rotated file (plain or gzipped) with \
+             `import-zeek`: it recognises the lines imported here and reads only the rest",
             self.label,
             saved.line,
             saved.offset
@@ -531,6 +538,17 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
                 .filter(|&i| known[i].offset > 0 && prefixes[i].1 == known[i].prefix_sha256)
                 .max_by_key(|&i| known[i].offset);
             continued_saved |= start.is_some() && start == saved_index;
+            let record: Option<meta::FileRecord> =
+                meta::get(&self.store, &meta::file_key(&content.sha256))?;
+            if let Some(record) = record {
+                tracing::info!(
+                    "{}: {} was rotated away unread, and import-zeek has it ({:?}); left to it",
+                    self.label,
+                    path.display(),
+                    record.state
+                );
+                continue;
+            }
             match start.map(|i| &known[i]) {
                 Some(k) if k.offset == content.len => continue, // all imported
                 Some(k) => {
@@ -549,17 +567,6 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
                     }
                 }
                 None if whole => {
-                    let record: Option<meta::FileRecord> =
-                        meta::get(&self.store, &meta::file_key(&content.sha256))?;
-                    if let Some(record) = record {
-                        tracing::info!(
-                            "{}: {} was rotated away unread, and import-zeek has it ({:?}); left to it",
-                            self.label,
-                            path.display(),
-                            record.state
-                        );
-                        continue;
-                    }
                     let Ok(md) = file.metadata() else { continue };
                     if let Err(e) = file.seek(SeekFrom::Start(0)) {
                         tracing::warn!("{}: {e}", path.display());

@@ -14,6 +14,13 @@
 //! header lines before it — and importing a file again is a no-op that
 //! says "already imported, skipped".
 //!
+//! What a `--follow` run imported counts too. A file whose content a
+//! follower finished is skipped. A file that starts with the part of a log
+//! a follower had read — the log rotated away (gzipped or moved to an
+//! archive) while the follower was stopped, which the follower reports as
+//! lost — is imported from that point on; the first pass hashes each such
+//! prefix on the way. The file a follower stands in is left to it.
+//!
 //! Directories are walked recursively in name order, taking the files
 //! whose name starts with `dns` and contains `.log` (`dns.log`,
 //! `dns.2024-01-01-00-00-00.log.gz`, `dns.12:00:00-13:00:00.log.gz`);
@@ -23,7 +30,6 @@
 //! before the damage, is reported with file:line, and the import goes on
 //! with the next file.
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +42,12 @@ use crate::pipeline::{PipelineConfig, PipelineError, Worker};
 use crate::source::progress::{ITEMS_BATCH, ReadProgress};
 use crate::store::Store;
 use crate::vocab::value::Origin;
+
+/// A file's device and inode.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
 
 /// How an import runs.
 #[derive(Clone, Debug)]
@@ -97,8 +109,9 @@ pub struct Importer<'a> {
     store: Arc<Store>,
     worker: Worker,
     report: ImportReport,
-    /// Content hashes of files a follower read to the end.
-    followed: HashSet<String>,
+    /// What followers imported (files they finished, and the part of the
+    /// file they stand in before their position).
+    followed: Vec<meta::ImportedPrefix>,
     /// Counters as last handed to `progress`.
     published: ZeekStats,
     /// Told the counters' increase at every flush.
@@ -119,7 +132,7 @@ impl<'a> Importer<'a> {
     ) -> Result<Self, PipelineError> {
         let pipeline = ImportConfig::pipeline(config.max_entries, config.flush_interval);
         Ok(Importer {
-            followed: meta::followed_files(&store)?,
+            followed: meta::followed_prefixes(&store)?,
             worker: Worker::new(&pipeline, Arc::clone(&store), "pdns-store")?,
             store,
             report: ImportReport::default(),
@@ -156,7 +169,12 @@ impl<'a> Importer<'a> {
 
     fn import_one(&mut self, path: &Path) -> Result<(), PipelineError> {
         let label = path.display().to_string();
-        let hash = match reader::hash_content(path) {
+        let mut prefixes: Vec<(u64, String)> = self
+            .followed
+            .iter()
+            .map(|p| (p.offset, String::new()))
+            .collect();
+        let hash = match reader::hash_content_and_prefixes(path, &mut prefixes) {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!("{label}: {e}");
@@ -181,8 +199,18 @@ impl<'a> Importer<'a> {
         // Earlier files' bookkeeping may still be on its way to the store.
         self.worker.sync()?;
         let prior: Option<FileRecord> = meta::get(&self.store, &key)?;
-        let resume = match &prior {
-            Some(r) if r.state == FileState::Done => {
+        // The longest start of this file a follower imported: the file
+        // itself if it finished it, else a copy of the file it was reading
+        // (gzipped or moved by the rotation) or a longer copy of either.
+        let followed = self
+            .followed
+            .iter()
+            .zip(&prefixes)
+            .filter(|(p, (_, hash))| *hash == p.sha256)
+            .map(|(p, _)| p)
+            .max_by_key(|p| p.offset);
+        let resume = match (&prior, followed) {
+            (Some(r), _) if r.state == FileState::Done => {
                 tracing::info!(
                     "{label}: already imported (same content as {}), skipped",
                     r.path
@@ -190,20 +218,41 @@ impl<'a> Importer<'a> {
                 self.report.files_already_imported += 1;
                 return Ok(());
             }
-            _ if self.followed.contains(&hash.sha256) => {
+            (_, Some(f)) if f.offset == hash.len => {
                 tracing::info!("{label}: already imported by --follow, skipped");
                 self.report.files_already_imported += 1;
                 return Ok(());
             }
-            Some(r) => {
-                tracing::info!(
-                    "{label}: resuming an interrupted import at line {}",
-                    r.line + 1
+            (_, Some(f)) if f.followed_at.is_some() && file_id(path) == f.followed_at => {
+                tracing::warn!(
+                    "{label}: being followed (--follow stands at line {}); its lines are the \
+                     follower's, skipped",
+                    f.line + 1
                 );
-                self.report.files_resumed += 1;
-                r.offset.min(hash.len)
+                self.report.files_already_imported += 1;
+                return Ok(());
             }
-            None => 0,
+            (prior, followed) => {
+                let partial = prior.as_ref().map_or(0, |r| r.offset.min(hash.len));
+                let by_follow = followed.map_or(0, |f| f.offset);
+                if by_follow > partial {
+                    tracing::info!(
+                        "{label}: --follow imported its first {} line(s); importing the rest",
+                        followed.map_or(0, |f| f.line)
+                    );
+                    self.report.files_resumed += 1;
+                    by_follow
+                } else if let Some(r) = prior {
+                    tracing::info!(
+                        "{label}: resuming an interrupted import at line {}",
+                        r.line + 1
+                    );
+                    self.report.files_resumed += 1;
+                    partial
+                } else {
+                    0
+                }
+            }
         };
         let stream = match reader::open_counted(path, &self.read) {
             Ok((stream, _)) => stream,

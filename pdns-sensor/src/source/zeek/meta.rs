@@ -57,7 +57,9 @@ pub fn file_key(sha256: &str) -> Vec<u8> {
     format!("{FILE_PREFIX}{sha256}").into_bytes()
 }
 
-/// A file a follower read to its end.
+/// A file a follower is done with, and what it read of it: all of it, but
+/// for a file rotated away while the follower was stopped (its part before
+/// the saved position).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finished {
     pub sha256: String,
@@ -120,13 +122,42 @@ pub fn get<T: for<'de> Deserialize<'de>>(
     }
 }
 
-/// The content hashes of every file a follower finished, to treat as
-/// imported.
-pub fn followed_files(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
-    Ok(followed_finished(store)?
-        .into_iter()
-        .map(|f| f.sha256)
-        .collect())
+/// Content a follower imported: its first `offset` bytes hash to
+/// `sha256`, and hold `line` lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedPrefix {
+    pub offset: u64,
+    pub sha256: String,
+    pub line: u64,
+    /// The file's device and inode, when it is where a follower stands (it
+    /// will go on reading it), not a file it finished.
+    pub followed_at: Option<(u64, u64)>,
+}
+
+/// Every prefix of a file a follower imported: the files it finished
+/// (whole) and the part before each saved position.
+pub fn followed_prefixes(store: &Store) -> Result<Vec<ImportedPrefix>, StoreError> {
+    let mut out = Vec::new();
+    for (_, raw) in store.meta_scan(FOLLOW_PREFIX.as_bytes())? {
+        let Ok(pos) = serde_json::from_slice::<FollowPosition>(&raw) else {
+            continue;
+        };
+        if pos.offset > 0 {
+            out.push(ImportedPrefix {
+                offset: pos.offset,
+                sha256: pos.prefix_sha256,
+                line: pos.line,
+                followed_at: Some((pos.dev, pos.ino)),
+            });
+        }
+        out.extend(pos.finished.into_iter().map(|f| ImportedPrefix {
+            offset: f.size,
+            sha256: f.sha256,
+            line: f.lines,
+            followed_at: None,
+        }));
+    }
+    Ok(out)
 }
 
 /// Every file a follower finished (of every followed path).
