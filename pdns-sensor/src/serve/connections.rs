@@ -84,13 +84,17 @@ pub(super) async fn serve<L>(
             continue;
         };
         metrics::publish_api_connection("accepted");
+        // Open from the moment it holds a slot, not from when its task
+        // first runs: under load a task waits, and the gauge must not show
+        // fewer connections than hold slots.
+        let open = metrics::ApiConnectionOpen::new();
         let service = TowerToHyperService::new(app.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             // Declared in this order so that the slot goes back before the
             // gauge drops: a scrape that sees only itself open knows every
             // other slot is free.
-            let _open = metrics::ApiConnectionOpen::new();
+            let _open = open;
             let _slot = slot;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
