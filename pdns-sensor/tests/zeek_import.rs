@@ -1042,24 +1042,60 @@ fn follow_across_appends_rotations_truncation_and_restarts() {
     assert_eq!(follow_counts(&reader(&db)), want);
 }
 
+/// A child process killed when dropped, so that a failing test does not
+/// leave it running (holding the test's output open).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 #[test]
 fn follow_binary_survives_sigkill_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("dns.log");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("dns.log");
     let db = tmp.path().join("db");
     std::fs::write(&log, format!("{HEADER}{}", lines_of(0..50))).unwrap();
+    std::fs::write(
+        logs.join("dns.2024-01-01-00-00-00.log"),
+        format!("{HEADER}{}", lines_of(900..910)),
+    )
+    .unwrap();
+    // The directory is imported too: its archive is read, and the live
+    // log in it is left to the follower (even before it has a position).
     let spawn = || {
-        binary()
-            .args(["import-zeek", "--db"])
-            .arg(&db)
-            .arg("--follow")
-            .arg(&log)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        Reaped(
+            binary()
+                .args(["import-zeek", "--db"])
+                .arg(&db)
+                .arg(&logs)
+                .arg("--follow")
+                .arg(&log)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut child = spawn();
-    let mut want = expect_one(0..50);
+    let mut want = expect(&[0..50, 900..910]);
     wait_for(&db, &want, "first lines");
     append(&log, &lines_of(50..100));
     want.extend(expect_one(50..100));

@@ -108,6 +108,17 @@ pub fn run_with_stop(args: &ImportZeekArgs, stop: &AtomicBool) -> Result<ImportZ
         }
         files.extend(dns_logs(path));
     }
+    // The live log named by --follow, found again in a directory walk,
+    // is the follower's: imported here, the follower would read it again.
+    if let Some(followed) = args.follow.as_deref().and_then(file_id) {
+        files.retain(|f| {
+            let mine = file_id(f) == Some(followed);
+            if mine {
+                tracing::info!("{}: left to --follow", f.display());
+            }
+            !mine
+        });
+    }
     let total = files
         .iter()
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
@@ -228,6 +239,12 @@ pub fn render_import(r: &ImportReport) -> String {
     );
     s.push_str(&r.stats.render_skips());
     s
+}
+
+/// A file's device and inode.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The human summary of a follow run.
