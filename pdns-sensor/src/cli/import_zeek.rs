@@ -22,7 +22,7 @@ use crate::metrics;
 use crate::report::{ImportZeekReport, RetentionSummary};
 use crate::source::zeek::ZeekStats;
 use crate::source::zeek::follow::{self, FollowConfig, FollowReport};
-use crate::source::zeek::import::{ImportConfig, ImportReport, Importer, dns_logs};
+use crate::source::zeek::import::{ImportConfig, ImportReport, Importer, dns_logs, file_id};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -239,12 +239,6 @@ pub fn render_import(r: &ImportReport) -> String {
     );
     s.push_str(&r.stats.render_skips());
     s
-}
-
-/// A file's device and inode.
-fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The human summary of a follow run.

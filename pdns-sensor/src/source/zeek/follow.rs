@@ -507,12 +507,7 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
             .iter()
             .cloned()
             .chain(meta::followed_finished(&self.store)?);
-        known.extend(finished.map(|f| FollowPosition {
-            offset: f.size,
-            line: f.lines,
-            prefix_sha256: f.sha256,
-            ..FollowPosition::default()
-        }));
+        known.extend(finished.map(|f| FollowPosition::after(&f)));
         let saved_index = saved.is_some_and(|s| s.offset > 0).then_some(0);
         let mut continued_saved = false;
         for path in candidates {
@@ -584,12 +579,7 @@ impl<P: FnMut(&ZeekStats)> Follower<P> {
             self.drain_and_finish()?;
             self.report.files_caught_up += 1;
             if let Some(done) = self.finished.last() {
-                known.push(FollowPosition {
-                    offset: done.size,
-                    line: done.lines,
-                    prefix_sha256: done.sha256.clone(),
-                    ..FollowPosition::default()
-                });
+                known.push(FollowPosition::after(done));
             }
         }
         Ok(continued_saved)

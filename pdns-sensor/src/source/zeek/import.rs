@@ -44,7 +44,7 @@ use crate::store::Store;
 use crate::vocab::value::Origin;
 
 /// A file's device and inode.
-fn file_id(path: &Path) -> Option<(u64, u64)> {
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }

@@ -87,6 +87,18 @@ pub struct FollowPosition {
     pub updated: u64,
 }
 
+impl FollowPosition {
+    /// The position at the end of what a follower read of `done`.
+    pub fn after(done: &Finished) -> FollowPosition {
+        FollowPosition {
+            offset: done.size,
+            line: done.lines,
+            prefix_sha256: done.sha256.clone(),
+            ..FollowPosition::default()
+        }
+    }
+}
+
 pub fn follow_key(path: &str) -> Vec<u8> {
     format!("{FOLLOW_PREFIX}{path}").into_bytes()
 }
