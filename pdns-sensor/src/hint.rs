@@ -7,7 +7,9 @@
 //! each a cache miss on a large working set, and each depending on the
 //! one before. Working a few messages ahead, it asks for each link while
 //! other messages are being handled, so the loads overlap instead of
-//! following one another.
+//! following one another. The reader of a mapped capture
+//! (`source::pcap::slice`) asks for the file's bytes a little ahead of the
+//! frame it hands out, for the same reason.
 
 /// Asks the CPU to bring the cache line holding `p` into its caches
 /// (all levels). Any address is allowed, including dangling or unmapped

@@ -69,6 +69,8 @@ pub(super) struct SliceReader<'a> {
     /// For a mapped file, how many bytes from the start the file still
     /// backs (see [`super::sigbus`]); blocks past it are not delivered.
     valid: Option<&'a AtomicUsize>,
+    /// Where the next cache line to prefetch starts (see [`PREFETCH_AHEAD`]).
+    prefetched: usize,
 }
 
 impl<'a> SliceReader<'a> {
@@ -112,7 +114,37 @@ impl<'a> SliceReader<'a> {
             on_chunk,
             next_chunk: CHUNK,
             valid,
+            prefetched: 0,
         })
+    }
+}
+
+/// How far ahead of the reader the bytes of a capture are asked into the
+/// CPU's cache. A file's bytes come from the page cache, not from any CPU
+/// cache, and the hardware's own prefetcher does not follow a stream read
+/// this slowly (about one frame per 200 ns of decoding) across page
+/// boundaries: without this the first touch of each frame's bytes stalled,
+/// the largest single cost of a 10 k-name ingest (11 % of the decoder
+/// thread, in `next`). Measured on a 2 M-packet, 10 k-name file, ten runs
+/// each: 0.545 s median without, 0.50 s at 512 to 2048 bytes ahead, 0.52 s
+/// at 256; further ahead gained nothing more.
+const PREFETCH_AHEAD: usize = 1024;
+
+/// The cache line size the prefetch steps by.
+const LINE: usize = 64;
+
+impl SliceReader<'_> {
+    /// Prefetches the lines up to [`PREFETCH_AHEAD`] bytes past the reader
+    /// that no earlier call has: a few per block, each line once.
+    #[inline]
+    fn prefetch_ahead(&mut self) {
+        let end = self.at.saturating_add(PREFETCH_AHEAD).min(self.data.len());
+        let mut at = self.prefetched.max(self.at);
+        while at < end {
+            crate::hint::prefetch(&self.data[at]);
+            at += LINE;
+        }
+        self.prefetched = at;
     }
 }
 
@@ -178,6 +210,7 @@ impl PcapReaderIterator for SliceReader<'_> {
     #[inline]
     fn consume(&mut self, offset: usize) {
         self.at = self.at.saturating_add(offset).min(self.data.len());
+        self.prefetch_ahead();
         if self.at >= self.next_chunk || self.at == self.data.len() {
             self.next_chunk = self.at.saturating_add(CHUNK);
             if let Some(on_chunk) = &mut self.on_chunk {
