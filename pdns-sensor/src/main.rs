@@ -116,7 +116,26 @@ fn allocator_stats() -> Option<AllocatorStats> {
     })
 }
 
+/// The CPU features the build's C++ part (RocksDB) is compiled for on
+/// x86_64, which has no fallback for them (see `.cargo/config.toml`):
+/// without them the first checksum RocksDB computes would stop the process
+/// with an illegal instruction, so the binary says so before anything
+/// else. `None` when the CPU has them.
+fn missing_cpu_features() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("sse4.2")
+        || !std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        return Some("SSE4.2 and PCLMUL (x86-64-v2)");
+    }
+    None
+}
+
 fn main() -> ExitCode {
+    if let Some(features) = missing_cpu_features() {
+        eprintln!("pdns-sensor: this build needs a CPU with {features}, which this one lacks");
+        return ExitCode::FAILURE;
+    }
     memory::set_allocator_stats(allocator_stats);
     tracing_subscriber::fmt()
         .with_env_filter(
