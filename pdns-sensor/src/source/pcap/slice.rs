@@ -8,7 +8,9 @@
 //! [`SliceReader`] hands out blocks borrowed straight from the mapping.
 //!
 //! It implements the crate's own [`PcapReaderIterator`], with the crate's
-//! parsers and the crate's rules: the same format detection (in the first
+//! parsers (one of them, the little-endian classic record, copied here so
+//! that it inlines: see [`parse_le_record`]) and the crate's rules: the
+//! same format detection (in the first
 //! [`BUFFER`](super::BUFFER) bytes, what the stream reader's first read
 //! sees), the file header first in classic pcap, each pcapng section read
 //! in the byte order its header gives, and a block cut short by the end of
@@ -188,9 +190,7 @@ impl SliceReader<'_> {
         }
         self.prefetched = at;
     }
-}
 
-impl SliceReader<'_> {
     /// The checks every parsed block of `len` bytes at the reader passes
     /// before it is handed out, with the error a stream reader would give
     /// where it fails.
