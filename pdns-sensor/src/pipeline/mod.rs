@@ -252,8 +252,8 @@ impl Pipeline {
                 free,
                 hasher,
             } => {
-                let n = lanes.len() as u64;
-                let lane = &mut lanes[(hasher.hash(frame.link, frame.data) % n) as usize];
+                let n = lanes.len();
+                let lane = &mut lanes[FlowHasher::lane(hasher.hash(frame.link, frame.data), n)];
                 lane.batch.push(frame);
                 if lane.batch.is_full() {
                     let next = free.try_recv().unwrap_or_default();
