@@ -113,6 +113,14 @@ pub fn select(named: &[String], quick: bool) -> Result<Vec<Box<dyn Scenario>>> {
 /// `bench run`.
 pub fn run(args: &RunArgs) -> Result<()> {
     let chosen = select(&args.scenario, args.quick)?;
+    // `reference.md` is the run's own tables: a run of some scenarios
+    // would leave only theirs in it.
+    if args.save_reference && (args.quick || chosen.len() < registry().len()) {
+        bail!(
+            "--save-reference keeps a full run as the reference: run every scenario, \
+             without --quick and --scenario"
+        );
+    }
     if crate::tools::is_root() && crate::tools::have("ip") {
         match crate::netns::sweep_stale() {
             Ok(removed) if !removed.is_empty() => eprintln!(
