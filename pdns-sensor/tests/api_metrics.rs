@@ -108,11 +108,31 @@ fn metrics_parse_and_move_with_traffic() {
         s.metric
             .starts_with("pdns_aggregator_flush_duration_seconds")
     }));
+    // The DNSDB requests above are timed, in buckets from 25 µs up: a
+    // lookup answered in well under 0.1 ms is told apart from a slow one.
+    let timed = after
+        .samples
+        .iter()
+        .find_map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets)
+                if s.metric == "pdns_api_request_duration_seconds"
+                    && s.labels.get("surface") == Some("dnsdb_v2") =>
+            {
+                Some(buckets.clone())
+            }
+            _ => None,
+        })
+        .expect("the DNSDB surface's latency histogram");
+    assert_eq!(timed.first().map(|b| b.less_than), Some(0.000_025));
     assert!(
-        after
-            .samples
-            .iter()
-            .any(|s| s.metric.starts_with("pdns_api_request_duration_seconds"))
+        timed
+            .windows(2)
+            .all(|w| w[0].less_than < w[1].less_than && w[0].count <= w[1].count)
+    );
+    assert!(
+        timed
+            .last()
+            .is_some_and(|b| b.less_than.is_infinite() && b.count >= 2.0)
     );
 }
 
