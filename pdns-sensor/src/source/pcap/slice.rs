@@ -233,36 +233,32 @@ impl PcapReaderIterator for SliceReader<'_> {
     fn next(&mut self) -> Result<(usize, PcapBlockOwned<'_>), PcapError<&[u8]>> {
         let data: &[u8] = self.data;
         let rest = &data[self.at..];
-        // The usual record first, on a path of its own: its block is built
-        // once, in the result, instead of in a variable the result is then
-        // copied from, a copy that stalled on the stores just made (see
-        // `parse_le_record`).
-        if let Format::Legacy {
-            records: LegacyRecords::LittleEndian,
-            ..
-        } = self.format
-            && self.at != 0
-            && !rest.is_empty()
-        {
-            return match parse_le_record(rest) {
-                Ok((left, block)) => {
-                    let len = rest.len() - left.len();
-                    self.check(rest, len)?;
-                    Ok((len, PcapBlockOwned::Legacy(block)))
-                }
-                Err(e) => Err(failure(rest, e)),
-            };
-        }
         let parsed = match &mut self.format {
             Format::Legacy { header, .. } if self.at == 0 => {
                 return Ok((header.size(), PcapBlockOwned::from(header.clone())));
             }
             _ if rest.is_empty() => return Err(PcapError::Eof),
-            Format::Legacy { records, .. } => match records {
-                LegacyRecords::LittleEndian => parse_le_record(rest),
-                LegacyRecords::Other(parse) => parse(rest),
+            // The usual record, on a path of its own: its block is built
+            // once, in the result, instead of in a variable the result is
+            // then copied from, a copy that stalled on the stores just
+            // made (see `parse_le_record`).
+            Format::Legacy {
+                records: LegacyRecords::LittleEndian,
+                ..
+            } => {
+                return match parse_le_record(rest) {
+                    Ok((left, block)) => {
+                        let len = rest.len() - left.len();
+                        self.check(rest, len)?;
+                        Ok((len, PcapBlockOwned::Legacy(block)))
+                    }
+                    Err(e) => Err(failure(rest, e)),
+                };
             }
-            .map(|(left, block)| (left, PcapBlockOwned::from(block))),
+            Format::Legacy {
+                records: LegacyRecords::Other(parse),
+                ..
+            } => parse(rest).map(|(left, block)| (left, PcapBlockOwned::from(block))),
             Format::Ng { big_endian } => {
                 let parse = if *big_endian {
                     parse_block_be
