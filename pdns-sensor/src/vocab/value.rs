@@ -140,18 +140,24 @@ impl Value {
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.encoded().as_slice());
+    }
+
+    fn encoded(&self) -> Encoded {
         // `first <= last` for every value a sighting or a merge makes; one
         // that is not (built by hand) keeps `last` as it is, in version 1.
         let (version, last) = match self.last.checked_sub(self.first) {
             Some(span) => (VALUE_V2, span),
             None => (VALUE_V1, self.last),
         };
+        let mut out = Encoded::default();
         out.push(version);
-        put_varint(out, self.count);
-        put_varint(out, self.first);
-        put_varint(out, last);
-        put_varint(out, u64::from(self.ttl));
+        out.put_varint(self.count);
+        out.put_varint(self.first);
+        out.put_varint(last);
+        out.put_varint(u64::from(self.ttl));
         out.push(self.origin.bits());
+        out
     }
 
     /// Whether the last sighting is before `cutoff` (epoch seconds; 0:
@@ -161,10 +167,12 @@ impl Value {
         self.last < cutoff
     }
 
+    /// The encoded value in an allocation of its own length: what a merge
+    /// hands RocksDB, whose binding shrinks any longer allocation to the
+    /// length with a `realloc`. Encoded straight into a 24-byte vector, the
+    /// final compaction of the bench's 1 M names took 7 % more CPU.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
-        self.encode(&mut out);
-        out
+        self.encoded().as_slice().to_vec()
     }
 
     /// Decodes a value; `None` if it is not one we wrote.
@@ -253,8 +261,14 @@ pub fn fold<'a>(
 /// Encodes a last sighting alone (seconds since the epoch): what a `names`
 /// entry keeps.
 pub fn encode_last_seen(last: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(encoded_last_seen(last).as_slice());
+}
+
+fn encoded_last_seen(last: u64) -> Encoded {
+    let mut out = Encoded::default();
     out.push(LAST_SEEN);
-    put_varint(out, last);
+    out.put_varint(last);
+    out
 }
 
 /// The last sighting a stored value holds: a [`Value`] of either version or
@@ -307,17 +321,46 @@ pub fn fold_last_seen<'a>(
 
 /// A last sighting alone, encoded ([`encode_last_seen`]).
 pub fn last_seen_to_vec(last: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8);
-    encode_last_seen(last, &mut out);
-    out
+    encoded_last_seen(last).as_slice().to_vec()
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// An encoding built on the stack, so that it can be copied into an
+/// allocation of exactly its length (see [`Value::to_vec`]).
+struct Encoded {
+    bytes: [u8; Encoded::CAPACITY],
+    len: usize,
+}
+
+impl Encoded {
+    /// The longest encoding: two single bytes and four varints of up to
+    /// ten bytes.
+    const CAPACITY: usize = 2 + 4 * 10;
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
     }
-    out.push(v as u8);
+
+    fn put_varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.push(v as u8);
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Default for Encoded {
+    fn default() -> Self {
+        Encoded {
+            bytes: [0; Encoded::CAPACITY],
+            len: 0,
+        }
+    }
 }
 
 fn get_varint(data: &mut &[u8]) -> Option<u64> {
@@ -368,8 +411,28 @@ mod tests {
 
         #[test]
         fn encoding_round_trips(a in value()) {
+            let encoded = a.to_vec();
+            prop_assert_eq!(Value::decode(&encoded), Some(a));
+            prop_assert_eq!(last_seen(&encoded), Some(a.last));
+            // What a merge hands RocksDB is not shrunk again (see `to_vec`).
+            prop_assert_eq!(encoded.capacity(), encoded.len());
+            let mut appended = vec![0xff];
+            a.encode(&mut appended);
+            prop_assert_eq!(&appended[1..], &encoded[..]);
+        }
+
+        #[test]
+        fn values_of_any_size_round_trip(
+            count in any::<u64>(),
+            first in any::<u64>(),
+            last in any::<u64>(),
+            ttl in any::<u32>(),
+        ) {
+            // The longest encodings included: every varint ten bytes, and
+            // version 1 for a `last` before `first`.
+            let a = Value { count, first, last, ttl, origin: Origin::WIRE };
             prop_assert_eq!(Value::decode(&a.to_vec()), Some(a));
-            prop_assert_eq!(last_seen(&a.to_vec()), Some(a.last));
+            prop_assert_eq!(last_seen(&last_seen_to_vec(last)), Some(last));
         }
 
         #[test]
@@ -451,13 +514,14 @@ mod tests {
 
     /// A value as store format 1 wrote it (`last` itself).
     fn encode_v1(v: &Value) -> Vec<u8> {
-        let mut out = vec![VALUE_V1];
-        put_varint(&mut out, v.count);
-        put_varint(&mut out, v.first);
-        put_varint(&mut out, v.last);
-        put_varint(&mut out, u64::from(v.ttl));
+        let mut out = Encoded::default();
+        out.push(VALUE_V1);
+        out.put_varint(v.count);
+        out.put_varint(v.first);
+        out.put_varint(v.last);
+        out.put_varint(u64::from(v.ttl));
         out.push(v.origin.bits());
-        out
+        out.as_slice().to_vec()
     }
 
     #[test]
