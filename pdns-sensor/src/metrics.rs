@@ -268,8 +268,8 @@ impl Metrics {
                     r,
                     "pdns_api_reads_total",
                     "Lookups of the local store tried on the request's own thread: answered \
-                     there (inline), or larger or slower than its 2 ms budget and run again on \
-                     the blocking pool (handed_off).",
+                     there (inline), or larger or slower than its budget (1 ms, 64 KiB) and run \
+                     again on the blocking pool (handed_off).",
                     &["where"],
                 ),
                 ["inline", "handed_off"],
