@@ -26,6 +26,7 @@ mod tcp;
 mod tunnel;
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 pub use stats::{Bound, DecodeStats, DropReason, Encap, StateTable};
@@ -271,15 +272,23 @@ impl PortSet {
     }
 }
 
-/// Dispatches frames to decoder threads: a symmetric hash of a frame's IP
+/// Dispatches frames to decoder threads: a whole UDP datagram by the DNS
+/// question name it carries, anything else by a symmetric hash of its IP
 /// addresses — of the innermost packet when it is tunnelled.
 ///
-/// Only the addresses are hashed (not the ports), so that non-first IP
-/// fragments, which carry no ports, land with their first fragment, and both
-/// directions of a flow land together. A tunnelled packet is hashed by the
-/// addresses inside, so both directions of an inner flow meet even when a
-/// mirror sends them from different outer addresses. An outer packet that
-/// is fragmented is opened only in its first fragment: the hasher remembers
+/// A datagram that is not a fragment holds a whole message, so the decoder
+/// that gets it needs no other packet, and its question name decides (see
+/// [`question_hash`]): every query and response for a name then meets in
+/// one decoder, whose aggregator counts them once, instead of each decoder
+/// writing the name's records again. A name that makes up most of the
+/// traffic loads its decoder alone, as one busy client did before.
+///
+/// What needs packets together goes by its addresses alone (not the
+/// ports): TCP streams in both directions, and IP fragments, whose later
+/// pieces carry no ports or question. A tunnelled packet is hashed by what
+/// is inside, so both directions of an inner flow meet even when a mirror
+/// sends them from different outer addresses. An outer packet that is
+/// fragmented is opened only in its first fragment: the hasher remembers
 /// where the first fragment went and sends the later ones of the same
 /// datagram there (a later fragment that arrives before its first goes by
 /// the outer addresses, and that datagram is then lost: counted as a
@@ -323,24 +332,24 @@ impl FlowHasher {
     /// header).
     ///
     /// Nearly every frame is UDP in IPv4 or IPv6 that is neither a fragment
-    /// nor a tunnel: its own addresses are its hash, found without
-    /// etherparse's walk of its headers (which, with the tunnel check, was
-    /// a tenth of the reader thread's time when it dispatched to two
-    /// decoders). What this shortcut takes, [`FlowHasher::general_hash`]
-    /// hashes alike: it finds no fragment, and no tunnel port on the
-    /// datagram.
+    /// nor a tunnel: it is hashed at once, without etherparse's walk of its
+    /// headers (which, with the tunnel check, was a tenth of the reader
+    /// thread's time when it dispatched to two decoders). What this
+    /// shortcut takes, [`FlowHasher::general_hash`] hashes alike: it finds
+    /// no fragment, and no tunnel port on the datagram.
     #[inline]
     fn hash_ip(&mut self, l3: &[u8]) -> u64 {
-        if !self.tunnels.enabled {
-            return ip::address_hash(l3);
-        }
         if let Some(udp) = ip::plain_udp(l3)
-            && (udp.len() < 8
+            && (!self.tunnels.enabled
+                || udp.len() < 8
                 || self
                     .tunnels
                     .udp(u16::from_be_bytes([udp[2], udp[3]]))
                     .is_none())
         {
+            return datagram_hash(l3, Some(udp));
+        }
+        if !self.tunnels.enabled {
             return ip::address_hash(l3);
         }
         self.general_hash(l3)
@@ -353,7 +362,8 @@ impl FlowHasher {
             return ip::address_hash(l3);
         };
         let Some((src, dst, id, first)) = tunnel::fragment_id(&outer) else {
-            return ip::address_hash(tunnel::innermost(&self.tunnels, l3, &outer));
+            let inner = tunnel::innermost(&self.tunnels, l3, &outer);
+            return datagram_hash(inner, ip::plain_udp(inner));
         };
         let key = (src, dst, id);
         if !first {
@@ -363,7 +373,7 @@ impl FlowHasher {
             };
         }
         let inner = tunnel::innermost(&self.tunnels, l3, &outer);
-        let hash = ip::address_hash(inner);
+        let hash = datagram_hash(inner, ip::plain_udp(inner));
         if inner.as_ptr() != l3.as_ptr() && self.first_fragments.insert(key, hash).is_none() {
             self.order.push_back(key);
             if self.order.len() > REMEMBERED_FRAGMENTS
@@ -374,6 +384,63 @@ impl FlowHasher {
         }
         hash
     }
+}
+
+/// The hash of an IP packet, `udp` its datagram when it is a whole UDP
+/// datagram ([`ip::plain_udp`]): the DNS question name's when it carries
+/// one, else the addresses'.
+#[inline]
+fn datagram_hash(l3: &[u8], udp: Option<&[u8]>) -> u64 {
+    udp.and_then(|udp| udp.get(8..))
+        .and_then(question_hash)
+        .unwrap_or_else(|| ip::address_hash(l3))
+}
+
+/// A hash of the question name of a DNS message, the same whatever the
+/// case of its letters; `None` if `message` has no question or its name
+/// does not parse.
+///
+/// A datagram holds a whole message, so its decoder needs nothing of any
+/// other datagram, and the name decides which decoder gets it: then the
+/// queries and responses for a name all reach one decoder, and so do its
+/// records (those of the names its answers lead to aside). Dispatched by
+/// addresses, a name asked by many clients reached every decoder, and each
+/// decoder's aggregator and store writer held and wrote it again: with two
+/// decoders the store took each record about twice.
+///
+/// Letters are folded by setting bit 5 of every byte: `A` and `a` meet
+/// (DNS 0x20 randomises the case per query), and the other bytes map the
+/// same way for every message, which is all a dispatch hash needs.
+#[inline]
+fn question_hash(message: &[u8]) -> Option<u64> {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+    if message.len() < 13 || message[4..6] == [0, 0] {
+        return None;
+    }
+    let mut end = 12;
+    loop {
+        let len = usize::from(*message.get(end)?);
+        end += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 || end - 12 + len > 254 {
+            return None;
+        }
+        end += len;
+    }
+    let name = &message[12..end];
+    let mut hash = name.len() as u64;
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes")) | FOLD;
+        hash = (hash ^ word).wrapping_mul(MULTIPLIER).rotate_left(23);
+    }
+    let mut last = [0; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    hash ^= u64::from_le_bytes(last) | FOLD;
+    Some(foldhash::fast::FixedState::with_seed(0x5eed_d115).hash_one(hash))
 }
 
 #[cfg(test)]
@@ -405,11 +472,12 @@ mod tests {
         for p in &packets {
             let expected = general.general_hash(p);
             assert_eq!(fast.hash_ip(p), expected, "differs on {p:02x?}");
-            let plain = ip::plain_udp(p).is_some();
-            taken += usize::from(plain && expected == ip::address_hash(p));
-            // A tunnel the general path opened: hashed by the addresses
-            // inside, which the shortcut would have missed.
-            opened += usize::from(expected != ip::address_hash(p));
+            let plain = ip::plain_udp(p);
+            let unopened = datagram_hash(p, plain);
+            taken += usize::from(plain.is_some() && expected == unopened);
+            // A tunnel the general path opened: hashed by what is inside,
+            // which the shortcut would have missed.
+            opened += usize::from(expected != unopened);
         }
         // The shortcut is taken for most packets, and the captures hold
         // tunnels that only the general path opens: a check of the tunnel
@@ -420,6 +488,95 @@ mod tests {
             packets.len()
         );
         assert!(opened > 10, "{opened} tunnelled packets");
+    }
+
+    /// Every query and response for one name goes to one decoder, whatever
+    /// the case of its letters (DNS 0x20) and whoever asked, and different
+    /// names spread over the decoders: over every DNS datagram of the real
+    /// captures, grouped by their question name as the extractor reads it.
+    #[test]
+    fn datagrams_of_one_question_name_go_to_one_decoder() {
+        let mut hasher = FlowHasher::new(&DecodeConfig::default());
+        let mut by_name: HashMap<Vec<u8>, (u64, usize)> = HashMap::new();
+        let mut lanes = [0usize; 4];
+        let mut folded = 0;
+        for p in ip::tests::captured_packets() {
+            let Some(udp) = ip::plain_udp(&p) else {
+                continue;
+            };
+            let Ok(message) = domain::base::Message::from_octets(&udp[8.min(udp.len())..]) else {
+                continue;
+            };
+            let Some(Ok(question)) = message.question().next() else {
+                continue;
+            };
+            let name = question
+                .qname()
+                .to_string()
+                .to_ascii_lowercase()
+                .into_bytes();
+            let hash = hasher.hash_ip(&p);
+            let (first, seen) = by_name.entry(name).or_insert((hash, 0));
+            assert_eq!(hash, *first, "{p:02x?}");
+            *seen += 1;
+            lanes[FlowHasher::lane(hash, 4)] += 1;
+            // The same datagram with the case of its question's letters
+            // flipped.
+            let mut flipped = p.clone();
+            let start = p.len() - udp.len() + 8 + 12;
+            let mut at = start;
+            while let Some(&len) = flipped.get(at).filter(|&&len| len > 0 && len < 64) {
+                for b in flipped.iter_mut().skip(at + 1).take(usize::from(len)) {
+                    if b.is_ascii_alphabetic() {
+                        *b ^= 0x20;
+                    }
+                }
+                at += 1 + usize::from(len);
+            }
+            folded += usize::from(flipped != p);
+            assert_eq!(hasher.hash_ip(&flipped), hash, "{flipped:02x?}");
+        }
+        let names_seen_twice = by_name.values().filter(|(_, n)| *n > 1).count();
+        assert!(names_seen_twice > 50, "{names_seen_twice} names seen twice");
+        assert!(folded > 300, "{folded} datagrams with letters");
+        assert!(lanes.iter().all(|&n| n > folded / 20), "lanes {lanes:?}");
+    }
+
+    /// What does not hold a question name is hashed by its addresses, and
+    /// nothing in a datagram's bytes makes the question hash fail.
+    #[test]
+    fn question_hash_takes_any_bytes() {
+        let mut message = vec![0u8; 12];
+        assert_eq!(question_hash(&message), None, "no question");
+        message[5] = 1;
+        assert_eq!(question_hash(&message), None, "a count but no name");
+        message.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        let name = question_hash(&message).expect("a name");
+        message[13] = b'E';
+        assert_eq!(question_hash(&message), Some(name), "case folded");
+        message[12] = 0xc0;
+        assert_eq!(question_hash(&message), None, "a pointer in the question");
+        message[12] = 63;
+        assert_eq!(question_hash(&message), None, "a label past the end");
+        // 128 labels of one letter: past 255 bytes.
+        let mut long = message[..12].to_vec();
+        for _ in 0..128 {
+            long.extend_from_slice(b"\x01a");
+        }
+        long.push(0);
+        assert_eq!(question_hash(&long), None, "a name longer than 255 bytes");
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..600 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = question_hash(&bytes);
+        }
     }
 
     /// Both directions of a flow go to one decoder, and different flows

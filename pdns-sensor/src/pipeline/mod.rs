@@ -7,8 +7,10 @@
 //!
 //! A file source pushes frames into a [`Pipeline`]. With one thread they are
 //! processed inline, in the caller's thread. With more, each frame is copied
-//! into a per-worker batch chosen by [`FlowHasher`] — symmetric over the IP
-//! addresses, so both directions of a TCP stream and every fragment of a
+//! into a per-worker batch chosen by [`FlowHasher`] — by the question name
+//! of a whole UDP datagram, so every message about a name reaches one
+//! decoder and one aggregator, and symmetric over the IP addresses for the
+//! rest, so both directions of a TCP stream and every fragment of a
 //! datagram reach the same decoder — and batches travel over bounded
 //! channels, so a slow store back-pressures the reader instead of growing
 //! memory. (Live capture runs one [`Worker`] per ring instead, with the
