@@ -70,11 +70,14 @@ pub const STATS_MAP: &str = "PDNS_STATS";
 
 /// Name of the fanout program in the eBPF object: a socket filter program
 /// that `PACKET_FANOUT_EBPF` runs to pick a ring. It walks the packet with
-/// the filter's own classification code (tunnels included) and returns a
-/// symmetric hash of the innermost IP addresses it reached: of the packet
-/// inside the tunnels the filter opens, or of the first IP header that is a
-/// fragment (its fragments, which carry no inner headers past the first,
-/// must meet), or of the outer packet when it is not tunnelled. Both
+/// the filter's own classification code (tunnels included). A whole UDP
+/// datagram (its innermost IP header not a fragment's) that holds a DNS
+/// question goes by a hash of the question name, case folded, so every
+/// message about a name reaches one ring and one aggregator. Anything else
+/// gets a symmetric hash of the innermost IP addresses it reached: of the
+/// packet inside the tunnels the filter opens, or of the first IP header
+/// that is a fragment (its fragments, which carry no inner headers past the
+/// first, must meet), or of the outer packet when it is not tunnelled. Both
 /// directions of a flow hash alike (the two addresses are ordered before
 /// mixing), even when a mirror sends them from different outer addresses.
 /// Packets without IP hash to 0.

@@ -50,8 +50,10 @@
 //! line per packet through aya-log. After the budget is spent it behaves
 //! exactly like `pdns_filter`: same counters, same return value.
 //! `pdns_fanout` is run by `PACKET_FANOUT_EBPF` to pick a ring: the same
-//! classification with a [`Trace`] that notes the innermost IP header, whose
-//! addresses it hashes symmetrically (see `pdns_common::FANOUT_PROGRAM_NAME`).
+//! classification with a [`Trace`] that notes the innermost IP header and
+//! the UDP header after it. A whole datagram goes by its DNS question name
+//! ([`question_hash`]), anything else by the header's addresses, hashed
+//! symmetrically (see `pdns_common::FANOUT_PROGRAM_NAME`).
 //!
 //! Build it only for `bpfel-unknown-none` (pdns-sensor's build.rs does, with
 //! the nightly toolchain); it is never built for the host.
@@ -245,8 +247,9 @@ fn pdns_filter_explain(ctx: SkBuffContext) -> i64 {
     finish(&ctx, outcome)
 }
 
-/// The fanout program: returns a symmetric hash of the innermost IP
-/// addresses (the kernel takes it modulo the number of rings).
+/// The fanout program: returns the hash of a whole UDP datagram's DNS
+/// question name, or else a symmetric hash of the innermost IP addresses
+/// (the kernel takes it modulo the number of rings).
 #[socket_filter]
 fn pdns_fanout(ctx: SkBuffContext) -> i64 {
     // Another device's packet: the filter drops it in whichever ring it
@@ -377,6 +380,9 @@ trait Trace {
     /// The UDP or TCP ports.
     #[inline(always)]
     fn ports(&mut self, _sport: u16, _dport: u16) {}
+    /// A UDP header at this offset, its ports read.
+    #[inline(always)]
+    fn datagram(&mut self, _offset: usize) {}
     /// A tunnel header of this kind is being looked at.
     #[inline(always)]
     fn tunnel(&mut self, _kind: Tunnel) {}
@@ -588,12 +594,16 @@ impl Trace for FactsPtr {
 
 /// The fanout program's trace: the innermost IP header, or the first one
 /// that is a fragment (deeper headers are then only in the first fragment,
-/// and all fragments of a datagram must reach the same ring).
+/// and all fragments of a datagram must reach the same ring), and the UDP
+/// header after it when there is one.
 #[derive(Default)]
 struct Innermost {
     /// 4, 6, or 0 for none.
     version: u8,
     offset: usize,
+    /// The UDP header right after the innermost IP header, if it is one
+    /// and that header is not a fragment's.
+    datagram: Option<usize>,
     frozen: bool,
 }
 
@@ -603,6 +613,7 @@ impl Trace for Innermost {
         if !self.frozen {
             self.version = version;
             self.offset = offset;
+            self.datagram = None;
         }
     }
     #[inline(always)]
@@ -613,14 +624,30 @@ impl Trace for Innermost {
     fn first_fragment(&mut self) {
         self.frozen = true;
     }
+    #[inline(always)]
+    fn datagram(&mut self, offset: usize) {
+        if !self.frozen {
+            self.datagram = Some(offset);
+        }
+    }
 }
 
 impl Innermost {
+    /// The ring's hash: a whole UDP datagram's DNS question name when it
+    /// has one ([`question_hash`]), else the addresses' ([`Innermost::addresses`]).
+    #[inline(always)]
+    fn hash(&self, ctx: &SkBuffContext) -> u32 {
+        match self.datagram.and_then(|udp| question_hash(ctx, udp + 8)) {
+            Some(hash) => hash,
+            None => self.addresses(ctx),
+        }
+    }
+
     /// A symmetric hash of the header's two addresses: the smaller and the
     /// larger (as numbers) are mixed, so both directions hash alike. 0
     /// without an IP header.
     #[inline(always)]
-    fn hash(&self, ctx: &SkBuffContext) -> u32 {
+    fn addresses(&self, ctx: &SkBuffContext) -> u32 {
         let (a, b) = match self.version {
             4 => match ctx.load::<[u8; 8]>(self.offset + 12) {
                 Ok(x) => (
@@ -639,6 +666,74 @@ impl Innermost {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
         mix32(lo.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ hi)
     }
+}
+
+/// Labels of a question name walked at most (a 255-byte name has at most
+/// 127).
+const MAX_QUESTION_LABELS: usize = 128;
+
+/// A hash of the question name of the DNS message at `dns`, the same
+/// whatever the case of its letters; `None` when it has no question or the
+/// name cannot be read (it then goes by its addresses).
+///
+/// Why: a datagram holds a whole message, so any ring may take it, and
+/// sending every message about a name to one ring makes that ring's
+/// aggregator count it once, instead of every ring writing the name's
+/// records again in each flush (`ingest --threads` dispatches the same
+/// way; see `FlowHasher` there, whose hash differs: only consistency within
+/// one program matters).
+///
+/// The name is read 8 bytes at a time, each word with bit 5 of every byte
+/// set (`A` and `a` meet, DNS 0x20 randomising the case per query); its
+/// last word is the 8 bytes ending with it, or for a name under 8 bytes the
+/// word at its start cut to its length. A load past the packet's end (a
+/// short name at the very end of a message) gives `None`.
+#[inline(always)]
+fn question_hash(ctx: &SkBuffContext, dns: usize) -> Option<u32> {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let counts = ctx.load::<[u8; 2]>(dns + 4).ok()?;
+    if counts == [0, 0] {
+        return None;
+    }
+    let start = dns + 12;
+    // The name's length, terminating zero included, from its label lengths.
+    let mut len = 0usize;
+    let mut ended = false;
+    for _ in 0..MAX_QUESTION_LABELS {
+        let label = usize::from(ctx.load::<u8>(start + len).ok()?);
+        len += 1;
+        if label == 0 {
+            ended = true;
+            break;
+        }
+        if label > 63 || len + label > 254 {
+            return None;
+        }
+        len += label;
+    }
+    if !ended {
+        return None;
+    }
+    let word = |at: usize| ctx.load::<[u8; 8]>(at).ok().map(u64::from_le_bytes);
+    let mut hash = len as u64;
+    let mut at = 0;
+    for _ in 0..32 {
+        if at + 8 > len {
+            break;
+        }
+        hash = (hash ^ (word(start + at)? | FOLD)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        hash = hash.rotate_left(23);
+        at += 8;
+    }
+    if at < len {
+        let last = if len >= 8 {
+            word(start + len - 8)?
+        } else {
+            word(start)? & ((1u64 << (8 * len)) - 1)
+        };
+        hash ^= last | FOLD;
+    }
+    Some(mix32((hash ^ (hash >> 32)) as u32))
 }
 
 /// MurmurHash3's finaliser: every input bit moves every output bit, so the
@@ -1197,6 +1292,7 @@ fn udp<T: Trace>(ctx: &SkBuffContext, at: usize, walk: &mut Walk, t: &mut T) -> 
     let Some((sport, dport)) = ports(ctx, at, t) else {
         return Step::Done(Verdict::Malformed);
     };
+    t.datagram(at);
     // SAFETY: as in `watched`.
     if unsafe { PDNS_PORTS.get(sport).is_some() } {
         return Step::Done(Verdict::Accept);

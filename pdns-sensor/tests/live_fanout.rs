@@ -1,11 +1,12 @@
 //! Fanout: with several rings (threads) on one interface, the totals equal
-//! a single-ring run on the same replayed traffic.
+//! a single-ring run on the same replayed traffic, and the eBPF fanout
+//! program sends every datagram about one name to one ring.
 //!
-//! The traffic is generated resolver traffic (many clients and ports, so
-//! the kernel's flow hash spreads it) plus real DNS-over-TCP and IPv6
-//! captures from `testdata/pcap`: TCP reassembly only works if every
-//! segment of a stream and both directions reach the same ring, which is
-//! what the symmetric `PACKET_FANOUT_HASH` promises.
+//! The traffic of the first test is generated resolver traffic (many
+//! clients and names, so the fanout spreads it) plus real DNS-over-TCP and
+//! IPv6 captures from `testdata/pcap`: TCP reassembly only works if every
+//! segment of a stream and both directions reach the same ring, which the
+//! fanout program's symmetric hash of the addresses promises for TCP.
 
 mod live_support;
 
@@ -80,4 +81,151 @@ fn two_rings_give_the_same_totals_as_one() {
         num(s1, &["drops", "tcp_gap"]),
         num(s2, &["drops", "tcp_gap"])
     );
+}
+
+/// The fanout program's hash of a question name (`pdns-ebpf`'s
+/// `question_hash`, over `wire`, the name as sent), and so the ring of
+/// `rings` its datagrams go to.
+fn ring_of_name(wire: &[u8], rings: u32) -> u32 {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let len = wire.len();
+    // The program reads whole words: past a short name, the question's type
+    // and class follow (masked off below).
+    let mut padded = wire.to_vec();
+    padded.extend_from_slice(&[0, 1, 0, 1]);
+    let word = |at: usize| u64::from_le_bytes(padded[at..at + 8].try_into().unwrap());
+    let mut hash = len as u64;
+    let mut at = 0;
+    while at + 8 <= len {
+        hash = (hash ^ (word(at) | FOLD)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        hash = hash.rotate_left(23);
+        at += 8;
+    }
+    if at < len {
+        let last = if len >= 8 {
+            word(len - 8)
+        } else {
+            word(0) & ((1u64 << (8 * len)) - 1)
+        };
+        hash ^= last | FOLD;
+    }
+    let mut h = (hash ^ (hash >> 32)) as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h % rings
+}
+
+/// The fanout program's hash of an IPv4 address pair (its fallback), to
+/// show what dispatch by addresses would have done with the same traffic.
+fn ring_of_addresses(a: [u8; 4], b: [u8; 4], rings: u32) -> u32 {
+    let (a, b) = (u32::from_be_bytes(a), u32::from_be_bytes(b));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut h = lo.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ hi;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h % rings
+}
+
+/// The wire form of `name`.
+fn wire(name: &str) -> Vec<u8> {
+    let mut w = Vec::new();
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        w.push(label.len() as u8);
+        w.extend_from_slice(label.as_bytes());
+    }
+    w.push(0);
+    w
+}
+
+/// Every query and response for one name reaches one ring, whichever
+/// client asked and whatever the case of its letters (DNS 0x20): each
+/// ring reads exactly the frames of the names the fanout program's hash
+/// gives it, and the store counts every response once. Dispatched by
+/// addresses, the same traffic would have spread each name over both
+/// rings (checked below, so the test tells the two apart).
+#[test]
+fn datagrams_of_one_name_reach_one_ring() {
+    require(&["ip", "tcpreplay"]);
+    const CLIENTS: u8 = 6;
+    let server = [198, 51, 100, 1];
+    let names: Vec<String> = (0..24)
+        .map(|i| format!("host{i}.fanout-{}.example.test", i * 7))
+        .collect();
+    let mut packets = Vec::new();
+    let mut by_name = [0u64; 2];
+    let mut by_addresses = [0u64; 2];
+    let mut ts = 1_700_000_000_000_000u64;
+    for (i, name) in names.iter().enumerate() {
+        let ring = ring_of_name(&wire(name), 2) as usize;
+        for c in 0..CLIENTS {
+            let client = [198, 51, 100, 10 + c];
+            // A different case for every client, as 0x20 randomises it.
+            let asked: String = name
+                .chars()
+                .enumerate()
+                .map(|(k, ch)| {
+                    if (k + usize::from(c)) % 3 == 0 {
+                        ch.to_ascii_uppercase()
+                    } else {
+                        ch
+                    }
+                })
+                .collect();
+            assert_eq!(ring_of_name(&wire(&asked), 2) as usize, ring);
+            let port = 2000 + u16::from(c) * 97 + i as u16;
+            let id = (i * 16 + usize::from(c)) as u16;
+            let addr = [192, 0, 2, i as u8 + 1];
+            packets.push(pcap::Packet {
+                ts_usec: ts,
+                data: pcap::udp4(client, server, port, 53, &pcap::dns_query(id, &asked)),
+            });
+            packets.push(pcap::Packet {
+                ts_usec: ts + 5,
+                data: pcap::udp4(
+                    server,
+                    client,
+                    53,
+                    port,
+                    &pcap::dns_response(id, &asked, addr),
+                ),
+            });
+            ts += 10;
+            by_name[ring] += 2;
+            by_addresses[ring_of_addresses(client, server, 2) as usize] += 2;
+        }
+    }
+    assert!(by_name.iter().all(|&n| n > 0), "{by_name:?}");
+    let link = Link::new("fq", false);
+    pcap::patch_macs(&mut packets, link.mac_a(), link.mac_b());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("names.pcap");
+    pcap::write(&file, &packets);
+    let sensor = Sensor::start(&link.b, &["-i", link.if_b, "--threads", "2"]);
+    link.replay(&file, 1);
+    let stopped = sensor.stop();
+    let st = &stopped.stats;
+    assert!(stopped.stderr.contains("eBPF fanout"), "{}", stopped.stderr);
+    let rings = st["rings"].as_array().unwrap();
+    assert_eq!(rings.len(), 2);
+    let frames: Vec<u64> = rings.iter().map(|r| num(r, &["frames"])).collect();
+    assert_eq!(frames, by_name, "{st:#}");
+    // Dispatch by addresses would have read other counts per ring: the
+    // assertion above tells the two apart.
+    assert_ne!(by_addresses, by_name);
+    let stored = counts(&dump(&stopped.db));
+    for (i, name) in names.iter().enumerate() {
+        let key = (
+            format!("{name}."),
+            "A".to_string(),
+            format!("192.0.2.{}", i + 1),
+        );
+        assert_eq!(stored.get(&key), Some(&u64::from(CLIENTS)), "{key:?}");
+    }
+    assert_eq!(stored.len(), names.len(), "{stored:?}");
 }

@@ -35,8 +35,10 @@
 //!
 //! The same object has the fanout program ([`FANOUT_PROGRAM_NAME`]): with
 //! the eBPF filter the capture sockets join a `PACKET_FANOUT_EBPF` group
-//! that runs it ([`Filter::fanout`]), so both directions of a flow inside
-//! a tunnel meet in one ring even when their outer addresses differ. With
+//! that runs it ([`Filter::fanout`]): every whole UDP datagram about one
+//! DNS question name meets in one ring (and one aggregator), and both
+//! directions of any other flow, inside a tunnel too, meet in one ring even
+//! when their outer addresses differ. With
 //! the classic filter, `PACKET_FANOUT_HASH` (the kernel's symmetric flow
 //! hash, of the outer addresses and ports).
 
