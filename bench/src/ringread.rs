@@ -78,12 +78,14 @@ pub fn run(args: &RingReadArgs) -> Result<()> {
     let started = Instant::now();
     let config = RingConfig::default();
     let iface = Interface::resolve(&args.interface)?;
-    let filter = Filter::load(args.filter, &args.port)?;
+    let mut filter = Filter::load(args.filter, &args.port)?;
     let count = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         args.threads
     };
+    // As `run` does: the kernel-side work per packet is the sensor's.
+    filter.set_rings(count)?;
     let mut group = None;
     let rings = (0..count)
         .map(|_| open_ring(&iface, &config, &mut group, filter.fanout()))

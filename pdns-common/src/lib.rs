@@ -104,8 +104,14 @@ pub const CONFIG_MAP: &str = "PDNS_CONFIG";
 /// Index of the flags word in [`CONFIG_MAP`].
 pub const CONFIG_FLAGS: u32 = 0;
 
+/// Index in [`CONFIG_MAP`] of the number of rings in each fanout group. With
+/// one, the fanout program returns at once: the ring it would pick is the
+/// only one (the group is there for the kernel's IPv4 reassembly). 0, as
+/// the map starts, counts as several.
+pub const CONFIG_RINGS: u32 = 1;
+
 /// Entries of [`CONFIG_MAP`].
-pub const CONFIG_SLOTS: u32 = 1;
+pub const CONFIG_SLOTS: u32 = 2;
 
 /// Name of the interface map: `Array<u32>` with one entry, the index of
 /// the interface whose packets the filter takes.

@@ -53,8 +53,8 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::SocketFilter;
 use aya::{Ebpf, EbpfLoader};
 use pdns_common::{
-    CONFIG_FLAGS, CONFIG_MAP, EXPLAIN_MAP, EXPLAIN_PROGRAM_NAME, EXPLAIN_REMAINING, EXPLAIN_TOTAL,
-    FANOUT_PROGRAM_NAME, FLAG_GRE, FilterStats, IFINDEX_ANY, IFINDEX_MAP, MAX_PORTS,
+    CONFIG_FLAGS, CONFIG_MAP, CONFIG_RINGS, EXPLAIN_MAP, EXPLAIN_PROGRAM_NAME, EXPLAIN_REMAINING,
+    EXPLAIN_TOTAL, FANOUT_PROGRAM_NAME, FLAG_GRE, FilterStats, IFINDEX_ANY, IFINDEX_MAP, MAX_PORTS,
     MAX_TUNNEL_PORTS, PORTS_MAP, PROGRAM_NAME, STATS_MAP, TUNNEL_GENEVE, TUNNEL_PORTS_MAP,
     TUNNEL_VXLAN,
 };
@@ -213,6 +213,8 @@ pub struct EbpfFilter {
     ebpf: Ebpf,
     /// The interface map (`IFINDEX_MAP`).
     ifindex: Array<MapData, u32>,
+    /// The settings map (`CONFIG_MAP`).
+    config: Array<MapData, u32>,
     /// [`PROGRAM_NAME`] or [`EXPLAIN_PROGRAM_NAME`].
     program: &'static str,
     /// Whether the fanout program loaded.
@@ -383,6 +385,20 @@ impl Filter {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Tells the fanout program how many rings share the interface's
+    /// packets (see `pdns_common::CONFIG_RINGS`): with one, it returns at
+    /// once instead of walking every packet to pick a ring. Nothing to do
+    /// for the classic filter, whose fanout is the kernel's.
+    pub fn set_rings(&mut self, rings: usize) -> Result<()> {
+        match self {
+            Filter::Ebpf(f) => f
+                .config
+                .set(CONFIG_RINGS, u32::try_from(rings).unwrap_or(u32::MAX), 0)
+                .context("writing the ring count into the eBPF filter's map"),
+            Filter::Classic(_) => Ok(()),
         }
     }
 
@@ -558,9 +574,14 @@ impl EbpfFilter {
         ifindex
             .set(0, index, 0)
             .context("writing the interface index into the eBPF filter's map")?;
+        let config = ebpf
+            .take_map(CONFIG_MAP)
+            .ok_or_else(|| anyhow!("no map {CONFIG_MAP} in the eBPF object"))?;
+        let config = Array::try_from(config)?;
         Ok(EbpfFilter {
             ebpf,
             ifindex,
+            config,
             program,
             fanout,
             stats,

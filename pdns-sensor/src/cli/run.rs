@@ -250,7 +250,7 @@ fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<
     let export = args.export.prepare()?;
     // Before anything is created: a filter that cannot do what was asked
     // (explain with the classic filter) is an error.
-    let filters = load_filters(&interfaces, args, &ports)?;
+    let mut filters = load_filters(&interfaces, args, &ports)?;
     // The dnstap sockets too (a path under /run may need root).
     let dnstap = args.dnstap.bind()?;
     if let Some(user) = &user {
@@ -271,6 +271,9 @@ fn prepare(args: &RunArgs, bounding_emptied: bool, runtime: &Runtime) -> Result<
         }
     };
     let pipeline = args.pipeline.config(args.threads);
+    for filter in &mut filters {
+        filter.set_rings(pipeline.thread_count())?;
+    }
     let rings = open_rings(&interfaces, pipeline.thread_count(), &ring_config, &filters)?;
 
     // Opened now, while we may still write anywhere.
