@@ -109,38 +109,7 @@ fn ring_of_name(wire: &[u8], rings: u32) -> u32 {
         };
         hash ^= last | FOLD;
     }
-    let mut h = (hash ^ (hash >> 32)) as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h % rings
-}
-
-/// The fanout program's hash of an IPv4 address pair (its fallback), to
-/// show what dispatch by addresses would have done with the same traffic.
-fn ring_of_addresses(a: [u8; 4], b: [u8; 4], rings: u32) -> u32 {
-    let (a, b) = (u32::from_be_bytes(a), u32::from_be_bytes(b));
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let mut h = lo.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ hi;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h % rings
-}
-
-/// The wire form of `name`.
-fn wire(name: &str) -> Vec<u8> {
-    let mut w = Vec::new();
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        w.push(label.len() as u8);
-        w.extend_from_slice(label.as_bytes());
-    }
-    w.push(0);
-    w
+    fanout_mix((hash ^ (hash >> 32)) as u32) % rings
 }
 
 /// Every query and response for one name reaches one ring, whichever
@@ -162,7 +131,7 @@ fn datagrams_of_one_name_reach_one_ring() {
     let mut by_addresses = [0u64; 2];
     let mut ts = 1_700_000_000_000_000u64;
     for (i, name) in names.iter().enumerate() {
-        let ring = ring_of_name(&wire(name), 2) as usize;
+        let ring = ring_of_name(&pcap::qname(name), 2) as usize;
         for c in 0..CLIENTS {
             let client = [198, 51, 100, 10 + c];
             // A different case for every client, as 0x20 randomises it.
@@ -177,7 +146,7 @@ fn datagrams_of_one_name_reach_one_ring() {
                     }
                 })
                 .collect();
-            assert_eq!(ring_of_name(&wire(&asked), 2) as usize, ring);
+            assert_eq!(ring_of_name(&pcap::qname(&asked), 2) as usize, ring);
             let port = 2000 + u16::from(c) * 97 + i as u16;
             let id = (i * 16 + usize::from(c)) as u16;
             let addr = [192, 0, 2, i as u8 + 1];

@@ -317,21 +317,6 @@ fn explains_verdicts_reached_inside_tunnels() {
 
 // ---- fanout over two rings ----
 
-/// The fanout program's hash of an IPv4 address pair (see
-/// `pdns-ebpf`'s `Innermost::hash`), and so the ring of `rings` a flow
-/// between `a` and `b` goes to.
-fn ring_of(a: [u8; 4], b: [u8; 4], rings: u32) -> u32 {
-    let (a, b) = (u32::from_be_bytes(a), u32::from_be_bytes(b));
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let mut h = lo.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ hi;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h % rings
-}
-
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
     ip[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
@@ -459,7 +444,7 @@ fn both_directions_of_a_tunnelled_flow_meet_in_one_ring() {
     let mut clients = [None, None];
     for last in 2..=254u8 {
         let c = [10, 0, 1, last];
-        let r = ring_of(c, server, 2) as usize;
+        let r = ring_of_addresses(c, server, 2) as usize;
         clients[r].get_or_insert(c);
     }
     let clients = [clients[0].unwrap(), clients[1].unwrap()];

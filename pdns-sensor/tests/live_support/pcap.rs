@@ -155,7 +155,8 @@ pub(crate) fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: 
     f
 }
 
-fn qname(name: &str) -> Vec<u8> {
+/// The wire form of `name` (uncompressed labels, case kept).
+pub(crate) fn qname(name: &str) -> Vec<u8> {
     let mut q = Vec::new();
     for label in name.split('.').filter(|l| !l.is_empty()) {
         q.push(label.len() as u8);
