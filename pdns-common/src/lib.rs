@@ -5,8 +5,12 @@
 //! definitions are compiled for the `bpfel-unknown-none` target and for the
 //! host, and the layout must agree byte for byte across that boundary. The
 //! map names are the contract between the two sides: userspace finds the
-//! maps in the loaded object by these names.
+//! maps in the loaded object by these names. The fanout program's hashes
+//! ([`fanout`]) are here too, so that the host can run exactly what the
+//! program runs.
 #![no_std]
+
+pub mod fanout;
 
 /// The DNS port watched when the user names none.
 pub const DEFAULT_DNS_PORT: u16 = 53;

@@ -66,6 +66,7 @@ use aya_ebpf::macros::{map, socket_filter};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
 use aya_ebpf::programs::SkBuffContext;
 use aya_log_ebpf::info;
+use pdns_common::fanout::{address_pair_hash, question_name_hash};
 use pdns_common::{
     CONFIG_FLAGS, CONFIG_RINGS, CONFIG_SLOTS, EXPLAIN_REMAINING, EXPLAIN_SLOTS, EXPLAIN_TOTAL,
     FLAG_GRE, FilterStats, IFINDEX_ANY, MAX_IPV6_EXT_HEADERS, MAX_PORTS, MAX_TUNNEL_DEPTH,
@@ -650,9 +651,9 @@ impl Innermost {
         }
     }
 
-    /// A symmetric hash of the header's two addresses: the smaller and the
-    /// larger (as numbers) are mixed, so both directions hash alike. 0
-    /// without an IP header.
+    /// A symmetric hash of the header's two addresses
+    /// ([`address_pair_hash`]): both directions hash alike. 0 without an IP
+    /// header.
     #[inline(always)]
     fn addresses(&self, ctx: &SkBuffContext) -> u32 {
         let (a, b) = match self.version {
@@ -670,8 +671,7 @@ impl Innermost {
             },
             _ => return 0,
         };
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        mix32(lo.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ hi)
+        address_pair_hash(a, b)
     }
 }
 
@@ -687,11 +687,13 @@ impl Innermost {
 /// one program matters).
 ///
 /// The message's counts and question are copied to the stack in one load
-/// ([`name_hash`] reads them there): the longest of 72, 56, 40 or 24 bytes the
+/// ([`question_name_hash`] reads them there): the longest of 72, 56, 40 or 24 bytes the
 /// packet holds from the question count on. A load per label and per word
 /// of the name cost 73 ns a packet, more than the rest of the program. A
 /// name that does not fit (over 64 bytes, or past the end of a short
-/// message) goes by the addresses.
+/// message) goes by the addresses. The hash itself is
+/// [`question_name_hash`], shared with the host (the live tests predict
+/// rings with it).
 #[inline(always)]
 fn question_hash(ctx: &SkBuffContext, dns: usize) -> Option<u32> {
     let counts = dns + 4;
@@ -699,85 +701,16 @@ fn question_hash(ctx: &SkBuffContext, dns: usize) -> Option<u32> {
     // tried, not one per size.
     let held = (ctx.len() as usize).checked_sub(counts)?;
     if held >= 72 {
-        name_hash(&ctx.load::<[u8; 72]>(counts).ok()?)
+        question_name_hash(&ctx.load::<[u8; 72]>(counts).ok()?)
     } else if held >= 56 {
-        name_hash(&ctx.load::<[u8; 56]>(counts).ok()?)
+        question_name_hash(&ctx.load::<[u8; 56]>(counts).ok()?)
     } else if held >= 40 {
-        name_hash(&ctx.load::<[u8; 40]>(counts).ok()?)
+        question_name_hash(&ctx.load::<[u8; 40]>(counts).ok()?)
     } else if held >= 24 {
-        name_hash(&ctx.load::<[u8; 24]>(counts).ok()?)
+        question_name_hash(&ctx.load::<[u8; 24]>(counts).ok()?)
     } else {
         None
     }
-}
-
-/// The hash of the question name in `bytes` (a DNS message from its
-/// question count on: four counts, then the name), if the name ends in
-/// them.
-///
-/// The name is read 8 bytes at a time, each word with bit 5 of every byte
-/// set (`A` and `a` meet, DNS 0x20 randomising the case per query); its
-/// last word is the 8 bytes ending with it, or for a name under 8 bytes the
-/// word at its start cut to its length.
-#[inline(always)]
-fn name_hash<const N: usize>(bytes: &[u8; N]) -> Option<u32> {
-    const FOLD: u64 = 0x2020_2020_2020_2020;
-    const NAME: usize = 8;
-    if bytes[0] == 0 && bytes[1] == 0 {
-        return None;
-    }
-    let mut end = NAME;
-    let mut ended = false;
-    for _ in 0..(N - NAME) / 2 {
-        let label = usize::from(*bytes.get(end)?);
-        end += 1;
-        if label == 0 {
-            ended = true;
-            break;
-        }
-        if label > 63 {
-            return None;
-        }
-        end += label;
-    }
-    if !ended || end > N {
-        return None;
-    }
-    let len = end - NAME;
-    let word = |at: usize| -> Option<u64> {
-        let w: [u8; 8] = bytes.get(NAME + at..NAME + at + 8)?.try_into().ok()?;
-        Some(u64::from_le_bytes(w))
-    };
-    let mut hash = len as u64;
-    let mut at = 0;
-    for _ in 0..(N - NAME) / 8 {
-        if at + 8 > len {
-            break;
-        }
-        hash = (hash ^ (word(at)? | FOLD)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        hash = hash.rotate_left(23);
-        at += 8;
-    }
-    if at < len {
-        let last = if len >= 8 {
-            word(len - 8)?
-        } else {
-            word(0)? & ((1u64 << (8 * len)) - 1)
-        };
-        hash ^= last | FOLD;
-    }
-    Some(mix32((hash ^ (hash >> 32)) as u32))
-}
-
-/// MurmurHash3's finaliser: every input bit moves every output bit, so the
-/// kernel's modulo by the number of rings sees well-spread low bits.
-#[inline(always)]
-fn mix32(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
 }
 
 /// Takes one packet from the explain budget, shared by all CPUs. Returns

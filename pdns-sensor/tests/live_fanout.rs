@@ -83,33 +83,17 @@ fn two_rings_give_the_same_totals_as_one() {
     );
 }
 
-/// The fanout program's hash of a question name (`pdns-ebpf`'s
-/// `question_hash`, over `wire`, the name as sent), and so the ring of
-/// `rings` its datagrams go to.
+/// The ring of `rings` the fanout program sends a question for `wire`
+/// (the name as sent) to: the hash it calls
+/// (`pdns_common::fanout::question_name_hash`), over what it copies from
+/// the message (the counts and the question, 72 bytes of it).
 fn ring_of_name(wire: &[u8], rings: u32) -> u32 {
-    const FOLD: u64 = 0x2020_2020_2020_2020;
-    let len = wire.len();
-    // The program reads whole words: past a short name, the question's type
-    // and class follow (masked off below).
-    let mut padded = wire.to_vec();
-    padded.extend_from_slice(&[0, 1, 0, 1]);
-    let word = |at: usize| u64::from_le_bytes(padded[at..at + 8].try_into().unwrap());
-    let mut hash = len as u64;
-    let mut at = 0;
-    while at + 8 <= len {
-        hash = (hash ^ (word(at) | FOLD)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        hash = hash.rotate_left(23);
-        at += 8;
-    }
-    if at < len {
-        let last = if len >= 8 {
-            word(len - 8)
-        } else {
-            word(0) & ((1u64 << (8 * len)) - 1)
-        };
-        hash ^= last | FOLD;
-    }
-    fanout_mix((hash ^ (hash >> 32)) as u32) % rings
+    let mut message = vec![0, 1, 0, 0, 0, 0, 0, 0];
+    message.extend_from_slice(wire);
+    message.extend_from_slice(&[0, 1, 0, 1]);
+    message.resize(72, 0);
+    let window: &[u8; 72] = message[..].try_into().unwrap();
+    pdns_common::fanout::question_name_hash(window).expect("the names fit the window") % rings
 }
 
 /// Every query and response for one name reaches one ring, whichever

@@ -555,21 +555,10 @@ pub(crate) fn capture(rel: &str) -> PathBuf {
     p
 }
 
-/// The eBPF fanout program's finaliser (`pdns-ebpf`'s `mix32`,
-/// MurmurHash3's), for tests that predict which ring a packet reaches.
-pub(crate) fn fanout_mix(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
-/// The fanout program's hash of an IPv4 address pair (see `pdns-ebpf`'s
-/// `Innermost::addresses`), and so the ring of `rings` a flow between `a`
-/// and `b` goes to when it goes by addresses.
+/// The fanout program's hash of an IPv4 address pair
+/// (`pdns_common::fanout::address_pair_hash`, which the program calls), and
+/// so the ring of `rings` a flow between `a` and `b` goes to when it goes by
+/// addresses.
 pub(crate) fn ring_of_addresses(a: [u8; 4], b: [u8; 4], rings: u32) -> u32 {
-    let (a, b) = (u32::from_be_bytes(a), u32::from_be_bytes(b));
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    fanout_mix(lo.wrapping_mul(0x9e37_79b1).rotate_left(13) ^ hi) % rings
+    pdns_common::fanout::address_pair_hash(u32::from_be_bytes(a), u32::from_be_bytes(b)) % rings
 }
