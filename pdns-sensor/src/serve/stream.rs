@@ -38,7 +38,8 @@ const CHUNK: usize = 32 << 10;
 /// Room beyond [`CHUNK`] in a chunk's allocation, for the line that fills
 /// it (a longer line grows the chunk, which is correct, only slower).
 const SLACK: usize = 4 << 10;
-/// Chunks in flight: bounds memory per response at about 8 × 32 KiB.
+/// Chunks in flight: bounds memory per response at about 8 × 36 KiB
+/// ([`CHUNK`] and [`SLACK`] each).
 const DEPTH: usize = 8;
 /// The most an answer read on the request's thread may hold. A larger one
 /// is read again from the start on the pool, so what it wrote here is
