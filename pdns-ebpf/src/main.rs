@@ -686,14 +686,13 @@ impl Innermost {
 /// way; see `FlowHasher` there, whose hash differs: only consistency within
 /// one program matters).
 ///
-/// The message's counts and question are copied to the stack in one load
-/// ([`question_name_hash`] reads them there): the longest of 72, 56, 40 or 24 bytes the
-/// packet holds from the question count on. A load per label and per word
-/// of the name cost 73 ns a packet, more than the rest of the program. A
-/// name that does not fit (over 64 bytes, or past the end of a short
-/// message) goes by the addresses. The hash itself is
-/// [`question_name_hash`], shared with the host (the live tests predict
-/// rings with it).
+/// The message's counts and question are copied to the stack in one load:
+/// the longest of 72, 56, 40 or 24 bytes the packet holds from the question
+/// count on. A load per label and per word of the name cost 73 ns a packet,
+/// more than the rest of the program. A name that does not fit (over 64
+/// bytes, or past the end of a short message) goes by the addresses. The
+/// hash of the copy is [`question_name_hash`], shared with the host (the
+/// live tests predict rings with it).
 #[inline(always)]
 fn question_hash(ctx: &SkBuffContext, dns: usize) -> Option<u32> {
     let counts = dns + 4;

@@ -526,12 +526,6 @@ impl EbpfFilter {
                 map.insert(port, kind, 0)
                     .with_context(|| format!("adding tunnel port {port} to the filter"))?;
             }
-            let map = ebpf
-                .map_mut(CONFIG_MAP)
-                .ok_or_else(|| anyhow!("no map {CONFIG_MAP} in the eBPF object"))?;
-            let mut config: Array<_, u32> = Array::try_from(map)?;
-            let flags = if tunnels.gre { FLAG_GRE } else { 0 };
-            config.set(CONFIG_FLAGS, flags, 0)?;
         }
         let fanout = match load_fanout(&mut ebpf) {
             Ok(()) => true,
@@ -577,7 +571,9 @@ impl EbpfFilter {
         let config = ebpf
             .take_map(CONFIG_MAP)
             .ok_or_else(|| anyhow!("no map {CONFIG_MAP} in the eBPF object"))?;
-        let config = Array::try_from(config)?;
+        let mut config: Array<MapData, u32> = Array::try_from(config)?;
+        let flags = if tunnels.gre { FLAG_GRE } else { 0 };
+        config.set(CONFIG_FLAGS, flags, 0)?;
         Ok(EbpfFilter {
             ebpf,
             ifindex,
