@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use crate::aggregate::Aggregator;
 use crate::decode::{DecodeConfig, Decoder, StateTable};
 use crate::extract::{ExtractStats, Extractor, Sections};
-use crate::pipeline::Repeats;
+use crate::pipeline::{Capacity, Repeats};
 use crate::source::dnstap::frame_streams::{self, FrameDecoder, Session};
 use crate::source::dnstap::message;
 use crate::source::zeek::{FileParser, Warnings, ZeekStats, reader};
@@ -151,7 +151,7 @@ fn repeats_agree(message: &DnsMessage<'_>, lookahead_from: usize) {
     let mut slow = Aggregator::new(1 << 20, Origin::WIRE);
     let mut fast = Aggregator::new(1 << 20, Origin::WIRE);
     let (mut slow_stats, mut fast_stats) = (ExtractStats::default(), ExtractStats::default());
-    let mut repeats = Repeats::with_lookahead_from(lookahead_from);
+    let mut repeats = Repeats::new(Capacity::for_keys(1 << 20)).with_lookahead_from(lookahead_from);
 
     let mut new_id = message.data.to_vec();
     if new_id.len() >= 2 {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use pdns_sensor::aggregate::Aggregator;
 use pdns_sensor::decode::{DecodeConfig, Decoder};
 use pdns_sensor::extract::{ExtractStats, Extractor, Sections};
-use pdns_sensor::pipeline::{Pipeline, PipelineConfig, Repeats};
+use pdns_sensor::pipeline::{Capacity, Pipeline, PipelineConfig, Repeats};
 use pdns_sensor::store::{Filter, Selector, Store};
 use pdns_sensor::vocab::packet::{DnsMessage, Timestamp, Transport};
 use pdns_sensor::vocab::value::Origin;
@@ -92,7 +92,7 @@ impl Both {
                 Extractor::new(sections),
                 Aggregator::new(1_000_000, Origin::WIRE),
                 ExtractStats::default(),
-                Repeats::with_lookahead_from(lookahead_from),
+                Repeats::new(Capacity::for_keys(1_000_000)).with_lookahead_from(lookahead_from),
             ),
             batches: 0,
         }

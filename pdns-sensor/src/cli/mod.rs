@@ -85,8 +85,9 @@ pub struct PipelineArgs {
     /// Sections recorded: any of answer,authority,additional.
     #[arg(long, default_value = "answer")]
     pub sections: crate::extract::Sections,
-    /// Pre-aggregation bound per thread (distinct keys held in memory).
-    #[arg(long, default_value_t = 100_000)]
+    /// Pre-aggregation bound: distinct keys held in memory, by all
+    /// decoder threads (rings, dnstap workers) together, in equal shares.
+    #[arg(long, default_value_t = crate::pipeline::DEFAULT_MAX_ENTRIES)]
     pub aggregate_entries: usize,
     /// Seconds between flushes of pre-aggregated observations: the most a
     /// crash can lose.
@@ -111,7 +112,7 @@ impl Default for PipelineArgs {
         PipelineArgs {
             ports: Vec::new(),
             sections: Default::default(),
-            aggregate_entries: 100_000,
+            aggregate_entries: crate::pipeline::DEFAULT_MAX_ENTRIES,
             flush_interval: 5,
             vxlan_ports: Vec::new(),
             geneve_ports: Vec::new(),

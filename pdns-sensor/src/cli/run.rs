@@ -37,10 +37,10 @@
 //!
 //! Crash window (SIGKILL, power loss): observations wait in a ring
 //! thread's memory at most `--flush-interval` seconds (default 5) or until
-//! its map holds `--aggregate-entries` keys, plus at most the ring's retire
-//! timeout in the ring. Everything written is in RocksDB's write-ahead
-//! log, which survives a killed process; after a power loss, what the OS
-//! had not yet written back of that log can be lost too.
+//! its map holds its share of `--aggregate-entries` keys, plus at most the
+//! ring's retire timeout in the ring. Everything written is in RocksDB's
+//! write-ahead log, which survives a killed process; after a power loss,
+//! what the OS had not yet written back of that log can be lost too.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -525,6 +525,14 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
         wait_for_space: Some(Arc::clone(&stop)),
         ..pipeline
     };
+    // Every ring and every dnstap worker has a worker: they share the
+    // aggregator bound.
+    let dnstap_workers = if dnstap.is_empty() {
+        0
+    } else {
+        args.dnstap.config().worker_count()
+    };
+    let pipeline = pipeline.per_worker(rings.len() + dnstap_workers);
     let mut threads = Vec::new();
     for (n, (i, ring)) in rings.into_iter().enumerate() {
         let counters = Arc::new(RingCounters::default());

@@ -23,7 +23,7 @@ pub mod repeats;
 mod worker;
 mod writer;
 
-pub use repeats::Repeats;
+pub use repeats::{Capacity, Repeats};
 pub use worker::Worker;
 
 use std::sync::Arc;
@@ -59,7 +59,11 @@ pub struct PipelineConfig {
     pub threads: usize,
     pub decode: DecodeConfig,
     pub sections: Sections,
-    /// Aggregator bound per thread (keys).
+    /// Aggregator bound (keys) of all the workers made from this config
+    /// together: whoever makes several divides it with
+    /// [`PipelineConfig::per_worker`], so memory does not grow with the
+    /// number of threads. Each worker's share also sizes what it remembers
+    /// of repeated responses ([`Capacity::for_keys`]).
     pub max_entries: usize,
     /// Longest time (wall clock) observations wait in memory before being
     /// written: the window a crash can lose.
@@ -86,7 +90,7 @@ impl Default for PipelineConfig {
             threads: 0,
             decode: DecodeConfig::default(),
             sections: Sections::default(),
-            max_entries: 100_000,
+            max_entries: DEFAULT_MAX_ENTRIES,
             flush_interval: Duration::from_secs(5),
             origin: Origin::WIRE,
             wait_for_space: None,
@@ -95,7 +99,25 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The default aggregator bound of all workers together. One thread holds
+/// all of it: at 100 k names, one thread, 2 M packets, it takes the
+/// capture in one batch and recognises 83 % of the responses as repeats
+/// (100 000 keys: three batches, 71 %), 1.65 → 1.85 M packets/s; two
+/// threads hold 100 000 keys each, as they did before the bound was
+/// shared. About 550 bytes per key held at 1 M names (the aggregator, the
+/// batch its writer builds, the repeats remembered).
+pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
+
 impl PipelineConfig {
+    /// The config of one of `workers` workers sharing this one's
+    /// aggregator bound (each gets an equal share, at least one key).
+    pub fn per_worker(&self, workers: usize) -> PipelineConfig {
+        PipelineConfig {
+            max_entries: (self.max_entries / workers.max(1)).max(1),
+            ..self.clone()
+        }
+    }
+
     /// The number of decoder threads this config asks for.
     pub fn thread_count(&self) -> usize {
         if self.threads == 0 {
@@ -200,6 +222,7 @@ impl Pipeline {
         }
         let (free_tx, free_rx) =
             crossbeam_channel::bounded::<FrameBatch>(threads * (QUEUE_DEPTH + 2));
+        let config = &config.per_worker(threads);
         let mut lanes = Vec::with_capacity(threads);
         for i in 0..threads {
             let (tx, rx) = crossbeam_channel::bounded::<FrameBatch>(QUEUE_DEPTH);
@@ -300,5 +323,29 @@ impl Pipeline {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_share_the_aggregator_bound() {
+        let config = PipelineConfig::default();
+        assert_eq!(config.per_worker(1).max_entries, DEFAULT_MAX_ENTRIES);
+        assert_eq!(config.per_worker(2).max_entries, DEFAULT_MAX_ENTRIES / 2);
+        assert_eq!(config.per_worker(0).max_entries, DEFAULT_MAX_ENTRIES);
+        // Never below one key, however many share it.
+        let tiny = PipelineConfig {
+            max_entries: 3,
+            ..PipelineConfig::default()
+        };
+        assert_eq!(tiny.per_worker(2).max_entries, 1);
+        assert_eq!(tiny.per_worker(8).max_entries, 1);
+        // Only the bound changes.
+        let shared = config.per_worker(4);
+        assert_eq!(shared.flush_interval, config.flush_interval);
+        assert_eq!(shared.lookahead_from, config.lookahead_from);
     }
 }

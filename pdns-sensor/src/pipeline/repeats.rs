@@ -36,16 +36,19 @@
 //! 192.0.0.0/15) is never remembered.
 //!
 //! **Bounds.** Only responses of QUERY opcode up to [`MAX_MESSAGE`] bytes
-//! are kept, at most [`MAX_BYTES`] of them with their handles and
-//! headers and `MAX_ENTRIES` of them per thread (about 5.6 MiB with the
-//! index and the messages held back, see *Lookahead* on [`Repeats`]).
-//! When that is full, nothing more is remembered until the batch is handed
-//! over: popular responses are the ones seen early in a window, and on the
-//! bench's traffic this keeps as many hits as starting over with twice the
-//! room did (70 % at 100 k names, 54 % at 1 M). Everything is forgotten
-//! when the aggregator hands its batch over (its
-//! [`generation`](Aggregator::generation) changes): the handles point into
-//! that batch.
+//! are kept, and only as many as the worker's [`Capacity`] allows, which
+//! follows the aggregator's bound: what is remembered is forgotten when the
+//! aggregator hands its batch over, so a larger batch is worth more room.
+//! With the default bound, 131 072 responses in 20 MiB for one thread
+//! (about 22 MiB with the index and the messages held back, see
+//! *Lookahead* on [`Repeats`]), 65 536 in 10 MiB each for two. When that
+//! is full, nothing more is remembered until the batch is handed over:
+//! popular responses are the ones seen early in a window, so room for half
+//! as many responses as the batch has keys took 83 % of the responses at
+//! 100 k names as repeats, where remembering every distinct one would have
+//! taken 83.5 %. Everything is forgotten when the aggregator hands its
+//! batch over (its [`generation`](Aggregator::generation) changes): the
+//! handles point into that batch.
 //!
 //! **When nothing repeats.** Remembering costs a copy and an insert per
 //! response, about 6 % of a random-subdomain flood's time, for nothing.
@@ -75,16 +78,55 @@ use crate::vocab::packet::{DnsMessage, Timestamp, Transport};
 /// bench's traffic at 10 k names the 1 % of responses over 3 000 bytes
 /// (big RRsets of up to a few hundred records) cost a quarter of ingest's
 /// CPU while only responses up to 2 048 bytes were remembered.
-/// 16 KiB keeps any one entry under half a percent of [`MAX_BYTES`].
+/// 16 KiB keeps any one entry under 3 % of the smallest [`Capacity`].
 pub const MAX_MESSAGE: usize = 16 << 10;
 
-/// Bytes of remembered messages, their headers and handles per thread
-/// (with 4 MiB, as before the headers moved out of the table, 1 % fewer
-/// repeats were taken at 10 k and 1 M names).
-pub const MAX_BYTES: usize = 5 << 20;
+/// How much one worker remembers: at most `entries` responses (the
+/// index's own bound, a power of two) in `bytes` of messages, headers
+/// and handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    entries: usize,
+    bytes: usize,
+}
 
-/// Responses remembered at most (the index's own bound).
-const MAX_ENTRIES: usize = 32_768;
+impl Capacity {
+    /// Fewest responses remembered, however small the aggregator.
+    const MIN_ENTRIES: usize = 4_096;
+    /// Most responses remembered, however large the aggregator: 20 MiB,
+    /// and an index of 2 MiB.
+    const MAX_ENTRIES: usize = 131_072;
+    /// Bytes per response remembered: the bench's responses take 100–140
+    /// with their header and handles (with 128, as before the headers
+    /// moved out of the table, 1 % fewer repeats were taken at 10 k and
+    /// 1 M names than with 160).
+    const BYTES_PER_ENTRY: usize = 160;
+
+    /// The capacity for an aggregator that holds `keys` keys: room for
+    /// `keys / 2` responses, rounded up to a power of two. Measured at
+    /// 100 k names, one thread: 32 768 responses for 100 000 keys took 71 %
+    /// of the responses; 65 536, 75 %; 131 072 for 200 000 keys, 83 %
+    /// (every distinct response of the capture but 1 %).
+    pub fn for_keys(keys: usize) -> Capacity {
+        let entries = (keys / 2)
+            .next_power_of_two()
+            .clamp(Capacity::MIN_ENTRIES, Capacity::MAX_ENTRIES);
+        Capacity {
+            entries,
+            bytes: entries * Capacity::BYTES_PER_ENTRY,
+        }
+    }
+
+    /// Responses remembered at most.
+    pub fn entries(self) -> usize {
+        self.entries
+    }
+
+    /// Bytes of remembered responses at most.
+    pub fn bytes(self) -> usize {
+        self.bytes
+    }
+}
 
 /// Misses after which the share of hits is judged.
 const PROBE_MISSES: u32 = 16_384;
@@ -184,37 +226,40 @@ fn updates(bytes: &[u8]) -> impl Iterator<Item = Observed> + '_ {
         .map(|b| Observed::from_bytes(b.try_into().expect("chunks of BYTES")))
 }
 
-/// Slots of [`Slots`]: twice [`MAX_ENTRIES`], so that probes stay short.
-const SLOTS: usize = 2 * MAX_ENTRIES;
-
 /// The index of the remembered responses: open addressing with linear
-/// probing over [`SLOTS`] 8-byte slots, each holding the upper half of a
+/// probing over twice as many 8-byte slots as [`Capacity::entries`] (so
+/// that probes stay short), each holding the upper half of a
 /// response's hash and where the response starts in the arena, plus one
-/// (0 is an empty slot). 512 KiB.
+/// (0 is an empty slot). 1 MiB for 65 536 responses.
 ///
 /// Hand-written rather than a `hashbrown` table for the one thing
 /// hashbrown does not offer: the address a lookup will read, known from the
 /// hash alone, so that it can be asked for a few messages ahead (see
 /// *Lookahead* on [`Repeats`]). Entries are only inserted, and all cleared
-/// at once; at most [`MAX_ENTRIES`] fill half the slots, so an empty slot
+/// at once; at most [`Capacity::entries`] fill half the slots, so an empty slot
 /// always ends a probe.
 struct Slots {
     slots: Box<[u64]>,
+    /// Slots − 1 (their number is a power of two).
+    mask: usize,
     len: usize,
 }
 
 impl Slots {
-    fn new() -> Slots {
+    /// An index for `entries` responses (a power of two).
+    fn new(entries: usize) -> Slots {
+        debug_assert!(entries.is_power_of_two());
         Slots {
-            slots: vec![0; SLOTS].into_boxed_slice(),
+            slots: vec![0; 2 * entries].into_boxed_slice(),
+            mask: 2 * entries - 1,
             len: 0,
         }
     }
 
     /// The slot where the probe for `hash` starts (its lower bits).
     #[inline]
-    fn home(hash: u64) -> usize {
-        hash as usize & (SLOTS - 1)
+    fn home(&self, hash: u64) -> usize {
+        hash as usize & self.mask
     }
 
     /// The part of `hash` a slot keeps (its upper bits).
@@ -226,7 +271,7 @@ impl Slots {
     /// Asks for the slot where the probe for `hash` starts.
     #[inline]
     fn prefetch(&self, hash: u64) {
-        hint::prefetch(&self.slots[Slots::home(hash)]);
+        hint::prefetch(&self.slots[self.home(hash)]);
     }
 
     /// Where the responses whose hash has the upper half of `hash` start,
@@ -234,14 +279,14 @@ impl Slots {
     #[inline]
     fn candidates(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
         let tag = Slots::tag(hash);
-        let mut i = Slots::home(hash);
+        let mut i = self.home(hash);
         std::iter::from_fn(move || {
             loop {
                 let slot = self.slots[i];
                 if slot == 0 {
                     return None;
                 }
-                i = (i + 1) & (SLOTS - 1);
+                i = (i + 1) & self.mask;
                 if slot >> 32 == tag {
                     return Some(slot as u32 - 1);
                 }
@@ -252,12 +297,12 @@ impl Slots {
     /// Adds the response at `at` (below 4 GiB − 1) with `hash`.
     ///
     /// # Panics
-    /// In debug builds, if the table already holds [`MAX_ENTRIES`].
+    /// In debug builds, if half the slots are taken already.
     fn insert(&mut self, hash: u64, at: u32) {
-        debug_assert!(self.len < MAX_ENTRIES);
-        let mut i = Slots::home(hash);
+        debug_assert!(self.len < self.slots.len() / 2);
+        let mut i = self.home(hash);
         while self.slots[i] != 0 {
-            i = (i + 1) & (SLOTS - 1);
+            i = (i + 1) & self.mask;
         }
         self.slots[i] = (Slots::tag(hash) << 32) | u64::from(at + 1);
         self.len += 1;
@@ -332,6 +377,7 @@ impl Default for Waiting {
 /// calls it before every flush, so no message waits longer than the
 /// aggregates do. 10 k names, one core: 4.23 → 4.56 M packets/s.
 pub struct Repeats {
+    capacity: Capacity,
     /// Where each remembered response starts in `arena`.
     slots: Slots,
     arena: Vec<u8>,
@@ -353,10 +399,12 @@ pub struct Repeats {
     waiting: usize,
 }
 
-impl Default for Repeats {
-    fn default() -> Self {
+impl Repeats {
+    /// A shortcut remembering at most `capacity`.
+    pub fn new(capacity: Capacity) -> Repeats {
         Repeats {
-            slots: Slots::new(),
+            capacity,
+            slots: Slots::new(capacity.entries),
             arena: Vec::new(),
             scratch: Vec::with_capacity(MAX_MESSAGE),
             hasher: RandomState::default(),
@@ -370,16 +418,14 @@ impl Default for Repeats {
             waiting: 0,
         }
     }
-}
 
-impl Repeats {
     /// A shortcut that works ahead once it remembers `bytes` (the default
     /// is [`LOOKAHEAD_FROM`]; 0 always, `usize::MAX` never), for tests and
     /// measurements.
-    pub fn with_lookahead_from(bytes: usize) -> Repeats {
+    pub fn with_lookahead_from(self, bytes: usize) -> Repeats {
         Repeats {
             lookahead_from: bytes,
-            ..Repeats::default()
+            ..self
         }
     }
 
@@ -572,7 +618,9 @@ impl Repeats {
             return;
         }
         let cost = HEADER + fingerprint.len() + recorded.len() * Observed::BYTES;
-        if self.slots.len() >= MAX_ENTRIES || self.arena.len() + cost > MAX_BYTES {
+        if self.slots.len() >= self.capacity.entries
+            || self.arena.len() + cost > self.capacity.bytes
+        {
             return;
         }
         let at = self.arena.len() as u32;
@@ -844,7 +892,7 @@ mod tests {
     impl Harness {
         fn new() -> Harness {
             Harness {
-                repeats: Repeats::default(),
+                repeats: Repeats::new(Capacity::for_keys(100_000)),
                 extractor: Extractor::new(Default::default()),
                 aggregator: Aggregator::new(usize::MAX, crate::vocab::value::Origin::WIRE),
                 stats: ExtractStats::default(),
@@ -901,17 +949,19 @@ mod tests {
     fn when_full_nothing_more_is_remembered_until_the_batch_is_taken() {
         let mut h = Harness::new();
         let extra = 1_000;
-        for n in 0..MAX_ENTRIES as u32 + extra {
+        let capacity = h.repeats.capacity;
+        assert_eq!(capacity.entries(), 65_536);
+        for n in 0..capacity.entries() as u32 + extra {
             let first = h.feed(&nxdomain(n));
             let again = h.feed(&nxdomain(n));
             assert!(!first);
-            assert_eq!(again, (n as usize) < MAX_ENTRIES, "response {n}");
+            assert_eq!(again, (n as usize) < capacity.entries(), "response {n}");
         }
-        assert_eq!(h.repeats.slots.len(), MAX_ENTRIES);
-        assert!(h.repeats.arena.len() <= MAX_BYTES);
+        assert_eq!(h.repeats.slots.len(), capacity.entries());
+        assert!(h.repeats.arena.len() <= capacity.bytes());
         // A new batch: room again.
         let _ = h.aggregator.take();
-        let n = MAX_ENTRIES as u32 + extra;
+        let n = capacity.entries() as u32 + extra;
         assert!(!h.feed(&nxdomain(n)));
         assert!(h.feed(&nxdomain(n)));
         assert_eq!(h.repeats.slots.len(), 1);
@@ -920,7 +970,7 @@ mod tests {
     #[test]
     fn working_ahead_holds_responses_back_until_drained() {
         let mut h = Harness::new();
-        h.repeats = Repeats::with_lookahead_from(0);
+        h.repeats = Repeats::new(Capacity::for_keys(100_000)).with_lookahead_from(0);
         let mut slow = (
             Extractor::new(Default::default()),
             Aggregator::new(usize::MAX, crate::vocab::value::Origin::WIRE),
@@ -962,7 +1012,7 @@ mod tests {
     #[test]
     fn below_the_threshold_nothing_waits() {
         let mut h = Harness::new();
-        h.repeats = Repeats::with_lookahead_from(1 << 10);
+        h.repeats = Repeats::new(Capacity::for_keys(100_000)).with_lookahead_from(1 << 10);
         let m = |n| nxdomain(n);
         let push = |h: &mut Harness, data: &[u8]| {
             let m = DnsMessage {
@@ -1003,12 +1053,29 @@ mod tests {
     }
 
     #[test]
+    fn the_capacity_follows_the_aggregator_within_bounds() {
+        let entries = |keys| Capacity::for_keys(keys).entries();
+        assert_eq!(entries(100_000), 65_536);
+        assert_eq!(entries(200_000), 131_072);
+        assert_eq!(entries(50_000), 32_768);
+        // However small or large the aggregator.
+        assert_eq!(entries(0), 4_096);
+        assert_eq!(entries(1), 4_096);
+        assert_eq!(entries(usize::MAX), 131_072);
+        for keys in [0, 1, 8_191, 8_193, 100_000, 1 << 40] {
+            let c = Capacity::for_keys(keys);
+            assert!(c.entries().is_power_of_two());
+            assert_eq!(c.bytes(), c.entries() * 160);
+        }
+    }
+
+    #[test]
     fn the_index_finds_what_it_holds_in_probe_order() {
-        let mut slots = Slots::new();
+        let mut slots = Slots::new(1 << 10);
         let hash = |home: usize, tag: u64| (tag << 32) | home as u64;
         // Two with the same tag and home, one with another tag, probing
         // past the end of the table back to its start.
-        let last = SLOTS - 1;
+        let last = slots.mask;
         slots.insert(hash(last, 7), 100);
         slots.insert(hash(last, 9), 200);
         slots.insert(hash(last, 7), 300);

@@ -31,7 +31,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::repeats::Repeats;
+use super::repeats::{Capacity, Repeats};
 use super::writer::Writer;
 use super::{PipelineConfig, PipelineError, Summary};
 use crate::aggregate::Aggregator;
@@ -76,7 +76,8 @@ impl Worker {
         Ok(Worker {
             decoder: Decoder::new(&config.decode),
             extractor: Extractor::new(config.sections),
-            repeats: Repeats::with_lookahead_from(config.lookahead_from),
+            repeats: Repeats::new(Capacity::for_keys(config.max_entries))
+                .with_lookahead_from(config.lookahead_from),
             aggregator: Aggregator::new(config.max_entries, config.origin),
             extract_stats: ExtractStats::default(),
             writer: Writer::spawn(

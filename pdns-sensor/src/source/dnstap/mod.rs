@@ -53,6 +53,13 @@ pub struct DnstapConfig {
     pub workers: usize,
 }
 
+impl DnstapConfig {
+    /// The pipeline workers started: `workers`, and at least one.
+    pub fn worker_count(&self) -> usize {
+        self.workers.max(1)
+    }
+}
+
 impl Default for DnstapConfig {
     fn default() -> Self {
         DnstapConfig {

@@ -115,7 +115,7 @@ impl DnstapService {
             ..pipeline.clone()
         };
         let mut workers = Vec::new();
-        for i in 0..config.workers.max(1) {
+        for i in 0..config.worker_count() {
             let worker = Worker::new(
                 &pipeline,
                 Arc::clone(&store),
