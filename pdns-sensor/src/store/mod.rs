@@ -1486,6 +1486,35 @@ mod tests {
         assert_eq!(store.records(&Selector::All, &later).count(), 5_000);
     }
 
+    /// A value that does not decode is counted and skipped, and the scan
+    /// goes on to the rows after it; the rows around it come out whole.
+    #[test]
+    fn a_scan_skips_and_counts_a_value_that_does_not_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = flushed_store(dir.path(), 100);
+        let keys: Vec<Vec<u8>> = store
+            .db
+            .iterator_cf(store.cf(CF_RECORDS), rocksdb::IteratorMode::Start)
+            .map(|kv| kv.unwrap().0.into_vec())
+            .filter(|k| k.as_slice() != SEAL_KEY)
+            .collect();
+        assert_eq!(keys.len(), 100);
+        // Overwritten in place: a put replaces the merged value.
+        store
+            .db
+            .put_cf(store.cf(CF_RECORDS), &keys[50], b"\xff\xff")
+            .unwrap();
+        let before = corrupt_values();
+        let read: Vec<_> = store
+            .records(&Selector::All, &Filter::default())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(read.len(), 99, "every record but the corrupt one");
+        assert!(corrupt_values() > before, "the corrupt value was counted");
+        let last = name::encode_presentation("h99.example.com.").unwrap();
+        assert!(read.iter().any(|r| r.owner == last), "read past it");
+    }
+
     /// Every column family, the default one included, reads through the
     /// one shared cache, and the store reports that cache's usage. (The
     /// default column family used to get RocksDB's own 32 MiB cache, and

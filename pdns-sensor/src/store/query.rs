@@ -15,7 +15,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
-use rocksdb::{DB, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions};
+use rocksdb::{DB, DBRawIteratorWithThreadMode, ReadOptions};
 
 use super::{CF_NEGATIVE, CF_RDATA, CF_RECORDS, Store, StoreError, count_corrupt};
 use crate::vocab::key::{self, INDEX_IPV4, INDEX_IPV6, INDEX_NAME};
@@ -281,7 +281,14 @@ impl KeySpan {
 }
 
 impl Store {
-    fn raw_iter(&self, cf: &str, range: &KeyRange) -> DBIteratorWithThreadMode<'_, DB> {
+    /// A raw iterator over `range` of `cf`, at its start.
+    ///
+    /// Raw, so that each row is read in place: RocksDB's iterator adapter
+    /// copies every key and value into a fresh allocation, two allocations
+    /// and two copies per row that a scan drops right after looking at
+    /// them (about 5 % of a 10 000-record wildcard answer's CPU in a
+    /// profile: `malloc`, `sdallocx` and the copies).
+    fn rows(&self, cf: &str, range: &KeyRange) -> DBRawIteratorWithThreadMode<'_, DB> {
         let mut opts = ReadOptions::default();
         if let Some(end) = &range.end {
             opts.set_iterate_upper_bound(end.clone());
@@ -294,11 +301,9 @@ impl Store {
         // Lookups read a few blocks; a big subtree fills the cache's
         // low-priority part, and index blocks sit in its high-priority
         // part.
-        self.db().iterator_cf_opt(
-            self.cf(cf),
-            opts,
-            IteratorMode::From(&range.start, Direction::Forward),
-        )
+        let mut rows = self.db().raw_iterator_cf_opt(self.cf(cf), opts);
+        rows.seek(&range.start);
+        rows
     }
 
     /// Streams the records a selector and filter match.
@@ -309,7 +314,7 @@ impl Store {
     ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + 'a {
         let span = selector.span();
         let cutoff = self.retention_cutoff();
-        let rows = self.raw_iter(span.cf, &span.range);
+        let rows = self.rows(span.cf, &span.range);
         self.scan(rows, filter.deadline, move |key, value| {
             span.record(key, value, cutoff, filter)
         })
@@ -324,7 +329,7 @@ impl Store {
     ) -> impl Iterator<Item = Result<NegativeRecord, StoreError>> + 'a {
         let span = selector.negative_span();
         let cutoff = self.retention_cutoff();
-        let rows = self.raw_iter(CF_NEGATIVE, &span.range);
+        let rows = self.rows(CF_NEGATIVE, &span.range);
         self.scan(rows, filter.deadline, move |key, value| {
             span.negative(key, value, cutoff, filter)
         })
@@ -334,10 +339,11 @@ impl Store {
     /// yielding what it returns; a value that does not decode is counted
     /// as corrupt and skipped. Past `deadline` (looked at every
     /// [`DEADLINE_EVERY`] keys read, accepted or not), the scan yields one
-    /// [`StoreError::TimedOut`] and ends.
+    /// [`StoreError::TimedOut`] and ends; a read error is yielded and ends
+    /// it too.
     fn scan<'a, T, A>(
         &'a self,
-        rows: DBIteratorWithThreadMode<'a, DB>,
+        rows: DBRawIteratorWithThreadMode<'a, DB>,
         deadline: Option<Instant>,
         mut accept: A,
     ) -> impl Iterator<Item = Result<T, StoreError>> + use<'a, T, A>
@@ -345,32 +351,51 @@ impl Store {
         A: FnMut(&[u8], Value) -> Option<T> + 'a,
     {
         let mut read = 0u32;
-        let mut over = false;
-        rows.map_while(move |item| {
-            if over {
-                return None;
-            }
+        self.walk(rows, move |key, value| {
             read = read.wrapping_add(1);
             if read.is_multiple_of(DEADLINE_EVERY) && deadline.is_some_and(|d| Instant::now() >= d)
             {
-                over = true;
-                return Some(Some(Err(StoreError::TimedOut)));
+                return Some(Err(StoreError::TimedOut));
             }
-            let (key, value) = match item {
-                Ok(kv) => kv,
-                Err(e) => return Some(Some(Err(self.error("reading")(e)))),
-            };
-            let Some(value) = Value::decode(&value) else {
-                count_corrupt();
-                return Some(None);
-            };
-            Some(accept(&key, value).map(Ok))
+            match Value::decode(value) {
+                Some(value) => accept(key, value).map(Ok),
+                None => {
+                    count_corrupt();
+                    None
+                }
+            }
         })
-        .flatten()
     }
-}
 
-impl Store {
+    /// Walks `rows`, giving `visit` each key and value in place: `None`
+    /// skips the row, `Some(Ok(_))` yields it, and `Some(Err(_))` is
+    /// yielded and ends the walk, as a read error does.
+    fn walk<'a, T, V>(
+        &'a self,
+        mut rows: DBRawIteratorWithThreadMode<'a, DB>,
+        mut visit: V,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + use<'a, T, V>
+    where
+        V: FnMut(&[u8], &[u8]) -> Option<Result<T, StoreError>> + 'a,
+    {
+        let mut over = false;
+        std::iter::from_fn(move || {
+            while !over {
+                let (Some(key), Some(value)) = (rows.key(), rows.value()) else {
+                    over = true;
+                    return rows.status().err().map(|e| Err(self.error("reading")(e)));
+                };
+                let found = visit(key, value);
+                rows.next();
+                if let Some(found) = found {
+                    over = found.is_err();
+                    return Some(found);
+                }
+            }
+            None
+        })
+    }
+
     /// Owner names (reversed encoding) whose forward encoding starts with
     /// `prefix`, from the `names` column family. An entry carries the
     /// last sighting of its owner's records (none if written before
@@ -382,19 +407,15 @@ impl Store {
     ) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + 'a {
         let range = names_range(prefix);
         let cutoff = self.retention_cutoff();
-        self.raw_iter(super::CF_NAMES, &range)
-            .filter_map(move |item| {
-                let (key, value) = match item {
-                    Ok(kv) => kv,
-                    Err(e) => return Some(Err(self.error("reading")(e))),
-                };
-                if value::last_seen(&value).is_some_and(|last| last < cutoff) {
-                    return None;
-                }
-                let mut reversed = Vec::with_capacity(key.len());
-                name::from_forward(&key, &mut reversed);
-                Some(Ok(reversed))
-            })
+        let rows = self.rows(super::CF_NAMES, &range);
+        self.walk(rows, move |key, value| {
+            if value::last_seen(value).is_some_and(|last| last < cutoff) {
+                return None;
+            }
+            let mut reversed = Vec::with_capacity(key.len());
+            name::from_forward(key, &mut reversed);
+            Some(Ok(reversed))
+        })
     }
 }
 
