@@ -24,6 +24,8 @@ mod query;
 mod search;
 mod status;
 
+use std::sync::OnceLock;
+
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -53,20 +55,36 @@ pub(super) fn routes() -> Router<SharedState> {
 struct Asset {
     body: &'static str,
     content_type: &'static str,
+    /// Its validator, worked out on first use.
+    etag: OnceLock<String>,
 }
 
-static INDEX: Asset = Asset {
-    body: include_str!("assets/index.html"),
-    content_type: "text/html; charset=utf-8",
-};
-static SCRIPT: Asset = Asset {
-    body: include_str!("assets/app.js"),
-    content_type: "text/javascript; charset=utf-8",
-};
-static STYLE: Asset = Asset {
-    body: include_str!("assets/app.css"),
-    content_type: "text/css; charset=utf-8",
-};
+impl Asset {
+    const fn new(body: &'static str, content_type: &'static str) -> Asset {
+        Asset {
+            body,
+            content_type,
+            etag: OnceLock::new(),
+        }
+    }
+
+    /// The quoted start of the body's SHA-256, the same for as long as the
+    /// binary is.
+    fn etag(&self) -> &str {
+        self.etag
+            .get_or_init(|| format!("\"{}\"", &hex(&Sha256::digest(self.body.as_bytes()))[..16]))
+    }
+}
+
+static INDEX: Asset = Asset::new(
+    include_str!("assets/index.html"),
+    "text/html; charset=utf-8",
+);
+static SCRIPT: Asset = Asset::new(
+    include_str!("assets/app.js"),
+    "text/javascript; charset=utf-8",
+);
+static STYLE: Asset = Asset::new(include_str!("assets/app.css"), "text/css; charset=utf-8");
 
 /// What the page may load and run: its own script and style, images
 /// drawn inline (the timelines are SVG in the document), requests to its
@@ -77,7 +95,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// Serves an asset with a validator: `Cache-Control: no-cache` makes the
 /// browser ask every time, and an unchanged file costs a 304.
 fn asset(request: &Request, asset: &Asset) -> Response {
-    let etag = format!("\"{}\"", &hex(&Sha256::digest(asset.body.as_bytes()))[..16]);
+    let etag = asset.etag();
     let fresh = request
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -98,7 +116,7 @@ fn asset(request: &Request, asset: &Asset) -> Response {
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);
     }
     response
