@@ -527,10 +527,11 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
     };
     // Every ring and every dnstap worker has a worker: they share the
     // aggregator bound.
+    let dnstap_config = args.dnstap.config();
     let dnstap_workers = if dnstap.is_empty() {
         0
     } else {
-        args.dnstap.config().worker_count()
+        dnstap_config.worker_count()
     };
     let pipeline = pipeline.per_worker(rings.len() + dnstap_workers);
     let mut threads = Vec::new();
@@ -575,7 +576,7 @@ fn start(prepared: Prepared, args: &RunArgs, runtime: &Runtime) -> Result<Captur
     } else {
         Some(DnstapService::start(
             dnstap,
-            args.dnstap.config(),
+            dnstap_config,
             &pipeline,
             Arc::clone(&store),
         )?)

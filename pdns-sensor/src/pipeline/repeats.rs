@@ -240,8 +240,6 @@ fn updates(bytes: &[u8]) -> impl Iterator<Item = Observed> + '_ {
 /// always ends a probe.
 struct Slots {
     slots: Box<[u64]>,
-    /// Slots − 1 (their number is a power of two).
-    mask: usize,
     len: usize,
 }
 
@@ -251,15 +249,20 @@ impl Slots {
         debug_assert!(entries.is_power_of_two());
         Slots {
             slots: vec![0; 2 * entries].into_boxed_slice(),
-            mask: 2 * entries - 1,
             len: 0,
         }
+    }
+
+    /// Slots − 1: their number is a power of two.
+    #[inline]
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
     }
 
     /// The slot where the probe for `hash` starts (its lower bits).
     #[inline]
     fn home(&self, hash: u64) -> usize {
-        hash as usize & self.mask
+        hash as usize & self.mask()
     }
 
     /// The part of `hash` a slot keeps (its upper bits).
@@ -286,7 +289,7 @@ impl Slots {
                 if slot == 0 {
                     return None;
                 }
-                i = (i + 1) & self.mask;
+                i = (i + 1) & self.mask();
                 if slot >> 32 == tag {
                     return Some(slot as u32 - 1);
                 }
@@ -302,7 +305,7 @@ impl Slots {
         debug_assert!(self.len < self.slots.len() / 2);
         let mut i = self.home(hash);
         while self.slots[i] != 0 {
-            i = (i + 1) & self.mask;
+            i = (i + 1) & self.mask();
         }
         self.slots[i] = (Slots::tag(hash) << 32) | u64::from(at + 1);
         self.len += 1;
@@ -1075,7 +1078,7 @@ mod tests {
         let hash = |home: usize, tag: u64| (tag << 32) | home as u64;
         // Two with the same tag and home, one with another tag, probing
         // past the end of the table back to its start.
-        let last = slots.mask;
+        let last = slots.mask();
         slots.insert(hash(last, 7), 100);
         slots.insert(hash(last, 9), 200);
         slots.insert(hash(last, 7), 300);

@@ -102,6 +102,9 @@ pub struct DnstapOutcome {
 impl DnstapService {
     /// Starts accepting on `listeners` and recording into `store` with
     /// `config.workers` pipeline workers (records marked as dnstap's).
+    /// `pipeline.max_entries` is each worker's share of the aggregator
+    /// bound: the caller divides it among every worker it starts, these
+    /// and its rings (see [`PipelineConfig::per_worker`]).
     pub fn start(
         listeners: Vec<Listener>,
         config: DnstapConfig,
