@@ -9,7 +9,9 @@
 //! other messages are being handled, so the loads overlap instead of
 //! following one another. The reader of a mapped capture
 //! (`source::pcap::slice`) asks for the file's bytes a little ahead of the
-//! frame it hands out, for the same reason.
+//! frame it hands out, for the same reason. The store writer (`store`)
+//! walks each batch in key order while its keys and values lie in arrival
+//! order, and asks for the entries a few steps ahead of the one it writes.
 
 /// Asks the CPU to bring the cache line holding `p` into its caches
 /// (all levels). Any address is allowed, including dangling or unmapped

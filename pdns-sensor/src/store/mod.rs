@@ -51,6 +51,7 @@ use rocksdb::{
     CompactOptions, DB, DBCompressionType, Options, WriteBatch,
 };
 
+use crate::hint;
 use crate::vocab::batch::Batch;
 use crate::vocab::value::{self, Value};
 use crate::vocab::{key, name};
@@ -841,7 +842,10 @@ impl Store {
         let mut domains = nod::Collector::new(self.nod.config);
         let mut values = Vec::with_capacity(sorted.len() * 16);
         let mut value_at = Vec::with_capacity(sorted.len());
-        for (_, v) in &sorted {
+        for (n, (_, v)) in sorted.iter().enumerate() {
+            if let Some((_, ahead)) = sorted.get(n + PREFETCH_AHEAD) {
+                hint::prefetch(*ahead);
+            }
             let start = values.len();
             if !v.is_expired(cutoff) {
                 v.encode(&mut values);
@@ -861,17 +865,21 @@ impl Store {
             3 * key_bytes + 64 * sorted.len() + negative_bytes + 64,
         );
         let mut stats = WriteStats::default();
-        let mut index = KeyList::with_capacity(key_bytes + 8 * sorted.len(), sorted.len());
-        let mut forward = KeyList::with_capacity(key_bytes, sorted.len() / 2);
-        // One last sighting per `names` entry (its owner's latest), tagged
-        // by position.
-        let mut owner_last: Vec<u64> = Vec::with_capacity(sorted.len() / 2);
+        // Index entries tagged with where their value is in `values`;
+        // `names` entries with their owner's last sighting.
+        let mut index: KeyList<(usize, usize)> =
+            KeyList::with_capacity(key_bytes + 8 * sorted.len(), sorted.len());
+        let mut forward: KeyList<u64> = KeyList::with_capacity(key_bytes, sorted.len() / 2);
         let mut expired = [0u64; 4];
         // Sorted keys group records by owner: the current group, and
         // whether any of its records is fresh (has a `names` entry).
         let mut group: Option<(&[u8], bool)> = None;
         let mut scratch = Vec::new();
         for (i, (key, value)) in sorted.iter().enumerate() {
+            if let Some((key, value)) = sorted.get(i + PREFETCH_AHEAD) {
+                hint::prefetch(key.as_ptr());
+                hint::prefetch(*value);
+            }
             let record = key::parse_record_key(key);
             if let Some(r) = &record
                 && group.is_none_or(|(owner, _)| owner != r.owner)
@@ -893,14 +901,14 @@ impl Store {
             stats.records += 1;
             if let (Some(record), Some((_, fresh))) = (&record, &mut group) {
                 if *fresh {
-                    let last = owner_last.last_mut().expect("a fresh group has a value");
+                    let last = forward.last_tag_mut().expect("a fresh group has an entry");
                     *last = (*last).max(value.last);
                 } else {
                     *fresh = true;
-                    forward.push_with(owner_last.len(), |out| name::forward(record.owner, out));
-                    owner_last.push(value.last);
+                    forward.push_with(value.last, |out| name::forward(record.owner, out));
                 }
-                index.push_if(i, |out| key::index_key(out, record));
+                let at = &value_at[i];
+                index.push_if((at.start, at.end), |out| key::index_key(out, record));
             }
             if let Some(record) = &record {
                 domains.record(record, value.first);
@@ -910,16 +918,22 @@ impl Store {
             expired[NAMES] += 1;
         }
         let mut value_buf = Vec::with_capacity(32);
-        for (key, tag) in forward.sorted() {
+        for (key, last) in forward.sorted(|_| ()) {
             value_buf.clear();
-            value::encode_last_seen(owner_last[tag], &mut value_buf);
+            value::encode_last_seen(last, &mut value_buf);
             batch.merge_cf(names, key, &value_buf);
         }
-        for (key, i) in index.sorted() {
-            batch.merge_cf(rdata, key, &values[value_at[i].clone()]);
+        for (key, (start, end)) in
+            index.sorted(|(start, _)| hint::prefetch(values.as_ptr().wrapping_add(start)))
+        {
+            batch.merge_cf(rdata, key, &values[start..end]);
             stats.index_entries += 1;
         }
-        for (key, value) in negatives {
+        for (n, (key, value)) in negatives.iter().enumerate() {
+            if let Some((key, value)) = negatives.get(n + PREFETCH_AHEAD) {
+                hint::prefetch(key.as_ptr());
+                hint::prefetch(*value);
+            }
             if value.is_expired(cutoff) {
                 expired[NEGATIVE] += 1;
                 continue;
@@ -948,7 +962,7 @@ impl Store {
         for (cf, touched) in [
             (records, stats.records > 0),
             (rdata, stats.index_entries > 0),
-            (names, !owner_last.is_empty()),
+            (names, !forward.is_empty()),
             (negative, stats.negatives > 0),
         ] {
             if !touched {
@@ -1186,15 +1200,27 @@ impl Store {
     }
 }
 
+/// How many entries ahead the store writer's walks over a batch prefetch
+/// (see [`crate::hint`]).
+///
+/// A batch is walked in key order, but its keys and values lie in the
+/// order the aggregator first saw them: at high cardinality (half a million
+/// records, tens of MiB) nearly every step reads memory no cache holds. A
+/// profile of one-thread ingest at 1 M names put most of the writer's own
+/// time on five such loads (a key's first byte, its value, an index entry).
+/// Asking for the entry this many steps ahead lets those loads overlap; it
+/// took that ingest from 2.15–2.23 s to 1.89–2.05 s.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Keys built into one buffer (one allocation, not one per key), each
-/// tagged with the record it came from, to be written in sorted order.
-struct KeyList {
+/// tagged with what its value is made from, to be written in sorted order.
+struct KeyList<T> {
     bytes: Vec<u8>,
-    keys: Vec<(std::ops::Range<usize>, usize)>,
+    keys: Vec<(std::ops::Range<usize>, T)>,
 }
 
-impl KeyList {
-    fn with_capacity(bytes: usize, keys: usize) -> KeyList {
+impl<T: Copy> KeyList<T> {
+    fn with_capacity(bytes: usize, keys: usize) -> KeyList<T> {
         KeyList {
             bytes: Vec::with_capacity(bytes),
             keys: Vec::with_capacity(keys),
@@ -1202,7 +1228,7 @@ impl KeyList {
     }
 
     /// Appends the key `build` writes, tagged with `tag`.
-    fn push_with(&mut self, tag: usize, build: impl FnOnce(&mut Vec<u8>)) {
+    fn push_with(&mut self, tag: T, build: impl FnOnce(&mut Vec<u8>)) {
         self.push_if(tag, |out| {
             build(out);
             true
@@ -1210,7 +1236,7 @@ impl KeyList {
     }
 
     /// Appends the key `build` writes if it returns true.
-    fn push_if(&mut self, tag: usize, build: impl FnOnce(&mut Vec<u8>) -> bool) {
+    fn push_if(&mut self, tag: T, build: impl FnOnce(&mut Vec<u8>) -> bool) {
         let start = self.bytes.len();
         if build(&mut self.bytes) {
             self.keys.push((start..self.bytes.len(), tag));
@@ -1219,15 +1245,35 @@ impl KeyList {
         }
     }
 
-    /// The keys in byte order, with their tags.
-    fn sorted(&self) -> impl Iterator<Item = (&[u8], usize)> {
+    /// The tag of the key appended last.
+    fn last_tag_mut(&mut self) -> Option<&mut T> {
+        self.keys.last_mut().map(|(_, tag)| tag)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys in byte order, with their tags. Sorted, they are read in
+    /// an order unrelated to the one they were built in, so the walk
+    /// prefetches its next entries (see [`PREFETCH_AHEAD`]), and calls `ahead`
+    /// with the tag of an entry a few steps ahead, for the caller to
+    /// prefetch what that tag points at.
+    fn sorted(&self, ahead: impl Fn(T)) -> impl Iterator<Item = (&[u8], T)> {
         let (bytes, keys) = (&self.bytes, &self.keys);
-        sort::byte_order(keys.len(), |i| &bytes[keys[i].0.clone()])
-            .into_iter()
-            .map(move |i| {
+        let order = sort::byte_order(keys.len(), |i| &bytes[keys[i].0.clone()]);
+        (0..order.len()).map(move |n| {
+            if let Some(&i) = order.get(n + PREFETCH_AHEAD) {
+                hint::prefetch(&keys[i as usize]);
+            }
+            if let Some(&i) = order.get(n + PREFETCH_AHEAD / 2) {
                 let (range, tag) = &keys[i as usize];
-                (&bytes[range.clone()], *tag)
-            })
+                hint::prefetch(bytes.as_ptr().wrapping_add(range.start));
+                ahead(*tag);
+            }
+            let (range, tag) = &keys[order[n] as usize];
+            (&bytes[range.clone()], *tag)
+        })
     }
 }
 
@@ -1270,9 +1316,14 @@ impl Drop for FullCompaction<'_> {
 
 /// A table's entries in byte order of their keys.
 fn in_byte_order<'a>(entries: Vec<(&'a [u8], &'a Value)>) -> Vec<(&'a [u8], &'a Value)> {
-    sort::byte_order(entries.len(), |i| entries[i].0)
-        .into_iter()
-        .map(|i| entries[i as usize])
+    let order = sort::byte_order(entries.len(), |i| entries[i].0);
+    (0..order.len())
+        .map(|n| {
+            if let Some(&i) = order.get(n + PREFETCH_AHEAD) {
+                hint::prefetch(&entries[i as usize]);
+            }
+            entries[order[n] as usize]
+        })
         .collect()
 }
 

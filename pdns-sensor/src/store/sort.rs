@@ -23,6 +23,9 @@
 //! everywhere the key that ended first is a prefix of the other, and so
 //! the smaller.
 
+use super::PREFETCH_AHEAD as AHEAD;
+use crate::hint;
+
 /// Runs at most this long are sorted by comparing the keys' remaining
 /// bytes: for a handful of keys that is cheaper than another level.
 const SMALL_RUN: usize = 16;
@@ -63,8 +66,13 @@ impl Entry {
 /// If `count` exceeds `u32::MAX` (a batch is far smaller).
 pub(super) fn byte_order<'k>(count: usize, key: impl Fn(usize) -> &'k [u8]) -> Vec<u32> {
     let count = u32::try_from(count).expect("fewer than 2^32 keys in a batch");
-    let mut entries: Vec<Entry> = (0..count)
-        .map(|i| Entry::new(key(i as usize), 0, i))
+    let mut entries: Vec<Entry> = (0..count as usize)
+        .map(|i| {
+            if i + AHEAD < count as usize {
+                hint::prefetch(key(i + AHEAD).as_ptr());
+            }
+            Entry::new(key(i), 0, i as u32)
+        })
         .collect();
     sort_level(&mut entries, 0, &key);
     entries.into_iter().map(|e| e.index).collect()
@@ -96,8 +104,12 @@ fn sort_level<'k>(entries: &mut [Entry], depth: usize, key: &impl Fn(usize) -> &
         if end - start > 1 && rank.1 == 9 {
             let run = &mut entries[start..end];
             let next = depth + 8;
-            for e in run.iter_mut() {
-                *e = Entry::new(key(e.index as usize), next, e.index);
+            for n in 0..run.len() {
+                if let Some(ahead) = run.get(n + AHEAD) {
+                    hint::prefetch(key(ahead.index as usize).as_ptr().wrapping_add(next));
+                }
+                let index = run[n].index;
+                run[n] = Entry::new(key(index as usize), next, index);
             }
             sort_level(run, next, key);
         }
